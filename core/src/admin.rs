@@ -1,0 +1,179 @@
+//! The admin protocol shared by otpd's socket, its HTTP admin API and otpctl: one JSON
+//! request per line, one JSON reply per line.
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::user::UserView;
+
+/// A secret in a request: never printed by `Debug`, wiped when dropped.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub Zeroizing<String>);
+
+impl Secret {
+    pub fn new(s: String) -> Self {
+        Secret(Zeroizing::new(s))
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(…)")
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AdminRequest {
+    Status,
+    UserAdd {
+        login_id: String,
+        password: Secret,
+    },
+    UserPasswd {
+        login_id: String,
+        password: Secret,
+    },
+    UserShow {
+        login_id: String,
+    },
+    UserList,
+    UserDelete {
+        login_id: String,
+    },
+    TokenIssue {
+        login_id: String,
+        email: String,
+        activation_password: Secret,
+    },
+    TokenActivate {
+        login_id: String,
+        otp: Secret,
+    },
+    TokenCancel {
+        login_id: String,
+    },
+    TokenRenew {
+        login_id: String,
+    },
+    TokenUnlock {
+        login_id: String,
+    },
+}
+
+impl AdminRequest {
+    /// The operation's name in audit lines and the CLI.
+    pub fn name(&self) -> &'static str {
+        match self {
+            AdminRequest::Status => "status",
+            AdminRequest::UserAdd { .. } => "user add",
+            AdminRequest::UserPasswd { .. } => "user passwd",
+            AdminRequest::UserShow { .. } => "user show",
+            AdminRequest::UserList => "user list",
+            AdminRequest::UserDelete { .. } => "user delete",
+            AdminRequest::TokenIssue { .. } => "token issue",
+            AdminRequest::TokenActivate { .. } => "token activate",
+            AdminRequest::TokenCancel { .. } => "token cancel",
+            AdminRequest::TokenRenew { .. } => "token renew",
+            AdminRequest::TokenUnlock { .. } => "token unlock",
+        }
+    }
+
+    /// The user the request is about, for audit lines.
+    pub fn subject(&self) -> Option<&str> {
+        match self {
+            AdminRequest::Status | AdminRequest::UserList => None,
+            AdminRequest::UserAdd { login_id, .. }
+            | AdminRequest::UserPasswd { login_id, .. }
+            | AdminRequest::UserShow { login_id }
+            | AdminRequest::UserDelete { login_id }
+            | AdminRequest::TokenIssue { login_id, .. }
+            | AdminRequest::TokenActivate { login_id, .. }
+            | AdminRequest::TokenCancel { login_id }
+            | AdminRequest::TokenRenew { login_id }
+            | AdminRequest::TokenUnlock { login_id } => Some(login_id),
+        }
+    }
+
+    /// Reads change nothing and need no flush before the reply.
+    pub fn is_read_only(&self) -> bool {
+        matches!(
+            self,
+            AdminRequest::Status | AdminRequest::UserShow { .. } | AdminRequest::UserList
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusView {
+    pub version: String,
+    pub uptime_seconds: u64,
+    pub users: usize,
+    pub by_state: std::collections::BTreeMap<String, usize>,
+    pub locked: usize,
+    pub mail_queued: usize,
+    pub store_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AdminData {
+    Status(StatusView),
+    User(UserView),
+    Users {
+        users: Vec<UserView>,
+    },
+    Issued {
+        user: UserView,
+        link_expires_at: String,
+    },
+    Deleted {
+        login_id: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminFailure {
+    pub error: String,
+    pub message: String,
+}
+
+pub type AdminReply = Result<AdminData, AdminFailure>;
+
+impl From<crate::OpError> for AdminFailure {
+    fn from(e: crate::OpError) -> Self {
+        AdminFailure {
+            error: e.code().into(),
+            message: e.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_reach_debug_output() {
+        let r = AdminRequest::UserAdd {
+            login_id: "a".into(),
+            password: Secret::new("hunter2".into()),
+        };
+        assert!(!format!("{r:?}").contains("hunter2"));
+        let line = serde_json::to_string(&r).expect("json");
+        assert_eq!(
+            line,
+            r#"{"op":"user_add","login_id":"a","password":"hunter2"}"#
+        );
+        let back: AdminRequest = serde_json::from_str(&line).expect("parse");
+        assert_eq!(back.name(), "user add");
+        assert!(
+            serde_json::from_str::<AdminRequest>(r#"{"op":"user_show","login_id":"a","x":1}"#)
+                .is_err()
+        );
+    }
+}

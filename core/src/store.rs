@@ -1,0 +1,340 @@
+//! Where users, setup links and the mail outbox live: a narrow [`Store`] trait and its sled
+//! implementation. Writes become visible at once and durable at the next group commit:
+//! a caller must not report success until [`Store::when_durable`] has called back.
+
+use std::path::Path;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+
+use crate::user::UserRecord;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("store: {0}")]
+    Io(String),
+    #[error("store holds a record it cannot read: {0}")]
+    Corrupt(String),
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        StoreError::Io(e.to_string())
+    }
+}
+
+/// A value together with the bytes it was read from, for compare-and-swap.
+#[derive(Debug, Clone)]
+pub struct Versioned<T> {
+    pub value: T,
+    raw: Vec<u8>,
+}
+
+/// One record of a backup: tree name, key, value.
+pub type ExportRow = (String, Vec<u8>, Vec<u8>);
+
+pub type DurableCallback = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
+pub trait Store: Send + Sync {
+    fn get_user(&self, login_id: &str) -> Result<Option<Versioned<UserRecord>>, StoreError>;
+    /// Replaces the user only if it is still `expected` (`None`: must not exist yet);
+    /// `new = None` deletes. `Ok(false)`: someone changed it meanwhile, read again.
+    fn swap_user(
+        &self,
+        login_id: &str,
+        expected: Option<&Versioned<UserRecord>>,
+        new: Option<&UserRecord>,
+    ) -> Result<bool, StoreError>;
+    fn users(&self) -> Result<Vec<UserRecord>, StoreError>;
+    fn user_count(&self) -> usize;
+    /// Setup links: hash of the code → login ID.
+    fn link_owner(&self, hash: &str) -> Result<Option<String>, StoreError>;
+    fn set_link_owner(&self, hash: &str, login_id: Option<&str>) -> Result<(), StoreError>;
+    /// The durable mail outbox: returns the new message's id.
+    fn outbox_push(&self, message: &[u8]) -> Result<u64, StoreError>;
+    fn outbox(&self) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
+    fn outbox_replace(&self, id: u64, message: &[u8]) -> Result<(), StoreError>;
+    fn outbox_remove(&self, id: u64) -> Result<(), StoreError>;
+    /// Calls `done` once every write made before this call is on disk.
+    fn when_durable(&self, done: DurableCallback);
+    /// Blocks until every write made before this call is on disk.
+    fn wait_durable(&self) -> Result<(), StoreError> {
+        let (tx, rx) = mpsc::channel();
+        self.when_durable(Box::new(move |r| {
+            let _ = tx.send(r);
+        }));
+        rx.recv()
+            .unwrap_or_else(|_| Err(StoreError::Io("flusher stopped".into())))
+    }
+    /// Bytes the store occupies on disk.
+    fn size_on_disk(&self) -> u64;
+    /// A consistent copy of everything, for backups.
+    fn export(&self) -> Result<Vec<ExportRow>, StoreError>;
+}
+
+pub struct SledStore {
+    db: sled::Db,
+    users: sled::Tree,
+    links: sled::Tree,
+    outbox: sled::Tree,
+    flush_tx: Mutex<Option<mpsc::Sender<DurableCallback>>>,
+    flusher: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Drop for SledStore {
+    /// Lets the flusher answer what is queued, then waits for it, so the store can be opened
+    /// again in the same process at once.
+    fn drop(&mut self) {
+        if let Ok(mut tx) = self.flush_tx.lock() {
+            tx.take();
+        }
+        if let Some(handle) = self.flusher.lock().ok().and_then(|mut h| h.take()) {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl SledStore {
+    pub fn open(dir: &Path) -> Result<Arc<SledStore>, StoreError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Io(format!("cannot create {}: {e}", dir.display())))?;
+        let db = sled::Config::new()
+            .path(dir.join("store"))
+            // Durability comes from our group commit, not from sled's timer.
+            .flush_every_ms(None)
+            .open()
+            .map_err(|e| StoreError::Io(format!("cannot open store in {}: {e}", dir.display())))?;
+        let users = db.open_tree("users")?;
+        let links = db.open_tree("links")?;
+        let outbox = db.open_tree("outbox")?;
+        let (tx, rx) = mpsc::channel::<DurableCallback>();
+        let flusher = db.clone();
+        let handle = std::thread::Builder::new()
+            .name("otpd-group-commit".into())
+            .spawn(move || group_commit(flusher, rx))
+            .map_err(|e| StoreError::Io(format!("cannot start flusher: {e}")))?;
+        Ok(Arc::new(SledStore {
+            db,
+            users,
+            links,
+            outbox,
+            flush_tx: Mutex::new(Some(tx)),
+            flusher: Mutex::new(Some(handle)),
+        }))
+    }
+}
+
+/// One thread owns every flush. Each round takes all waiters queued so far, flushes once
+/// with the blocking `flush()` (never `flush_async`, which deadlocks under concurrency in
+/// sled 0.34), and answers them all: every waiter wrote before it queued, so before the flush.
+fn group_commit(db: sled::Db, rx: mpsc::Receiver<DurableCallback>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        batch.extend(rx.try_iter());
+        let result = db.flush().map(|_| ()).map_err(StoreError::from);
+        for done in batch {
+            done(result.clone());
+        }
+    }
+}
+
+fn decode_user(raw: &[u8]) -> Result<UserRecord, StoreError> {
+    serde_json::from_slice(raw).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn encode_user(u: &UserRecord) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(u).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+impl Store for SledStore {
+    fn get_user(&self, login_id: &str) -> Result<Option<Versioned<UserRecord>>, StoreError> {
+        match self.users.get(login_id.as_bytes())? {
+            Some(raw) => Ok(Some(Versioned {
+                value: decode_user(&raw)?,
+                raw: raw.to_vec(),
+            })),
+            None => Ok(None),
+        }
+    }
+
+    fn swap_user(
+        &self,
+        login_id: &str,
+        expected: Option<&Versioned<UserRecord>>,
+        new: Option<&UserRecord>,
+    ) -> Result<bool, StoreError> {
+        let new_raw = new.map(encode_user).transpose()?;
+        let swapped = self.users.compare_and_swap(
+            login_id.as_bytes(),
+            expected.map(|v| v.raw.as_slice()),
+            new_raw,
+        )?;
+        Ok(swapped.is_ok())
+    }
+
+    fn users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        self.users
+            .iter()
+            .values()
+            .map(|r| decode_user(&r?))
+            .collect()
+    }
+
+    fn user_count(&self) -> usize {
+        self.users.len()
+    }
+
+    fn link_owner(&self, hash: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .links
+            .get(hash.as_bytes())?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    fn set_link_owner(&self, hash: &str, login_id: Option<&str>) -> Result<(), StoreError> {
+        match login_id {
+            Some(id) => self.links.insert(hash.as_bytes(), id.as_bytes())?,
+            None => self.links.remove(hash.as_bytes())?,
+        };
+        Ok(())
+    }
+
+    fn outbox_push(&self, message: &[u8]) -> Result<u64, StoreError> {
+        let id = self.db.generate_id()?;
+        self.outbox.insert(id.to_be_bytes(), message)?;
+        Ok(id)
+    }
+
+    fn outbox(&self) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        self.outbox
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv?;
+                let id = <[u8; 8]>::try_from(k.as_ref())
+                    .map(u64::from_be_bytes)
+                    .map_err(|_| StoreError::Corrupt("outbox key".into()))?;
+                Ok((id, v.to_vec()))
+            })
+            .collect()
+    }
+
+    fn outbox_replace(&self, id: u64, message: &[u8]) -> Result<(), StoreError> {
+        self.outbox.insert(id.to_be_bytes(), message)?;
+        Ok(())
+    }
+
+    fn outbox_remove(&self, id: u64) -> Result<(), StoreError> {
+        self.outbox.remove(id.to_be_bytes())?;
+        Ok(())
+    }
+
+    fn when_durable(&self, done: DurableCallback) {
+        let sent = match self.flush_tx.lock() {
+            Ok(tx) => match tx.as_ref() {
+                Some(tx) => tx.send(done).map_err(|e| e.0),
+                None => Err(done),
+            },
+            Err(_) => Err(done),
+        };
+        if let Err(done) = sent {
+            done(Err(StoreError::Io("the flusher thread has stopped".into())));
+        }
+    }
+
+    fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+
+    fn export(&self) -> Result<Vec<ExportRow>, StoreError> {
+        let mut out = Vec::new();
+        for (name, tree) in [
+            ("users", &self.users),
+            ("links", &self.links),
+            ("outbox", &self.outbox),
+        ] {
+            for kv in tree.iter() {
+                let (k, v) = kv?;
+                out.push((name.to_string(), k.to_vec(), v.to_vec()));
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lifecycle::Token;
+    use crate::lockout::LockState;
+
+    fn user(id: &str) -> UserRecord {
+        UserRecord {
+            login_id: id.into(),
+            password_hash: "$argon2id$x".into(),
+            email: None,
+            created_at: 1,
+            token: Token::Unregistered,
+            lock: LockState::default(),
+        }
+    }
+
+    #[test]
+    fn compare_and_swap_refuses_a_stale_version() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = SledStore::open(dir.path()).expect("open");
+        assert!(s.swap_user("a", None, Some(&user("a"))).expect("create"));
+        assert!(
+            !s.swap_user("a", None, Some(&user("a")))
+                .expect("second create"),
+            "exists"
+        );
+        let v1 = s.get_user("a").expect("read").expect("present");
+        let mut changed = user("a");
+        changed.email = Some("x@y.jp".into());
+        assert!(s.swap_user("a", Some(&v1), Some(&changed)).expect("swap"));
+        assert!(
+            !s.swap_user("a", Some(&v1), Some(&user("a")))
+                .expect("stale"),
+            "stale refused"
+        );
+        s.wait_durable().expect("flushed");
+    }
+
+    #[test]
+    fn many_waiters_share_flushes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = SledStore::open(dir.path()).expect("open");
+        let handles: Vec<_> = (0..8)
+            .map(|t| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    for i in 0..50 {
+                        let id = format!("u{t}-{i}");
+                        assert!(s.swap_user(&id, None, Some(&user(&id))).expect("write"));
+                        s.wait_durable().expect("durable");
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().expect("writer thread");
+        }
+        assert_eq!(s.user_count(), 400);
+    }
+
+    #[test]
+    fn outbox_keeps_order_and_survives_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let s = SledStore::open(dir.path()).expect("open");
+            let a = s.outbox_push(b"first").expect("push");
+            let b = s.outbox_push(b"second").expect("push");
+            assert!(a < b);
+            s.outbox_remove(a).expect("remove");
+            s.wait_durable().expect("durable");
+        }
+        let s = SledStore::open(dir.path()).expect("reopen");
+        let all = s.outbox().expect("list");
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].1, b"second");
+    }
+}
