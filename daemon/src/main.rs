@@ -1,1 +1,58 @@
-fn main() {}
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// otpd: the OTP authentication centre (RADIUS, HTTP enrolment, admin socket, mail).
+#[derive(Parser, Debug)]
+#[command(name = "otpd", version, about)]
+struct Args {
+    /// Configuration file.
+    #[arg(long, short = 'c', default_value = "/etc/otpd/otpd.toml")]
+    config: PathBuf,
+    /// Validate the configuration, print every problem, and exit (0 good, 2 bad).
+    #[arg(long)]
+    check_config: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let loaded = match otpd::app::check_config(&args.config) {
+        Ok(l) => l,
+        Err(problems) => {
+            eprintln!(
+                "otpd: {} has {} problem(s):",
+                args.config.display(),
+                problems.len()
+            );
+            for p in problems {
+                eprintln!("  - {p}");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    if args.check_config {
+        for w in &loaded.warnings {
+            eprintln!("otpd: warning: {w}");
+        }
+        println!("{}: configuration OK", args.config.display());
+        return ExitCode::SUCCESS;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("otpd: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(otpd::app::run(loaded)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("otpd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! otpd: every socket of the product lives here — the admin socket, RADIUS over UDP, HTTP —
+//! and the mail sender. The decisions are in `otpd-core`; [`ops::Ops`] is the bridge.
+
+pub mod admin_socket;
+pub mod app;
+pub mod clock;
+pub mod log;
+pub mod ops;

@@ -1,0 +1,192 @@
+//! The async side's door to the core: runs each operation on the bounded blocking pool
+//! (argon2 and sled never run on the reactor), then waits for the group commit before the
+//! answer leaves. Every front door (admin socket, HTTP, RADIUS) goes through here, so
+//! "durable before acknowledged" and the audit line are written once.
+
+use std::sync::Arc;
+
+use otpd_core::admin::{AdminReply, AdminRequest};
+use otpd_core::service::{Enrolled, LoginOutcome, RejectReason};
+use otpd_core::user::UserView;
+use otpd_core::{OpError, Service, UnixTime};
+use tokio::sync::{Notify, Semaphore};
+
+use crate::clock;
+use crate::log::Logger;
+
+pub struct Ops {
+    svc: Arc<Service>,
+    /// Permits = cores: at most that many argon2 hashes at once, the rest queue here.
+    pool: Semaphore,
+    pub log: Arc<Logger>,
+    /// Wakes the mailer when an issuance queued a message.
+    pub mail_wake: Arc<Notify>,
+}
+
+impl Ops {
+    pub fn new(svc: Arc<Service>, log: Arc<Logger>) -> Ops {
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        Ops {
+            svc,
+            pool: Semaphore::new(cores),
+            log,
+            mail_wake: Arc::new(Notify::new()),
+        }
+    }
+
+    pub fn service(&self) -> &Arc<Service> {
+        &self.svc
+    }
+
+    /// Runs `f` on the blocking pool with `now`, at most one per core at a time.
+    pub async fn run<T, F>(&self, f: F) -> Result<T, OpError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Service, UnixTime) -> T + Send + 'static,
+    {
+        let _permit = self
+            .pool
+            .acquire()
+            .await
+            .map_err(|_| OpError::Store("shutting down".into()))?;
+        let svc = self.svc.clone();
+        tokio::task::spawn_blocking(move || f(&svc, clock::now()))
+            .await
+            .map_err(|e| OpError::Store(format!("worker failed: {e}")))
+    }
+
+    /// Resolves once every write made so far is on disk (group commit).
+    pub async fn durable(&self) -> Result<(), OpError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.svc.store().when_durable(Box::new(move |r| {
+            let _ = tx.send(r);
+        }));
+        match rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(OpError::Store(e.to_string())),
+            Err(_) => Err(OpError::Store("flusher stopped".into())),
+        }
+    }
+
+    /// Runs `f`, then makes its writes durable; a failed flush turns success into an error.
+    pub async fn write<T, F>(&self, f: F) -> Result<T, OpError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Service, UnixTime) -> Result<T, OpError> + Send + 'static,
+    {
+        let result = self.run(f).await?;
+        // Failures (counted attempts, lock state) must be durable too before we answer.
+        self.durable().await?;
+        result
+    }
+
+    /// One admin request, from the socket or the HTTP admin API, with its audit line.
+    pub async fn admin(&self, req: AdminRequest, actor: &str) -> AdminReply {
+        let name = req.name();
+        let subject = req.subject().unwrap_or("-").to_string();
+        let read_only = req.is_read_only();
+        let issue = matches!(req, AdminRequest::TokenIssue { .. });
+        let result = if read_only {
+            self.run(move |svc, now| svc.execute(&req, now))
+                .await
+                .and_then(|r| r)
+        } else {
+            self.write(move |svc, now| svc.execute(&req, now)).await
+        };
+        if issue && result.is_ok() {
+            self.mail_wake.notify_one();
+        }
+        if !read_only || result.is_err() {
+            let outcome = match &result {
+                Ok(_) => "ok".to_string(),
+                Err(e) => e.code().to_string(),
+            };
+            self.log.audit(&[
+                ("admin", name),
+                ("actor", actor),
+                ("user", &subject),
+                ("outcome", &outcome),
+            ]);
+        }
+        result.map_err(Into::into)
+    }
+
+    /// A RADIUS or PAM login with `User-Password`; durable before it returns.
+    pub async fn login(
+        &self,
+        login_id: String,
+        password: zeroize::Zeroizing<String>,
+    ) -> LoginOutcome {
+        self.login_with(move |svc, now| svc.login(&login_id, &password, now))
+            .await
+    }
+
+    /// The OTP answering a challenge.
+    pub async fn login_otp(
+        &self,
+        login_id: String,
+        otp: zeroize::Zeroizing<String>,
+    ) -> LoginOutcome {
+        self.login_with(move |svc, now| svc.login_otp(&login_id, &otp, now))
+            .await
+    }
+
+    async fn login_with<F>(&self, f: F) -> LoginOutcome
+    where
+        F: FnOnce(&Service, UnixTime) -> LoginOutcome + Send + 'static,
+    {
+        let outcome = match self.run(f).await {
+            Ok(o) => o,
+            Err(_) => return LoginOutcome::Reject(RejectReason::Store),
+        };
+        // The accepted step (or the failure count) is on disk before the answer leaves.
+        match self.durable().await {
+            Ok(()) => outcome,
+            Err(e) => {
+                self.log.error(&format!(
+                    "login answered reject: the store could not write: {e}"
+                ));
+                LoginOutcome::Reject(RejectReason::Store)
+            }
+        }
+    }
+
+    /// 初期設定 through the link.
+    pub async fn enroll(
+        &self,
+        code: String,
+        service_id: String,
+        user_id: String,
+        activation_password: zeroize::Zeroizing<String>,
+    ) -> Result<Enrolled, OpError> {
+        let user = user_id.clone();
+        let r = self
+            .write(move |svc, now| {
+                svc.enroll(&code, &service_id, &user_id, &activation_password, now)
+            })
+            .await;
+        let outcome = r.as_ref().map(|_| "ok").unwrap_or_else(|e| e.code());
+        self.log
+            .audit(&[("setup", "enroll"), ("user", &user), ("outcome", outcome)]);
+        r
+    }
+
+    /// 有効期限更新 by the customer.
+    pub async fn renew(
+        &self,
+        service_id: String,
+        user_id: String,
+        otp: zeroize::Zeroizing<String>,
+    ) -> Result<UserView, OpError> {
+        let user = user_id.clone();
+        let r = self
+            .write(move |svc, now| svc.renew_with_otp(&service_id, &user_id, &otp, now))
+            .await;
+        let outcome = r.as_ref().map(|_| "ok").unwrap_or_else(|e| e.code());
+        self.log
+            .audit(&[("renew", "customer"), ("user", &user), ("outcome", outcome)]);
+        r
+    }
+}
