@@ -1,0 +1,224 @@
+//! A real `otpd` on a temp config, and the real `otpctl` to drive it.
+
+use std::io::Write;
+use std::net::{TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The folder that holds the workspace's binaries (`target/<profile>/`).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test-binary>
+    exe.parent().and_then(Path::parent).expect("target/<profile>").to_path_buf()
+}
+
+pub fn bin(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    assert!(p.exists(), "{} is missing: run `cargo build --workspace --bins` before the tests", p.display());
+    p
+}
+
+pub fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free tcp port").port()
+}
+
+pub fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).expect("free udp port").port()
+}
+
+/// Polls `f` until it returns Some, or panics after `limit`.
+pub fn wait_until<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub const RADIUS_SECRET: &str = "test-shared-secret-0123456789";
+
+pub struct Otpd {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub socket: PathBuf,
+    pub radius_port: u16,
+    pub http_port: u16,
+    pub stderr_log: PathBuf,
+    child: Option<Child>,
+    prefix: Vec<String>,
+}
+
+impl Otpd {
+    /// A config with free ports, cheap hashing, no syslog; `extra` is appended (TOML).
+    pub fn config_text(radius_port: u16, http_port: u16, extra: &str) -> String {
+        let mut text = format!(
+            r#"service_id = "TEST-BANK"
+data_dir = "data"
+key_file = "master.key"
+
+[radius]
+listen = ["127.0.0.1:{radius_port}"]
+reject_delay_ms = 200
+
+[[radius.clients]]
+name = "test"
+address = "127.0.0.1"
+secret = "{RADIUS_SECRET}"
+
+[password]
+argon2_memory_kib = 64
+argon2_iterations = 1
+
+[http]
+listen = "127.0.0.1:{http_port}"
+public_url = "http://127.0.0.1:{http_port}"
+
+[admin]
+socket = "admin.sock"
+
+"#
+        );
+        if !extra.contains("[mail]") {
+            text.push_str("[mail]\ntransport = \"file\"\ndir = \"mail\"\n\n");
+        }
+        if !extra.contains("[log]") {
+            text.push_str("[log]\nsyslog = false\n\n");
+        }
+        text.push_str(extra);
+        text
+    }
+
+    /// Writes the config and starts otpd; returns once the admin socket answers.
+    pub fn start(extra: &str) -> Otpd {
+        Otpd::start_with(extra, &[])
+    }
+
+    /// As [`Otpd::start`], with a command prefix such as `faketime -f +1431d`.
+    pub fn start_with(extra: &str, prefix: &[&str]) -> Otpd {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let radius_port = free_udp_port();
+        let http_port = free_tcp_port();
+        let config = dir.path().join("otpd.toml");
+        std::fs::write(&config, Otpd::config_text(radius_port, http_port, extra)).expect("write config");
+        let mut d = Otpd {
+            socket: dir.path().join("admin.sock"),
+            stderr_log: dir.path().join("otpd.stderr"),
+            dir,
+            config,
+            radius_port,
+            http_port,
+            child: None,
+            prefix: prefix.iter().map(|s| s.to_string()).collect(),
+        };
+        d.launch();
+        d
+    }
+
+    fn launch(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.stderr_log)
+            .expect("stderr log");
+        let mut cmd = match self.prefix.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(bin("otpd"));
+                c
+            }
+            None => Command::new(bin("otpd")),
+        };
+        cmd.arg("--config").arg(&self.config).stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
+        if !self.prefix.is_empty() {
+            cmd.env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+        }
+        self.child = Some(cmd.spawn().expect("start otpd"));
+        let socket = self.socket.clone();
+        let mut child = self.child.take().expect("child");
+        wait_until("otpd's admin socket", Duration::from_secs(30), || {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("otpd exited early ({status}): {}", std::fs::read_to_string(&self.stderr_log).unwrap_or_default());
+            }
+            std::os::unix::net::UnixStream::connect(&socket).ok().map(|_| ())
+        });
+        self.child = Some(child);
+    }
+
+    /// SIGTERM, and wait for a clean exit.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        unsafe_free_kill(child.id(), "TERM");
+        wait_until("otpd to stop", Duration::from_secs(30), || child.try_wait().ok().flatten())
+    }
+
+    /// SIGKILL: a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        if self.child.is_some() {
+            let status = self.stop();
+            assert!(status.success(), "otpd stopped with {status}");
+        }
+        self.launch();
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
+    }
+
+    /// Runs otpctl against this daemon; `stdin` is fed to it.
+    pub fn otpctl(&self, args: &[&str], stdin: &str) -> Output {
+        let mut child = Command::new(bin("otpctl"))
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run otpctl");
+        child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("feed stdin");
+        child.wait_with_output().expect("otpctl output")
+    }
+
+    /// otpctl that must succeed; returns stdout.
+    pub fn ctl_ok(&self, args: &[&str], stdin: &str) -> String {
+        let out = self.otpctl(args, stdin);
+        assert!(
+            out.status.success(),
+            "otpctl {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `otpctl --json user show`, parsed.
+    pub fn show(&self, login: &str) -> serde_json::Value {
+        serde_json::from_str(&self.ctl_ok(&["--json", "user", "show", login], "")).expect("json")
+    }
+}
+
+impl Drop for Otpd {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Sends a signal with the `kill` command (no unsafe code in tests).
+pub fn unsafe_free_kill(pid: u32, sig: &str) {
+    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+}
