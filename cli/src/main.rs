@@ -1,6 +1,7 @@
 //! otpctl: the administrators' command line. Parses, asks otpd over the admin socket, prints.
 
 mod client;
+mod files;
 mod secret;
 
 use std::path::PathBuf;
@@ -39,6 +40,9 @@ enum Command {
     /// The one-time password token of a user.
     #[command(subcommand)]
     Token(TokenCmd),
+    /// Write a copy of every record, taken through the running daemon, to PATH (mode 0600).
+    /// Restore it into a stopped otpd with `otpd --restore PATH`; keep key_file as well.
+    Backup { path: PathBuf },
 }
 
 #[derive(Args, Debug)]
@@ -51,15 +55,26 @@ struct PasswordArg {
 #[derive(Subcommand, Debug)]
 enum UserCmd {
     /// Create a user (state unregistered).
-    Add { login_id: String, #[command(flatten)] pw: PasswordArg },
+    Add {
+        login_id: String,
+        #[command(flatten)]
+        pw: PasswordArg,
+    },
     /// Set a user's login password.
-    Passwd { login_id: String, #[command(flatten)] pw: PasswordArg },
+    Passwd {
+        login_id: String,
+        #[command(flatten)]
+        pw: PasswordArg,
+    },
     /// State, lock, expiry, renewal and e-mail of a user.
     Show { login_id: String },
     /// One user a line.
     List,
     /// Remove a user and its token.
     Delete { login_id: String },
+    /// Import users from a CSV file: login_id,password_hash,email (hash: argon2id PHC,
+    /// sha512-crypt $6$ or bcrypt). All or nothing; a bad line is reported by number.
+    Import { file: PathBuf },
 }
 
 #[derive(Subcommand, Debug)]
@@ -142,6 +157,22 @@ fn run(cli: &Cli) -> Result<(), Failure> {
     let request = build_request(&cli.command)?;
     let socket = socket_path(cli)?;
     let data = client::call(&socket, &request)?;
+    if let (Command::Backup { path }, AdminData::Backup { rows }) = (&cli.command, &data) {
+        let users = files::write_backup(path, rows)?;
+        if cli.json {
+            println!(
+                "{}",
+                serde_json::json!({"path": path, "records": rows.len(), "users": users})
+            );
+        } else {
+            println!(
+                "backup of {users} users ({} records) written to {}",
+                rows.len(),
+                path.display()
+            );
+        }
+        return Ok(());
+    }
     print(&data, cli.json);
     Ok(())
 }
@@ -149,6 +180,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
 fn build_request(cmd: &Command) -> Result<AdminRequest, Failure> {
     Ok(match cmd {
         Command::Status => AdminRequest::Status,
+        Command::Backup { .. } => AdminRequest::Backup,
         Command::User(u) => match u {
             UserCmd::Add { login_id, pw } => AdminRequest::UserAdd {
                 login_id: login_id.clone(),
@@ -156,14 +188,30 @@ fn build_request(cmd: &Command) -> Result<AdminRequest, Failure> {
             },
             UserCmd::Passwd { login_id, pw } => AdminRequest::UserPasswd {
                 login_id: login_id.clone(),
-                password: secret::read("New password", pw.password_stdin, "--password-stdin", true)?,
+                password: secret::read(
+                    "New password",
+                    pw.password_stdin,
+                    "--password-stdin",
+                    true,
+                )?,
             },
-            UserCmd::Show { login_id } => AdminRequest::UserShow { login_id: login_id.clone() },
+            UserCmd::Show { login_id } => AdminRequest::UserShow {
+                login_id: login_id.clone(),
+            },
             UserCmd::List => AdminRequest::UserList,
-            UserCmd::Delete { login_id } => AdminRequest::UserDelete { login_id: login_id.clone() },
+            UserCmd::Delete { login_id } => AdminRequest::UserDelete {
+                login_id: login_id.clone(),
+            },
+            UserCmd::Import { file } => AdminRequest::UserImport {
+                users: files::read_import(file)?,
+            },
         },
         Command::Token(t) => match t {
-            TokenCmd::Issue { login_id, email, activation_password_stdin } => AdminRequest::TokenIssue {
+            TokenCmd::Issue {
+                login_id,
+                email,
+                activation_password_stdin,
+            } => AdminRequest::TokenIssue {
                 login_id: login_id.clone(),
                 email: email.clone(),
                 activation_password: secret::read(
@@ -173,12 +221,19 @@ fn build_request(cmd: &Command) -> Result<AdminRequest, Failure> {
                     true,
                 )?,
             },
-            TokenCmd::Activate { login_id, otp } => {
-                AdminRequest::TokenActivate { login_id: login_id.clone(), otp: Secret::new(otp.clone()) }
-            }
-            TokenCmd::Cancel { login_id } => AdminRequest::TokenCancel { login_id: login_id.clone() },
-            TokenCmd::Renew { login_id } => AdminRequest::TokenRenew { login_id: login_id.clone() },
-            TokenCmd::Unlock { login_id } => AdminRequest::TokenUnlock { login_id: login_id.clone() },
+            TokenCmd::Activate { login_id, otp } => AdminRequest::TokenActivate {
+                login_id: login_id.clone(),
+                otp: Secret::new(otp.clone()),
+            },
+            TokenCmd::Cancel { login_id } => AdminRequest::TokenCancel {
+                login_id: login_id.clone(),
+            },
+            TokenCmd::Renew { login_id } => AdminRequest::TokenRenew {
+                login_id: login_id.clone(),
+            },
+            TokenCmd::Unlock { login_id } => AdminRequest::TokenUnlock {
+                login_id: login_id.clone(),
+            },
         },
     })
 }
@@ -219,20 +274,36 @@ fn print(data: &AdminData, json: bool) {
                 );
             }
         }
-        AdminData::Issued { user, link_expires_at } => {
+        AdminData::Issued {
+            user,
+            link_expires_at,
+        } => {
             print_user(user);
             println!("setup link e-mailed; it is valid until {link_expires_at}");
         }
         AdminData::Deleted { login_id } => println!("deleted {login_id}"),
+        AdminData::Imported { count } => println!("imported {count} users"),
+        AdminData::Backup { rows } => println!("{} records", rows.len()),
     }
 }
 
 fn print_user(u: &UserView) {
     println!("login_id           {}", u.login_id);
     println!("state              {}", u.state.name());
-    println!("locked             {}{}", u.locked, if u.failures > 0 { format!(" ({} failures)", u.failures) } else { String::new() });
+    println!(
+        "locked             {}{}",
+        u.locked,
+        if u.failures > 0 {
+            format!(" ({} failures)", u.failures)
+        } else {
+            String::new()
+        }
+    );
     println!("email              {}", u.email.as_deref().unwrap_or("-"));
-    println!("expires_at         {}", u.expires_at.as_deref().unwrap_or("-"));
+    println!(
+        "expires_at         {}",
+        u.expires_at.as_deref().unwrap_or("-")
+    );
     println!(
         "renewal_available  {}{}",
         u.renewal_available,

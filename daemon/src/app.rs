@@ -59,6 +59,52 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `otpd --restore`: loads an `otpctl backup` file into the store of a stopped daemon.
+pub fn restore(config: &Config, backup: &Path, force: bool) -> anyhow::Result<usize> {
+    use std::io::BufRead;
+    let file =
+        std::fs::File::open(backup).with_context(|| format!("cannot open {}", backup.display()))?;
+    let mut lines = std::io::BufReader::new(file).lines();
+    let header: serde_json::Value =
+        serde_json::from_str(&lines.next().context("empty backup file")??)
+            .context("the first line is not an otpd backup header")?;
+    anyhow::ensure!(
+        header["format"] == "otpd-backup" && header["version"] == 1,
+        "{} is not an otpd backup (version 1)",
+        backup.display()
+    );
+    let mut rows = Vec::new();
+    for (i, line) in lines.enumerate() {
+        let row: otpd_core::admin::BackupRow = serde_json::from_str(&line?)
+            .with_context(|| format!("line {}: unreadable record", i + 2))?;
+        let (Some(k), Some(v)) = (
+            otpd_core::seal::unhex(&row.key),
+            otpd_core::seal::unhex(&row.value),
+        ) else {
+            anyhow::bail!("line {}: bad hex", i + 2);
+        };
+        rows.push((row.tree, k, v));
+    }
+    anyhow::ensure!(
+        header["records"].as_u64() == Some(rows.len() as u64),
+        "the backup is truncated: the header promises {} records, the file holds {}",
+        header["records"],
+        rows.len()
+    );
+    let store = SledStore::open(&config.data_dir)
+        .map_err(|e| anyhow::anyhow!("{e} (is otpd still running? stop it before restoring)"))?;
+    use otpd_core::store::Store;
+    anyhow::ensure!(
+        force || store.user_count() == 0,
+        "{} already holds {} users; restore into an empty data_dir, or add --force",
+        config.data_dir.display(),
+        store.user_count()
+    );
+    store.restore(&rows)?;
+    store.wait_durable()?;
+    Ok(rows.len())
+}
+
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int)) = (

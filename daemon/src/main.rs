@@ -13,6 +13,12 @@ struct Args {
     /// Validate the configuration, print every problem, and exit (0 good, 2 bad).
     #[arg(long)]
     check_config: bool,
+    /// Restore a backup written by `otpctl backup` into the (stopped) daemon's store, then exit.
+    #[arg(long, value_name = "BACKUP")]
+    restore: Option<PathBuf>,
+    /// With --restore: write into a store that already holds users.
+    #[arg(long, requires = "restore")]
+    force: bool,
 }
 
 fn main() -> ExitCode {
@@ -37,6 +43,22 @@ fn main() -> ExitCode {
         }
         println!("{}: configuration OK", args.config.display());
         return ExitCode::SUCCESS;
+    }
+    if let Some(backup) = &args.restore {
+        return match otpd::app::restore(&loaded.config, backup, args.force) {
+            Ok(n) => {
+                println!(
+                    "restored {n} records from {} into {}",
+                    backup.display(),
+                    loaded.config.data_dir.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("otpd: restore failed: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -20,7 +20,17 @@ fn lifecycle_through_otpctl_survives_a_restart() {
     assert!(v["email"].is_null() && v["expires_at"].is_null());
     assert_eq!(v["renewal_available"], false);
 
-    let out = d.ctl_ok(&["token", "issue", "taro", "--email", "taro@docomo.ne.jp", "--activation-password-stdin"], "act-1234\n");
+    let out = d.ctl_ok(
+        &[
+            "token",
+            "issue",
+            "taro",
+            "--email",
+            "taro@docomo.ne.jp",
+            "--activation-password-stdin",
+        ],
+        "act-1234\n",
+    );
     assert!(out.contains("setup link e-mailed"), "{out}");
     let v = d.show("taro");
     assert_eq!(v["state"], "issued");
@@ -29,10 +39,17 @@ fn lifecycle_through_otpctl_survives_a_restart() {
     d.ctl_ok(&["user", "add", "jiro", "--password-stdin"], "pw2\n");
     let list = d.ctl_ok(&["user", "list"], "");
     assert_eq!(list.lines().count(), 2, "{list}");
-    assert!(list.lines().any(|l| l.starts_with("taro\tissued")), "{list}");
+    assert!(
+        list.lines().any(|l| l.starts_with("taro\tissued")),
+        "{list}"
+    );
 
     d.restart();
-    assert_eq!(d.show("taro")["state"], "issued", "issuance survived the restart");
+    assert_eq!(
+        d.show("taro")["state"],
+        "issued",
+        "issuance survived the restart"
+    );
     assert_eq!(d.show("jiro")["state"], "unregistered");
 
     d.ctl_ok(&["token", "cancel", "taro"], "");
@@ -60,22 +77,46 @@ fn refusals_are_one_clear_line_and_change_nothing() {
 
     let dup = d.otpctl(&["user", "add", "taro", "--password-stdin"], "other\n");
     assert_eq!(dup.status.code(), Some(1));
-    assert_eq!(stderr_of(&dup).trim(), "otpctl: user \"taro\" already exists");
+    assert_eq!(
+        stderr_of(&dup).trim(),
+        "otpctl: user \"taro\" already exists"
+    );
 
     let unknown = d.otpctl(&["token", "cancel", "nobody"], "");
     assert_eq!(unknown.status.code(), Some(1));
-    assert_eq!(stderr_of(&unknown).trim(), "otpctl: no such user \"nobody\"");
+    assert_eq!(
+        stderr_of(&unknown).trim(),
+        "otpctl: no such user \"nobody\""
+    );
 
     let wrong_state = d.otpctl(&["token", "activate", "taro", "--otp", "123456"], "");
     assert_eq!(wrong_state.status.code(), Some(1));
-    assert!(stderr_of(&wrong_state).contains("unregistered"), "{}", stderr_of(&wrong_state));
+    assert!(
+        stderr_of(&wrong_state).contains("unregistered"),
+        "{}",
+        stderr_of(&wrong_state)
+    );
 
-    let bad_mail = d.otpctl(&["token", "issue", "taro", "--email", "not-an-address", "--activation-password-stdin"], "act-1234\n");
+    let bad_mail = d.otpctl(
+        &[
+            "token",
+            "issue",
+            "taro",
+            "--email",
+            "not-an-address",
+            "--activation-password-stdin",
+        ],
+        "act-1234\n",
+    );
     assert_eq!(bad_mail.status.code(), Some(1));
     assert!(stderr_of(&bad_mail).contains("not an e-mail address"));
 
     let no_secret = d.otpctl(&["user", "add", "hanako"], "");
-    assert_eq!(no_secret.status.code(), Some(2), "no password source: usage error");
+    assert_eq!(
+        no_secret.status.code(),
+        Some(2),
+        "no password source: usage error"
+    );
     assert!(stderr_of(&no_secret).contains("--password-stdin"));
     assert_eq!(stderr_of(&no_secret).lines().count(), 1);
 
@@ -119,19 +160,37 @@ fn check_config_lists_every_problem() {
     let dir = tempfile::tempdir().expect("tempdir");
     let good = dir.path().join("good.toml");
     std::fs::write(&good, Otpd::config_text(1812, 8080, "")).expect("write");
-    let ok = std::process::Command::new(bin("otpd")).arg("--check-config").arg("--config").arg(&good).output().expect("otpd");
+    let ok = std::process::Command::new(bin("otpd"))
+        .arg("--check-config")
+        .arg("--config")
+        .arg(&good)
+        .output()
+        .expect("otpd");
     assert!(ok.status.success(), "{}", stderr_of(&ok));
 
     let bad = dir.path().join("bad.toml");
-    std::fs::write(&bad, "colour = \"blue\"\n[token]\nvalidity_days = 365\n[otp]\nperiodd = 30\n").expect("write");
-    let out = std::process::Command::new(bin("otpd")).arg("--check-config").arg("--config").arg(&bad).output().expect("otpd");
+    std::fs::write(
+        &bad,
+        "colour = \"blue\"\n[token]\nvalidity_days = 365\n[otp]\nperiodd = 30\n",
+    )
+    .expect("write");
+    let out = std::process::Command::new(bin("otpd"))
+        .arg("--check-config")
+        .arg("--config")
+        .arg(&bad)
+        .output()
+        .expect("otpd");
     assert_eq!(out.status.code(), Some(2));
     let err = stderr_of(&out);
     for needle in ["`colour`", "`otp.periodd`", "service_id", "validity_days"] {
         assert!(err.contains(needle), "missing {needle} in:\n{err}");
     }
     // A broken config also refuses to start, with the same list.
-    let start = std::process::Command::new(bin("otpd")).arg("--config").arg(&bad).output().expect("otpd");
+    let start = std::process::Command::new(bin("otpd"))
+        .arg("--config")
+        .arg(&bad)
+        .output()
+        .expect("otpd");
     assert_eq!(start.status.code(), Some(2));
 }
 
@@ -148,9 +207,17 @@ fn sigterm_stops_cleanly_and_removes_the_socket() {
 fn admin_socket_and_key_file_are_private() {
     use std::os::unix::fs::PermissionsExt;
     let d = Otpd::start("");
-    let sock = std::fs::metadata(&d.socket).expect("socket").permissions().mode() & 0o777;
+    let sock = std::fs::metadata(&d.socket)
+        .expect("socket")
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(sock, 0o660);
-    let key = std::fs::metadata(d.dir.path().join("master.key")).expect("key").permissions().mode() & 0o777;
+    let key = std::fs::metadata(d.dir.path().join("master.key"))
+        .expect("key")
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(key, 0o600);
 }
 
@@ -160,12 +227,33 @@ fn audit_lines_go_to_syslog_without_secrets() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log_path = dir.path().join("log.sock");
     let syslog = UnixDatagram::bind(&log_path).expect("our own syslog socket");
-    syslog.set_read_timeout(Some(Duration::from_millis(200))).expect("timeout");
-    let extra = format!("[log]\nsyslog = true\nsyslog_socket = \"{}\"\n", log_path.display());
+    syslog
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let extra = format!(
+        "[log]\nsyslog = true\nsyslog_socket = \"{}\"\n",
+        log_path.display()
+    );
     let d = Otpd::start(&extra);
-    d.ctl_ok(&["user", "add", "taro", "--password-stdin"], "Very-Secret-Pw\n");
-    d.ctl_ok(&["token", "issue", "taro", "--email", "t@example.jp", "--activation-password-stdin"], "Act-Secret-99\n");
-    let _ = d.otpctl(&["user", "add", "taro", "--password-stdin"], "Another-Secret\n");
+    d.ctl_ok(
+        &["user", "add", "taro", "--password-stdin"],
+        "Very-Secret-Pw\n",
+    );
+    d.ctl_ok(
+        &[
+            "token",
+            "issue",
+            "taro",
+            "--email",
+            "t@example.jp",
+            "--activation-password-stdin",
+        ],
+        "Act-Secret-99\n",
+    );
+    let _ = d.otpctl(
+        &["user", "add", "taro", "--password-stdin"],
+        "Another-Secret\n",
+    );
     let mut lines = Vec::new();
     wait_until("three audit lines", Duration::from_secs(10), || {
         let mut buf = [0u8; 2048];
@@ -177,10 +265,15 @@ fn audit_lines_go_to_syslog_without_secrets() {
     let audits: Vec<&String> = lines.iter().filter(|l| l.contains("audit")).collect();
     // <86> = authpriv (10) * 8 + info (6)
     assert!(audits.iter().all(|l| l.starts_with("<86>")), "{audits:?}");
-    assert!(audits.iter().any(|l| l.contains("admin=\"user add\"") && l.contains("user=taro") && l.contains("outcome=ok")));
+    assert!(audits.iter().any(|l| l.contains("admin=\"user add\"")
+        && l.contains("user=taro")
+        && l.contains("outcome=ok")));
     assert!(audits.iter().any(|l| l.contains("outcome=user_exists")));
     for secret in ["Very-Secret-Pw", "Act-Secret-99", "Another-Secret"] {
-        assert!(!lines.iter().any(|l| l.contains(secret)), "{secret} reached syslog");
+        assert!(
+            !lines.iter().any(|l| l.contains(secret)),
+            "{secret} reached syslog"
+        );
         assert!(!d.stderr().contains(secret), "{secret} reached stderr");
     }
 }
