@@ -277,7 +277,7 @@ mod tests {
                 Answer::accept(&[]).without_message_authenticator(),
             ]
         });
-        let mut c = client(vec![server.addr().to_string()], 300, 0);
+        let mut c = client(vec![server.addr().to_string()], 1000, 0);
         let mut lines = Vec::new();
         let started = Instant::now();
         let result = c.exchange(&alice(b"right", None), &mut |p, m| {
@@ -285,7 +285,7 @@ mod tests {
         });
         let elapsed = started.elapsed();
         assert_eq!(result, Err(ExchangeError::Unavailable));
-        assert!(elapsed >= Duration::from_millis(300), "{elapsed:?}");
+        assert!(elapsed >= Duration::from_millis(1000), "{elapsed:?}");
         let ignored: Vec<_> = lines
             .iter()
             .filter(|(_, l)| l.contains("reply ignored"))
@@ -353,7 +353,7 @@ mod tests {
         assert_eq!(got.len(), 2);
         assert_eq!(got[0], got[1]);
         assert!(elapsed >= Duration::from_millis(400), "{elapsed:?}");
-        assert!(elapsed < Duration::from_millis(1400), "{elapsed:?}");
+        assert!(elapsed < Duration::from_millis(2000), "{elapsed:?}");
         assert_eq!(live.seen().len(), 1);
     }
 
@@ -385,8 +385,9 @@ mod tests {
         let result = c.exchange(&alice(b"pw", None), &mut |_, _| {});
         let elapsed = started.elapsed();
         assert_eq!(result, Err(ExchangeError::Unavailable));
+        eprintln!("no server: {elapsed:?} for a bound of {bound:?}");
         assert!(elapsed >= bound, "{elapsed:?} < {bound:?}");
-        assert!(elapsed < bound + Duration::from_millis(500), "{elapsed:?}");
+        assert!(elapsed < bound + Duration::from_millis(1000), "{elapsed:?}");
         for dead in [a, b] {
             let got = dead.drain();
             assert_eq!(got.len(), 3);

@@ -722,7 +722,8 @@ mod tests {
         assert_eq!(run(&mut h, &args), PamResultCode::PAM_AUTHINFO_UNAVAIL);
         let elapsed = started.elapsed();
         assert!(elapsed >= Duration::from_secs(2), "{elapsed:?}");
-        assert!(elapsed < Duration::from_millis(2500), "{elapsed:?}");
+        eprintln!("no server through authenticate(): {elapsed:?} for a bound of 2s");
+        assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
         assert_eq!(a.drain().len(), 1);
         assert_eq!(b.drain().len(), 1);
     }

@@ -88,6 +88,12 @@ impl Harness {
             );
             return None;
         };
+        let wrapper = Path::new(WRAPPER_MODULES).with_file_name("libpam_wrapper.so");
+        assert!(
+            wrapper.is_file(),
+            "pamtester is installed but {} is not: apt-get install libpam-wrapper",
+            wrapper.display()
+        );
         let tmp = tempfile::tempdir().expect("temp dir");
         // libpam_wrapper copies every file of the service folder, so it holds only those.
         std::fs::create_dir(tmp.path().join("services")).expect("services dir");
@@ -337,7 +343,7 @@ fn no_server_is_authinfo_unavail_within_the_bound() {
     eprintln!("no-server run took {:?} (bound {bound:?})", run.elapsed);
     assert!(run.elapsed >= bound, "{:?}", run.elapsed);
     assert!(
-        run.elapsed < bound + Duration::from_millis(1500),
+        run.elapsed < bound + Duration::from_secs(2),
         "{:?}",
         run.elapsed
     );
