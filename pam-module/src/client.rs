@@ -21,6 +21,8 @@ pub enum ExchangeError {
     Unavailable,
     /// The request itself cannot be put on the wire.
     Encode(EncodeError),
+    /// The operating system's random source failed; no safe authenticator can be made.
+    NoRandomness,
 }
 
 /// Sends one request and returns the first verified reply. `log` receives the details
@@ -80,9 +82,14 @@ impl UdpClient {
             }
         };
 
+        // 16 bytes of Request Authenticator and one of identifier, from the OS CSPRNG.
+        let mut random = [0u8; 17];
+        OsRng
+            .try_fill_bytes(&mut random)
+            .map_err(|_| ExchangeError::NoRandomness)?;
+        let id = random[16];
         let mut authenticator = [0u8; 16];
-        OsRng.fill_bytes(&mut authenticator);
-        let id = (OsRng.next_u32() & 0xff) as u8;
+        authenticator.copy_from_slice(&random[..16]);
         let packet = packet::encode_request(req, id, &authenticator, &self.secret)
             .map_err(ExchangeError::Encode)?;
 

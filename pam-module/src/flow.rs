@@ -59,8 +59,10 @@ pub fn converse<H: PamHandler + ?Sized, T: Transport>(
         }
         Err(code) => return code,
     };
+    // Quoted and escaped, so a user name cannot forge syslog lines.
+    let who = format!("user {user:?}");
     let nas_identifier = opts.nas_identifier.clone().or_else(|| h.service());
-    let (password, prompted) = match obtain_password(h, opts, &user) {
+    let (password, prompted) = match obtain_password(h, opts, &who) {
         Ok(found) => found,
         Err(code) => return code,
     };
@@ -68,7 +70,7 @@ pub fn converse<H: PamHandler + ?Sized, T: Transport>(
         h.syslog(
             Priority::Debug,
             &format!(
-                "user {user}: password {}",
+                "{who}: password {}",
                 if prompted {
                     "prompted for"
                 } else {
@@ -100,14 +102,18 @@ pub fn converse<H: PamHandler + ?Sized, T: Transport>(
                 h.syslog(
                     Priority::Err,
                     &format!(
-                        "user {user}: no RADIUS server answered ({} tried)",
+                        "{who}: no RADIUS server answered ({} configured)",
                         opts.servers.len()
                     ),
                 );
                 return PamResultCode::PAM_AUTHINFO_UNAVAIL;
             }
+            Err(ExchangeError::NoRandomness) => {
+                h.syslog(Priority::Err, "the system random source failed");
+                return PamResultCode::PAM_SERVICE_ERR;
+            }
             Err(ExchangeError::Encode(e)) => {
-                h.syslog(Priority::Warning, &format!("user {user}: {e}"));
+                h.syslog(Priority::Warning, &format!("{who}: {e}"));
                 return match e {
                     EncodeError::PasswordTooLong | EncodeError::State => {
                         PamResultCode::PAM_AUTH_ERR
@@ -134,7 +140,7 @@ pub fn converse<H: PamHandler + ?Sized, T: Transport>(
                     }
                 }
                 if debug {
-                    h.syslog(Priority::Debug, &format!("user {user}: accepted"));
+                    h.syslog(Priority::Debug, &format!("{who}: accepted"));
                 }
                 return PamResultCode::PAM_SUCCESS;
             }
@@ -142,10 +148,7 @@ pub fn converse<H: PamHandler + ?Sized, T: Transport>(
                 if !reply.messages.is_empty() {
                     h.error(&reply.messages.join("\n"));
                 }
-                h.syslog(
-                    Priority::Info,
-                    &format!("user {user}: rejected by the server"),
-                );
+                h.syslog(Priority::Info, &format!("{who}: rejected by the server"));
                 return PamResultCode::PAM_AUTH_ERR;
             }
             ReplyKind::Challenge => {
@@ -153,9 +156,7 @@ pub fn converse<H: PamHandler + ?Sized, T: Transport>(
                 if rounds > MAX_CHALLENGE_ROUNDS {
                     h.syslog(
                         Priority::Warning,
-                        &format!(
-                            "user {user}: more than {MAX_CHALLENGE_ROUNDS} challenges, giving up"
-                        ),
+                        &format!("{who}: more than {MAX_CHALLENGE_ROUNDS} challenges, giving up"),
                     );
                     return PamResultCode::PAM_AUTH_ERR;
                 }
@@ -167,7 +168,7 @@ pub fn converse<H: PamHandler + ?Sized, T: Transport>(
                 if debug {
                     h.syslog(
                         Priority::Debug,
-                        &format!("user {user}: challenge {rounds}, asking the user"),
+                        &format!("{who}: challenge {rounds}, asking the user"),
                     );
                 }
                 current = match h.prompt_echo_off(&prompt) {
@@ -184,7 +185,7 @@ pub fn converse<H: PamHandler + ?Sized, T: Transport>(
 fn obtain_password<H: PamHandler + ?Sized>(
     h: &mut H,
     opts: &Options,
-    user: &str,
+    who: &str,
 ) -> Result<(Secret, bool), PamResultCode> {
     let earlier = match opts.pass_mode {
         PassMode::Prompt => None,
@@ -196,7 +197,7 @@ fn obtain_password<H: PamHandler + ?Sized>(
     if opts.pass_mode == PassMode::UseFirst {
         h.syslog(
             Priority::Info,
-            &format!("user {user}: use_first_pass, but no earlier module set a password"),
+            &format!("{who}: use_first_pass, but no earlier module set a password"),
         );
         return Err(PamResultCode::PAM_AUTH_ERR);
     }
@@ -401,7 +402,7 @@ mod tests {
         );
         assert_eq!(h.errors, ["Login failed\nTry again"]);
         assert!(h.set_authtok.is_empty());
-        assert!(h.logged("user alice: rejected"));
+        assert!(h.logged("user \"alice\": rejected"));
     }
 
     #[test]
