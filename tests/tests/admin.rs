@@ -286,3 +286,108 @@ fn a_missing_syslog_socket_is_one_warning() {
     assert_eq!(err.matches("syslog socket").count(), 1, "{err}");
     assert!(err.contains("audit admin=\"user add\""), "{err}");
 }
+
+const SHA512_OF_SECRET: &str =
+    "$6$saltsalt$TVLlQcbpFVof5W3Yz4DTP6gRstiNuHwwTt6GLc1E5n0U0aDehy0S5knV8wiOQSpT0Y77vwPZN.Pq.H91p5hVO1";
+
+#[test]
+fn user_import_is_all_or_nothing_with_line_numbers() {
+    let d = Otpd::start("");
+    let bad = d.dir.path().join("bad.csv");
+    std::fs::write(
+        &bad,
+        format!("login_id,password_hash,email\nu1,{SHA512_OF_SECRET},u1@example.jp\nu2,plaintext,u2@example.jp\n"),
+    )
+    .expect("write");
+    let out = d.otpctl(&["user", "import", bad.to_str().expect("utf8")], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr_of(&out).contains("line 3"), "{}", stderr_of(&out));
+    assert_eq!(d.ctl_ok(&["user", "list"], ""), "", "nothing imported");
+
+    let good = d.dir.path().join("good.csv");
+    let argon =
+        "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHRzYWx0$2mVm0mOyAwsc0b5ldyNWhnXEt/1Xy6ykTuAkmj7VVp4";
+    std::fs::write(
+        &good,
+        format!("u1,{SHA512_OF_SECRET},u1@example.jp\n\n# migrated\nu2,{argon},\n"),
+    )
+    .expect("write");
+    let out = d.ctl_ok(&["user", "import", good.to_str().expect("utf8")], "");
+    assert!(out.contains("imported 2 users"), "{out}");
+    assert_eq!(d.show("u1")["email"], "u1@example.jp");
+    assert!(d.show("u2")["email"].is_null());
+    let again = d.otpctl(&["user", "import", good.to_str().expect("utf8")], "");
+    assert_eq!(
+        again.status.code(),
+        Some(1),
+        "existing users refuse the whole file"
+    );
+    assert!(
+        stderr_of(&again).contains("line 1"),
+        "{}",
+        stderr_of(&again)
+    );
+}
+
+#[test]
+fn backup_restores_into_a_fresh_store() {
+    let mut d = Otpd::start("");
+    d.ctl_ok(&["user", "add", "taro", "--password-stdin"], "pw\n");
+    d.ctl_ok(
+        &[
+            "token",
+            "issue",
+            "taro",
+            "--email",
+            "t@example.jp",
+            "--activation-password-stdin",
+        ],
+        "act-1234\n",
+    );
+    d.ctl_ok(&["user", "add", "jiro", "--password-stdin"], "pw\n");
+    let backup = d.dir.path().join("otpd.backup");
+    let out = d.ctl_ok(&["backup", backup.to_str().expect("utf8")], "");
+    assert!(out.contains("backup of 2 users"), "{out}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&backup)
+            .expect("backup")
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+
+    // Restoring into the running daemon's store is refused with a reason.
+    let busy = std::process::Command::new(bin("otpd"))
+        .arg("--config")
+        .arg(&d.config)
+        .arg("--restore")
+        .arg(&backup)
+        .output()
+        .expect("otpd");
+    assert!(!busy.status.success());
+
+    d.stop();
+    std::fs::remove_dir_all(d.dir.path().join("data")).expect("lose the store");
+    let restore = std::process::Command::new(bin("otpd"))
+        .arg("--config")
+        .arg(&d.config)
+        .arg("--restore")
+        .arg(&backup)
+        .output()
+        .expect("otpd");
+    assert!(restore.status.success(), "{}", stderr_of(&restore));
+    let again = std::process::Command::new(bin("otpd"))
+        .arg("--config")
+        .arg(&d.config)
+        .arg("--restore")
+        .arg(&backup)
+        .output()
+        .expect("otpd");
+    assert!(!again.status.success(), "a non-empty store needs --force");
+    assert!(stderr_of(&again).contains("--force"));
+    d.restart();
+    assert_eq!(d.show("taro")["state"], "issued");
+    assert_eq!(d.show("jiro")["state"], "unregistered");
+}
