@@ -50,7 +50,10 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         started.elapsed().as_millis()
     ));
 
+    crate::notify::notify("READY=1");
+
     shutdown_signal().await;
+    crate::notify::notify("STOPPING=1");
     log.info("stopping: finishing requests in flight");
     let _ = stop_tx.send(true);
     while tasks.join_next().await.is_some() {}

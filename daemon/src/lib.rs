@@ -5,4 +5,5 @@ pub mod admin_socket;
 pub mod app;
 pub mod clock;
 pub mod log;
+pub mod notify;
 pub mod ops;
