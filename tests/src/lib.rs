@@ -2,3 +2,4 @@
 //! free loopback ports, poll for readiness with a deadline, stop them on drop.
 
 pub mod daemon;
+pub mod radius;
