@@ -3,6 +3,7 @@
 
 pub mod admin_socket;
 pub mod app;
+pub mod cli;
 pub mod clock;
 pub mod log;
 pub mod notify;

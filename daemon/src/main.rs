@@ -1,25 +1,7 @@
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-
-/// otpd: the OTP authentication centre (RADIUS, HTTP enrolment, admin socket, mail).
-#[derive(Parser, Debug)]
-#[command(name = "otpd", version, about)]
-struct Args {
-    /// Configuration file.
-    #[arg(long, short = 'c', default_value = "/etc/otpd/otpd.toml")]
-    config: PathBuf,
-    /// Validate the configuration, print every problem, and exit (0 good, 2 bad).
-    #[arg(long)]
-    check_config: bool,
-    /// Restore a backup written by `otpctl backup` into the (stopped) daemon's store, then exit.
-    #[arg(long, value_name = "BACKUP")]
-    restore: Option<PathBuf>,
-    /// With --restore: write into a store that already holds users.
-    #[arg(long, requires = "restore")]
-    force: bool,
-}
+use otpd::cli::Args;
 
 fn main() -> ExitCode {
     let args = Args::parse();
