@@ -42,7 +42,11 @@ impl Request {
     pub fn new(id: u8) -> Request {
         let mut authenticator = [0u8; 16];
         rand::rngs::OsRng.fill_bytes(&mut authenticator);
-        Request { id, authenticator, attrs: Vec::new() }
+        Request {
+            id,
+            authenticator,
+            attrs: Vec::new(),
+        }
     }
 
     /// An Access-Request with User-Name and a PAP User-Password hidden with `secret`.
@@ -119,13 +123,23 @@ pub struct Reply {
 
 impl Reply {
     pub fn get(&self, t: u8) -> Option<&[u8]> {
-        self.attrs.iter().find(|(a, _)| *a == t).map(|(_, v)| v.as_slice())
+        self.attrs
+            .iter()
+            .find(|(a, _)| *a == t)
+            .map(|(_, v)| v.as_slice())
     }
     pub fn all(&self, t: u8) -> Vec<&[u8]> {
-        self.attrs.iter().filter(|(a, _)| *a == t).map(|(_, v)| v.as_slice()).collect()
+        self.attrs
+            .iter()
+            .filter(|(a, _)| *a == t)
+            .map(|(_, v)| v.as_slice())
+            .collect()
     }
     pub fn message(&self) -> String {
-        self.all(REPLY_MESSAGE).iter().map(|m| String::from_utf8_lossy(m)).collect()
+        self.all(REPLY_MESSAGE)
+            .iter()
+            .map(|m| String::from_utf8_lossy(m))
+            .collect()
     }
 }
 
@@ -141,7 +155,11 @@ pub fn verify_reply(raw: &[u8], req: &Request, secret: &[u8]) -> Reply {
     h.update(req.authenticator);
     h.update(&raw[20..]);
     h.update(secret);
-    assert_eq!(h.finalize().as_slice(), &raw[4..20], "Response Authenticator");
+    assert_eq!(
+        h.finalize().as_slice(),
+        &raw[4..20],
+        "Response Authenticator"
+    );
     let mut attrs = Vec::new();
     let mut i = 20;
     while i < raw.len() {
@@ -150,12 +168,25 @@ pub fn verify_reply(raw: &[u8], req: &Request, secret: &[u8]) -> Reply {
         attrs.push((t, raw[i + 2..i + l].to_vec()));
         i += l;
     }
-    assert_eq!(attrs.first().map(|a| a.0), Some(MESSAGE_AUTHENTICATOR), "Message-Authenticator must be first");
+    assert_eq!(
+        attrs.first().map(|a| a.0),
+        Some(MESSAGE_AUTHENTICATOR),
+        "Message-Authenticator must be first"
+    );
     let mut zeroed = raw.to_vec();
     zeroed[4..20].copy_from_slice(&req.authenticator);
     zeroed[22..38].fill(0);
-    assert_eq!(hmac_md5(secret, &zeroed).as_slice(), &raw[22..38], "Message-Authenticator value");
-    Reply { code: raw[0], id: raw[1], attrs, raw: raw.to_vec() }
+    assert_eq!(
+        hmac_md5(secret, &zeroed).as_slice(),
+        &raw[22..38],
+        "Message-Authenticator value"
+    );
+    Reply {
+        code: raw[0],
+        id: raw[1],
+        attrs,
+        raw: raw.to_vec(),
+    }
 }
 
 pub struct Client {
@@ -172,8 +203,13 @@ impl Client {
     /// A client sending from `local` (e.g. 127.0.0.2 to look like an unknown NAS).
     pub fn bound(local: &str, server: SocketAddr, secret: &str) -> Client {
         let sock = UdpSocket::bind(local).expect("bind client");
-        sock.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
-        Client { sock, server, secret: secret.as_bytes().to_vec() }
+        sock.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        Client {
+            sock,
+            server,
+            secret: secret.as_bytes().to_vec(),
+        }
     }
 
     pub fn send_raw(&self, bytes: &[u8]) {

@@ -33,18 +33,19 @@ fn main() -> ExitCode {
 
 fn assets(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut written = Vec::new();
-    std::fs::create_dir_all(dir.join("man"))?;
+    std::fs::create_dir_all(dir.join("man8"))?;
+    std::fs::create_dir_all(dir.join("man1"))?;
     std::fs::create_dir_all(dir.join("completions"))?;
     // otpd is a system daemon (section 8); otpctl and its subcommands are commands (section 1).
     let mut buf = Vec::new();
     clap_mangen::Man::new(otpd::cli::Args::command().name("otpd"))
         .section("8")
         .render(&mut buf)?;
-    let path = dir.join("man").join("otpd.8");
+    let path = dir.join("man8").join("otpd.8");
     std::fs::write(&path, buf)?;
     written.push(path);
-    clap_mangen::generate_to(otpctl::args::Cli::command().name("otpctl"), dir.join("man"))?;
-    for entry in std::fs::read_dir(dir.join("man"))? {
+    clap_mangen::generate_to(otpctl::args::Cli::command().name("otpctl"), dir.join("man1"))?;
+    for entry in std::fs::read_dir(dir.join("man1"))? {
         let p = entry?.path();
         if p.extension().is_some_and(|e| e == "1") {
             written.push(p);
