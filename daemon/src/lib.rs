@@ -1,0 +1,3 @@
+//! otpd library: the daemon's front doors, usable from tests and from `main`.
+
+pub mod radius;
