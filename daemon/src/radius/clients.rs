@@ -12,6 +12,14 @@ use super::RadiusClient;
 /// Shortest shared secret accepted without a warning (RFC 2865 §3 recommends 16 octets).
 pub(crate) const WEAK_SECRET_LEN: usize = 16;
 
+/// Parses a client address as configured: an IP (a single host) or a CIDR network.
+pub fn parse_client_network(s: &str) -> Result<IpNet, ipnet::AddrParseError> {
+    match s.parse::<IpAddr>() {
+        Ok(ip) => Ok(IpNet::from(ip)),
+        Err(_) => s.parse::<IpNet>(),
+    }
+}
+
 pub(crate) struct Client {
     pub name: Arc<str>,
     pub network: IpNet,
@@ -65,7 +73,7 @@ impl ClientTable {
                     .unwrap_or(require_message_authenticator),
             }));
         }
-        clients.sort_by(|a, b| b.network.prefix_len().cmp(&a.network.prefix_len()));
+        clients.sort_by_key(|c| std::cmp::Reverse(c.network.prefix_len()));
         Ok(ClientTable { clients })
     }
 

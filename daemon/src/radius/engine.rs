@@ -28,7 +28,7 @@ pub(crate) enum Inbound {
     /// Send these bytes back at once (Status-Server answer or a cached reply).
     Send(Arc<[u8]>),
     /// A new request: evaluate it off the receive loop.
-    Work(Job),
+    Work(Box<Job>),
 }
 
 /// A request that passed every check and holds its in-flight slot.
@@ -189,11 +189,12 @@ impl<H: AccessHandler> Engine<H> {
             return self.drop_packet(DropReason::UnsupportedCode, name, src, now);
         }
         match req.ma_offset {
-            Some(offset) => {
-                if !wire::verify_message_authenticator(req.bytes, offset, &client.secret) {
-                    return self.drop_packet(DropReason::BadMessageAuthenticator, name, src, now);
-                }
+            Some(offset)
+                if !wire::verify_message_authenticator(req.bytes, offset, &client.secret) =>
+            {
+                return self.drop_packet(DropReason::BadMessageAuthenticator, name, src, now);
             }
+            Some(_) => {}
             // RFC 5997 §3: Status-Server always needs one.
             None if req.code == code::STATUS_SERVER || client.require_message_authenticator => {
                 return self.drop_packet(DropReason::MissingMessageAuthenticator, name, src, now);
@@ -277,7 +278,7 @@ impl<H: AccessHandler> Engine<H> {
             examined.nas_identifier.clone(),
             now,
         );
-        Inbound::Work(Job {
+        Inbound::Work(Box::new(Job {
             ticket,
             client: Arc::clone(client),
             src,
@@ -288,7 +289,7 @@ impl<H: AccessHandler> Engine<H> {
             nas_identifier: examined.nas_identifier,
             input,
             work,
-        })
+        }))
     }
 
     /// Turns the examined fields of a new request into a question for the handler, or
@@ -342,7 +343,7 @@ impl<H: AccessHandler> Engine<H> {
     }
 
     /// Asks the handler (if needed), writes the audit line and encodes the reply.
-    pub(crate) async fn evaluate(&self, job: Job) -> Reply {
+    pub(crate) async fn evaluate(&self, job: Box<Job>) -> Reply {
         let Job {
             ticket,
             client,
@@ -354,7 +355,7 @@ impl<H: AccessHandler> Engine<H> {
             nas_identifier,
             input,
             work,
-        } = job;
+        } = *job;
         let decision = match work {
             Work::Ask(req) => self.handler.decide(req).await,
             Work::Decided(decision) => decision,

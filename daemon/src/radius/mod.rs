@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use zeroize::Zeroizing;
 
+pub use clients::parse_client_network;
 pub use events::{DropReason, InputKind, Outcome, RadiusEvent, RadiusLog, Severity};
 pub use server::{serve, RadiusError, RadiusServer, RadiusStats, RadiusStatsHandle};
 
@@ -97,7 +98,8 @@ pub trait AccessHandler: Send + Sync + 'static {
 #[derive(Clone)]
 pub struct RadiusClient {
     pub name: String,
-    /// Source addresses this client sends from: a single IP is a /32 (or /128).
+    /// Source addresses this client sends from: a single IP is a /32 (or /128); see
+    /// [`parse_client_network`] for the configuration syntax.
     pub network: ipnet::IpNet,
     pub secret: Zeroizing<Vec<u8>>,
     /// Overrides [`RadiusConfig::require_message_authenticator`] for this client.

@@ -235,7 +235,7 @@ fn is_transient(e: &io::Error) -> bool {
 async fn answer<H: AccessHandler>(
     engine: Arc<Engine<H>>,
     socket: Arc<UdpSocket>,
-    job: Job,
+    job: Box<Job>,
     src: SocketAddr,
 ) {
     let reply = engine.evaluate(job).await;
