@@ -1,8 +1,8 @@
 //! RFC 5080 §2.2.2 duplicate detection: a retransmission (same source address and port,
 //! Identifier and Request Authenticator) is answered with the reply already sent, byte for
 //! byte, and never evaluated again. A retransmission of a request still being worked on is
-//! dropped. Bounded: completed replies by count and age; requests in progress by the
-//! in-flight limit the caller enforces.
+//! dropped. Bounded: completed replies by count, total size and age; requests in progress
+//! by the in-flight limit the caller enforces.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -42,10 +42,13 @@ pub(crate) struct ReplyCache {
     order: VecDeque<(Instant, u64, DedupKey)>,
     in_progress: HashSet<DedupKey>,
     next_seq: u64,
+    bytes: usize,
+    max_bytes: usize,
 }
 
 impl ReplyCache {
-    pub(crate) fn new(ttl: Duration, capacity: usize) -> Self {
+    /// `max_bytes` bounds the replies' total size, whatever their count.
+    pub(crate) fn new(ttl: Duration, capacity: usize, max_bytes: usize) -> Self {
         ReplyCache {
             ttl,
             capacity: capacity.max(1),
@@ -53,6 +56,8 @@ impl ReplyCache {
             order: VecDeque::new(),
             in_progress: HashSet::new(),
             next_seq: 0,
+            bytes: 0,
+            max_bytes,
         }
     }
 
@@ -78,16 +83,17 @@ impl ReplyCache {
         let seq = self.next_seq;
         self.next_seq += 1;
         let expires = now + self.ttl;
-        self.done.insert(
-            key,
-            Entry {
-                seq,
-                expires,
-                reply,
-            },
-        );
+        self.bytes += reply.as_ref().map_or(0, |r| r.len());
+        let entry = Entry {
+            seq,
+            expires,
+            reply,
+        };
+        if let Some(old) = self.done.insert(key, entry) {
+            self.bytes -= old.reply.map_or(0, |r| r.len());
+        }
         self.order.push_back((expires, seq, key));
-        while self.order.len() > self.capacity {
+        while self.order.len() > self.capacity || self.bytes > self.max_bytes {
             self.pop_oldest();
         }
         self.expire(now);
@@ -108,7 +114,9 @@ impl ReplyCache {
     fn pop_oldest(&mut self) {
         if let Some((_, seq, key)) = self.order.pop_front() {
             if self.done.get(&key).is_some_and(|e| e.seq == seq) {
-                self.done.remove(&key);
+                if let Some(old) = self.done.remove(&key) {
+                    self.bytes -= old.reply.map_or(0, |r| r.len());
+                }
             }
         }
     }
@@ -116,5 +124,10 @@ impl ReplyCache {
     #[cfg(test)]
     pub(crate) fn len(&self) -> (usize, usize) {
         (self.done.len(), self.in_progress.len())
+    }
+
+    #[cfg(test)]
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
     }
 }

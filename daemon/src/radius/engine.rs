@@ -21,6 +21,10 @@ use super::state::StateStore;
 use super::wire::{self, attr, code};
 use super::{AccessHandler, AccessInput, AccessRequest, ClientInfo, Decision, RadiusConfig};
 
+/// Total size of cached replies. Typical replies are under 100 octets; only a client that
+/// holds the secret can make them large (by sending Proxy-State).
+const REPLY_CACHE_MAX_BYTES: usize = 8 << 20;
+
 /// What the receive loop should do with a datagram.
 pub(crate) enum Inbound {
     /// Nothing: dropped (already counted and, rate-limited, logged).
@@ -166,6 +170,7 @@ impl<H: AccessHandler> Engine<H> {
             cache: Arc::new(Mutex::new(ReplyCache::new(
                 cfg.reply_cache_ttl,
                 cfg.reply_cache_capacity,
+                REPLY_CACHE_MAX_BYTES,
             ))),
             states: Mutex::new(StateStore::new(cfg.state_ttl, cfg.state_capacity)),
             drops: Mutex::new(DropLimiter::new(cfg.drop_log_interval)),

@@ -265,12 +265,12 @@ async fn thousands_of_malformed_packets_then_a_valid_request_is_answered() {
     live.shutdown().await;
 }
 
-/// Runs `radclient -x 127.0.0.1:PORT auth SECRET` with `input` on stdin.
-fn radclient(port: u16, input: &str) -> String {
+/// Runs `radclient -x 127.0.0.1:PORT COMMAND SECRET` with `input` on stdin.
+fn radclient(port: u16, command: &str, input: &str) -> String {
     let mut child = Command::new("radclient")
         .args(["-x", "-t", "3", "-r", "1"])
         .arg(format!("127.0.0.1:{port}"))
-        .arg("auth")
+        .arg(command)
         .arg(std::str::from_utf8(SECRET).unwrap())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -292,7 +292,7 @@ fn radclient(port: u16, input: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn radclient_verifies_accept_challenge_and_reject() {
+async fn radclient_verifies_accept_challenge_reject_and_status_server() {
     if Command::new("radclient").arg("-h").output().is_err() {
         eprintln!("SKIPPED: radclient (freeradius-utils) is not installed");
         return;
@@ -314,7 +314,7 @@ async fn radclient_verifies_accept_challenge_and_reject() {
         let input = format!(
             "User-Name = \"alice\", User-Password = \"{password}\", Message-Authenticator = 0x00\n"
         );
-        let output = tokio::task::spawn_blocking(move || radclient(port, &input))
+        let output = tokio::task::spawn_blocking(move || radclient(port, "auth", &input))
             .await
             .unwrap();
         assert!(output.contains(expected), "{output}");

@@ -184,7 +184,7 @@ fn key(n: u8) -> DedupKey {
 #[test]
 fn reply_cache_states_ttl_and_capacity() {
     let t0 = Instant::now();
-    let mut c = ReplyCache::new(Duration::from_secs(30), 2);
+    let mut c = ReplyCache::new(Duration::from_secs(30), 2, 1 << 20);
     assert_eq!(c.seen(&key(1), t0), Seen::New);
     c.start(key(1));
     assert_eq!(c.seen(&key(1), t0), Seen::InProgress);
@@ -213,6 +213,22 @@ fn reply_cache_states_ttl_and_capacity() {
     c.start(key(9));
     c.abandon(&key(9));
     assert_eq!(c.seen(&key(9), t), Seen::New);
+}
+
+#[test]
+fn reply_cache_is_bounded_by_size_too() {
+    let t0 = Instant::now();
+    let mut c = ReplyCache::new(Duration::from_secs(30), 1000, 10_000);
+    for n in 0..10 {
+        c.start(key(n));
+        c.finish(key(n), Some(Arc::from(vec![0u8; 4000])), t0);
+    }
+    assert_eq!(c.len(), (2, 0));
+    assert_eq!(c.bytes(), 8000);
+    assert_eq!(c.seen(&key(7), t0), Seen::New);
+    assert!(matches!(c.seen(&key(9), t0), Seen::Done(Some(_))));
+    c.seen(&key(0), t0 + Duration::from_secs(31));
+    assert_eq!(c.bytes(), 0);
 }
 
 #[test]
