@@ -145,11 +145,12 @@ impl<H: AccessHandler> Engine<H> {
         log: Arc<dyn RadiusLog>,
     ) -> Result<Self, RadiusError> {
         let clients = ClientTable::new(&cfg.clients, cfg.require_message_authenticator)?;
-        if cfg.max_in_flight == 0 || cfg.max_in_flight > Semaphore::MAX_PERMITS {
-            return Err(RadiusError::Config("max_in_flight must be at least 1"));
-        }
         let max_in_flight = u32::try_from(cfg.max_in_flight)
-            .map_err(|_| RadiusError::Config("max_in_flight is too large"))?;
+            .ok()
+            .filter(|n| *n >= 1 && cfg.max_in_flight <= Semaphore::MAX_PERMITS)
+            .ok_or(RadiusError::Config(
+                "max_in_flight must be between 1 and 4294967295",
+            ))?;
         if cfg.drop_log_interval.is_zero() {
             return Err(RadiusError::Config("drop_log_interval must not be zero"));
         }
@@ -269,20 +270,33 @@ impl<H: AccessHandler> Engine<H> {
             finished: false,
         };
 
-        let input = if examined.state.is_some() {
+        let Examined {
+            user,
+            audit_user,
+            password,
+            state,
+            nas_identifier,
+        } = examined;
+        let input = if state.is_some() {
             InputKind::ChallengeResponse
         } else {
             InputKind::Password
         };
-        let work = self.resolve(
-            examined.user,
-            examined.password,
-            examined.state,
-            client,
-            src,
-            examined.nas_identifier.clone(),
-            now,
-        );
+        let work = match self.resolve(user, password, state, client, now) {
+            Ok((user_name, input)) => Work::Ask(AccessRequest {
+                user_name,
+                input,
+                client: ClientInfo {
+                    name: client.name.to_string(),
+                    addr: src,
+                },
+                nas_identifier: nas_identifier.clone(),
+            }),
+            Err(reason) => Work::Decided(Decision::Reject {
+                reply_message: None,
+                reason,
+            }),
+        };
         Inbound::Work(Box::new(Job {
             ticket,
             client: Arc::clone(client),
@@ -290,61 +304,39 @@ impl<H: AccessHandler> Engine<H> {
             identifier: req.identifier,
             authenticator: req.authenticator,
             proxy_states,
-            audit_user: examined.audit_user,
-            nas_identifier: examined.nas_identifier,
+            audit_user,
+            nas_identifier,
             input,
             work,
         }))
     }
 
-    /// Turns the examined fields of a new request into a question for the handler, or
-    /// into this layer's own Reject. Consumes the State, so only called once per request.
-    #[allow(clippy::too_many_arguments)]
+    /// Turns the examined credentials of a new request into the user name and input for
+    /// the handler, or into the reason for this layer's own Reject. Consumes the State, so
+    /// only called once per request.
     fn resolve(
         &self,
         user: Result<String, &'static str>,
         password: Option<Zeroizing<Vec<u8>>>,
         state: Option<Vec<u8>>,
-        client: &Arc<Client>,
-        src: SocketAddr,
-        nas_identifier: Option<String>,
+        client: &Client,
         now: Instant,
-    ) -> Work {
-        let reject = |reason| {
-            Work::Decided(Decision::Reject {
-                reply_message: None,
-                reason,
-            })
-        };
-        let user_name = match user {
-            Ok(user) => user,
-            Err(reason) => return reject(reason),
-        };
-        let Some(password) = password else {
-            return reject("no_user_password");
-        };
+    ) -> Result<(String, AccessInput), &'static str> {
+        let user_name = user?;
+        let password = password.ok_or("no_user_password")?;
         // A wrong shared secret (without Message-Authenticator) decodes to bytes that are
         // almost never UTF-8: say so in the audit line instead of asking the handler.
-        let Ok(text) = std::str::from_utf8(&password) else {
-            return reject("undecodable_password");
-        };
+        let text = std::str::from_utf8(&password).map_err(|_| "undecodable_password")?;
         let text = Zeroizing::new(text.to_owned());
         let input = match state {
             None => AccessInput::Password(text),
-            Some(state) => match lock(&self.states).take(&state, &user_name, &client.name, now) {
-                Ok(()) => AccessInput::ChallengeResponse { otp: text },
-                Err(_) => return reject("bad_state"),
-            },
+            Some(state) => {
+                let taken = lock(&self.states).take(&state, &user_name, &client.name, now);
+                taken.map_err(|_| "bad_state")?;
+                AccessInput::ChallengeResponse { otp: text }
+            }
         };
-        Work::Ask(AccessRequest {
-            user_name,
-            input,
-            client: ClientInfo {
-                name: client.name.to_string(),
-                addr: src,
-            },
-            nas_identifier,
-        })
+        Ok((user_name, input))
     }
 
     /// Asks the handler (if needed), writes the audit line and encodes the reply.

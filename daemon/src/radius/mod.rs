@@ -5,6 +5,26 @@
 //! It owns no login decision: every Access-Request that passes the wire checks is handed to
 //! an [`AccessHandler`], which answers with a [`Decision`]. Audit and drop lines go out
 //! through a [`RadiusLog`] hook, so the daemon chooses where they are written.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use otpd::radius::{AccessHandler, AccessRequest, Decision, RadiusConfig, RadiusError};
+//! use otpd::radius::{RadiusEvent, RadiusServer};
+//!
+//! struct Handler;
+//!
+//! impl AccessHandler for Handler {
+//!     async fn decide(&self, _req: AccessRequest) -> Decision {
+//!         Decision::Reject { reply_message: None, reason: "not_implemented" }
+//!     }
+//! }
+//!
+//! async fn front_door(cfg: RadiusConfig) -> Result<(), RadiusError> {
+//!     let log = Arc::new(|e: &RadiusEvent| eprintln!("{e}"));
+//!     let server = RadiusServer::bind(cfg, Arc::new(Handler), log).await?;
+//!     server.run(async { let _ = tokio::signal::ctrl_c().await; }).await
+//! }
+//! ```
 
 mod clients;
 mod dedup;
