@@ -94,7 +94,7 @@ impl Drop for Ticket {
     }
 }
 
-#[derive(Default)]
+/// The numbers behind [`RadiusStats`]; shared with stats handles, so not generic.
 pub(crate) struct Counters {
     received: AtomicU64,
     accepted: AtomicU64,
@@ -103,6 +103,28 @@ pub(crate) struct Counters {
     status_server: AtomicU64,
     resent: AtomicU64,
     dropped: [AtomicU64; DropReason::ALL.len()],
+    permits: Arc<Semaphore>,
+    max_in_flight: u32,
+}
+
+impl Counters {
+    pub(crate) fn snapshot(&self) -> RadiusStats {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        RadiusStats {
+            received: get(&self.received),
+            accepted: get(&self.accepted),
+            rejected: get(&self.rejected),
+            challenged: get(&self.challenged),
+            status_server: get(&self.status_server),
+            resent_from_cache: get(&self.resent),
+            dropped: DropReason::ALL
+                .iter()
+                .map(|r| (*r, get(&self.dropped[r.index()])))
+                .collect(),
+            in_flight: (self.max_in_flight as usize)
+                .saturating_sub(self.permits.available_permits()),
+        }
+    }
 }
 
 fn bump(counter: &AtomicU64) {
@@ -120,7 +142,7 @@ pub(crate) struct Engine<H> {
     drops: Mutex<DropLimiter>,
     pub(crate) permits: Arc<Semaphore>,
     pub(crate) max_in_flight: u32,
-    pub(crate) counters: Counters,
+    pub(crate) counters: Arc<Counters>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -162,6 +184,18 @@ impl<H: AccessHandler> Engine<H> {
                 });
             }
         }
+        let permits = Arc::new(Semaphore::new(cfg.max_in_flight));
+        let counters = Arc::new(Counters {
+            received: AtomicU64::new(0),
+            accepted: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            challenged: AtomicU64::new(0),
+            status_server: AtomicU64::new(0),
+            resent: AtomicU64::new(0),
+            dropped: Default::default(),
+            permits: Arc::clone(&permits),
+            max_in_flight,
+        });
         Ok(Engine {
             handler,
             log,
@@ -175,9 +209,9 @@ impl<H: AccessHandler> Engine<H> {
             ))),
             states: Mutex::new(StateStore::new(cfg.state_ttl, cfg.state_capacity)),
             drops: Mutex::new(DropLimiter::new(cfg.drop_log_interval)),
-            permits: Arc::new(Semaphore::new(cfg.max_in_flight)),
+            permits,
             max_in_flight,
-            counters: Counters::default(),
+            counters,
         })
     }
 
@@ -456,23 +490,9 @@ impl<H: AccessHandler> Engine<H> {
         }
     }
 
+    #[cfg(test)]
     pub(crate) fn stats(&self) -> RadiusStats {
-        let c = &self.counters;
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        RadiusStats {
-            received: get(&c.received),
-            accepted: get(&c.accepted),
-            rejected: get(&c.rejected),
-            challenged: get(&c.challenged),
-            status_server: get(&c.status_server),
-            resent_from_cache: get(&c.resent),
-            dropped: DropReason::ALL
-                .iter()
-                .map(|r| (*r, get(&c.dropped[r.index()])))
-                .collect(),
-            in_flight: (self.max_in_flight as usize)
-                .saturating_sub(self.permits.available_permits()),
-        }
+        self.counters.snapshot()
     }
 
     /// The whole path for one datagram without socket or delay (tests and fuzzing).

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::engine::{Engine, Inbound, Job};
+use super::engine::{Counters, Engine, Inbound, Job};
 use super::events::{DropReason, RadiusLog};
 use super::wire::MAX_PACKET_LEN;
 use super::{AccessHandler, RadiusConfig};
@@ -71,17 +71,12 @@ impl RadiusStats {
 }
 
 /// Reads the counters of a running (or finished) server.
-pub struct RadiusStatsHandle<H>(Arc<Engine<H>>);
+#[derive(Clone)]
+pub struct RadiusStatsHandle(Arc<Counters>);
 
-impl<H: AccessHandler> RadiusStatsHandle<H> {
+impl RadiusStatsHandle {
     pub fn snapshot(&self) -> RadiusStats {
-        self.0.stats()
-    }
-}
-
-impl<H> Clone for RadiusStatsHandle<H> {
-    fn clone(&self) -> Self {
-        RadiusStatsHandle(Arc::clone(&self.0))
+        self.0.snapshot()
     }
 }
 
@@ -131,8 +126,8 @@ impl<H: AccessHandler> RadiusServer<H> {
         self.sockets.iter().map(|(a, _)| *a).collect()
     }
 
-    pub fn stats(&self) -> RadiusStatsHandle<H> {
-        RadiusStatsHandle(Arc::clone(&self.engine))
+    pub fn stats(&self) -> RadiusStatsHandle {
+        RadiusStatsHandle(Arc::clone(&self.engine.counters))
     }
 
     /// Serves until `shutdown` completes, then stops receiving and gives requests in flight

@@ -23,7 +23,7 @@ struct Live {
     stop: oneshot::Sender<()>,
     task: JoinHandle<Result<(), RadiusError>>,
     mock: Arc<Mock>,
-    stats: RadiusStatsHandle<Mock>,
+    stats: RadiusStatsHandle,
 }
 
 async fn start(cfg: RadiusConfig) -> Live {
