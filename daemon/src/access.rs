@@ -11,7 +11,8 @@ use crate::radius::{AccessHandler, AccessInput, AccessRequest, Decision};
 
 pub const ASK_OTP: &str = "ワンタイムパスワードを入力してください / Enter your one-time password: ";
 pub const LOGIN_FAILED: &str = "ログインできませんでした / Login failed";
-pub const OTP_FAILED: &str = "ワンタイムパスワードが正しくありません / The one-time password was not accepted";
+pub const OTP_FAILED: &str =
+    "ワンタイムパスワードが正しくありません / The one-time password was not accepted";
 pub const EXPIRED: &str =
     "トークンの有効期限が切れています。有効期限更新の手続きができます / Your token has expired; renewal is open";
 pub const OTP_REQUIRED: &str =
@@ -39,11 +40,17 @@ pub fn decision(outcome: LoginOutcome, challenged: bool) -> Decision {
         reason: reason.name(),
     };
     match outcome {
-        LoginOutcome::Accept { .. } => Decision::Accept { reply_message: None },
-        LoginOutcome::NeedOtp => Decision::NeedOtp { reply_message: ASK_OTP.to_string() },
+        LoginOutcome::Accept { .. } => Decision::Accept {
+            reply_message: None,
+        },
+        LoginOutcome::NeedOtp => Decision::NeedOtp {
+            reply_message: ASK_OTP.to_string(),
+        },
         LoginOutcome::Reject(r @ RejectReason::Expired) => reject(EXPIRED, r),
         LoginOutcome::Reject(r @ RejectReason::OtpRequired) => reject(OTP_REQUIRED, r),
-        LoginOutcome::Reject(r @ (RejectReason::BadOtp | RejectReason::OtpReplayed)) if challenged => {
+        LoginOutcome::Reject(r @ (RejectReason::BadOtp | RejectReason::OtpReplayed))
+            if challenged =>
+        {
             reject(OTP_FAILED, r)
         }
         LoginOutcome::Reject(r) => reject(LOGIN_FAILED, r),
@@ -56,7 +63,9 @@ mod tests {
 
     fn message(d: &Decision) -> Option<&str> {
         match d {
-            Decision::Reject { reply_message, .. } | Decision::Accept { reply_message } => reply_message.as_deref(),
+            Decision::Reject { reply_message, .. } | Decision::Accept { reply_message } => {
+                reply_message.as_deref()
+            }
             Decision::NeedOtp { reply_message } => Some(reply_message),
         }
     }
@@ -73,7 +82,10 @@ mod tests {
         .into_iter()
         .map(|r| decision(LoginOutcome::Reject(r), false))
         .collect();
-        assert!(same.iter().all(|d| message(d) == Some(LOGIN_FAILED)), "{same:?}");
+        assert!(
+            same.iter().all(|d| message(d) == Some(LOGIN_FAILED)),
+            "{same:?}"
+        );
         // Audit reasons still differ.
         let reasons: std::collections::HashSet<_> = same
             .iter()
@@ -93,7 +105,15 @@ mod tests {
         assert_eq!(message(&d), Some(LOGIN_FAILED));
         let d = decision(LoginOutcome::Reject(RejectReason::Expired), false);
         assert!(message(&d).is_some_and(|m| m.contains("renewal is open")));
-        assert!(matches!(decision(LoginOutcome::NeedOtp, false), Decision::NeedOtp { .. }));
-        assert_eq!(decision(LoginOutcome::Accept { with_otp: true }, false), Decision::Accept { reply_message: None });
+        assert!(matches!(
+            decision(LoginOutcome::NeedOtp, false),
+            Decision::NeedOtp { .. }
+        ));
+        assert_eq!(
+            decision(LoginOutcome::Accept { with_otp: true }, false),
+            Decision::Accept {
+                reply_message: None
+            }
+        );
     }
 }

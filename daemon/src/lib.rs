@@ -1,6 +1,7 @@
 //! otpd: every socket of the product lives here — the admin socket, RADIUS over UDP, HTTP —
 //! and the mail sender. The decisions are in `otpd-core`; [`ops::Ops`] is the bridge.
 
+pub mod access;
 pub mod admin_socket;
 pub mod app;
 pub mod cli;
@@ -8,3 +9,4 @@ pub mod clock;
 pub mod log;
 pub mod notify;
 pub mod ops;
+pub mod radius;

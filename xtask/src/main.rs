@@ -44,7 +44,10 @@ fn assets(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let path = dir.join("man8").join("otpd.8");
     std::fs::write(&path, buf)?;
     written.push(path);
-    clap_mangen::generate_to(otpctl::args::Cli::command().name("otpctl"), dir.join("man1"))?;
+    clap_mangen::generate_to(
+        otpctl::args::Cli::command().name("otpctl"),
+        dir.join("man1"),
+    )?;
     for entry in std::fs::read_dir(dir.join("man1"))? {
         let p = entry?.path();
         if p.extension().is_some_and(|e| e == "1") {
