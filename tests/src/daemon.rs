@@ -66,9 +66,10 @@ pub struct Otpd {
 }
 
 impl Otpd {
-    /// A config with free ports, cheap hashing, no syslog; `extra` is appended (TOML).
+    /// A config with free ports, cheap hashing, mail to files, no syslog. `extra` (TOML) is
+    /// merged over it: its tables extend or override the defaults, its arrays append.
     pub fn config_text(radius_port: u16, http_port: u16, extra: &str) -> String {
-        let mut text = format!(
+        let base = format!(
             r#"service_id = "TEST-BANK"
 data_dir = "data"
 key_file = "master.key"
@@ -90,19 +91,21 @@ argon2_iterations = 1
 listen = "127.0.0.1:{http_port}"
 public_url = "http://127.0.0.1:{http_port}"
 
+[mail]
+transport = "file"
+dir = "mail"
+
 [admin]
 socket = "admin.sock"
 
+[log]
+syslog = false
 "#
         );
-        if !extra.contains("[mail]") {
-            text.push_str("[mail]\ntransport = \"file\"\ndir = \"mail\"\n\n");
-        }
-        if !extra.contains("[log]") {
-            text.push_str("[log]\nsyslog = false\n\n");
-        }
-        text.push_str(extra);
-        text
+        let mut table: toml::Table = base.parse().expect("harness config parses");
+        let extra: toml::Table = extra.parse().expect("test's extra config parses");
+        merge(&mut table, extra);
+        toml::to_string(&table).expect("config serialises")
     }
 
     /// Writes the config and starts otpd; returns once the admin socket answers.
@@ -239,6 +242,18 @@ socket = "admin.sock"
     /// `otpctl --json user show`, parsed.
     pub fn show(&self, login: &str) -> serde_json::Value {
         serde_json::from_str(&self.ctl_ok(&["--json", "user", "show", login], "")).expect("json")
+    }
+}
+
+fn merge(into: &mut toml::Table, from: toml::Table) {
+    for (k, v) in from {
+        match (into.get_mut(&k), v) {
+            (Some(toml::Value::Table(a)), toml::Value::Table(b)) => merge(a, b),
+            (Some(toml::Value::Array(a)), toml::Value::Array(b)) => a.extend(b),
+            (_, v) => {
+                into.insert(k, v);
+            }
+        }
     }
 }
 

@@ -2,4 +2,5 @@
 //! free loopback ports, poll for readiness with a deadline, stop them on drop.
 
 pub mod daemon;
+pub mod freeradius;
 pub mod radius;
