@@ -41,7 +41,11 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     let admin = AdminSocket::bind(&config.admin.socket)?;
     let radius = RadiusServer::bind(
         radius_config(&config)?,
-        Arc::new(Access { ops: ops.clone() }),
+        Arc::new(Access::new(
+            ops.clone(),
+            config.radius.client_failure_rate,
+            config.radius.client_failure_burst,
+        )),
         radius_log(log.clone()),
     )
     .await?;

@@ -290,3 +290,33 @@ fn status_server_is_answered() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn one_gateways_failure_flood_is_cut_off_without_harming_others() {
+    let extra = format!(
+        "[radius]\nreject_delay_ms = 0\nclient_failure_burst = 3\nclient_failure_rate = 1\n\n[[radius.clients]]\nname = \"other\"\naddress = \"127.0.0.3\"\nsecret = \"{RADIUS_SECRET}\"\n"
+    );
+    let d = Otpd::start(&extra);
+    for u in ["a", "b", "c", "d"] {
+        d.ctl_ok(&["user", "add", u, "--password-stdin"], "right\n");
+    }
+    let flood = Client::new(addr(&d), RADIUS_SECRET);
+    for (i, u) in ["a", "b", "c"].iter().enumerate() {
+        assert_eq!(flood.login(i as u8, u, "wrong").code, ACCESS_REJECT);
+    }
+    // Over budget: even a right password from this gateway is refused, unevaluated.
+    assert_eq!(flood.login(10, "d", "right").code, ACCESS_REJECT);
+    assert!(
+        d.stderr().contains("reason=client_rate_limited"),
+        "{}",
+        d.stderr()
+    );
+    assert_eq!(
+        d.show("d")["failures"],
+        0,
+        "the refused request counted against no user"
+    );
+    // Another gateway's customers log in as usual.
+    let other = Client::bound("127.0.0.3:0", addr(&d), RADIUS_SECRET);
+    assert_eq!(other.login(1, "d", "right").code, ACCESS_ACCEPT);
+}
