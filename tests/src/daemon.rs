@@ -199,6 +199,12 @@ syslog = false
         self.launch();
     }
 
+    /// Starts the (stopped) daemon again under a command prefix such as `faketime`.
+    pub fn relaunch_with(&mut self, prefix: &[&str]) {
+        self.prefix = prefix.iter().map(|s| s.to_string()).collect();
+        self.launch();
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }

@@ -3,4 +3,6 @@
 
 pub mod daemon;
 pub mod freeradius;
+pub mod http;
 pub mod radius;
+pub mod token;

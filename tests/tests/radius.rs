@@ -320,3 +320,115 @@ fn one_gateways_failure_flood_is_cut_off_without_harming_others() {
     let other = Client::bound("127.0.0.3:0", addr(&d), RADIUS_SECRET);
     assert_eq!(other.login(1, "d", "right").code, ACCESS_ACCEPT);
 }
+
+use otpd_tests::token::{activate, now, oathtool, provision};
+
+#[test]
+fn password_and_otp_after_start_of_use_and_replay_refused() {
+    let d = Otpd::start("[radius]\nreject_delay_ms = 0\n");
+    let secret = activate(&d, "taro", "login-pw");
+    let c = Client::new(addr(&d), RADIUS_SECRET);
+    // The password alone no longer suffices: it gets a challenge.
+    let r = c.login(1, "taro", "login-pw");
+    assert_eq!(r.code, ACCESS_CHALLENGE);
+    assert!(
+        r.get(STATE).is_some_and(|s| s.len() >= 16),
+        "a random State"
+    );
+    assert!(r.message().contains("one-time password"), "{}", r.message());
+    // Password + current OTP: accepted once.
+    let code = oathtool(&secret, None);
+    assert_eq!(
+        c.login(2, "taro", &format!("login-pw{code}")).code,
+        ACCESS_ACCEPT
+    );
+    // The same code again (a new request, not a retransmission): refused.
+    assert_eq!(
+        c.login(3, "taro", &format!("login-pw{code}")).code,
+        ACCESS_REJECT
+    );
+    assert!(d.stderr().contains("reason=otp_replayed"), "{}", d.stderr());
+    // A wrong OTP with the right password reads like any failure.
+    let r = c.login(4, "taro", "login-pw000000");
+    assert_eq!(r.code, ACCESS_REJECT);
+    assert!(r.message().contains("Login failed"), "{}", r.message());
+}
+
+#[test]
+fn challenge_round_trip_with_radclient() {
+    let d = Otpd::start("[radius]\nreject_delay_ms = 0\n");
+    let secret = activate(&d, "taro", "login-pw");
+    let out = radclient(
+        addr(&d),
+        RADIUS_SECRET,
+        "User-Name = taro\nUser-Password = login-pw\nMessage-Authenticator = 0x00\n",
+    );
+    assert!(out.contains("Received Access-Challenge"), "{out}");
+    let state = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("State = "))
+        .expect("State in the challenge")
+        .to_string();
+    let code = oathtool(&secret, None);
+    let answer = format!(
+        "User-Name = taro\nUser-Password = {code}\nState = {state}\nMessage-Authenticator = 0x00\n"
+    );
+    let out = radclient(addr(&d), RADIUS_SECRET, &answer);
+    assert!(out.contains("Received Access-Accept"), "{out}");
+    // The State is single-use.
+    let out = radclient(addr(&d), RADIUS_SECRET, &answer);
+    assert!(out.contains("Received Access-Reject"), "{out}");
+}
+
+#[test]
+fn through_freeradius_an_otp_login_is_accepted_and_a_wrong_otp_rejected() {
+    let d = Otpd::start("[radius]\nreject_delay_ms = 0\n");
+    let secret = activate(&d, "taro", "login-pw");
+    let fr = FreeRadius::proxy_to(addr(&d));
+    let code = oathtool(&secret, None);
+    let out = radclient(
+        fr.addr,
+        GATEWAY_SECRET,
+        &format!("User-Name = taro\nUser-Password = login-pw{code}\n"),
+    );
+    assert!(
+        out.contains("Received Access-Accept"),
+        "{out}\n{}",
+        fr.log()
+    );
+    let out = radclient(
+        fr.addr,
+        GATEWAY_SECRET,
+        "User-Name = taro\nUser-Password = login-pw000000\n",
+    );
+    assert!(out.contains("Received Access-Reject"), "{out}");
+}
+
+#[test]
+fn provisioned_but_not_started_logs_in_with_the_password() {
+    let d = Otpd::start("[radius]\nreject_delay_ms = 0\n");
+    provision(&d, "taro", "login-pw");
+    assert_eq!(d.show("taro")["state"], "provisioned");
+    let c = Client::new(addr(&d), RADIUS_SECRET);
+    assert_eq!(c.login(1, "taro", "login-pw").code, ACCESS_ACCEPT);
+}
+
+#[test]
+fn an_expired_token_is_refused_with_a_renewal_hint() {
+    let mut d = Otpd::start("[radius]\nreject_delay_ms = 0\n");
+    let secret = activate(&d, "taro", "login-pw");
+    // Four years and a day later.
+    let later = 1462 * 86_400;
+    d.stop();
+    d.relaunch_with(&["faketime", "-f", &format!("+{later}s")]);
+    let code = oathtool(&secret, Some(now() + later));
+    let c = Client::new(addr(&d), RADIUS_SECRET);
+    let r = c.login(1, "taro", &format!("login-pw{code}"));
+    assert_eq!(r.code, ACCESS_REJECT);
+    assert!(r.message().contains("expired"), "{}", r.message());
+    assert_eq!(d.show("taro")["state"], "expired");
+    assert_eq!(d.show("taro")["renewal_available"], true);
+    // Before the password is proven, nothing is said about the token.
+    let r = c.login(2, "taro", "wrong-pw123456");
+    assert!(r.message().contains("Login failed"), "{}", r.message());
+}
