@@ -12,7 +12,9 @@ use tokio::sync::watch;
 
 use crate::admin_socket::AdminSocket;
 use crate::clock;
+use crate::http::HttpServer;
 use crate::log::Logger;
+use crate::mail::Mailer;
 use crate::ops::Ops;
 
 /// `otpd --check-config`: Ok, or every problem found.
@@ -37,10 +39,14 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     let svc = Arc::new(Service::new(&config, store.clone(), sealer, clock::now())?);
     let ops = Arc::new(Ops::new(svc.clone(), log.clone()));
     let admin = AdminSocket::bind(&config.admin.socket)?;
+    let http = HttpServer::bind(&config, ops.clone()).await?;
+    let mailer = Mailer::new(&config)?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(admin.serve(ops.clone(), wait_for(stop_rx.clone())));
+    tasks.spawn(http.serve(wait_for(stop_rx.clone())));
+    tasks.spawn(mailer.run(ops.clone(), wait_for(stop_rx.clone())));
 
     log.info(&format!(
         "otpd {} ready: {} users, admin socket {}, started in {} ms",

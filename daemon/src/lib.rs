@@ -4,5 +4,7 @@
 pub mod admin_socket;
 pub mod app;
 pub mod clock;
+pub mod http;
 pub mod log;
+pub mod mail;
 pub mod ops;
