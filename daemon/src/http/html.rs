@@ -52,6 +52,7 @@ button{display:block;width:100%;font-size:1.1rem;padding:.8rem;margin-top:1.5rem
 border-radius:.4rem;background:#0b5cad;color:#fff;font-weight:bold}\
 .error{border-left:.3rem solid #c0262d;background:#fdecec;padding:.6rem .8rem;margin:1rem 0}\
 .ok{border-left:.3rem solid #18794e;background:#e9f6ef;padding:.6rem .8rem;margin:1rem 0}\
+.error p,.ok p{margin:.3rem 0}\
 .qr{text-align:center;margin:1rem 0}\
 .qr svg{width:100%;max-width:16rem;height:auto;border:1px solid #ddd}\
 .key{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:1.15rem;letter-spacing:.05em;\
