@@ -2,6 +2,22 @@
 //! keys from `http.api_keys`. Each request becomes the same [`AdminRequest`] the admin
 //! socket takes and runs through `Ops::admin` with actor `api:<key name>`. With no key
 //! configured these routes do not exist (404).
+//!
+//! | request | admin op | success |
+//! |---|---|---|
+//! | `GET /status` | status | 200 |
+//! | `GET /users` | user_list | 200 |
+//! | `POST /users` `{login_id,password}` | user_add | 201 |
+//! | `GET /users/{id}` | user_show | 200 |
+//! | `DELETE /users/{id}` | user_delete | 200 |
+//! | `POST`/`PUT /users/{id}/password` `{password}` | user_passwd | 200 |
+//! | `POST /users/{id}/token/issue` `{email,activation_password}` | token_issue | 200 |
+//! | `POST /users/{id}/token/activate` `{otp}` | token_activate | 200 |
+//! | `POST /users/{id}/token/{cancel,renew,unlock}` | token_… | 200 |
+//!
+//! Replies are the admin socket's `Ok` object (`{"kind":…}` or a user view); refusals are
+//! `{"error","message"}` with the status of [`super::status_for`]; a missing or wrong key
+//! is 401 with `WWW-Authenticate: Bearer`.
 
 use std::net::SocketAddr;
 
