@@ -550,12 +550,7 @@ impl Service {
             else {
                 return Err(OpError::LinkGone);
             };
-            if link.hash != hash || now >= link.expires_at {
-                return Err(OpError::LinkGone);
-            }
-            if link.attempts >= max {
-                return Err(OpError::LinkExhausted);
-            }
+            link_usable(link, &hash, now, max)?;
             let pw_ok = password::verify(activation_hash, activation_password);
             if !(service_ok && user_ok && pw_ok) {
                 link.attempts += 1;
@@ -589,6 +584,24 @@ impl Service {
             account: login_id,
             expires_at,
         })
+    }
+
+    /// Whether a setup link can still be used, without counting an attempt: lets the setup
+    /// page say "expired" before the customer types anything.
+    pub fn check_link(&self, code: &str, now: UnixTime) -> Result<(), OpError> {
+        let hash = link_hash(code);
+        let login_id = self.store.link_owner(&hash)?.ok_or(OpError::UnknownLink)?;
+        let user = self
+            .store
+            .get_user(&login_id)?
+            .ok_or(OpError::UnknownLink)?
+            .value;
+        match &user.token {
+            Token::Issued { link, .. } => {
+                link_usable(link, &hash, now, self.token.setup_max_attempts)
+            }
+            _ => Err(OpError::LinkGone),
+        }
     }
 
     /// Checks `otp` for the user's token and records its step. Failures are counted.
@@ -784,6 +797,22 @@ impl Service {
             Err(_) => LoginOutcome::Reject(RejectReason::Store),
         }
     }
+}
+
+/// The one rule for a link that is still usable: the current one, not expired, attempts left.
+fn link_usable(
+    link: &crate::lifecycle::Link,
+    hash: &str,
+    now: UnixTime,
+    max: u32,
+) -> Result<(), OpError> {
+    if link.hash != hash || now >= link.expires_at {
+        return Err(OpError::LinkGone);
+    }
+    if link.attempts >= max {
+        return Err(OpError::LinkExhausted);
+    }
+    Ok(())
 }
 
 /// A setup link code: 160 random bits, hex.

@@ -13,7 +13,9 @@ use tokio::sync::watch;
 use crate::access::Access;
 use crate::admin_socket::AdminSocket;
 use crate::clock;
+use crate::http::HttpServer;
 use crate::log::Logger;
+use crate::mail::Mailer;
 use crate::ops::Ops;
 use crate::radius::{RadiusClient, RadiusConfig, RadiusEvent, RadiusLog, RadiusServer, Severity};
 
@@ -49,6 +51,8 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         radius_log(log.clone()),
     )
     .await?;
+    let http = HttpServer::bind(&config, ops.clone()).await?;
+    let mailer = Mailer::new(&config)?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
@@ -61,6 +65,8 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
             radius_log_handle.error(&format!("RADIUS server stopped: {e}"));
         }
     });
+    tasks.spawn(http.serve(wait_for(stop_rx.clone())));
+    tasks.spawn(mailer.run(ops.clone(), wait_for(stop_rx.clone())));
 
     log.info(&format!(
         "otpd {} ready: {} users, RADIUS on {}, admin socket {}, started in {} ms",

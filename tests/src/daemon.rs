@@ -1,55 +1,18 @@
 //! A real `otpd` on a temp config, and the real `otpctl` to drive it.
 
 use std::io::Write;
-use std::net::{TcpListener, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::net::UdpSocket;
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// The folder that holds the workspace's binaries (`target/<profile>/`).
-pub fn bin_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test-binary>
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>")
-        .to_path_buf()
-}
-
-pub fn bin(name: &str) -> PathBuf {
-    let p = bin_dir().join(name);
-    assert!(
-        p.exists(),
-        "{} is missing: run `cargo build --workspace --bins` before the tests",
-        p.display()
-    );
-    p
-}
-
-pub fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free tcp port")
-        .port()
-}
+pub use crate::harness::{binary as bin, free_port as free_tcp_port, wait_until};
 
 pub fn free_udp_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0")
         .and_then(|s| s.local_addr())
         .expect("free udp port")
         .port()
-}
-
-/// Polls `f` until it returns Some, or panics after `limit`.
-pub fn wait_until<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 pub const RADIUS_SECRET: &str = "test-shared-secret-0123456789";
@@ -62,7 +25,8 @@ pub struct Otpd {
     pub http_port: u16,
     pub stderr_log: PathBuf,
     child: Option<Child>,
-    prefix: Vec<String>,
+    /// Seconds the daemon's wall clock runs ahead (libfaketime), if any.
+    clock_offset: Option<i64>,
 }
 
 impl Otpd {
@@ -110,11 +74,11 @@ syslog = false
 
     /// Writes the config and starts otpd; returns once the admin socket answers.
     pub fn start(extra: &str) -> Otpd {
-        Otpd::start_with(extra, &[])
+        Otpd::start_with(extra)
     }
 
-    /// As [`Otpd::start`], with a command prefix such as `faketime -f +1431d`.
-    pub fn start_with(extra: &str, prefix: &[&str]) -> Otpd {
+    /// Writes the config and starts otpd; returns once the admin socket answers.
+    fn start_with(extra: &str) -> Otpd {
         let dir = tempfile::tempdir().expect("tempdir");
         let radius_port = free_udp_port();
         let http_port = free_tcp_port();
@@ -129,7 +93,7 @@ syslog = false
             radius_port,
             http_port,
             child: None,
-            prefix: prefix.iter().map(|s| s.to_string()).collect(),
+            clock_offset: None,
         };
         d.launch();
         d
@@ -141,21 +105,18 @@ syslog = false
             .append(true)
             .open(&self.stderr_log)
             .expect("stderr log");
-        let mut cmd = match self.prefix.split_first() {
-            Some((first, rest)) => {
-                let mut c = Command::new(first);
-                c.args(rest).arg(bin("otpd"));
-                c
-            }
-            None => Command::new(bin("otpd")),
-        };
+        let mut cmd = Command::new(bin("otpd"));
         cmd.arg("--config")
             .arg(&self.config)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
-        if !self.prefix.is_empty() {
-            cmd.env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+        if let Some(secs) = self.clock_offset {
+            // Preloaded directly: the faketime wrapper would stand between us and otpd.
+            cmd.env("LD_PRELOAD", crate::harness::libfaketime())
+                .env("FAKETIME", format!("{secs:+}"))
+                .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+                .env("FAKETIME_NO_CACHE", "1");
         }
         self.child = Some(cmd.spawn().expect("start otpd"));
         let socket = self.socket.clone();
@@ -199,9 +160,9 @@ syslog = false
         self.launch();
     }
 
-    /// Starts the (stopped) daemon again under a command prefix such as `faketime`.
-    pub fn relaunch_with(&mut self, prefix: &[&str]) {
-        self.prefix = prefix.iter().map(|s| s.to_string()).collect();
+    /// Starts the (stopped) daemon again with its wall clock `secs` ahead.
+    pub fn relaunch_with_clock(&mut self, secs: i64) {
+        self.clock_offset = Some(secs);
         self.launch();
     }
 

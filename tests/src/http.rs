@@ -1,72 +1,82 @@
-//! A minimal HTTP/1.1 client for the tests (one request a connection, Connection: close).
+//! A small HTTP/1.1 client over a TCP socket, enough to talk to otpd like a browser or
+//! an integrating system would: one request per connection, `Connection: close`.
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 pub struct Response {
     pub status: u16,
     pub headers: Vec<(String, String)>,
-    pub body: String,
+    pub body: Vec<u8>,
 }
 
 impl Response {
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
-    }
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
 }
 
 pub fn request(
-    port: u16,
+    addr: SocketAddr,
     method: &str,
     path: &str,
-    content_type: Option<&str>,
-    body: &str,
-    extra: &[(&str, &str)],
+    headers: &[(&str, &str)],
+    body: &[u8],
 ) -> Response {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to otpd's HTTP");
+    let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(30)))
         .expect("timeout");
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
-    if let Some(ct) = content_type {
-        head.push_str(&format!("Content-Type: {ct}\r\n"));
-    }
-    for (k, v) in extra {
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
     head.push_str("\r\n");
     s.write_all(head.as_bytes()).expect("send head");
-    s.write_all(body.as_bytes()).expect("send body");
+    s.write_all(body).expect("send body");
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).expect("read response");
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let mut lines = head.lines();
+    parse(&raw)
+}
+
+fn parse(raw: &[u8]) -> Response {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("end of headers");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
     let status = lines
         .next()
-        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|l| l.split(' ').nth(1))
         .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no status line in: {text}"));
+        .expect("status line");
     let headers: Vec<(String, String)> = lines
-        .filter_map(|l| {
-            l.split_once(':')
-                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        })
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
         .collect();
-    let chunked = headers
-        .iter()
-        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
-    let body = if chunked {
-        dechunk(body)
-    } else {
-        body.to_string()
-    };
+    let mut body = raw[split + 4..].to_vec();
+    let chunked = headers.iter().any(|(k, v)| {
+        k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
+    });
+    if chunked {
+        body = dechunk(&body);
+    }
     Response {
         status,
         headers,
@@ -74,57 +84,69 @@ pub fn request(
     }
 }
 
-fn dechunk(mut s: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = s.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 || rest.len() < n {
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = b.windows(2).position(|w| w == b"\r\n") {
+        let size_text = String::from_utf8_lossy(&b[..eol]);
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+            .expect("chunk size");
+        if size == 0 {
             break;
         }
-        out.push_str(&rest[..n]);
-        s = rest[n..].trim_start_matches("\r\n");
+        let start = eol + 2;
+        out.extend_from_slice(b.get(start..start + size).expect("whole chunk"));
+        b = b.get(start + size + 2..).unwrap_or_default();
     }
     out
 }
 
-pub fn get(port: u16, path: &str) -> Response {
-    request(port, "GET", path, None, "", &[])
+pub fn get(addr: SocketAddr, path: &str) -> Response {
+    request(addr, "GET", path, &[], b"")
 }
 
-pub fn post_json(port: u16, path: &str, body: &serde_json::Value) -> Response {
+pub fn post_json(addr: SocketAddr, path: &str, json: &serde_json::Value) -> Response {
     request(
-        port,
+        addr,
         "POST",
         path,
-        Some("application/json"),
-        &body.to_string(),
-        &[],
+        &[("Content-Type", "application/json")],
+        json.to_string().as_bytes(),
     )
 }
 
-pub fn post_form(port: u16, path: &str, fields: &[(&str, &str)]) -> Response {
-    let body: Vec<String> = fields
+/// A browser's form submission.
+pub fn post_form(addr: SocketAddr, path: &str, fields: &[(&str, &str)]) -> Response {
+    let body = fields
         .iter()
-        .map(|(k, v)| format!("{k}={}", urlencode(v)))
-        .collect();
+        .map(|(k, v)| format!("{}={}", form_encode(k), form_encode(v)))
+        .collect::<Vec<_>>()
+        .join("&");
     request(
-        port,
+        addr,
         "POST",
         path,
-        Some("application/x-www-form-urlencoded"),
-        &body.join("&"),
-        &[],
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        body.as_bytes(),
     )
 }
 
-pub fn urlencode(s: &str) -> String {
+fn form_encode(s: &str) -> String {
     s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
                 (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
             }
+            b' ' => "+".into(),
+            b => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// Undoes the escaping otpd's pages apply.
+pub fn html_unescape(s: &str) -> String {
+    s.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&")
 }

@@ -24,9 +24,26 @@ pub fn link_code_from_mail_dir(d: &Otpd, to: &str) -> String {
     })
 }
 
-/// The code after `/enroll/` in a mail (quoted-printable soft breaks undone).
+/// The code after `/enroll/` in an .eml file (a base64 body decoded first).
 pub fn link_code(mail: &str) -> Option<String> {
-    let flat = mail.replace("=\r\n", "").replace("=\n", "");
+    use base64::Engine;
+    let (head, body) = mail
+        .split_once("\r\n\r\n")
+        .or_else(|| mail.split_once("\n\n"))?;
+    let flat = if head
+        .to_ascii_lowercase()
+        .contains("content-transfer-encoding: base64")
+    {
+        let joined: String = body.split_whitespace().collect();
+        String::from_utf8_lossy(
+            &base64::engine::general_purpose::STANDARD
+                .decode(joined)
+                .ok()?,
+        )
+        .into_owned()
+    } else {
+        body.replace("=\r\n", "").replace("=\n", "")
+    };
     let at = flat.find("/enroll/")? + "/enroll/".len();
     let code: String = flat[at..]
         .chars()
@@ -79,11 +96,11 @@ pub fn provision(d: &Otpd, login: &str, password: &str) -> String {
     );
     let code = link_code_from_mail_dir(d, &email);
     let r = crate::http::post_json(
-        d.http_port,
+        format!("127.0.0.1:{}", d.http_port).parse().expect("addr"),
         &format!("/api/v1/enroll/{code}"),
         &serde_json::json!({"service_id": "TEST-BANK", "user_id": login, "activation_password": "act-pass-1234"}),
     );
-    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.status, 200, "{}", r.text());
     r.json()["secret"].as_str().expect("secret").to_string()
 }
 

@@ -420,7 +420,7 @@ fn an_expired_token_is_refused_with_a_renewal_hint() {
     // Four years and a day later.
     let later = 1462 * 86_400;
     d.stop();
-    d.relaunch_with(&["faketime", "-f", &format!("+{later}s")]);
+    d.relaunch_with_clock(later);
     let code = oathtool(&secret, Some(now() + later));
     let c = Client::new(addr(&d), RADIUS_SECRET);
     let r = c.login(1, "taro", &format!("login-pw{code}"));

@@ -522,3 +522,43 @@ fn backup_restores_into_an_empty_store() {
         LoginOutcome::Accept { with_otp: true }
     );
 }
+
+#[test]
+fn check_link_reports_without_counting() {
+    let f = fixture("[token]\nsetup_max_attempts = 2\n");
+    let svc = &f.svc;
+    svc.add_user("u", "pw", NOW).expect("add");
+    svc.issue("u", "u@example.jp", "act-pass", NOW)
+        .expect("issue");
+    let job = svc
+        .pending_mail()
+        .expect("outbox")
+        .pop()
+        .expect("mail")
+        .1
+        .expect("opens");
+    assert_eq!(svc.check_link("0000", NOW), Err(OpError::UnknownLink));
+    for _ in 0..5 {
+        assert_eq!(svc.check_link(&job.code, NOW), Ok(()), "never counted");
+    }
+    assert_eq!(
+        svc.check_link(&job.code, NOW + 72 * 3600),
+        Err(OpError::LinkGone)
+    );
+    for _ in 0..2 {
+        let _ = svc.enroll(&job.code, "TEST-BANK", "u", "x", NOW);
+    }
+    assert_eq!(svc.check_link(&job.code, NOW), Err(OpError::LinkExhausted));
+    svc.issue("u", "u@example.jp", "act-pass", NOW)
+        .expect("reissue");
+    let job2 = svc
+        .pending_mail()
+        .expect("outbox")
+        .pop()
+        .expect("mail")
+        .1
+        .expect("opens");
+    svc.enroll(&job2.code, "TEST-BANK", "u", "act-pass", NOW)
+        .expect("enroll");
+    assert_eq!(svc.check_link(&job2.code, NOW), Err(OpError::LinkGone));
+}

@@ -1,0 +1,209 @@
+//! The listener: plain HTTP/1.1, or HTTPS when `http.tls_cert_file`/`tls_key_file` are set.
+//! Connections are bounded in number; a client gets 10 s to send its headers (also while
+//! a kept-alive connection idles) and to finish a TLS handshake; on shutdown each
+//! connection finishes its request in flight and closes.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::body::Body;
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use otpd_core::config::Config;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+use tokio_rustls::rustls;
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
+
+use super::admin::{ApiKeys, Peer};
+use super::{router, Web};
+use crate::ops::Ops;
+
+const MAX_CONNECTIONS: usize = 256;
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long requests in flight may take to finish once shutdown began.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct HttpServer {
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    router: Router,
+    ops: Arc<Ops>,
+}
+
+impl HttpServer {
+    /// Binds `http.listen` and loads the API keys and TLS material: every mistake shows
+    /// at start, not at the first request.
+    pub async fn bind(config: &Config, ops: Arc<Ops>) -> anyhow::Result<HttpServer> {
+        let h = &config.http;
+        let tls = match (&h.tls_cert_file, &h.tls_key_file) {
+            (Some(cert), Some(key)) => Some(tls_acceptor(cert, key)?),
+            _ => None,
+        };
+        let keys = ApiKeys::load(h)?;
+        let listener = TcpListener::bind(&h.listen)
+            .await
+            .with_context(|| format!("cannot listen on http.listen {}", h.listen))?;
+        ops.log.info(&format!(
+            "http: listening on {}{}, {} API key(s){}",
+            if tls.is_some() { "https://" } else { "http://" },
+            listener
+                .local_addr()
+                .map_or(h.listen.clone(), |a| a.to_string()),
+            keys.len(),
+            if keys.is_empty() {
+                " (admin API closed)"
+            } else {
+                ""
+            }
+        ));
+        let web = Arc::new(Web {
+            ops: ops.clone(),
+            service_id: config.service_id.clone(),
+            keys,
+        });
+        Ok(HttpServer {
+            listener,
+            tls,
+            router: router(web),
+            ops,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) {
+        let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        let (closing_tx, closing) = watch::channel(false);
+        let mut conns = JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+                accepted = self.listener.accept() => {
+                    let (tcp, peer) = match accepted {
+                        Ok(a) => a,
+                        Err(e) => {
+                            // Out of descriptors, typically: pause rather than spin.
+                            self.ops.log.warn(&format!("http: accept failed: {e}"));
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            continue;
+                        }
+                    };
+                    let Ok(permit) = limit.clone().try_acquire_owned() else {
+                        self.ops.log.warn(&format!("http: {MAX_CONNECTIONS} connections open; refused one from {peer}"));
+                        continue;
+                    };
+                    let router = self.router.clone();
+                    let tls = self.tls.clone();
+                    let closing = closing.clone();
+                    conns.spawn(async move {
+                        let _permit = permit;
+                        connection(tcp, peer, tls, router, closing).await;
+                    });
+                }
+            }
+        }
+        let _ = closing_tx.send(true);
+        let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+            while conns.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            self.ops
+                .log
+                .warn("http: some requests did not finish in time and were cut off");
+        }
+    }
+}
+
+async fn connection(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    router: Router,
+    closing: watch::Receiver<bool>,
+) {
+    let _ = tcp.set_nodelay(true);
+    match tls {
+        None => drive(TokioIo::new(tcp), peer, router, closing).await,
+        Some(acceptor) => {
+            if let Ok(Ok(stream)) =
+                tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
+            {
+                drive(TokioIo::new(stream), peer, router, closing).await;
+            }
+        }
+    }
+}
+
+async fn drive<I>(io: I, peer: SocketAddr, router: Router, mut closing: watch::Receiver<bool>)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+        req.extensions_mut().insert(Peer(peer));
+        router.clone().oneshot(req.map(Body::new))
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_buf_size(64 * 1024)
+        .serve_connection(io, service);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = closed(&mut closing) => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
+/// Resolves once the server starts closing (or is gone).
+async fn closed(rx: &mut watch::Receiver<bool>) {
+    loop {
+        if *rx.borrow_and_update() {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+fn tls_acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| anyhow::anyhow!("http.tls_cert_file {}: {e}", cert.display()))?;
+    if certs.is_empty() {
+        anyhow::bail!(
+            "http.tls_cert_file {}: no certificate found",
+            cert.display()
+        );
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| anyhow::anyhow!("http.tls_key_file {}: {e}", key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("http.tls_cert_file and http.tls_key_file do not make a usable pair")?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
