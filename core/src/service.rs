@@ -302,6 +302,7 @@ impl Service {
             created_at: now,
             token: Token::Unregistered,
             lock: LockState::default(),
+            renew_lock: LockState::default(),
         };
         if self.store.swap_user(login_id, None, Some(&user))? {
             Ok(self.view(&user, now))
@@ -346,6 +347,7 @@ impl Service {
                 created_at: now,
                 token: Token::Unregistered,
                 lock: LockState::default(),
+                renew_lock: LockState::default(),
             };
             let ok = self.store.swap_user(&r.login_id, None, Some(&user));
             if !matches!(ok, Ok(true)) {
@@ -606,7 +608,21 @@ impl Service {
 
     /// Checks `otp` for the user's token and records its step. Failures are counted.
     fn prove_otp(&self, u: &mut UserRecord, otp: &str, now: UnixTime) -> Result<u64, OpError> {
-        if u.lock.is_locked(now) {
+        let mut lock = std::mem::take(&mut u.lock);
+        let r = self.check_otp(u, &mut lock, otp, now);
+        u.lock = lock;
+        r
+    }
+
+    /// Checks `otp` against the user's token, counting the outcome on `lock`.
+    fn check_otp(
+        &self,
+        u: &UserRecord,
+        lock: &mut LockState,
+        otp: &str,
+        now: UnixTime,
+    ) -> Result<u64, OpError> {
+        if lock.is_locked(now) {
             return Err(OpError::Locked);
         }
         let sealed = u.token.secret().ok_or(OpError::WrongState {
@@ -619,11 +635,11 @@ impl Service {
             .map_err(|e| OpError::Store(e.to_string()))?;
         match self.otp.verify(&secret, otp, now, u.token.last_step()) {
             Ok(step) => {
-                u.lock.record_success();
+                lock.record_success();
                 Ok(step)
             }
             Err(refusal) => {
-                u.lock.record_failure(now, &self.lock);
+                lock.record_failure(now, &self.lock);
                 Err(match refusal {
                     OtpRefusal::Invalid => OpError::BadOtp,
                     OtpRefusal::Replayed => OpError::OtpReplayed,
@@ -685,9 +701,16 @@ impl Service {
         if !service_ok {
             return Err(OpError::SetupRefused);
         }
+        // The renewal page is on the internet and needs only the user ID, which the issuance
+        // mail shows: its failures count on a lock of their own, so nobody can lock a
+        // customer out of logins through it. The OTP is proven before the window is
+        // checked, so the expiry date is told only to the token's holder.
         let result = self.update(login_id, |u| {
+            let mut lock = std::mem::take(&mut u.renew_lock);
+            let proven = self.check_otp(u, &mut lock, otp, now);
+            u.renew_lock = lock;
+            let step = proven?;
             u.token.renewal_check(now, &self.token)?;
-            let step = self.prove_otp(u, otp, now)?;
             u.token = u.token.spend_step(step).renew(now, &self.token)?;
             Ok(self.view(u, now))
         });

@@ -296,6 +296,7 @@ mod tests {
             created_at: 1,
             token: Token::Unregistered,
             lock: LockState::default(),
+            renew_lock: LockState::default(),
         }
     }
 

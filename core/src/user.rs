@@ -16,6 +16,9 @@ pub struct UserRecord {
     pub token: Token,
     #[serde(default)]
     pub lock: LockState,
+    /// Failures of customer renewal over HTTP, counted apart from logins.
+    #[serde(default)]
+    pub renew_lock: LockState,
 }
 
 /// What `otpctl user show --json` and the admin API print.

@@ -265,11 +265,12 @@ fn renewal_by_customer_and_admin() {
         .renew_with_otp("TEST-BANK", "u", &c, after)
         .expect("renew");
     assert_eq!(v.state, TokenState::Active);
+    // The renewal spent the code: a second try is a replay, before any window check.
     assert_eq!(
         svc.renew_with_otp("TEST-BANK", "u", &c, after)
             .err()
             .map(|e| e.code()),
-        Some("renewal_not_yet_available")
+        Some("otp_replayed")
     );
     assert_eq!(
         svc.login("u", &format!("pw-of-{c}"), after),
@@ -561,4 +562,33 @@ fn check_link_reports_without_counting() {
     svc.enroll(&job2.code, "TEST-BANK", "u", "act-pass", NOW)
         .expect("enroll");
     assert_eq!(svc.check_link(&job2.code, NOW), Err(OpError::LinkGone));
+}
+
+#[test]
+fn renewal_failures_never_lock_logins_and_hide_the_expiry() {
+    let f = fixture("[otp]\nmax_failures = 3\n");
+    let svc = &f.svc;
+    let secret = provision(svc, "u");
+    svc.activate("u", &code(svc, &secret, NOW), NOW)
+        .expect("activate");
+    let t = NOW + 120;
+    // Without a valid OTP the answer never reveals the renewal window.
+    for _ in 0..3 {
+        assert_eq!(
+            svc.renew_with_otp("TEST-BANK", "u", "000000", t),
+            Err(OpError::BadOtp)
+        );
+    }
+    // Renewal is now locked for this user ...
+    assert_eq!(
+        svc.renew_with_otp("TEST-BANK", "u", &code(svc, &secret, t), t),
+        Err(OpError::Locked)
+    );
+    // ... but logins are not.
+    let v = svc.view(&svc.get("u").expect("u"), t);
+    assert!(!v.locked);
+    assert_eq!(
+        svc.login("u", &format!("pw-of-{}", code(svc, &secret, t)), t),
+        LoginOutcome::Accept { with_otp: true }
+    );
 }
