@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use lettre::message::header::ContentType;
+use lettre::message::header::{ContentTransferEncoding, ContentType};
+use lettre::message::Body;
 use lettre::message::Mailbox;
 use lettre::Message;
 use otpd_core::config::Config;
@@ -81,12 +82,20 @@ impl Mailer {
             link_expires_at: job.link_expires_at,
         });
         let body = Zeroizing::new(body);
+        // Quoted-printable keeps the link readable in the raw message (a .eml of the file
+        // transport, a relay's queue), which base64 would hide.
+        let body =
+            Body::new_with_encoding(body.to_string(), ContentTransferEncoding::QuotedPrintable)
+                .map_err(|_| "the mail text cannot be encoded".to_string())?;
         Message::builder()
             .from(self.from.clone())
             .to(to)
             .subject(subject)
-            .header(ContentType::TEXT_PLAIN)
-            .body(body.to_string())
+            .singlepart(
+                lettre::message::SinglePart::builder()
+                    .header(ContentType::TEXT_PLAIN)
+                    .body(body),
+            )
             .map_err(|e| format!("cannot build the message: {e}"))
     }
 

@@ -61,9 +61,18 @@ fn composed_message_goes_to_the_mobile_address_with_the_link() {
         headers.contains("From: \"OTP Center\" <otp@example.jp>"),
         "{headers}"
     );
+    let raw = String::from_utf8_lossy(&msg.formatted()).into_owned();
     assert!(
-        headers.contains("Content-Type: text/plain; charset=utf-8"),
-        "{headers}"
+        raw.contains("Content-Type: text/plain; charset=utf-8"),
+        "{raw}"
+    );
+    assert!(
+        raw.contains("Content-Transfer-Encoding: quoted-printable"),
+        "{raw}"
+    );
+    assert!(
+        raw.contains(&format!("/enroll/{}", job.code)),
+        "the link is readable in the raw message"
     );
     // Non-ASCII subjects are encoded words; the link is in the (encoded) body.
     assert!(headers.contains("Subject: =?utf-8?"), "{headers}");
