@@ -398,3 +398,79 @@ fn backup_restores_into_a_fresh_store() {
     assert_eq!(d.show("taro")["state"], "issued");
     assert_eq!(d.show("jiro")["state"], "unregistered");
 }
+
+#[test]
+fn a_backup_under_load_restores_users_and_replay_marks() {
+    use otpd_tests::radius::{Client, ACCESS_ACCEPT, ACCESS_REJECT};
+    use otpd_tests::token::{activate, oathtool};
+    let mut d = Otpd::start("[radius]\nreject_delay_ms = 0\n");
+    let server: std::net::SocketAddr = format!("127.0.0.1:{}", d.radius_port)
+        .parse()
+        .expect("addr");
+    let secrets: Vec<String> = (0..6)
+        .map(|i| activate(&d, &format!("u{i}"), "pw"))
+        .collect();
+    for i in 0..200 {
+        d.ctl_ok(
+            &["user", "add", &format!("bulk{i:03}"), "--password-stdin"],
+            "pw\n",
+        );
+    }
+    // Logins before the backup: their codes must stay spent after the restore.
+    let c = Client::new(server, otpd_tests::daemon::RADIUS_SECRET);
+    let spent: Vec<String> = secrets
+        .iter()
+        .map(|s| format!("pw{}", oathtool(s, None)))
+        .collect();
+    for (i, pw) in spent.iter().enumerate() {
+        assert_eq!(c.login(i as u8, &format!("u{i}"), pw).code, ACCESS_ACCEPT);
+    }
+    // Load while the backup is taken: password logins of the bulk users.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let c = Client::new(server, otpd_tests::daemon::RADIUS_SECRET);
+            let mut n = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                assert_eq!(
+                    c.login((n % 256) as u8, &format!("bulk{:03}", n % 200), "pw")
+                        .code,
+                    ACCESS_ACCEPT
+                );
+                n += 1;
+            }
+            n
+        })
+    };
+    let backup = d.dir.path().join("under-load.backup");
+    let out = d.ctl_ok(&["backup", backup.to_str().expect("utf8")], "");
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let logins = load.join().expect("load thread");
+    assert!(out.contains("backup of 206 users"), "{out}");
+    assert!(logins > 0, "the backup ran under load");
+
+    d.stop();
+    std::fs::remove_dir_all(d.dir.path().join("data")).expect("lose the store");
+    let restore = std::process::Command::new(bin("otpd"))
+        .arg("--config")
+        .arg(&d.config)
+        .arg("--restore")
+        .arg(&backup)
+        .output()
+        .expect("otpd --restore");
+    assert!(restore.status.success(), "{}", stderr_of(&restore));
+    d.restart();
+    let users: serde_json::Value =
+        serde_json::from_str(&d.ctl_ok(&["--json", "user", "list"], "")).expect("json");
+    assert_eq!(users.as_array().map(Vec::len), Some(206));
+    let c = Client::new(server, otpd_tests::daemon::RADIUS_SECRET);
+    for (i, pw) in spent.iter().enumerate() {
+        assert_eq!(
+            c.login(i as u8, &format!("u{i}"), pw).code,
+            ACCESS_REJECT,
+            "u{i}: a spent code was accepted after the restore"
+        );
+    }
+    assert_eq!(c.login(50, "bulk007", "pw").code, ACCESS_ACCEPT);
+}
