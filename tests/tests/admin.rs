@@ -294,6 +294,17 @@ fn a_missing_syslog_socket_is_one_warning() {
     assert!(err.contains("audit admin=\"user add\""), "{err}");
 }
 
+/// `otpd --restore BACKUP` on the test daemon's config.
+fn restore(d: &Otpd, backup: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(bin("otpd"))
+        .arg("--config")
+        .arg(&d.config)
+        .arg("--restore")
+        .arg(backup)
+        .output()
+        .expect("otpd --restore")
+}
+
 const SHA512_OF_SECRET: &str =
     "$6$saltsalt$TVLlQcbpFVof5W3Yz4DTP6gRstiNuHwwTt6GLc1E5n0U0aDehy0S5knV8wiOQSpT0Y77vwPZN.Pq.H91p5hVO1";
 
@@ -366,32 +377,14 @@ fn backup_restores_into_a_fresh_store() {
     );
 
     // Restoring into the running daemon's store is refused with a reason.
-    let busy = std::process::Command::new(bin("otpd"))
-        .arg("--config")
-        .arg(&d.config)
-        .arg("--restore")
-        .arg(&backup)
-        .output()
-        .expect("otpd");
+    let busy = restore(&d, &backup);
     assert!(!busy.status.success());
 
     d.stop();
     std::fs::remove_dir_all(d.dir.path().join("data")).expect("lose the store");
-    let restore = std::process::Command::new(bin("otpd"))
-        .arg("--config")
-        .arg(&d.config)
-        .arg("--restore")
-        .arg(&backup)
-        .output()
-        .expect("otpd");
-    assert!(restore.status.success(), "{}", stderr_of(&restore));
-    let again = std::process::Command::new(bin("otpd"))
-        .arg("--config")
-        .arg(&d.config)
-        .arg("--restore")
-        .arg(&backup)
-        .output()
-        .expect("otpd");
+    let restored = restore(&d, &backup);
+    assert!(restored.status.success(), "{}", stderr_of(&restored));
+    let again = restore(&d, &backup);
     assert!(!again.status.success(), "a non-empty store needs --force");
     assert!(stderr_of(&again).contains("--force"));
     d.restart();
@@ -452,14 +445,8 @@ fn a_backup_under_load_restores_users_and_replay_marks() {
 
     d.stop();
     std::fs::remove_dir_all(d.dir.path().join("data")).expect("lose the store");
-    let restore = std::process::Command::new(bin("otpd"))
-        .arg("--config")
-        .arg(&d.config)
-        .arg("--restore")
-        .arg(&backup)
-        .output()
-        .expect("otpd --restore");
-    assert!(restore.status.success(), "{}", stderr_of(&restore));
+    let restored = restore(&d, &backup);
+    assert!(restored.status.success(), "{}", stderr_of(&restored));
     d.restart();
     let users: serde_json::Value =
         serde_json::from_str(&d.ctl_ok(&["--json", "user", "list"], "")).expect("json");

@@ -48,6 +48,16 @@ fn provision(svc: &Service, who: &str) -> Vec<u8> {
     secret_of(&e)
 }
 
+/// The newest queued issuance mail, opened.
+fn last_mail(svc: &Service) -> MailJob {
+    svc.pending_mail()
+        .expect("outbox")
+        .pop()
+        .expect("a queued mail")
+        .1
+        .expect("opens")
+}
+
 fn code(svc: &Service, secret: &[u8], at: UnixTime) -> String {
     let p = svc.otp_params();
     p.code_for_step(secret, p.step_at(at))
@@ -90,13 +100,7 @@ fn the_customer_guide_end_to_end() {
         svc.view(&svc.get("taro").expect("u"), NOW).state,
         TokenState::Issued
     );
-    let job = svc
-        .pending_mail()
-        .expect("outbox")
-        .pop()
-        .expect("one mail")
-        .1
-        .expect("opens");
+    let job = last_mail(svc);
     assert_eq!(job.to, "taro@docomo.ne.jp");
     // Wrong service ID, user ID, activation password: refused and counted.
     assert_eq!(
@@ -286,13 +290,7 @@ fn setup_link_dies_after_max_attempts_and_expiry() {
     svc.add_user("u", "pw", NOW).expect("add");
     svc.issue("u", "u@example.jp", "act-pass", NOW)
         .expect("issue");
-    let job = svc
-        .pending_mail()
-        .expect("outbox")
-        .pop()
-        .expect("mail")
-        .1
-        .expect("opens");
+    let job = last_mail(svc);
     assert_eq!(
         svc.enroll(&job.code, "TEST-BANK", "u", "x", NOW),
         Err(OpError::SetupRefused)
@@ -309,13 +307,7 @@ fn setup_link_dies_after_max_attempts_and_expiry() {
     // A fresh issuance gives a fresh link; the old one is unknown now.
     svc.issue("u", "u@example.jp", "act-pass", NOW)
         .expect("reissue");
-    let job2 = svc
-        .pending_mail()
-        .expect("outbox")
-        .pop()
-        .expect("mail")
-        .1
-        .expect("opens");
+    let job2 = last_mail(svc);
     assert_eq!(
         svc.enroll(&job.code, "TEST-BANK", "u", "act-pass", NOW),
         Err(OpError::UnknownLink)
@@ -531,13 +523,7 @@ fn check_link_reports_without_counting() {
     svc.add_user("u", "pw", NOW).expect("add");
     svc.issue("u", "u@example.jp", "act-pass", NOW)
         .expect("issue");
-    let job = svc
-        .pending_mail()
-        .expect("outbox")
-        .pop()
-        .expect("mail")
-        .1
-        .expect("opens");
+    let job = last_mail(svc);
     assert_eq!(svc.check_link("0000", NOW), Err(OpError::UnknownLink));
     for _ in 0..5 {
         assert_eq!(svc.check_link(&job.code, NOW), Ok(()), "never counted");
@@ -552,13 +538,7 @@ fn check_link_reports_without_counting() {
     assert_eq!(svc.check_link(&job.code, NOW), Err(OpError::LinkExhausted));
     svc.issue("u", "u@example.jp", "act-pass", NOW)
         .expect("reissue");
-    let job2 = svc
-        .pending_mail()
-        .expect("outbox")
-        .pop()
-        .expect("mail")
-        .1
-        .expect("opens");
+    let job2 = last_mail(svc);
     svc.enroll(&job2.code, "TEST-BANK", "u", "act-pass", NOW)
         .expect("enroll");
     assert_eq!(svc.check_link(&job2.code, NOW), Err(OpError::LinkGone));
