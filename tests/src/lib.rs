@@ -6,6 +6,7 @@ pub mod daemon;
 pub mod freeradius;
 pub mod harness;
 pub mod http;
+pub mod pam;
 pub mod radius;
 pub mod smtp;
 pub mod token;
