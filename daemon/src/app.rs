@@ -40,7 +40,6 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     let store = SledStore::open(&config.data_dir).context("data_dir")?;
     let svc = Arc::new(Service::new(&config, store.clone(), sealer, clock::now())?);
     let ops = Arc::new(Ops::new(svc.clone(), log.clone()));
-    let admin = AdminSocket::bind(&config.admin.socket)?;
     let radius = RadiusServer::bind(
         radius_config(&config)?,
         Arc::new(Access::new(
@@ -53,6 +52,9 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     .await?;
     let http = HttpServer::bind(&config, ops.clone()).await?;
     let mailer = Mailer::new(&config)?;
+    // Bound last: once the admin socket accepts, every front door is open (tests, scripts
+    // and service managers wait on it).
+    let admin = AdminSocket::bind(&config.admin.socket)?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
