@@ -12,8 +12,11 @@ use crate::Failure;
 /// Reads `admin.socket` from otpd's config file (relative to the file's folder), without
 /// validating the rest: otpctl may not be allowed to read the secrets it names.
 pub fn socket_from_config(path: &Path) -> Result<PathBuf, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let table: toml::Table = text.parse().map_err(|e| format!("{}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     let socket = table
         .get("admin")
         .and_then(|a| a.get("socket"))
@@ -29,18 +32,29 @@ pub fn socket_from_config(path: &Path) -> Result<PathBuf, String> {
 
 pub fn call(socket: &Path, request: &AdminRequest) -> Result<AdminData, Failure> {
     let unreachable = |e: std::io::Error| {
-        Failure::Unreachable(format!("cannot reach otpd at {}: {e} (is otpd running? see --socket)", socket.display()))
+        Failure::Unreachable(format!(
+            "cannot reach otpd at {}: {e} (is otpd running? see --socket)",
+            socket.display()
+        ))
     };
     let mut stream = UnixStream::connect(socket).map_err(unreachable)?;
     // Password hashing can queue behind a login burst; a minute is generous.
-    stream.set_read_timeout(Some(Duration::from_secs(60))).map_err(unreachable)?;
-    let mut line = zeroize::Zeroizing::new(serde_json::to_vec(request).map_err(|e| Failure::Usage(e.to_string()))?);
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .map_err(unreachable)?;
+    let mut line = zeroize::Zeroizing::new(
+        serde_json::to_vec(request).map_err(|e| Failure::Usage(e.to_string()))?,
+    );
     line.push(b'\n');
     stream.write_all(&line).map_err(unreachable)?;
     let mut reply = String::new();
-    BufReader::new(&stream).read_line(&mut reply).map_err(unreachable)?;
+    BufReader::new(&stream)
+        .read_line(&mut reply)
+        .map_err(unreachable)?;
     if reply.is_empty() {
-        return Err(Failure::Unreachable("otpd closed the connection without answering".into()));
+        return Err(Failure::Unreachable(
+            "otpd closed the connection without answering".into(),
+        ));
     }
     let reply: AdminReply = serde_json::from_str(&reply)
         .map_err(|e| Failure::Unreachable(format!("unreadable answer from otpd: {e}")))?;

@@ -27,7 +27,9 @@ pub fn read(what: &str, from_stdin: bool, flag: &str, confirm: bool) -> Result<S
                     .map_err(|e| Failure::Usage(format!("cannot read from the terminal: {e}")))?,
             );
             if *again != *first {
-                return Err(Failure::Usage("the two entries differ; nothing changed".into()));
+                return Err(Failure::Usage(
+                    "the two entries differ; nothing changed".into(),
+                ));
             }
         }
         first

@@ -63,6 +63,36 @@ pub enum AdminRequest {
     TokenUnlock {
         login_id: String,
     },
+    /// Users migrated from another system, all or nothing.
+    UserImport {
+        users: Vec<ImportRow>,
+    },
+    /// Every record, for `otpctl backup`.
+    Backup,
+}
+
+/// One user of an import file; `line` is where it stood, for error messages.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ImportRow {
+    pub line: usize,
+    pub login_id: String,
+    /// argon2id PHC, sha512-crypt (`$6$`) or bcrypt (`$2b$`); never printed.
+    pub password_hash: String,
+    pub email: Option<String>,
+}
+
+impl std::fmt::Debug for ImportRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ImportRow(line {}, {})", self.line, self.login_id)
+    }
+}
+
+/// One record of a backup, hex-encoded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupRow {
+    pub tree: String,
+    pub key: String,
+    pub value: String,
 }
 
 impl AdminRequest {
@@ -80,13 +110,18 @@ impl AdminRequest {
             AdminRequest::TokenCancel { .. } => "token cancel",
             AdminRequest::TokenRenew { .. } => "token renew",
             AdminRequest::TokenUnlock { .. } => "token unlock",
+            AdminRequest::UserImport { .. } => "user import",
+            AdminRequest::Backup => "backup",
         }
     }
 
     /// The user the request is about, for audit lines.
     pub fn subject(&self) -> Option<&str> {
         match self {
-            AdminRequest::Status | AdminRequest::UserList => None,
+            AdminRequest::Status
+            | AdminRequest::UserList
+            | AdminRequest::UserImport { .. }
+            | AdminRequest::Backup => None,
             AdminRequest::UserAdd { login_id, .. }
             | AdminRequest::UserPasswd { login_id, .. }
             | AdminRequest::UserShow { login_id }
@@ -103,7 +138,10 @@ impl AdminRequest {
     pub fn is_read_only(&self) -> bool {
         matches!(
             self,
-            AdminRequest::Status | AdminRequest::UserShow { .. } | AdminRequest::UserList
+            AdminRequest::Status
+                | AdminRequest::UserShow { .. }
+                | AdminRequest::UserList
+                | AdminRequest::Backup
         )
     }
 }
@@ -133,6 +171,12 @@ pub enum AdminData {
     },
     Deleted {
         login_id: String,
+    },
+    Imported {
+        count: usize,
+    },
+    Backup {
+        rows: Vec<BackupRow>,
     },
 }
 

@@ -53,6 +53,11 @@ pub struct RadiusSection {
     pub listen: Vec<String>,
     pub require_message_authenticator: bool,
     pub reject_delay_ms: u64,
+    /// Failed logins a client may cause in a burst before its requests are refused
+    /// (so one gateway's flood cannot lock out every other gateway's customers).
+    pub client_failure_burst: u32,
+    /// Failed logins per second a client's budget regains.
+    pub client_failure_rate: u32,
     pub clients: Vec<RadiusClientSection>,
 }
 
@@ -62,6 +67,8 @@ impl Default for RadiusSection {
             listen: vec!["127.0.0.1:1812".into()],
             require_message_authenticator: true,
             reject_delay_ms: 1000,
+            client_failure_burst: 200,
+            client_failure_rate: 20,
             clients: Vec::new(),
         }
     }

@@ -47,13 +47,60 @@ impl HashParams {
     }
 }
 
-/// Checks `password` against a stored PHC hash, with the parameters recorded in the hash.
-pub fn verify(phc: &str, password: &str) -> bool {
-    match PasswordHash::new(phc) {
-        Ok(parsed) => Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok(),
-        Err(_) => false,
+/// The kinds of stored hash otpd can verify. Only argon2id is ever written; the others
+/// arrive with imported users and are replaced at their next successful login.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashKind {
+    Argon2id,
+    /// sha512-crypt, `$6$`.
+    Sha512Crypt,
+    /// bcrypt, `$2a$` / `$2b$` / `$2y$`.
+    Bcrypt,
+}
+
+impl HashKind {
+    pub fn of(hash: &str) -> Option<HashKind> {
+        if hash.starts_with("$argon2id$") {
+            PasswordHash::new(hash).ok().map(|_| HashKind::Argon2id)
+        } else if hash.starts_with("$6$") && hash.split('$').count() >= 4 {
+            Some(HashKind::Sha512Crypt)
+        } else if ["$2a$", "$2b$", "$2y$"].iter().any(|p| hash.starts_with(p)) && hash.len() == 60 {
+            Some(HashKind::Bcrypt)
+        } else {
+            None
+        }
+    }
+}
+
+/// Checks `password` against a stored hash, with the parameters recorded in the hash.
+pub fn verify(hash: &str, password: &str) -> bool {
+    match HashKind::of(hash) {
+        Some(HashKind::Argon2id) => match PasswordHash::new(hash) {
+            Ok(parsed) => Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok(),
+            Err(_) => false,
+        },
+        Some(HashKind::Sha512Crypt) => sha_crypt::sha512_check(password, hash).is_ok(),
+        Some(HashKind::Bcrypt) => bcrypt::verify(password, hash).unwrap_or(false),
+        None => false,
+    }
+}
+
+impl HashParams {
+    /// True when `hash` should be replaced at the next successful login: a legacy kind, or
+    /// argon2id with other parameters than the configured ones.
+    pub fn needs_rehash(&self, hash: &str) -> bool {
+        match HashKind::of(hash) {
+            Some(HashKind::Argon2id) => {
+                let want = format!(
+                    "m={},t={},p={}",
+                    self.memory_kib, self.iterations, self.parallelism
+                );
+                !hash.contains(&want)
+            }
+            _ => true,
+        }
     }
 }
 
@@ -74,6 +121,27 @@ mod tests {
         assert!(verify(&h, "correct horse"));
         assert!(!verify(&h, "correct horsf"));
         assert!(!verify("not a hash", "correct horse"));
+    }
+
+    #[test]
+    fn legacy_hashes_verify() {
+        // Made with glibc crypt("secret", "$6$saltsalt")
+        let sha = "$6$saltsalt$TVLlQcbpFVof5W3Yz4DTP6gRstiNuHwwTt6GLc1E5n0U0aDehy0S5knV8wiOQSpT0Y77vwPZN.Pq.H91p5hVO1";
+        assert_eq!(HashKind::of(sha), Some(HashKind::Sha512Crypt));
+        assert!(verify(sha, "secret"));
+        assert!(!verify(sha, "Secret"));
+        let bc = bcrypt::hash_with_salt("secret", 4, [7u8; 16])
+            .expect("bcrypt")
+            .format_for_version(bcrypt::Version::TwoB);
+        assert_eq!(HashKind::of(&bc), Some(HashKind::Bcrypt));
+        assert!(verify(&bc, "secret"));
+        assert!(!verify(&bc, "secreT"));
+        assert_eq!(HashKind::of("plain"), None);
+        assert_eq!(HashKind::of("$1$md5$x"), None, "md5-crypt is refused");
+        assert!(CHEAP.needs_rehash(sha));
+        let fresh = CHEAP.hash("x").expect("hash");
+        assert!(!CHEAP.needs_rehash(&fresh));
+        assert!(HashParams::default().needs_rehash(&fresh));
     }
 
     #[test]

@@ -11,12 +11,12 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use crate::admin::{AdminData, AdminRequest, StatusView};
+use crate::admin::{AdminData, AdminRequest, BackupRow, ImportRow, StatusView};
 use crate::config::Config;
 use crate::lifecycle::{Token, TokenPolicy, TokenState};
 use crate::lockout::{LockPolicy, LockState};
 use crate::otp::{OtpParams, OtpRefusal};
-use crate::password::{self, HashParams};
+use crate::password::{self, HashKind, HashParams};
 use crate::seal::{hex, Sealed, Sealer};
 use crate::store::Store;
 use crate::user::{check_email, check_login_id, UserRecord, UserView};
@@ -249,6 +249,12 @@ impl Service {
             AdminRequest::TokenUnlock { login_id } => {
                 Ok(AdminData::User(self.unlock(login_id, now)?))
             }
+            AdminRequest::UserImport { users } => Ok(AdminData::Imported {
+                count: self.import(users, now)?,
+            }),
+            AdminRequest::Backup => Ok(AdminData::Backup {
+                rows: self.backup()?,
+            }),
         }
     }
 
@@ -302,6 +308,90 @@ impl Service {
         } else {
             Err(OpError::UserExists(login_id.into()))
         }
+    }
+
+    /// Creates every user of `rows`, or none: each row is checked first (login ID, hash
+    /// kind, e-mail, duplicates in the file and in the store), and a row that still fails
+    /// while writing undoes the rows written before it.
+    pub fn import(&self, rows: &[ImportRow], now: UnixTime) -> Result<usize, OpError> {
+        let at = |r: &ImportRow, why: String| {
+            OpError::BadInput(format!("line {}: {why}; nothing was imported", r.line))
+        };
+        let mut seen = std::collections::HashSet::new();
+        for r in rows {
+            check_login_id(&r.login_id).map_err(|e| at(r, e.to_string()))?;
+            if HashKind::of(&r.password_hash).is_none() {
+                return Err(at(
+                    r,
+                    "the password hash is not argon2id (PHC), sha512-crypt ($6$) or bcrypt ($2b$)"
+                        .into(),
+                ));
+            }
+            if let Some(e) = &r.email {
+                check_email(e).map_err(|e| at(r, e.to_string()))?;
+            }
+            if !seen.insert(r.login_id.as_str()) {
+                return Err(at(r, format!("{:?} appears twice in the file", r.login_id)));
+            }
+            if self.store.get_user(&r.login_id)?.is_some() {
+                return Err(at(r, format!("user {:?} already exists", r.login_id)));
+            }
+        }
+        let mut written: Vec<&str> = Vec::new();
+        for r in rows {
+            let user = UserRecord {
+                login_id: r.login_id.clone(),
+                password_hash: r.password_hash.clone(),
+                email: r.email.clone(),
+                created_at: now,
+                token: Token::Unregistered,
+                lock: LockState::default(),
+            };
+            let ok = self.store.swap_user(&r.login_id, None, Some(&user));
+            if !matches!(ok, Ok(true)) {
+                for id in &written {
+                    if let Ok(Some(v)) = self.store.get_user(id) {
+                        let _ = self.store.swap_user(id, Some(&v), None);
+                    }
+                }
+                return Err(match ok {
+                    Err(e) => e.into(),
+                    _ => at(r, format!("user {:?} was created meanwhile", r.login_id)),
+                });
+            }
+            written.push(&r.login_id);
+        }
+        Ok(rows.len())
+    }
+
+    pub fn backup(&self) -> Result<Vec<BackupRow>, OpError> {
+        Ok(self
+            .store
+            .export()?
+            .into_iter()
+            .map(|(tree, k, v)| BackupRow {
+                tree,
+                key: hex(&k),
+                value: hex(&v),
+            })
+            .collect())
+    }
+
+    /// Replaces a legacy or outdated hash once the password was proven.
+    fn upgrade_hash(&self, user: &UserRecord, password: &str) {
+        if !self.hash.needs_rehash(&user.password_hash) {
+            return;
+        }
+        let Ok(new_hash) = self.hash.hash(password) else {
+            return;
+        };
+        let old = user.password_hash.clone();
+        let _ = self.update(&user.login_id, |u| {
+            if u.password_hash == old {
+                u.password_hash = new_hash.clone();
+            }
+            Ok(())
+        });
     }
 
     pub fn set_password(
@@ -638,6 +728,7 @@ impl Service {
         if !password::verify(&user.password_hash, user_password) {
             return self.count_failure(login_id, now, RejectReason::BadPassword);
         }
+        self.upgrade_hash(&user, user_password);
         if self.otp_required {
             return LoginOutcome::Reject(RejectReason::OtpRequired);
         }

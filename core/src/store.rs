@@ -67,8 +67,11 @@ pub trait Store: Send + Sync {
     }
     /// Bytes the store occupies on disk.
     fn size_on_disk(&self) -> u64;
-    /// A consistent copy of everything, for backups.
+    /// A copy of everything, for backups: each record is read whole, so every user comes
+    /// back with its own state, lock and replay mark consistent.
     fn export(&self) -> Result<Vec<ExportRow>, StoreError>;
+    /// Writes backup rows into the store (for a restore into a stopped daemon's store).
+    fn restore(&self, rows: &[ExportRow]) -> Result<(), StoreError>;
 }
 
 pub struct SledStore {
@@ -257,6 +260,25 @@ impl Store for SledStore {
             }
         }
         Ok(out)
+    }
+
+    fn restore(&self, rows: &[ExportRow]) -> Result<(), StoreError> {
+        for (name, k, v) in rows {
+            let tree = match name.as_str() {
+                "users" => &self.users,
+                "links" => &self.links,
+                "outbox" => &self.outbox,
+                other => {
+                    return Err(StoreError::Corrupt(format!(
+                        "unknown tree {other:?} in backup"
+                    )))
+                }
+            };
+            tree.insert(k.as_slice(), v.as_slice())?;
+        }
+        // Ids for new outbox entries must not collide with restored ones.
+        let _ = self.db.generate_id()?;
+        Ok(())
     }
 }
 

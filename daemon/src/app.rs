@@ -10,10 +10,12 @@ use otpd_core::store::SledStore;
 use otpd_core::Service;
 use tokio::sync::watch;
 
+use crate::access::Access;
 use crate::admin_socket::AdminSocket;
 use crate::clock;
 use crate::log::Logger;
 use crate::ops::Ops;
+use crate::radius::{RadiusClient, RadiusConfig, RadiusEvent, RadiusLog, RadiusServer, Severity};
 
 /// `otpd --check-config`: Ok, or every problem found.
 pub fn check_config(path: &Path) -> Result<Loaded, Vec<String>> {
@@ -37,26 +39,132 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     let svc = Arc::new(Service::new(&config, store.clone(), sealer, clock::now())?);
     let ops = Arc::new(Ops::new(svc.clone(), log.clone()));
     let admin = AdminSocket::bind(&config.admin.socket)?;
+    let radius = RadiusServer::bind(
+        radius_config(&config)?,
+        Arc::new(Access::new(
+            ops.clone(),
+            config.radius.client_failure_rate,
+            config.radius.client_failure_burst,
+        )),
+        radius_log(log.clone()),
+    )
+    .await?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(admin.serve(ops.clone(), wait_for(stop_rx.clone())));
+    let radius_log_handle = log.clone();
+    let radius_addrs = radius.local_addrs();
+    let radius_stop = wait_for(stop_rx.clone());
+    tasks.spawn(async move {
+        if let Err(e) = radius.run(radius_stop).await {
+            radius_log_handle.error(&format!("RADIUS server stopped: {e}"));
+        }
+    });
 
     log.info(&format!(
-        "otpd {} ready: {} users, admin socket {}, started in {} ms",
+        "otpd {} ready: {} users, RADIUS on {}, admin socket {}, started in {} ms",
         env!("CARGO_PKG_VERSION"),
         svc.store().user_count(),
+        radius_addrs
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(" "),
         config.admin.socket.display(),
         started.elapsed().as_millis()
     ));
 
+    crate::notify::notify("READY=1");
+
     shutdown_signal().await;
+    crate::notify::notify("STOPPING=1");
     log.info("stopping: finishing requests in flight");
     let _ = stop_tx.send(true);
     while tasks.join_next().await.is_some() {}
     ops.durable().await.ok();
     log.info("stopped");
     Ok(())
+}
+
+/// The RADIUS layer's settings from `[radius]`.
+pub fn radius_config(config: &Config) -> anyhow::Result<RadiusConfig> {
+    let r = &config.radius;
+    let listen = r
+        .listen
+        .iter()
+        .map(|a| a.parse().with_context(|| format!("radius.listen {a:?}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut clients = Vec::new();
+    for c in &r.clients {
+        clients.push(RadiusClient {
+            name: c.name.clone(),
+            network: c.network().map_err(anyhow::Error::msg)?,
+            secret: c.secret().map_err(anyhow::Error::msg)?,
+            require_message_authenticator: c.require_message_authenticator,
+        });
+    }
+    let mut rc = RadiusConfig::new(listen, clients);
+    rc.require_message_authenticator = r.require_message_authenticator;
+    rc.reject_delay = std::time::Duration::from_millis(r.reject_delay_ms);
+    Ok(rc)
+}
+
+/// RADIUS events into the daemon's log: decisions are audit lines (syslog authpriv),
+/// drops and warnings are warnings, in-progress duplicates only show at debug level.
+fn radius_log(log: Arc<Logger>) -> Arc<dyn RadiusLog> {
+    Arc::new(move |e: &RadiusEvent| match (e, e.severity()) {
+        (RadiusEvent::Decision { .. }, _) => log.info(&format!("audit {e}")),
+        (_, Severity::Debug) => log.debug(&e.to_string()),
+        (_, Severity::Info) => log.info(&e.to_string()),
+        _ => log.warn(&e.to_string()),
+    })
+}
+
+/// `otpd --restore`: loads an `otpctl backup` file into the store of a stopped daemon.
+pub fn restore(config: &Config, backup: &Path, force: bool) -> anyhow::Result<usize> {
+    use std::io::BufRead;
+    let file =
+        std::fs::File::open(backup).with_context(|| format!("cannot open {}", backup.display()))?;
+    let mut lines = std::io::BufReader::new(file).lines();
+    let header: serde_json::Value =
+        serde_json::from_str(&lines.next().context("empty backup file")??)
+            .context("the first line is not an otpd backup header")?;
+    anyhow::ensure!(
+        header["format"] == "otpd-backup" && header["version"] == 1,
+        "{} is not an otpd backup (version 1)",
+        backup.display()
+    );
+    let mut rows = Vec::new();
+    for (i, line) in lines.enumerate() {
+        let row: otpd_core::admin::BackupRow = serde_json::from_str(&line?)
+            .with_context(|| format!("line {}: unreadable record", i + 2))?;
+        let (Some(k), Some(v)) = (
+            otpd_core::seal::unhex(&row.key),
+            otpd_core::seal::unhex(&row.value),
+        ) else {
+            anyhow::bail!("line {}: bad hex", i + 2);
+        };
+        rows.push((row.tree, k, v));
+    }
+    anyhow::ensure!(
+        header["records"].as_u64() == Some(rows.len() as u64),
+        "the backup is truncated: the header promises {} records, the file holds {}",
+        header["records"],
+        rows.len()
+    );
+    let store = SledStore::open(&config.data_dir)
+        .map_err(|e| anyhow::anyhow!("{e} (is otpd still running? stop it before restoring)"))?;
+    use otpd_core::store::Store;
+    anyhow::ensure!(
+        force || store.user_count() == 0,
+        "{} already holds {} users; restore into an empty data_dir, or add --force",
+        config.data_dir.display(),
+        store.user_count()
+    );
+    store.restore(&rows)?;
+    store.wait_durable()?;
+    Ok(rows.len())
 }
 
 async fn shutdown_signal() {

@@ -1,19 +1,7 @@
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-
-/// otpd: the OTP authentication centre (RADIUS, HTTP enrolment, admin socket, mail).
-#[derive(Parser, Debug)]
-#[command(name = "otpd", version, about)]
-struct Args {
-    /// Configuration file.
-    #[arg(long, short = 'c', default_value = "/etc/otpd/otpd.toml")]
-    config: PathBuf,
-    /// Validate the configuration, print every problem, and exit (0 good, 2 bad).
-    #[arg(long)]
-    check_config: bool,
-}
+use otpd::cli::Args;
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -37,6 +25,22 @@ fn main() -> ExitCode {
         }
         println!("{}: configuration OK", args.config.display());
         return ExitCode::SUCCESS;
+    }
+    if let Some(backup) = &args.restore {
+        return match otpd::app::restore(&loaded.config, backup, args.force) {
+            Ok(n) => {
+                println!(
+                    "restored {n} records from {} into {}",
+                    backup.display(),
+                    loaded.config.data_dir.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("otpd: restore failed: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -10,21 +10,34 @@ use std::time::{Duration, Instant};
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     // target/<profile>/deps/<test-binary>
-    exe.parent().and_then(Path::parent).expect("target/<profile>").to_path_buf()
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>")
+        .to_path_buf()
 }
 
 pub fn bin(name: &str) -> PathBuf {
     let p = bin_dir().join(name);
-    assert!(p.exists(), "{} is missing: run `cargo build --workspace --bins` before the tests", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build --workspace --bins` before the tests",
+        p.display()
+    );
     p
 }
 
 pub fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free tcp port").port()
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free tcp port")
+        .port()
 }
 
 pub fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).expect("free udp port").port()
+    UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("free udp port")
+        .port()
 }
 
 /// Polls `f` until it returns Some, or panics after `limit`.
@@ -53,9 +66,10 @@ pub struct Otpd {
 }
 
 impl Otpd {
-    /// A config with free ports, cheap hashing, no syslog; `extra` is appended (TOML).
+    /// A config with free ports, cheap hashing, mail to files, no syslog. `extra` (TOML) is
+    /// merged over it: its tables extend or override the defaults, its arrays append.
     pub fn config_text(radius_port: u16, http_port: u16, extra: &str) -> String {
-        let mut text = format!(
+        let base = format!(
             r#"service_id = "TEST-BANK"
 data_dir = "data"
 key_file = "master.key"
@@ -77,19 +91,21 @@ argon2_iterations = 1
 listen = "127.0.0.1:{http_port}"
 public_url = "http://127.0.0.1:{http_port}"
 
+[mail]
+transport = "file"
+dir = "mail"
+
 [admin]
 socket = "admin.sock"
 
+[log]
+syslog = false
 "#
         );
-        if !extra.contains("[mail]") {
-            text.push_str("[mail]\ntransport = \"file\"\ndir = \"mail\"\n\n");
-        }
-        if !extra.contains("[log]") {
-            text.push_str("[log]\nsyslog = false\n\n");
-        }
-        text.push_str(extra);
-        text
+        let mut table: toml::Table = base.parse().expect("harness config parses");
+        let extra: toml::Table = extra.parse().expect("test's extra config parses");
+        merge(&mut table, extra);
+        toml::to_string(&table).expect("config serialises")
     }
 
     /// Writes the config and starts otpd; returns once the admin socket answers.
@@ -103,7 +119,8 @@ socket = "admin.sock"
         let radius_port = free_udp_port();
         let http_port = free_tcp_port();
         let config = dir.path().join("otpd.toml");
-        std::fs::write(&config, Otpd::config_text(radius_port, http_port, extra)).expect("write config");
+        std::fs::write(&config, Otpd::config_text(radius_port, http_port, extra))
+            .expect("write config");
         let mut d = Otpd {
             socket: dir.path().join("admin.sock"),
             stderr_log: dir.path().join("otpd.stderr"),
@@ -132,7 +149,11 @@ socket = "admin.sock"
             }
             None => Command::new(bin("otpd")),
         };
-        cmd.arg("--config").arg(&self.config).stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
+        cmd.arg("--config")
+            .arg(&self.config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
         if !self.prefix.is_empty() {
             cmd.env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
         }
@@ -141,9 +162,14 @@ socket = "admin.sock"
         let mut child = self.child.take().expect("child");
         wait_until("otpd's admin socket", Duration::from_secs(30), || {
             if let Ok(Some(status)) = child.try_wait() {
-                panic!("otpd exited early ({status}): {}", std::fs::read_to_string(&self.stderr_log).unwrap_or_default());
+                panic!(
+                    "otpd exited early ({status}): {}",
+                    std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
+                );
             }
-            std::os::unix::net::UnixStream::connect(&socket).ok().map(|_| ())
+            std::os::unix::net::UnixStream::connect(&socket)
+                .ok()
+                .map(|_| ())
         });
         self.child = Some(child);
     }
@@ -152,7 +178,9 @@ socket = "admin.sock"
     pub fn stop(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("running");
         unsafe_free_kill(child.id(), "TERM");
-        wait_until("otpd to stop", Duration::from_secs(30), || child.try_wait().ok().flatten())
+        wait_until("otpd to stop", Duration::from_secs(30), || {
+            child.try_wait().ok().flatten()
+        })
     }
 
     /// SIGKILL: a crash.
@@ -168,6 +196,12 @@ socket = "admin.sock"
             let status = self.stop();
             assert!(status.success(), "otpd stopped with {status}");
         }
+        self.launch();
+    }
+
+    /// Starts the (stopped) daemon again under a command prefix such as `faketime`.
+    pub fn relaunch_with(&mut self, prefix: &[&str]) {
+        self.prefix = prefix.iter().map(|s| s.to_string()).collect();
         self.launch();
     }
 
@@ -190,7 +224,12 @@ socket = "admin.sock"
             .stderr(Stdio::piped())
             .spawn()
             .expect("run otpctl");
-        child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("feed stdin");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin.as_bytes())
+            .expect("feed stdin");
         child.wait_with_output().expect("otpctl output")
     }
 
@@ -212,6 +251,18 @@ socket = "admin.sock"
     }
 }
 
+fn merge(into: &mut toml::Table, from: toml::Table) {
+    for (k, v) in from {
+        match (into.get_mut(&k), v) {
+            (Some(toml::Value::Table(a)), toml::Value::Table(b)) => merge(a, b),
+            (Some(toml::Value::Array(a)), toml::Value::Array(b)) => a.extend(b),
+            (_, v) => {
+                into.insert(k, v);
+            }
+        }
+    }
+}
+
 impl Drop for Otpd {
     fn drop(&mut self) {
         self.kill();
@@ -220,5 +271,8 @@ impl Drop for Otpd {
 
 /// Sends a signal with the `kill` command (no unsafe code in tests).
 pub fn unsafe_free_kill(pid: u32, sig: &str) {
-    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status();
 }

@@ -2,3 +2,7 @@
 //! free loopback ports, poll for readiness with a deadline, stop them on drop.
 
 pub mod daemon;
+pub mod freeradius;
+pub mod http;
+pub mod radius;
+pub mod token;

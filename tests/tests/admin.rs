@@ -20,7 +20,17 @@ fn lifecycle_through_otpctl_survives_a_restart() {
     assert!(v["email"].is_null() && v["expires_at"].is_null());
     assert_eq!(v["renewal_available"], false);
 
-    let out = d.ctl_ok(&["token", "issue", "taro", "--email", "taro@docomo.ne.jp", "--activation-password-stdin"], "act-1234\n");
+    let out = d.ctl_ok(
+        &[
+            "token",
+            "issue",
+            "taro",
+            "--email",
+            "taro@docomo.ne.jp",
+            "--activation-password-stdin",
+        ],
+        "act-1234\n",
+    );
     assert!(out.contains("setup link e-mailed"), "{out}");
     let v = d.show("taro");
     assert_eq!(v["state"], "issued");
@@ -29,10 +39,17 @@ fn lifecycle_through_otpctl_survives_a_restart() {
     d.ctl_ok(&["user", "add", "jiro", "--password-stdin"], "pw2\n");
     let list = d.ctl_ok(&["user", "list"], "");
     assert_eq!(list.lines().count(), 2, "{list}");
-    assert!(list.lines().any(|l| l.starts_with("taro\tissued")), "{list}");
+    assert!(
+        list.lines().any(|l| l.starts_with("taro\tissued")),
+        "{list}"
+    );
 
     d.restart();
-    assert_eq!(d.show("taro")["state"], "issued", "issuance survived the restart");
+    assert_eq!(
+        d.show("taro")["state"],
+        "issued",
+        "issuance survived the restart"
+    );
     assert_eq!(d.show("jiro")["state"], "unregistered");
 
     d.ctl_ok(&["token", "cancel", "taro"], "");
@@ -60,22 +77,46 @@ fn refusals_are_one_clear_line_and_change_nothing() {
 
     let dup = d.otpctl(&["user", "add", "taro", "--password-stdin"], "other\n");
     assert_eq!(dup.status.code(), Some(1));
-    assert_eq!(stderr_of(&dup).trim(), "otpctl: user \"taro\" already exists");
+    assert_eq!(
+        stderr_of(&dup).trim(),
+        "otpctl: user \"taro\" already exists"
+    );
 
     let unknown = d.otpctl(&["token", "cancel", "nobody"], "");
     assert_eq!(unknown.status.code(), Some(1));
-    assert_eq!(stderr_of(&unknown).trim(), "otpctl: no such user \"nobody\"");
+    assert_eq!(
+        stderr_of(&unknown).trim(),
+        "otpctl: no such user \"nobody\""
+    );
 
     let wrong_state = d.otpctl(&["token", "activate", "taro", "--otp", "123456"], "");
     assert_eq!(wrong_state.status.code(), Some(1));
-    assert!(stderr_of(&wrong_state).contains("unregistered"), "{}", stderr_of(&wrong_state));
+    assert!(
+        stderr_of(&wrong_state).contains("unregistered"),
+        "{}",
+        stderr_of(&wrong_state)
+    );
 
-    let bad_mail = d.otpctl(&["token", "issue", "taro", "--email", "not-an-address", "--activation-password-stdin"], "act-1234\n");
+    let bad_mail = d.otpctl(
+        &[
+            "token",
+            "issue",
+            "taro",
+            "--email",
+            "not-an-address",
+            "--activation-password-stdin",
+        ],
+        "act-1234\n",
+    );
     assert_eq!(bad_mail.status.code(), Some(1));
     assert!(stderr_of(&bad_mail).contains("not an e-mail address"));
 
     let no_secret = d.otpctl(&["user", "add", "hanako"], "");
-    assert_eq!(no_secret.status.code(), Some(2), "no password source: usage error");
+    assert_eq!(
+        no_secret.status.code(),
+        Some(2),
+        "no password source: usage error"
+    );
     assert!(stderr_of(&no_secret).contains("--password-stdin"));
     assert_eq!(stderr_of(&no_secret).lines().count(), 1);
 
@@ -119,19 +160,37 @@ fn check_config_lists_every_problem() {
     let dir = tempfile::tempdir().expect("tempdir");
     let good = dir.path().join("good.toml");
     std::fs::write(&good, Otpd::config_text(1812, 8080, "")).expect("write");
-    let ok = std::process::Command::new(bin("otpd")).arg("--check-config").arg("--config").arg(&good).output().expect("otpd");
+    let ok = std::process::Command::new(bin("otpd"))
+        .arg("--check-config")
+        .arg("--config")
+        .arg(&good)
+        .output()
+        .expect("otpd");
     assert!(ok.status.success(), "{}", stderr_of(&ok));
 
     let bad = dir.path().join("bad.toml");
-    std::fs::write(&bad, "colour = \"blue\"\n[token]\nvalidity_days = 365\n[otp]\nperiodd = 30\n").expect("write");
-    let out = std::process::Command::new(bin("otpd")).arg("--check-config").arg("--config").arg(&bad).output().expect("otpd");
+    std::fs::write(
+        &bad,
+        "colour = \"blue\"\n[token]\nvalidity_days = 365\n[otp]\nperiodd = 30\n",
+    )
+    .expect("write");
+    let out = std::process::Command::new(bin("otpd"))
+        .arg("--check-config")
+        .arg("--config")
+        .arg(&bad)
+        .output()
+        .expect("otpd");
     assert_eq!(out.status.code(), Some(2));
     let err = stderr_of(&out);
     for needle in ["`colour`", "`otp.periodd`", "service_id", "validity_days"] {
         assert!(err.contains(needle), "missing {needle} in:\n{err}");
     }
     // A broken config also refuses to start, with the same list.
-    let start = std::process::Command::new(bin("otpd")).arg("--config").arg(&bad).output().expect("otpd");
+    let start = std::process::Command::new(bin("otpd"))
+        .arg("--config")
+        .arg(&bad)
+        .output()
+        .expect("otpd");
     assert_eq!(start.status.code(), Some(2));
 }
 
@@ -148,9 +207,17 @@ fn sigterm_stops_cleanly_and_removes_the_socket() {
 fn admin_socket_and_key_file_are_private() {
     use std::os::unix::fs::PermissionsExt;
     let d = Otpd::start("");
-    let sock = std::fs::metadata(&d.socket).expect("socket").permissions().mode() & 0o777;
+    let sock = std::fs::metadata(&d.socket)
+        .expect("socket")
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(sock, 0o660);
-    let key = std::fs::metadata(d.dir.path().join("master.key")).expect("key").permissions().mode() & 0o777;
+    let key = std::fs::metadata(d.dir.path().join("master.key"))
+        .expect("key")
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(key, 0o600);
 }
 
@@ -160,12 +227,33 @@ fn audit_lines_go_to_syslog_without_secrets() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log_path = dir.path().join("log.sock");
     let syslog = UnixDatagram::bind(&log_path).expect("our own syslog socket");
-    syslog.set_read_timeout(Some(Duration::from_millis(200))).expect("timeout");
-    let extra = format!("[log]\nsyslog = true\nsyslog_socket = \"{}\"\n", log_path.display());
+    syslog
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let extra = format!(
+        "[log]\nsyslog = true\nsyslog_socket = \"{}\"\n",
+        log_path.display()
+    );
     let d = Otpd::start(&extra);
-    d.ctl_ok(&["user", "add", "taro", "--password-stdin"], "Very-Secret-Pw\n");
-    d.ctl_ok(&["token", "issue", "taro", "--email", "t@example.jp", "--activation-password-stdin"], "Act-Secret-99\n");
-    let _ = d.otpctl(&["user", "add", "taro", "--password-stdin"], "Another-Secret\n");
+    d.ctl_ok(
+        &["user", "add", "taro", "--password-stdin"],
+        "Very-Secret-Pw\n",
+    );
+    d.ctl_ok(
+        &[
+            "token",
+            "issue",
+            "taro",
+            "--email",
+            "t@example.jp",
+            "--activation-password-stdin",
+        ],
+        "Act-Secret-99\n",
+    );
+    let _ = d.otpctl(
+        &["user", "add", "taro", "--password-stdin"],
+        "Another-Secret\n",
+    );
     let mut lines = Vec::new();
     wait_until("three audit lines", Duration::from_secs(10), || {
         let mut buf = [0u8; 2048];
@@ -177,10 +265,15 @@ fn audit_lines_go_to_syslog_without_secrets() {
     let audits: Vec<&String> = lines.iter().filter(|l| l.contains("audit")).collect();
     // <86> = authpriv (10) * 8 + info (6)
     assert!(audits.iter().all(|l| l.starts_with("<86>")), "{audits:?}");
-    assert!(audits.iter().any(|l| l.contains("admin=\"user add\"") && l.contains("user=taro") && l.contains("outcome=ok")));
+    assert!(audits.iter().any(|l| l.contains("admin=\"user add\"")
+        && l.contains("user=taro")
+        && l.contains("outcome=ok")));
     assert!(audits.iter().any(|l| l.contains("outcome=user_exists")));
     for secret in ["Very-Secret-Pw", "Act-Secret-99", "Another-Secret"] {
-        assert!(!lines.iter().any(|l| l.contains(secret)), "{secret} reached syslog");
+        assert!(
+            !lines.iter().any(|l| l.contains(secret)),
+            "{secret} reached syslog"
+        );
         assert!(!d.stderr().contains(secret), "{secret} reached stderr");
     }
 }
@@ -192,4 +285,109 @@ fn a_missing_syslog_socket_is_one_warning() {
     let err = d.stderr();
     assert_eq!(err.matches("syslog socket").count(), 1, "{err}");
     assert!(err.contains("audit admin=\"user add\""), "{err}");
+}
+
+const SHA512_OF_SECRET: &str =
+    "$6$saltsalt$TVLlQcbpFVof5W3Yz4DTP6gRstiNuHwwTt6GLc1E5n0U0aDehy0S5knV8wiOQSpT0Y77vwPZN.Pq.H91p5hVO1";
+
+#[test]
+fn user_import_is_all_or_nothing_with_line_numbers() {
+    let d = Otpd::start("");
+    let bad = d.dir.path().join("bad.csv");
+    std::fs::write(
+        &bad,
+        format!("login_id,password_hash,email\nu1,{SHA512_OF_SECRET},u1@example.jp\nu2,plaintext,u2@example.jp\n"),
+    )
+    .expect("write");
+    let out = d.otpctl(&["user", "import", bad.to_str().expect("utf8")], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr_of(&out).contains("line 3"), "{}", stderr_of(&out));
+    assert_eq!(d.ctl_ok(&["user", "list"], ""), "", "nothing imported");
+
+    let good = d.dir.path().join("good.csv");
+    let argon =
+        "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHRzYWx0$2mVm0mOyAwsc0b5ldyNWhnXEt/1Xy6ykTuAkmj7VVp4";
+    std::fs::write(
+        &good,
+        format!("u1,{SHA512_OF_SECRET},u1@example.jp\n\n# migrated\nu2,{argon},\n"),
+    )
+    .expect("write");
+    let out = d.ctl_ok(&["user", "import", good.to_str().expect("utf8")], "");
+    assert!(out.contains("imported 2 users"), "{out}");
+    assert_eq!(d.show("u1")["email"], "u1@example.jp");
+    assert!(d.show("u2")["email"].is_null());
+    let again = d.otpctl(&["user", "import", good.to_str().expect("utf8")], "");
+    assert_eq!(
+        again.status.code(),
+        Some(1),
+        "existing users refuse the whole file"
+    );
+    assert!(
+        stderr_of(&again).contains("line 1"),
+        "{}",
+        stderr_of(&again)
+    );
+}
+
+#[test]
+fn backup_restores_into_a_fresh_store() {
+    let mut d = Otpd::start("");
+    d.ctl_ok(&["user", "add", "taro", "--password-stdin"], "pw\n");
+    d.ctl_ok(
+        &[
+            "token",
+            "issue",
+            "taro",
+            "--email",
+            "t@example.jp",
+            "--activation-password-stdin",
+        ],
+        "act-1234\n",
+    );
+    d.ctl_ok(&["user", "add", "jiro", "--password-stdin"], "pw\n");
+    let backup = d.dir.path().join("otpd.backup");
+    let out = d.ctl_ok(&["backup", backup.to_str().expect("utf8")], "");
+    assert!(out.contains("backup of 2 users"), "{out}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&backup)
+            .expect("backup")
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+
+    // Restoring into the running daemon's store is refused with a reason.
+    let busy = std::process::Command::new(bin("otpd"))
+        .arg("--config")
+        .arg(&d.config)
+        .arg("--restore")
+        .arg(&backup)
+        .output()
+        .expect("otpd");
+    assert!(!busy.status.success());
+
+    d.stop();
+    std::fs::remove_dir_all(d.dir.path().join("data")).expect("lose the store");
+    let restore = std::process::Command::new(bin("otpd"))
+        .arg("--config")
+        .arg(&d.config)
+        .arg("--restore")
+        .arg(&backup)
+        .output()
+        .expect("otpd");
+    assert!(restore.status.success(), "{}", stderr_of(&restore));
+    let again = std::process::Command::new(bin("otpd"))
+        .arg("--config")
+        .arg(&d.config)
+        .arg("--restore")
+        .arg(&backup)
+        .output()
+        .expect("otpd");
+    assert!(!again.status.success(), "a non-empty store needs --force");
+    assert!(stderr_of(&again).contains("--force"));
+    d.restart();
+    assert_eq!(d.show("taro")["state"], "issued");
+    assert_eq!(d.show("jiro")["state"], "unregistered");
 }

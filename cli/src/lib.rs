@@ -1,0 +1,227 @@
+//! otpctl: the administrators' command line. Parses, asks otpd over the admin socket, prints.
+
+pub mod args;
+mod client;
+mod files;
+mod secret;
+
+use args::{Cli, Command, TokenCmd, UserCmd};
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use otpd_core::admin::{AdminData, AdminRequest, Secret};
+use otpd_core::user::UserView;
+
+const DEFAULT_SOCKET: &str = "/run/otpd/admin.sock";
+
+/// Runs one invocation; the exit status says how it ended.
+pub fn main_with(cli: &Cli) -> ExitCode {
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("otpctl: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// What went wrong, and the exit status that says so.
+#[derive(Debug)]
+pub enum Failure {
+    /// otpd refused: 1.
+    Refused(String),
+    /// Bad invocation or input: 2.
+    Usage(String),
+    /// otpd could not be reached: 3.
+    Unreachable(String),
+}
+
+impl Failure {
+    fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Refused(_) => 1,
+            Failure::Usage(_) => 2,
+            Failure::Unreachable(_) => 3,
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Refused(m) | Failure::Usage(m) | Failure::Unreachable(m) => f.write_str(m),
+        }
+    }
+}
+
+fn socket_path(cli: &Cli) -> Result<PathBuf, Failure> {
+    if let Some(s) = &cli.socket {
+        return Ok(s.clone());
+    }
+    if let Some(cfg) = &cli.config {
+        return client::socket_from_config(cfg).map_err(Failure::Usage);
+    }
+    Ok(PathBuf::from(DEFAULT_SOCKET))
+}
+
+fn run(cli: &Cli) -> Result<(), Failure> {
+    let request = build_request(&cli.command)?;
+    let socket = socket_path(cli)?;
+    let data = client::call(&socket, &request)?;
+    if let (Command::Backup { path }, AdminData::Backup { rows }) = (&cli.command, &data) {
+        let users = files::write_backup(path, rows)?;
+        if cli.json {
+            println!(
+                "{}",
+                serde_json::json!({"path": path, "records": rows.len(), "users": users})
+            );
+        } else {
+            println!(
+                "backup of {users} users ({} records) written to {}",
+                rows.len(),
+                path.display()
+            );
+        }
+        return Ok(());
+    }
+    print(&data, cli.json);
+    Ok(())
+}
+
+fn build_request(cmd: &Command) -> Result<AdminRequest, Failure> {
+    Ok(match cmd {
+        Command::Status => AdminRequest::Status,
+        Command::Backup { .. } => AdminRequest::Backup,
+        Command::User(u) => match u {
+            UserCmd::Add { login_id, pw } => AdminRequest::UserAdd {
+                login_id: login_id.clone(),
+                password: secret::read("Password", pw.password_stdin, "--password-stdin", true)?,
+            },
+            UserCmd::Passwd { login_id, pw } => AdminRequest::UserPasswd {
+                login_id: login_id.clone(),
+                password: secret::read(
+                    "New password",
+                    pw.password_stdin,
+                    "--password-stdin",
+                    true,
+                )?,
+            },
+            UserCmd::Show { login_id } => AdminRequest::UserShow {
+                login_id: login_id.clone(),
+            },
+            UserCmd::List => AdminRequest::UserList,
+            UserCmd::Delete { login_id } => AdminRequest::UserDelete {
+                login_id: login_id.clone(),
+            },
+            UserCmd::Import { file } => AdminRequest::UserImport {
+                users: files::read_import(file)?,
+            },
+        },
+        Command::Token(t) => match t {
+            TokenCmd::Issue {
+                login_id,
+                email,
+                activation_password_stdin,
+            } => AdminRequest::TokenIssue {
+                login_id: login_id.clone(),
+                email: email.clone(),
+                activation_password: secret::read(
+                    "Activation password",
+                    *activation_password_stdin,
+                    "--activation-password-stdin",
+                    true,
+                )?,
+            },
+            TokenCmd::Activate { login_id, otp } => AdminRequest::TokenActivate {
+                login_id: login_id.clone(),
+                otp: Secret::new(otp.clone()),
+            },
+            TokenCmd::Cancel { login_id } => AdminRequest::TokenCancel {
+                login_id: login_id.clone(),
+            },
+            TokenCmd::Renew { login_id } => AdminRequest::TokenRenew {
+                login_id: login_id.clone(),
+            },
+            TokenCmd::Unlock { login_id } => AdminRequest::TokenUnlock {
+                login_id: login_id.clone(),
+            },
+        },
+    })
+}
+
+fn print(data: &AdminData, json: bool) {
+    if json {
+        let value = match data {
+            AdminData::User(u) => serde_json::to_value(u),
+            AdminData::Users { users } => serde_json::to_value(users),
+            AdminData::Status(s) => serde_json::to_value(s),
+            other => serde_json::to_value(other),
+        };
+        println!("{}", value.map(|v| v.to_string()).unwrap_or_default());
+        return;
+    }
+    match data {
+        AdminData::Status(s) => {
+            println!("otpd {}", s.version);
+            println!("uptime      {} s", s.uptime_seconds);
+            println!("users       {}", s.users);
+            for (state, n) in &s.by_state {
+                println!("  {state:<13} {n}");
+            }
+            println!("locked      {}", s.locked);
+            println!("mail queued {}", s.mail_queued);
+            println!("store       {} bytes", s.store_bytes);
+        }
+        AdminData::User(u) => print_user(u),
+        AdminData::Users { users } => {
+            for u in users {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    u.login_id,
+                    u.state.name(),
+                    if u.locked { "locked" } else { "-" },
+                    u.email.as_deref().unwrap_or("-"),
+                    u.expires_at.as_deref().unwrap_or("-"),
+                );
+            }
+        }
+        AdminData::Issued {
+            user,
+            link_expires_at,
+        } => {
+            print_user(user);
+            println!("setup link e-mailed; it is valid until {link_expires_at}");
+        }
+        AdminData::Deleted { login_id } => println!("deleted {login_id}"),
+        AdminData::Imported { count } => println!("imported {count} users"),
+        AdminData::Backup { rows } => println!("{} records", rows.len()),
+    }
+}
+
+fn print_user(u: &UserView) {
+    println!("login_id           {}", u.login_id);
+    println!("state              {}", u.state.name());
+    println!(
+        "locked             {}{}",
+        u.locked,
+        if u.failures > 0 {
+            format!(" ({} failures)", u.failures)
+        } else {
+            String::new()
+        }
+    );
+    println!("email              {}", u.email.as_deref().unwrap_or("-"));
+    println!(
+        "expires_at         {}",
+        u.expires_at.as_deref().unwrap_or("-")
+    );
+    println!(
+        "renewal_available  {}{}",
+        u.renewal_available,
+        match (&u.renewal_available_from, u.renewal_available) {
+            (Some(from), false) => format!(" (from {from})"),
+            _ => String::new(),
+        }
+    );
+}

@@ -1,0 +1,553 @@
+//! What happens to one datagram, without the socket: checks, duplicate detection, the
+//! handler call, the challenge State and the reply bytes. The receive loop in `server.rs`
+//! only moves bytes and timers around this.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use radius::core::rfc2865;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+use zeroize::Zeroizing;
+
+use super::clients::{Client, ClientTable, WEAK_SECRET_LEN};
+use super::dedup::{DedupKey, ReplyCache, Seen};
+use super::events::{DropReason, InputKind, Outcome, RadiusEvent, RadiusLog};
+use super::ratelimit::DropLimiter;
+use super::server::{RadiusError, RadiusStats};
+use super::state::StateStore;
+use super::wire::{self, attr, code};
+use super::{AccessHandler, AccessInput, AccessRequest, ClientInfo, Decision, RadiusConfig};
+
+/// Total size of cached replies. Typical replies are under 100 octets; only a client that
+/// holds the secret can make them large (by sending Proxy-State).
+const REPLY_CACHE_MAX_BYTES: usize = 8 << 20;
+
+/// What the receive loop should do with a datagram.
+pub(crate) enum Inbound {
+    /// Nothing: dropped (already counted and, rate-limited, logged).
+    Dropped(#[cfg_attr(not(test), allow(dead_code))] DropReason),
+    /// Send these bytes back at once (Status-Server answer or a cached reply).
+    Send(Arc<[u8]>),
+    /// A new request: evaluate it off the receive loop.
+    Work(Box<Job>),
+}
+
+/// A request that passed every check and holds its in-flight slot.
+pub(crate) struct Job {
+    ticket: Ticket,
+    client: Arc<Client>,
+    src: SocketAddr,
+    identifier: u8,
+    authenticator: [u8; 16],
+    proxy_states: Vec<Vec<u8>>,
+    /// The user name as it goes into the audit line (lossy if it was not UTF-8).
+    audit_user: String,
+    nas_identifier: Option<String>,
+    input: InputKind,
+    work: Work,
+}
+
+enum Work {
+    Ask(AccessRequest),
+    /// Decided by this layer (bad State, missing attributes): the handler is not asked.
+    Decided(Decision),
+}
+
+/// The computed reply of a [`Job`]; `complete` records it in the duplicate cache.
+pub(crate) struct Reply {
+    pub bytes: Option<Arc<[u8]>>,
+    /// Time to hold the reply back (the reject delay), zero otherwise.
+    pub delay: Duration,
+    ticket: Ticket,
+}
+
+impl Reply {
+    pub(crate) fn complete(self, now: Instant) {
+        self.ticket.finish(self.bytes, now);
+    }
+}
+
+/// A request's place in the duplicate cache and its in-flight slot. Dropped without
+/// `finish` (the task died), it forgets the request so a retransmission is evaluated.
+struct Ticket {
+    key: DedupKey,
+    cache: Arc<Mutex<ReplyCache>>,
+    _permit: OwnedSemaphorePermit,
+    finished: bool,
+}
+
+impl Ticket {
+    fn finish(mut self, reply: Option<Arc<[u8]>>, now: Instant) {
+        lock(&self.cache).finish(self.key, reply, now);
+        self.finished = true;
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if !self.finished {
+            lock(&self.cache).abandon(&self.key);
+        }
+    }
+}
+
+/// The numbers behind [`RadiusStats`]; shared with stats handles, so not generic.
+pub(crate) struct Counters {
+    received: AtomicU64,
+    accepted: AtomicU64,
+    rejected: AtomicU64,
+    challenged: AtomicU64,
+    status_server: AtomicU64,
+    resent: AtomicU64,
+    dropped: [AtomicU64; DropReason::ALL.len()],
+    permits: Arc<Semaphore>,
+    max_in_flight: u32,
+}
+
+impl Counters {
+    pub(crate) fn snapshot(&self) -> RadiusStats {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        RadiusStats {
+            received: get(&self.received),
+            accepted: get(&self.accepted),
+            rejected: get(&self.rejected),
+            challenged: get(&self.challenged),
+            status_server: get(&self.status_server),
+            resent_from_cache: get(&self.resent),
+            dropped: DropReason::ALL
+                .iter()
+                .map(|r| (*r, get(&self.dropped[r.index()])))
+                .collect(),
+            in_flight: (self.max_in_flight as usize)
+                .saturating_sub(self.permits.available_permits()),
+        }
+    }
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+pub(crate) struct Engine<H> {
+    handler: Arc<H>,
+    log: Arc<dyn RadiusLog>,
+    clients: ClientTable,
+    reject_delay: Duration,
+    pub(crate) drop_log_interval: Duration,
+    cache: Arc<Mutex<ReplyCache>>,
+    states: Mutex<StateStore>,
+    drops: Mutex<DropLimiter>,
+    pub(crate) permits: Arc<Semaphore>,
+    pub(crate) max_in_flight: u32,
+    pub(crate) counters: Arc<Counters>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Critical sections never panic half-way through an update; a poisoned lock still
+    // holds consistent data.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The fields of an Access-Request, read before any state is touched.
+struct Examined {
+    user: Result<String, &'static str>,
+    audit_user: String,
+    password: Option<Zeroizing<Vec<u8>>>,
+    state: Option<Vec<u8>>,
+    nas_identifier: Option<String>,
+}
+
+impl<H: AccessHandler> Engine<H> {
+    pub(crate) fn new(
+        cfg: &RadiusConfig,
+        handler: Arc<H>,
+        log: Arc<dyn RadiusLog>,
+    ) -> Result<Self, RadiusError> {
+        let clients = ClientTable::new(&cfg.clients, cfg.require_message_authenticator)?;
+        let max_in_flight = u32::try_from(cfg.max_in_flight)
+            .ok()
+            .filter(|n| *n >= 1 && cfg.max_in_flight <= Semaphore::MAX_PERMITS)
+            .ok_or(RadiusError::Config(
+                "max_in_flight must be between 1 and 4294967295",
+            ))?;
+        if cfg.drop_log_interval.is_zero() {
+            return Err(RadiusError::Config("drop_log_interval must not be zero"));
+        }
+        for c in clients.iter() {
+            if c.secret.len() < WEAK_SECRET_LEN {
+                log.event(&RadiusEvent::WeakSecret {
+                    client: c.name.to_string(),
+                    len: c.secret.len(),
+                });
+            }
+        }
+        let permits = Arc::new(Semaphore::new(cfg.max_in_flight));
+        let counters = Arc::new(Counters {
+            received: AtomicU64::new(0),
+            accepted: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            challenged: AtomicU64::new(0),
+            status_server: AtomicU64::new(0),
+            resent: AtomicU64::new(0),
+            dropped: Default::default(),
+            permits: Arc::clone(&permits),
+            max_in_flight,
+        });
+        Ok(Engine {
+            handler,
+            log,
+            clients,
+            reject_delay: cfg.reject_delay,
+            drop_log_interval: cfg.drop_log_interval,
+            cache: Arc::new(Mutex::new(ReplyCache::new(
+                cfg.reply_cache_ttl,
+                cfg.reply_cache_capacity,
+                REPLY_CACHE_MAX_BYTES,
+            ))),
+            states: Mutex::new(StateStore::new(cfg.state_ttl, cfg.state_capacity)),
+            drops: Mutex::new(DropLimiter::new(cfg.drop_log_interval)),
+            permits,
+            max_in_flight,
+            counters,
+        })
+    }
+
+    /// Everything that can be decided at once about a datagram from `src`.
+    pub(crate) fn inbound(&self, datagram: &[u8], src: SocketAddr, now: Instant) -> Inbound {
+        bump(&self.counters.received);
+        let Some(client) = self.clients.lookup(src.ip()) else {
+            return self.drop_packet(DropReason::UnknownClient, None, src, now);
+        };
+        let name = Some(&client.name);
+        let Ok(req) = wire::parse(datagram) else {
+            return self.drop_packet(DropReason::Malformed, name, src, now);
+        };
+        if req.code != code::ACCESS_REQUEST && req.code != code::STATUS_SERVER {
+            return self.drop_packet(DropReason::UnsupportedCode, name, src, now);
+        }
+        match req.ma_offset {
+            Some(offset)
+                if !wire::verify_message_authenticator(req.bytes, offset, &client.secret) =>
+            {
+                return self.drop_packet(DropReason::BadMessageAuthenticator, name, src, now);
+            }
+            Some(_) => {}
+            // RFC 5997 §3: Status-Server always needs one.
+            None if req.code == code::STATUS_SERVER || client.require_message_authenticator => {
+                return self.drop_packet(DropReason::MissingMessageAuthenticator, name, src, now);
+            }
+            // Proxy-State without integrity protection is what BlastRADIUS exploits.
+            None if req.packet.lookup(attr::PROXY_STATE).is_some() => {
+                let reason = DropReason::ProxyStateWithoutMessageAuthenticator;
+                return self.drop_packet(reason, name, src, now);
+            }
+            None => {}
+        }
+        let proxy_states = rfc2865::lookup_all_proxy_state(&req.packet);
+
+        if req.code == code::STATUS_SERVER {
+            // Stateless and cheap: answered every time, not cached.
+            bump(&self.counters.status_server);
+            return match wire::encode_reply(
+                code::ACCESS_ACCEPT,
+                req.identifier,
+                &req.authenticator,
+                &client.secret,
+                &[],
+                None,
+                &proxy_states,
+            ) {
+                Ok(bytes) => Inbound::Send(bytes.into()),
+                Err(_) => self.drop_packet(DropReason::ReplyTooLarge, name, src, now),
+            };
+        }
+
+        let Ok(examined) = examine(&req, &client.secret) else {
+            return self.drop_packet(DropReason::Malformed, name, src, now);
+        };
+
+        let key = DedupKey {
+            src,
+            identifier: req.identifier,
+            authenticator: req.authenticator,
+        };
+        let permit = {
+            let mut cache = lock(&self.cache);
+            match cache.seen(&key, now) {
+                Seen::New => match Arc::clone(&self.permits).try_acquire_owned() {
+                    Ok(permit) => {
+                        cache.start(key);
+                        Ok(permit)
+                    }
+                    Err(_) => Err(DropReason::Overloaded),
+                },
+                Seen::InProgress => Err(DropReason::DuplicateInProgress),
+                Seen::Done(Some(bytes)) => {
+                    drop(cache);
+                    bump(&self.counters.resent);
+                    return Inbound::Send(bytes);
+                }
+                Seen::Done(None) => Err(DropReason::ReplyTooLarge),
+            }
+        };
+        let permit = match permit {
+            Ok(permit) => permit,
+            Err(reason) => return self.drop_packet(reason, name, src, now),
+        };
+        let ticket = Ticket {
+            key,
+            cache: Arc::clone(&self.cache),
+            _permit: permit,
+            finished: false,
+        };
+
+        let Examined {
+            user,
+            audit_user,
+            password,
+            state,
+            nas_identifier,
+        } = examined;
+        let input = if state.is_some() {
+            InputKind::ChallengeResponse
+        } else {
+            InputKind::Password
+        };
+        let work = match self.resolve(user, password, state, client, now) {
+            Ok((user_name, input)) => Work::Ask(AccessRequest {
+                user_name,
+                input,
+                client: ClientInfo {
+                    name: client.name.to_string(),
+                    addr: src,
+                },
+                nas_identifier: nas_identifier.clone(),
+            }),
+            Err(reason) => Work::Decided(Decision::Reject {
+                reply_message: None,
+                reason,
+            }),
+        };
+        Inbound::Work(Box::new(Job {
+            ticket,
+            client: Arc::clone(client),
+            src,
+            identifier: req.identifier,
+            authenticator: req.authenticator,
+            proxy_states,
+            audit_user,
+            nas_identifier,
+            input,
+            work,
+        }))
+    }
+
+    /// Turns the examined credentials of a new request into the user name and input for
+    /// the handler, or into the reason for this layer's own Reject. Consumes the State, so
+    /// only called once per request.
+    fn resolve(
+        &self,
+        user: Result<String, &'static str>,
+        password: Option<Zeroizing<Vec<u8>>>,
+        state: Option<Vec<u8>>,
+        client: &Client,
+        now: Instant,
+    ) -> Result<(String, AccessInput), &'static str> {
+        let user_name = user?;
+        let password = password.ok_or("no_user_password")?;
+        // A wrong shared secret (without Message-Authenticator) decodes to bytes that are
+        // almost never UTF-8: say so in the audit line instead of asking the handler.
+        let text = std::str::from_utf8(&password).map_err(|_| "undecodable_password")?;
+        let text = Zeroizing::new(text.to_owned());
+        let input = match state {
+            None => AccessInput::Password(text),
+            Some(state) => {
+                let taken = lock(&self.states).take(&state, &user_name, &client.name, now);
+                taken.map_err(|_| "bad_state")?;
+                AccessInput::ChallengeResponse { otp: text }
+            }
+        };
+        Ok((user_name, input))
+    }
+
+    /// Asks the handler (if needed), writes the audit line and encodes the reply.
+    pub(crate) async fn evaluate(&self, job: Box<Job>) -> Reply {
+        let Job {
+            ticket,
+            client,
+            src,
+            identifier,
+            authenticator,
+            proxy_states,
+            audit_user,
+            nas_identifier,
+            input,
+            work,
+        } = *job;
+        let decision = match work {
+            Work::Ask(req) => self.handler.decide(req).await,
+            Work::Decided(decision) => decision,
+        };
+        let (reply_code, outcome, reason, message, state) = match decision {
+            Decision::Accept { reply_message } => (
+                code::ACCESS_ACCEPT,
+                Outcome::Accept,
+                None,
+                reply_message,
+                None,
+            ),
+            Decision::Reject {
+                reply_message,
+                reason,
+            } => (
+                code::ACCESS_REJECT,
+                Outcome::Reject,
+                Some(reason),
+                reply_message,
+                None,
+            ),
+            Decision::NeedOtp { reply_message } => {
+                let state = lock(&self.states).issue(&audit_user, &client.name, Instant::now());
+                (
+                    code::ACCESS_CHALLENGE,
+                    Outcome::Challenge,
+                    None,
+                    Some(reply_message),
+                    Some(state),
+                )
+            }
+        };
+        bump(match outcome {
+            Outcome::Accept => &self.counters.accepted,
+            Outcome::Reject => &self.counters.rejected,
+            Outcome::Challenge => &self.counters.challenged,
+        });
+        self.log.event(&RadiusEvent::Decision {
+            user: audit_user,
+            client: client.name.to_string(),
+            src,
+            nas_identifier,
+            input,
+            outcome,
+            reason,
+        });
+        let attrs: Vec<(u8, &[u8])> = state.iter().map(|s| (attr::STATE, &s[..])).collect();
+        let bytes = match wire::encode_reply(
+            reply_code,
+            identifier,
+            &authenticator,
+            &client.secret,
+            &attrs,
+            message.as_deref(),
+            &proxy_states,
+        ) {
+            Ok(bytes) => Some(Arc::from(bytes)),
+            Err(_) => {
+                self.drop_packet(
+                    DropReason::ReplyTooLarge,
+                    Some(&client.name),
+                    src,
+                    Instant::now(),
+                );
+                None
+            }
+        };
+        let delay = if reply_code == code::ACCESS_REJECT {
+            self.reject_delay
+        } else {
+            Duration::ZERO
+        };
+        Reply {
+            bytes,
+            delay,
+            ticket,
+        }
+    }
+
+    fn drop_packet(
+        &self,
+        reason: DropReason,
+        client: Option<&Arc<str>>,
+        src: SocketAddr,
+        now: Instant,
+    ) -> Inbound {
+        bump(&self.counters.dropped[reason.index()]);
+        let line = lock(&self.drops).note(reason, client, src, now);
+        if let Some(line) = line {
+            self.log.event(&line);
+        }
+        Inbound::Dropped(reason)
+    }
+
+    /// Logs the counts of drops that were suppressed in windows now over.
+    pub(crate) fn flush_drop_log(&self, now: Instant) {
+        let lines = lock(&self.drops).flush(now);
+        for line in &lines {
+            self.log.event(line);
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn stats(&self) -> RadiusStats {
+        self.counters.snapshot()
+    }
+
+    /// The whole path for one datagram without socket or delay (tests and fuzzing).
+    #[cfg(test)]
+    pub(crate) async fn process(&self, datagram: &[u8], src: SocketAddr) -> Option<Arc<[u8]>> {
+        match self.inbound(datagram, src, Instant::now()) {
+            Inbound::Dropped(_) => None,
+            Inbound::Send(bytes) => Some(bytes),
+            Inbound::Work(job) => {
+                let reply = self.evaluate(job).await;
+                let bytes = reply.bytes.clone();
+                reply.complete(Instant::now());
+                bytes
+            }
+        }
+    }
+}
+
+/// Reads the Access-Request's attributes. `Err`: malformed (drop).
+fn examine(req: &wire::Request<'_>, secret: &[u8]) -> Result<Examined, &'static str> {
+    let p = &req.packet;
+    let (user, audit_user) = match p.lookup(attr::USER_NAME) {
+        None => (Err("no_user_name"), String::new()),
+        Some(avp) => {
+            let raw = avp.encode_bytes();
+            let audit = String::from_utf8_lossy(&raw).into_owned();
+            match String::from_utf8(raw) {
+                Ok(name) if name.is_empty() => (Err("no_user_name"), audit),
+                Ok(name) => (Ok(name), audit),
+                Err(_) => (Err("bad_user_name"), audit),
+            }
+        }
+    };
+    let password = match p.lookup_all(attr::USER_PASSWORD).as_slice() {
+        [] => None,
+        [one] => Some(wire::decode_pap(
+            &Zeroizing::new(one.encode_bytes()),
+            secret,
+            &req.authenticator,
+        )?),
+        _ => return Err("more than one User-Password"),
+    };
+    let state = match p.lookup_all(attr::STATE).as_slice() {
+        [] => None,
+        [one] => Some(one.encode_bytes()),
+        _ => return Err("more than one State"),
+    };
+    let nas_identifier = p
+        .lookup(attr::NAS_IDENTIFIER)
+        .map(|avp| String::from_utf8_lossy(&avp.encode_bytes()).into_owned());
+    Ok(Examined {
+        user,
+        audit_user,
+        password,
+        state,
+        nas_identifier,
+    })
+}

@@ -1,0 +1,260 @@
+//! The sockets: binding, one receive loop per listen address, a task per new request (so a
+//! slow handler or the reject delay never holds the loop), and graceful shutdown.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::UdpSocket;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::engine::{Counters, Engine, Inbound, Job};
+use super::events::{DropReason, RadiusLog};
+use super::wire::MAX_PACKET_LEN;
+use super::{AccessHandler, RadiusConfig};
+
+/// Why the RADIUS front door could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RadiusError {
+    #[error("radius: no listen address configured; set [radius] listen")]
+    NoListenAddress,
+    #[error("radius client {name:?}: {problem}")]
+    Client { name: String, problem: &'static str },
+    #[error("radius: {0}")]
+    Config(&'static str),
+    #[error("radius: cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    #[error("radius: receiving on {addr} failed: {source}")]
+    Receive {
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    #[error("radius: a receive loop stopped unexpectedly")]
+    LoopDied,
+}
+
+/// Counters since start, for `otpctl status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RadiusStats {
+    pub received: u64,
+    pub accepted: u64,
+    pub rejected: u64,
+    pub challenged: u64,
+    pub status_server: u64,
+    /// Retransmissions answered from the duplicate cache.
+    pub resent_from_cache: u64,
+    pub dropped: Vec<(DropReason, u64)>,
+    /// Requests being evaluated or held back by the reject delay right now.
+    pub in_flight: usize,
+}
+
+impl RadiusStats {
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped.iter().map(|(_, n)| n).sum()
+    }
+
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.dropped
+            .iter()
+            .find(|(r, _)| *r == reason)
+            .map_or(0, |(_, n)| *n)
+    }
+}
+
+/// Reads the counters of a running (or finished) server.
+#[derive(Clone)]
+pub struct RadiusStatsHandle(Arc<Counters>);
+
+impl RadiusStatsHandle {
+    pub fn snapshot(&self) -> RadiusStats {
+        self.0.snapshot()
+    }
+}
+
+/// A bound RADIUS server: [`RadiusServer::bind`], read [`RadiusServer::local_addrs`]
+/// (tests bind port 0), then [`RadiusServer::run`].
+pub struct RadiusServer<H> {
+    sockets: Vec<(SocketAddr, Arc<UdpSocket>)>,
+    engine: Arc<Engine<H>>,
+    shutdown_grace: Duration,
+}
+
+impl<H: AccessHandler> RadiusServer<H> {
+    /// Checks the configuration, warns (through `log`) about short secrets, and binds every
+    /// listen address.
+    pub async fn bind(
+        cfg: RadiusConfig,
+        handler: Arc<H>,
+        log: Arc<dyn RadiusLog>,
+    ) -> Result<Self, RadiusError> {
+        if cfg.listen.is_empty() {
+            return Err(RadiusError::NoListenAddress);
+        }
+        let engine = Arc::new(Engine::new(&cfg, handler, log)?);
+        let mut sockets = Vec::with_capacity(cfg.listen.len());
+        for addr in &cfg.listen {
+            let socket = UdpSocket::bind(addr)
+                .await
+                .map_err(|source| RadiusError::Bind {
+                    addr: *addr,
+                    source,
+                })?;
+            let local = socket.local_addr().map_err(|source| RadiusError::Bind {
+                addr: *addr,
+                source,
+            })?;
+            sockets.push((local, Arc::new(socket)));
+        }
+        Ok(RadiusServer {
+            sockets,
+            engine,
+            shutdown_grace: cfg.shutdown_grace,
+        })
+    }
+
+    /// The bound addresses, in the order of `listen` (with the real port for port 0).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.sockets.iter().map(|(a, _)| *a).collect()
+    }
+
+    pub fn stats(&self) -> RadiusStatsHandle {
+        RadiusStatsHandle(Arc::clone(&self.engine.counters))
+    }
+
+    /// Serves until `shutdown` completes, then stops receiving and gives requests in flight
+    /// up to `shutdown_grace` to send their replies.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), RadiusError> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut loops = JoinSet::new();
+        for (addr, socket) in &self.sockets {
+            loops.spawn(receive_loop(
+                Arc::clone(&self.engine),
+                *addr,
+                Arc::clone(socket),
+                stop_rx.clone(),
+            ));
+        }
+        loops.spawn(flush_loop(Arc::clone(&self.engine), stop_rx));
+
+        tokio::pin!(shutdown);
+        let mut result = Ok(());
+        tokio::select! {
+            () = &mut shutdown => {}
+            Some(ended) = loops.join_next() => result = loop_result(ended),
+        }
+        // Every loop watches this; a send error only means they are all gone already.
+        let _ = stop_tx.send(true);
+        while let Some(ended) = loops.join_next().await {
+            if result.is_ok() {
+                result = loop_result(ended);
+            }
+        }
+        let all = self.engine.max_in_flight;
+        let _ =
+            tokio::time::timeout(self.shutdown_grace, self.engine.permits.acquire_many(all)).await;
+        result
+    }
+}
+
+/// Binds and serves until `shutdown` completes: [`RadiusServer::bind`] then `run`.
+pub async fn serve<H: AccessHandler>(
+    cfg: RadiusConfig,
+    handler: Arc<H>,
+    log: Arc<dyn RadiusLog>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RadiusError> {
+    RadiusServer::bind(cfg, handler, log)
+        .await?
+        .run(shutdown)
+        .await
+}
+
+fn loop_result(
+    ended: Result<Result<(), RadiusError>, tokio::task::JoinError>,
+) -> Result<(), RadiusError> {
+    ended.unwrap_or(Err(RadiusError::LoopDied))
+}
+
+async fn receive_loop<H: AccessHandler>(
+    engine: Arc<Engine<H>>,
+    addr: SocketAddr,
+    socket: Arc<UdpSocket>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), RadiusError> {
+    let mut buf = vec![0u8; MAX_PACKET_LEN];
+    loop {
+        let (n, src) = tokio::select! {
+            _ = stop.changed() => return Ok(()),
+            received = socket.recv_from(&mut buf) => match received {
+                Ok(received) => received,
+                Err(e) if is_transient(&e) => continue,
+                Err(source) => return Err(RadiusError::Receive { addr, source }),
+            },
+        };
+        match engine.inbound(&buf[..n], src, Instant::now()) {
+            Inbound::Dropped(_) => {}
+            Inbound::Send(bytes) => {
+                // A lost reply is recovered by the client's retransmission.
+                let _ = socket.send_to(&bytes, src).await;
+            }
+            Inbound::Work(job) => {
+                tokio::spawn(answer(Arc::clone(&engine), Arc::clone(&socket), job, src));
+            }
+        }
+    }
+}
+
+/// Errors a UDP socket reports for earlier sends (ICMP unreachable) or interruptions:
+/// the socket itself is fine.
+fn is_transient(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+            | io::ErrorKind::WouldBlock
+            | io::ErrorKind::HostUnreachable
+            | io::ErrorKind::NetworkUnreachable
+    )
+}
+
+async fn answer<H: AccessHandler>(
+    engine: Arc<Engine<H>>,
+    socket: Arc<UdpSocket>,
+    job: Box<Job>,
+    src: SocketAddr,
+) {
+    let reply = engine.evaluate(job).await;
+    // The request stays "in progress" during the delay: a retransmission meanwhile is
+    // dropped rather than answered early.
+    if !reply.delay.is_zero() {
+        tokio::time::sleep(reply.delay).await;
+    }
+    let bytes = reply.bytes.clone();
+    reply.complete(Instant::now());
+    if let Some(bytes) = bytes {
+        let _ = socket.send_to(&bytes, src).await;
+    }
+}
+
+async fn flush_loop<H: AccessHandler>(
+    engine: Arc<Engine<H>>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), RadiusError> {
+    let mut tick = tokio::time::interval(engine.drop_log_interval);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return Ok(()),
+            _ = tick.tick() => engine.flush_drop_log(Instant::now()),
+        }
+    }
+}

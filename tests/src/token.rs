@@ -1,0 +1,97 @@
+//! Taking a user through the customer's path with the real binaries: issuance by otpctl,
+//! the link from the mail, setup over HTTP, codes from oathtool, start of use by otpctl.
+
+use std::time::Duration;
+
+use crate::daemon::{wait_until, Otpd};
+
+/// The setup link code in the newest mail to `to` in otpd's file-transport mail folder.
+pub fn link_code_from_mail_dir(d: &Otpd, to: &str) -> String {
+    let dir = d.dir.path().join("mail");
+    wait_until("the issuance mail", Duration::from_secs(20), || {
+        let mut newest: Option<(std::time::SystemTime, String)> = None;
+        for e in std::fs::read_dir(&dir).ok()?.flatten() {
+            let text = std::fs::read_to_string(e.path()).ok()?;
+            if !text.contains(to) {
+                continue;
+            }
+            let t = e.metadata().ok()?.modified().ok()?;
+            if newest.as_ref().is_none_or(|(nt, _)| t >= *nt) {
+                newest = Some((t, text));
+            }
+        }
+        newest.and_then(|(_, text)| link_code(&text))
+    })
+}
+
+/// The code after `/enroll/` in a mail (quoted-printable soft breaks undone).
+pub fn link_code(mail: &str) -> Option<String> {
+    let flat = mail.replace("=\r\n", "").replace("=\n", "");
+    let at = flat.find("/enroll/")? + "/enroll/".len();
+    let code: String = flat[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric())
+        .collect();
+    (!code.is_empty()).then_some(code)
+}
+
+/// The current code for a base32 secret, from oathtool (`at`: unix time, or now).
+pub fn oathtool(secret_b32: &str, at: Option<i64>) -> String {
+    let mut cmd = std::process::Command::new("oathtool");
+    cmd.args(["--totp", "-s", "60", "-d", "6", "-b", secret_b32]);
+    if let Some(t) = at {
+        cmd.arg("-N").arg(format!("@{t}"));
+    }
+    let out = cmd.output().expect("oathtool (Debian package oathtool)");
+    assert!(
+        out.status.success(),
+        "oathtool: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Adds `login` with `password`, issues a token, sets it up through the link by JSON and
+/// returns the base32 secret (state: provisioned).
+pub fn provision(d: &Otpd, login: &str, password: &str) -> String {
+    d.ctl_ok(
+        &["user", "add", login, "--password-stdin"],
+        &format!("{password}\n"),
+    );
+    let email = format!("{login}@docomo.example.jp");
+    d.ctl_ok(
+        &[
+            "token",
+            "issue",
+            login,
+            "--email",
+            &email,
+            "--activation-password-stdin",
+        ],
+        "act-pass-1234\n",
+    );
+    let code = link_code_from_mail_dir(d, &email);
+    let r = crate::http::post_json(
+        d.http_port,
+        &format!("/api/v1/enroll/{code}"),
+        &serde_json::json!({"service_id": "TEST-BANK", "user_id": login, "activation_password": "act-pass-1234"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()["secret"].as_str().expect("secret").to_string()
+}
+
+/// As [`provision`], then start of use with the code of the step before now (so the
+/// current step stays free for the test). Returns the secret.
+pub fn activate(d: &Otpd, login: &str, password: &str) -> String {
+    let secret = provision(d, login, password);
+    let code = oathtool(&secret, Some(now() - 60));
+    d.ctl_ok(&["token", "activate", login, "--otp", &code], "");
+    secret
+}

@@ -1,0 +1,434 @@
+//! RADIUS against the real otpd: FreeRADIUS's radclient, FreeRADIUS as a proxy, and our own
+//! client for what radclient cannot do (the RADIUS issue).
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use otpd_tests::daemon::{Otpd, RADIUS_SECRET};
+use otpd_tests::freeradius::{FreeRadius, GATEWAY_SECRET};
+use otpd_tests::radius::*;
+
+fn addr(d: &Otpd) -> SocketAddr {
+    format!("127.0.0.1:{}", d.radius_port)
+        .parse()
+        .expect("addr")
+}
+
+/// Runs radclient with `input` against `server`; returns its output.
+pub fn radclient(server: SocketAddr, secret: &str, input: &str) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new("radclient")
+        .args(["-x", "-r", "1", "-t", "5"])
+        .arg(server.to_string())
+        .args(["auth", secret])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("radclient (Debian package freeradius-utils)");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("radclient output");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn with_user(extra: &str) -> Otpd {
+    let d = Otpd::start(extra);
+    d.ctl_ok(&["user", "add", "taro", "--password-stdin"], "login-pw\n");
+    d
+}
+
+#[test]
+fn radclient_logs_in_with_the_password_before_start_of_use() {
+    let d = with_user("");
+    let out = radclient(
+        addr(&d),
+        RADIUS_SECRET,
+        "User-Name = taro\nUser-Password = login-pw\nMessage-Authenticator = 0x00\n",
+    );
+    assert!(out.contains("Received Access-Accept"), "{out}");
+    let out = radclient(
+        addr(&d),
+        RADIUS_SECRET,
+        "User-Name = taro\nUser-Password = wrong\nMessage-Authenticator = 0x00\n",
+    );
+    assert!(out.contains("Received Access-Reject"), "{out}");
+    assert!(out.contains("Login failed"), "{out}");
+    let audit = d.stderr();
+    assert!(
+        audit.contains("audit radius accept user=\"taro\""),
+        "{audit}"
+    );
+    assert!(audit.contains("reason=bad_password"), "{audit}");
+    assert!(!audit.contains("login-pw"), "a password reached the log");
+}
+
+#[test]
+fn freeradius_as_a_proxy_in_front_of_otpd() {
+    let d = with_user("");
+    let fr = FreeRadius::proxy_to(addr(&d));
+    let out = radclient(
+        fr.addr,
+        GATEWAY_SECRET,
+        "User-Name = taro\nUser-Password = login-pw\n",
+    );
+    assert!(
+        out.contains("Received Access-Accept"),
+        "{out}\n{}",
+        fr.log()
+    );
+    let out = radclient(
+        fr.addr,
+        GATEWAY_SECRET,
+        "User-Name = taro\nUser-Password = nope\n",
+    );
+    assert!(out.contains("Received Access-Reject"), "{out}");
+    assert!(
+        out.contains("Login failed"),
+        "otpd's Reply-Message passes through the proxy: {out}"
+    );
+}
+
+#[test]
+fn otp_required_refuses_users_without_a_token() {
+    let d = with_user("[otp]\nrequired = true\n");
+    let c = Client::new(addr(&d), RADIUS_SECRET);
+    let r = c.login(1, "taro", "login-pw");
+    assert_eq!(r.code, ACCESS_REJECT);
+    assert!(r.message().contains("token is required"), "{}", r.message());
+}
+
+#[test]
+fn replies_carry_the_message_authenticator_first_and_proxy_states_in_order() {
+    let d = with_user("[radius]\nreject_delay_ms = 0\n");
+    let c = Client::new(addr(&d), RADIUS_SECRET);
+    let req = Request::access(7, "taro", "login-pw", RADIUS_SECRET.as_bytes())
+        .attr(PROXY_STATE, b"first")
+        .attr(PROXY_STATE, b"second")
+        .attr(PROXY_STATE, b"third");
+    let r = c.exchange(&req);
+    assert_eq!(r.code, ACCESS_ACCEPT);
+    assert_eq!(r.all(PROXY_STATE), vec![&b"first"[..], b"second", b"third"]);
+    let bad = Request::access(8, "taro", "wrong", RADIUS_SECRET.as_bytes()).attr(PROXY_STATE, b"x");
+    let r = c.exchange(&bad);
+    assert_eq!(r.code, ACCESS_REJECT);
+    assert_eq!(r.all(PROXY_STATE), vec![&b"x"[..]]);
+}
+
+#[test]
+fn bad_requests_are_dropped_silently() {
+    let d = with_user("");
+    let server = addr(&d);
+    let c = Client::new(server, RADIUS_SECRET);
+    let quiet = Duration::from_millis(1500);
+    let req = Request::access(1, "taro", "login-pw", RADIUS_SECRET.as_bytes());
+    // No Message-Authenticator (required by default).
+    c.send_raw(&req.encode(ACCESS_REQUEST, RADIUS_SECRET.as_bytes(), Ma::Missing));
+    assert!(
+        c.recv_raw(quiet).is_none(),
+        "no Message-Authenticator: dropped"
+    );
+    // A corrupted one.
+    c.send_raw(&req.encode(ACCESS_REQUEST, RADIUS_SECRET.as_bytes(), Ma::Corrupt));
+    assert!(
+        c.recv_raw(quiet).is_none(),
+        "corrupt Message-Authenticator: dropped"
+    );
+    // The wrong shared secret.
+    let wrong = Request::access(2, "taro", "login-pw", b"not-the-secret-at-all");
+    c.send_raw(&wrong.encode(ACCESS_REQUEST, b"not-the-secret-at-all", Ma::Good));
+    assert!(c.recv_raw(quiet).is_none(), "wrong secret: dropped");
+    // An unknown source address.
+    let stranger = Client::bound("127.0.0.2:0", server, RADIUS_SECRET);
+    stranger.send_raw(&req.encode(ACCESS_REQUEST, RADIUS_SECRET.as_bytes(), Ma::Good));
+    assert!(
+        stranger.recv_raw(quiet).is_none(),
+        "unknown client: dropped"
+    );
+    // The daemon is still well and answers a proper request.
+    assert_eq!(c.login(3, "taro", "login-pw").code, ACCESS_ACCEPT);
+    let log = d.stderr();
+    for reason in [
+        "missing_message_authenticator",
+        "bad_message_authenticator",
+        "unknown_client",
+    ] {
+        assert!(log.contains(reason), "no drop line for {reason}:\n{log}");
+    }
+}
+
+#[test]
+fn a_client_may_be_allowed_to_omit_the_message_authenticator() {
+    let extra = format!(
+        "[[radius.clients]]\nname = \"legacy\"\naddress = \"127.0.0.3\"\nsecret = \"{RADIUS_SECRET}\"\nrequire_message_authenticator = false\n"
+    );
+    let d = with_user(&extra);
+    let legacy = Client::bound("127.0.0.3:0", addr(&d), RADIUS_SECRET);
+    let req = Request::access(1, "taro", "login-pw", RADIUS_SECRET.as_bytes());
+    legacy.send_raw(&req.encode(ACCESS_REQUEST, RADIUS_SECRET.as_bytes(), Ma::Missing));
+    let raw = legacy.recv_raw(Duration::from_secs(5)).expect("answered");
+    let r = verify_reply(&raw, &req, RADIUS_SECRET.as_bytes());
+    assert_eq!(r.code, ACCESS_ACCEPT);
+}
+
+#[test]
+fn a_retransmission_gets_the_cached_reply() {
+    let d = with_user("");
+    let c = Client::new(addr(&d), RADIUS_SECRET);
+    let req = Request::access(42, "taro", "login-pw", RADIUS_SECRET.as_bytes());
+    let bytes = req.encode(ACCESS_REQUEST, RADIUS_SECRET.as_bytes(), Ma::Good);
+    c.send_raw(&bytes);
+    let first = c.recv_raw(Duration::from_secs(5)).expect("reply");
+    c.send_raw(&bytes);
+    let second = c.recv_raw(Duration::from_secs(5)).expect("cached reply");
+    assert_eq!(first, second, "byte for byte");
+    let accepts = d.stderr().matches("audit radius accept").count();
+    assert_eq!(accepts, 1, "evaluated once:\n{}", d.stderr());
+}
+
+#[test]
+fn rejects_wait_for_the_reject_delay() {
+    let d = with_user("[radius]\nreject_delay_ms = 700\n");
+    let c = Client::new(addr(&d), RADIUS_SECRET);
+    let started = Instant::now();
+    let r = c.login(1, "taro", "wrong");
+    assert_eq!(r.code, ACCESS_REJECT);
+    assert!(
+        started.elapsed() >= Duration::from_millis(700),
+        "{:?}",
+        started.elapsed()
+    );
+    let started = Instant::now();
+    assert_eq!(c.login(2, "taro", "login-pw").code, ACCESS_ACCEPT);
+    assert!(
+        started.elapsed() < Duration::from_millis(700),
+        "accepts are not delayed"
+    );
+}
+
+#[test]
+fn a_128_octet_password_is_decoded() {
+    let d = Otpd::start("[radius]\nreject_delay_ms = 0\n");
+    let long = "p".repeat(120);
+    d.ctl_ok(
+        &["user", "add", "long", "--password-stdin"],
+        &format!("{long}\n"),
+    );
+    let c = Client::new(addr(&d), RADIUS_SECRET);
+    assert_eq!(c.login(1, "long", &long).code, ACCESS_ACCEPT);
+    // 128 octets: the password and an eight-character tail, the most PAP can carry.
+    assert_eq!(
+        c.login(2, "long", &format!("{long}12345678")).code,
+        ACCESS_REJECT
+    );
+}
+
+#[test]
+fn thousands_of_malformed_packets_then_a_valid_answer() {
+    let d = with_user("");
+    let c = Client::new(addr(&d), RADIUS_SECRET);
+    let good = Request::access(9, "taro", "login-pw", RADIUS_SECRET.as_bytes()).encode(
+        ACCESS_REQUEST,
+        RADIUS_SECRET.as_bytes(),
+        Ma::Good,
+    );
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for i in 0..5000u32 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let mut p = good.clone();
+        match i % 4 {
+            0 => p.truncate((seed % 20) as usize),
+            1 => {
+                let at = (seed as usize) % p.len();
+                p[at] ^= 0xff;
+            }
+            2 => p[2..4].copy_from_slice(&4096u16.to_be_bytes()),
+            _ => p = seed.to_be_bytes().repeat(1 + (seed % 50) as usize),
+        }
+        c.send_raw(&p);
+    }
+    // Drain whatever was answered (a mutation can still be a valid packet), then ask.
+    while c.recv_raw(Duration::from_millis(300)).is_some() {}
+    let r = c.login(10, "taro", "login-pw");
+    assert_eq!(r.code, ACCESS_ACCEPT);
+}
+
+#[test]
+fn status_server_is_answered() {
+    let d = Otpd::start("");
+    let out = std::process::Command::new("radclient")
+        .args(["-x", "-r", "1", "-t", "5"])
+        .arg(addr(&d).to_string())
+        .args(["status", RADIUS_SECRET])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin
+                .take()
+                .expect("stdin")
+                .write_all(b"Message-Authenticator = 0x00\n")?;
+            c.wait_with_output()
+        })
+        .expect("radclient");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("Received Access-Accept"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn one_gateways_failure_flood_is_cut_off_without_harming_others() {
+    let extra = format!(
+        "[radius]\nreject_delay_ms = 0\nclient_failure_burst = 3\nclient_failure_rate = 1\n\n[[radius.clients]]\nname = \"other\"\naddress = \"127.0.0.3\"\nsecret = \"{RADIUS_SECRET}\"\n"
+    );
+    let d = Otpd::start(&extra);
+    for u in ["a", "b", "c", "d"] {
+        d.ctl_ok(&["user", "add", u, "--password-stdin"], "right\n");
+    }
+    let flood = Client::new(addr(&d), RADIUS_SECRET);
+    for (i, u) in ["a", "b", "c"].iter().enumerate() {
+        assert_eq!(flood.login(i as u8, u, "wrong").code, ACCESS_REJECT);
+    }
+    // Over budget: even a right password from this gateway is refused, unevaluated.
+    assert_eq!(flood.login(10, "d", "right").code, ACCESS_REJECT);
+    assert!(
+        d.stderr().contains("reason=client_rate_limited"),
+        "{}",
+        d.stderr()
+    );
+    assert_eq!(
+        d.show("d")["failures"],
+        0,
+        "the refused request counted against no user"
+    );
+    // Another gateway's customers log in as usual.
+    let other = Client::bound("127.0.0.3:0", addr(&d), RADIUS_SECRET);
+    assert_eq!(other.login(1, "d", "right").code, ACCESS_ACCEPT);
+}
+
+use otpd_tests::token::{activate, now, oathtool, provision};
+
+#[test]
+fn password_and_otp_after_start_of_use_and_replay_refused() {
+    let d = Otpd::start("[radius]\nreject_delay_ms = 0\n");
+    let secret = activate(&d, "taro", "login-pw");
+    let c = Client::new(addr(&d), RADIUS_SECRET);
+    // The password alone no longer suffices: it gets a challenge.
+    let r = c.login(1, "taro", "login-pw");
+    assert_eq!(r.code, ACCESS_CHALLENGE);
+    assert!(
+        r.get(STATE).is_some_and(|s| s.len() >= 16),
+        "a random State"
+    );
+    assert!(r.message().contains("one-time password"), "{}", r.message());
+    // Password + current OTP: accepted once.
+    let code = oathtool(&secret, None);
+    assert_eq!(
+        c.login(2, "taro", &format!("login-pw{code}")).code,
+        ACCESS_ACCEPT
+    );
+    // The same code again (a new request, not a retransmission): refused.
+    assert_eq!(
+        c.login(3, "taro", &format!("login-pw{code}")).code,
+        ACCESS_REJECT
+    );
+    assert!(d.stderr().contains("reason=otp_replayed"), "{}", d.stderr());
+    // A wrong OTP with the right password reads like any failure.
+    let r = c.login(4, "taro", "login-pw000000");
+    assert_eq!(r.code, ACCESS_REJECT);
+    assert!(r.message().contains("Login failed"), "{}", r.message());
+}
+
+#[test]
+fn challenge_round_trip_with_radclient() {
+    let d = Otpd::start("[radius]\nreject_delay_ms = 0\n");
+    let secret = activate(&d, "taro", "login-pw");
+    let out = radclient(
+        addr(&d),
+        RADIUS_SECRET,
+        "User-Name = taro\nUser-Password = login-pw\nMessage-Authenticator = 0x00\n",
+    );
+    assert!(out.contains("Received Access-Challenge"), "{out}");
+    let state = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("State = "))
+        .expect("State in the challenge")
+        .to_string();
+    let code = oathtool(&secret, None);
+    let answer = format!(
+        "User-Name = taro\nUser-Password = {code}\nState = {state}\nMessage-Authenticator = 0x00\n"
+    );
+    let out = radclient(addr(&d), RADIUS_SECRET, &answer);
+    assert!(out.contains("Received Access-Accept"), "{out}");
+    // The State is single-use.
+    let out = radclient(addr(&d), RADIUS_SECRET, &answer);
+    assert!(out.contains("Received Access-Reject"), "{out}");
+}
+
+#[test]
+fn through_freeradius_an_otp_login_is_accepted_and_a_wrong_otp_rejected() {
+    let d = Otpd::start("[radius]\nreject_delay_ms = 0\n");
+    let secret = activate(&d, "taro", "login-pw");
+    let fr = FreeRadius::proxy_to(addr(&d));
+    let code = oathtool(&secret, None);
+    let out = radclient(
+        fr.addr,
+        GATEWAY_SECRET,
+        &format!("User-Name = taro\nUser-Password = login-pw{code}\n"),
+    );
+    assert!(
+        out.contains("Received Access-Accept"),
+        "{out}\n{}",
+        fr.log()
+    );
+    let out = radclient(
+        fr.addr,
+        GATEWAY_SECRET,
+        "User-Name = taro\nUser-Password = login-pw000000\n",
+    );
+    assert!(out.contains("Received Access-Reject"), "{out}");
+}
+
+#[test]
+fn provisioned_but_not_started_logs_in_with_the_password() {
+    let d = Otpd::start("[radius]\nreject_delay_ms = 0\n");
+    provision(&d, "taro", "login-pw");
+    assert_eq!(d.show("taro")["state"], "provisioned");
+    let c = Client::new(addr(&d), RADIUS_SECRET);
+    assert_eq!(c.login(1, "taro", "login-pw").code, ACCESS_ACCEPT);
+}
+
+#[test]
+fn an_expired_token_is_refused_with_a_renewal_hint() {
+    let mut d = Otpd::start("[radius]\nreject_delay_ms = 0\n");
+    let secret = activate(&d, "taro", "login-pw");
+    // Four years and a day later.
+    let later = 1462 * 86_400;
+    d.stop();
+    d.relaunch_with(&["faketime", "-f", &format!("+{later}s")]);
+    let code = oathtool(&secret, Some(now() + later));
+    let c = Client::new(addr(&d), RADIUS_SECRET);
+    let r = c.login(1, "taro", &format!("login-pw{code}"));
+    assert_eq!(r.code, ACCESS_REJECT);
+    assert!(r.message().contains("expired"), "{}", r.message());
+    assert_eq!(d.show("taro")["state"], "expired");
+    assert_eq!(d.show("taro")["renewal_available"], true);
+    // Before the password is proven, nothing is said about the token.
+    let r = c.login(2, "taro", "wrong-pw123456");
+    assert!(r.message().contains("Login failed"), "{}", r.message());
+}
