@@ -69,6 +69,31 @@ pub fn peak_rss_kib(pid: u32) -> Option<u64> {
     proc_kib(&status, "VmHWM:")
 }
 
+/// CPU time (user + system) a process has used so far, in seconds.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / clock_ticks() as f64)
+}
+
+/// Clock ticks per second of /proc times (`getconf CLK_TCK`, 100 on Linux).
+fn clock_ticks() -> u64 {
+    static TICKS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .filter(|&t| t > 0)
+            .unwrap_or(100)
+    })
+}
+
 /// Bytes under `dir` as `du` counts them (allocated blocks).
 pub fn disk_usage(dir: &Path) -> u64 {
     Command::new("du")
@@ -422,6 +447,15 @@ syslog = false
                 .ok()
                 .map(|_| ()))
         });
+        let startup = began.elapsed();
+        // The admin socket is bound just before the RADIUS socket: wait for the line that
+        // says both are up before any load is sent.
+        let ready = ready.and_then(|()| {
+            wait_until("otpd's ready line", Duration::from_secs(30), || {
+                let err = std::fs::read_to_string(dir.join("otpd.stderr")).unwrap_or_default();
+                Ok(err.contains(" ready: ").then_some(()))
+            })
+        });
         if let Err(e) = ready {
             let _ = child.kill();
             let _ = child.wait();
@@ -430,7 +464,7 @@ syslog = false
         Ok(Otpd {
             dir: dir.to_path_buf(),
             radius_port,
-            startup: began.elapsed(),
+            startup,
             child: Some(child),
         })
     }

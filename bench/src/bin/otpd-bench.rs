@@ -22,7 +22,7 @@ struct Args {
     /// Users in the pipeline stores (otpd and FreeRADIUS) [default: 100000; quick 2000].
     #[arg(long)]
     users: Option<u64>,
-    /// Seconds per pipeline measurement [default: 15; quick 3].
+    /// Seconds per pipeline measurement [default: 10; quick 3].
     #[arg(long)]
     duration: Option<f64>,
     /// Pipeline measurements per server, alternating FreeRADIUS and otpd [default: 2; quick 1].
@@ -83,7 +83,7 @@ impl Plan {
         let q = a.quick;
         Plan {
             users: a.users.unwrap_or(if q { 2000 } else { 100_000 }),
-            duration: a.duration.unwrap_or(if q { 3.0 } else { 15.0 }),
+            duration: a.duration.unwrap_or(if q { 3.0 } else { 10.0 }),
             rounds: a.rounds.unwrap_or(if q { 1 } else { 2 }).max(1),
             production_duration: a.production_duration.unwrap_or(if q { 3.0 } else { 15.0 }),
             production_users: if q { 500 } else { 5000 },
@@ -111,6 +111,8 @@ struct HashBench {
 struct Run {
     server: String,
     load_average: f64,
+    /// The server's CPU time (user + system) per answered request.
+    cpu_us_per_request: Option<f64>,
     report: Report,
 }
 
@@ -126,8 +128,7 @@ struct ServerFacts {
 #[derive(Debug, Clone, Serialize)]
 struct Scaling {
     users: u64,
-    load_average: f64,
-    report: Report,
+    run: Run,
     startup_ms: f64,
     peak_rss_kib: Option<u64>,
     store_bytes: u64,
@@ -137,6 +138,7 @@ struct Scaling {
 struct Results {
     machine: Option<Machine>,
     freeradius_version: String,
+    pipeline_hash: Option<HashBench>,
     pipeline: Vec<Run>,
     servers: Vec<ServerFacts>,
     production_hash: Vec<HashBench>,
@@ -198,6 +200,7 @@ impl Tools {
 /// How one load-generator run is shaped.
 struct Load {
     port: u16,
+    first_user: u64,
     users: u64,
     concurrency: usize,
     duration: Option<f64>,
@@ -207,11 +210,31 @@ struct Load {
     replay_ok: bool,
 }
 
+/// Runs the load generator against the server `pid` and measures the server's CPU time.
+fn measure(tools: &Tools, server: &str, pid: Option<u32>, l: &Load) -> anyhow::Result<Run> {
+    let before = pid.and_then(harness::cpu_seconds);
+    let report = loadgen(tools, l)?;
+    let after = pid.and_then(harness::cpu_seconds);
+    let answered = report.accepts + report.rejects + report.challenges;
+    let cpu_us_per_request = match (before, after) {
+        (Some(b), Some(a)) if answered > 0 => Some((a - b) * 1e6 / answered as f64),
+        _ => None,
+    };
+    Ok(Run {
+        server: server.into(),
+        load_average: harness::load_average(),
+        cpu_us_per_request,
+        report,
+    })
+}
+
 fn loadgen(tools: &Tools, l: &Load) -> anyhow::Result<Report> {
     let mut cmd = Command::new(&tools.loadgen);
     cmd.arg("--target")
         .arg(format!("127.0.0.1:{}", l.port))
         .args(["--secret", SECRET, "--json"])
+        .arg("--first-user")
+        .arg(l.first_user.to_string())
         .arg("--users")
         .arg(l.users.to_string())
         .arg("--concurrency")
@@ -243,6 +266,7 @@ fn loadgen(tools: &Tools, l: &Load) -> anyhow::Result<Report> {
 fn freeradius_load(port: u16, users: u64, concurrency: usize, duration: f64) -> Load {
     Load {
         port,
+        first_user: 0,
         users,
         concurrency,
         duration: Some(duration),
@@ -321,10 +345,15 @@ fn mib(kib: Option<u64>) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
-fn row(name: &str, r: &Report, load: f64) -> String {
+fn row(run: &Run) -> String {
+    let r = &run.report;
     format!(
-        "{name:<11} {:>9.0} {:>9} {:>8} {:>5} {:>7} {:>7.2} {:>7.2} {:>8.2} {:>5.2}{}",
+        "{:<11} {:>9.0} {:>11} {:>9} {:>8} {:>5} {:>7} {:>7.2} {:>7.2} {:>8.2} {:>5.2}{}",
+        run.server,
         r.throughput_rps,
+        run.cpu_us_per_request
+            .map(|c| format!("{c:.0}"))
+            .unwrap_or_else(|| "-".into()),
         r.accepts,
         r.rejects + r.challenges,
         r.lost,
@@ -332,7 +361,7 @@ fn row(name: &str, r: &Report, load: f64) -> String {
         r.latency.p50_ms,
         r.latency.p99_ms,
         r.latency.max_ms,
-        load,
+        run.load_average,
         if r.exhausted {
             "  (ran out of fresh user-steps)"
         } else {
@@ -342,7 +371,7 @@ fn row(name: &str, r: &Report, load: f64) -> String {
 }
 
 const HEADER: &str =
-    "server      answers/s  accepted rejected  lost retrans  p50 ms  p99 ms   max ms  load";
+    "server      answers/s  CPU us/req  accepted rejected  lost retrans  p50 ms  p99 ms   max ms  load";
 
 fn mean(xs: impl Iterator<Item = f64>) -> f64 {
     let v: Vec<f64> = xs.collect();
@@ -390,6 +419,14 @@ fn run(args: &Args) -> anyhow::Result<bool> {
         "== 1. pipeline: otpd (argon2id m={} KiB, t={}) vs FreeRADIUS {} + rlm_totp; {} users each, {} in flight, {} s per run",
         CHEAP.0, CHEAP.1, results.freeradius_version, plan.users, args.concurrency, plan.duration
     );
+    let cheap = hash_bench(&tools, CHEAP, if args.quick { 200 } else { 2000 })?;
+    println!(
+        "argon2id at m={} KiB, t={}: one verification {:.1} us on one thread (otpd does one per login; FreeRADIUS compares cleartext)",
+        CHEAP.0,
+        CHEAP.1,
+        cheap.single_ms * 1000.0
+    );
+    results.pipeline_hash = Some(cheap);
     let mut fr = None;
     if !args.skip_freeradius {
         let port = harness::free_udp_port()?;
@@ -433,23 +470,26 @@ fn run(args: &Args) -> anyhow::Result<bool> {
     for round in 0..plan.rounds {
         if let Some(f) = &fr {
             note(&format!("pipeline round {}: FreeRADIUS", round + 1));
-            let report = loadgen(
+            let run = measure(
                 &tools,
+                "FreeRADIUS",
+                f.pid(),
                 &freeradius_load(f.port, plan.users, args.concurrency, plan.duration),
             )?;
-            results.pipeline.push(Run {
-                server: "FreeRADIUS".into(),
-                load_average: harness::load_average(),
-                report,
-            });
+            results.pipeline.push(run);
         }
         if let Some(o) = &od {
             note(&format!("pipeline round {}: otpd", round + 1));
-            let report = loadgen(
+            // otpd refuses a step twice: each round drives its own share of the users.
+            let share = plan.users / u64::from(plan.rounds);
+            let run = measure(
                 &tools,
+                "otpd",
+                o.pid(),
                 &Load {
                     port: o.radius_port,
-                    users: plan.users,
+                    first_user: u64::from(round) * share,
+                    users: share,
                     concurrency: args.concurrency,
                     duration: Some(plan.duration),
                     requests: None,
@@ -458,11 +498,7 @@ fn run(args: &Args) -> anyhow::Result<bool> {
                     replay_ok: false,
                 },
             )?;
-            results.pipeline.push(Run {
-                server: "otpd".into(),
-                load_average: harness::load_average(),
-                report,
-            });
+            results.pipeline.push(run);
         }
     }
     if let Some(mut f) = fr.take() {
@@ -489,7 +525,7 @@ fn run(args: &Args) -> anyhow::Result<bool> {
     }
     println!("{HEADER}");
     for r in &results.pipeline {
-        println!("{}", row(&r.server, &r.report, r.load_average));
+        println!("{}", row(r));
     }
     let mut checks = Vec::new();
     let of = |name: &'static str| runs_of(&results.pipeline, name);
@@ -558,10 +594,13 @@ fn run(args: &Args) -> anyhow::Result<bool> {
             .push(hash_bench(&tools, DEFAULT_ARGON2, samples)?);
         let mut o = Otpd::start(&tools.otpd, &dir, port)?;
         note("production run: otpd");
-        let report = loadgen(
+        let run = measure(
             &tools,
+            "otpd",
+            o.pid(),
             &Load {
                 port: o.radius_port,
+                first_user: 0,
                 users: plan.production_users,
                 concurrency: args.production_concurrency,
                 duration: Some(plan.production_duration),
@@ -571,7 +610,6 @@ fn run(args: &Args) -> anyhow::Result<bool> {
                 replay_ok: false,
             },
         )?;
-        let load = harness::load_average();
         o.stop();
         note("timing argon2id verification (after)");
         results
@@ -585,23 +623,19 @@ fn run(args: &Args) -> anyhow::Result<bool> {
             machine.cores, machine.cores
         );
         println!("{HEADER}");
-        println!("{}", row("otpd", &report, load));
-        let ratio = report.accept_rps / bound;
+        println!("{}", row(&run));
+        let ratio = run.report.accept_rps / bound;
         println!(
             "otpd: {:.1} accepts/s = {ratio:.2} of the bound ({:.2} of the measured parallel rate)",
-            report.accept_rps,
-            report.accept_rps / parallel
+            run.report.accept_rps,
+            run.report.accept_rps / parallel
         );
         check(
             &mut checks,
             "production: >= 0.9 of the argon2id bound",
             ratio >= 0.9,
         );
-        results.production = Some(Run {
-            server: "otpd".into(),
-            load_average: load,
-            report,
-        });
+        results.production = Some(run);
 
         // ---- 3. scaling ------------------------------------------------------------
         println!();
@@ -623,10 +657,13 @@ fn run(args: &Args) -> anyhow::Result<bool> {
             seed(&tools, &dir, n, CHEAP)?;
             let mut o = Otpd::start(&tools.otpd, &dir, port)?;
             note(&format!("scaling run: {n} users"));
-            let report = loadgen(
+            let run = measure(
                 &tools,
+                "otpd",
+                o.pid(),
                 &Load {
                     port: o.radius_port,
+                    first_user: 0,
                     users: n,
                     concurrency: args.concurrency,
                     duration: None,
@@ -636,27 +673,29 @@ fn run(args: &Args) -> anyhow::Result<bool> {
                     replay_ok: false,
                 },
             )?;
-            let load = harness::load_average();
             let rss = o.pid().and_then(harness::peak_rss_kib);
             o.stop();
             results.scaling.push(Scaling {
                 users: n,
-                load_average: load,
-                report,
+                run,
                 startup_ms: o.startup.as_secs_f64() * 1000.0,
                 peak_rss_kib: rss,
                 store_bytes: harness::disk_usage(&Otpd::data_dir(&dir)),
             });
         }
         println!(
-            "  users  answers/s  accepted  lost  p50 ms  p99 ms   max ms  peak RSS MiB  store MiB  bytes/user  startup ms  load"
+            "  users  answers/s  CPU us/req  accepted  lost  p50 ms  p99 ms   max ms  peak RSS MiB  store MiB  bytes/user  startup ms  load"
         );
         for s in &results.scaling {
-            let r = &s.report;
+            let r = &s.run.report;
             println!(
-                "{:>7} {:>10.0} {:>9} {:>5} {:>7.2} {:>7.2} {:>8.2} {:>13} {:>10.1} {:>11.0} {:>11.0} {:>5.2}{}",
+                "{:>7} {:>10.0} {:>11} {:>9} {:>5} {:>7.2} {:>7.2} {:>8.2} {:>13} {:>10.1} {:>11.0} {:>11.0} {:>5.2}{}",
                 s.users,
                 r.throughput_rps,
+                s.run
+                    .cpu_us_per_request
+                    .map(|c| format!("{c:.0}"))
+                    .unwrap_or_else(|| "-".into()),
                 r.accepts,
                 r.lost,
                 r.latency.p50_ms,
@@ -666,12 +705,12 @@ fn run(args: &Args) -> anyhow::Result<bool> {
                 s.store_bytes as f64 / 1048576.0,
                 s.store_bytes as f64 / s.users.max(1) as f64,
                 s.startup_ms,
-                s.load_average,
+                s.run.load_average,
                 if r.exhausted { "  (ran out of fresh user-steps)" } else { "" }
             );
         }
         if let (Some(small), Some(large)) = (results.scaling.first(), results.scaling.last()) {
-            let ratio = large.report.throughput_rps / small.report.throughput_rps;
+            let ratio = large.run.report.throughput_rps / small.run.report.throughput_rps;
             println!(
                 "{} users vs {} users: {ratio:.2}x the throughput",
                 large.users, small.users
@@ -693,7 +732,7 @@ fn run(args: &Args) -> anyhow::Result<bool> {
             let all_accepted = results
                 .scaling
                 .iter()
-                .all(|s| s.report.accepts == s.report.sent && s.report.sent > 0);
+                .all(|s| s.run.report.accepts == s.run.report.sent && s.run.report.sent > 0);
             check(&mut checks, "scaling: every request accepted", all_accepted);
         }
     }
