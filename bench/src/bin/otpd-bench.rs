@@ -533,6 +533,15 @@ fn run(args: &Args) -> anyhow::Result<bool> {
     let od_rps = mean(of("otpd").map(|r| r.report.throughput_rps));
     let fr_p99 = mean(of("FreeRADIUS").map(|r| r.report.latency.p99_ms));
     let od_p99 = mean(of("otpd").map(|r| r.report.latency.p99_ms));
+    for r in &results.pipeline {
+        let answered = r.report.accepts + r.report.rejects + r.report.challenges;
+        if r.report.replies_without_ma > 0 || r.report.replies_ma_not_first > 0 {
+            println!(
+                "{}: {} of {answered} replies without a Message-Authenticator, {} with it not first",
+                r.server, r.report.replies_without_ma, r.report.replies_ma_not_first
+            );
+        }
+    }
     for s in &results.servers {
         println!(
             "{:<11} {} users: started in {:.0} ms, peak RSS {} MiB{}",
