@@ -81,6 +81,8 @@ pub enum Next {
     },
     /// Too close to a step boundary for a window-0 server: wait this long.
     Wait(Duration),
+    /// Every user with a step left has a request in flight: try again shortly.
+    Busy,
     Exhausted,
 }
 
@@ -94,6 +96,9 @@ pub struct Scheduler {
     cursor: u64,
     /// Per user (by offset): the last step sent, 0 = none yet.
     last: Vec<u64>,
+    /// Per user (by offset): a request is in flight. A user's next step waits for it, so a
+    /// retransmitted older step never arrives after a newer one was accepted (a replay).
+    busy: Vec<bool>,
     period: u64,
     window: u64,
     replay_ok: bool,
@@ -125,6 +130,11 @@ impl Scheduler {
                 Vec::new()
             } else {
                 vec![0; usize::try_from(count).unwrap_or(usize::MAX)]
+            },
+            busy: if replay_ok {
+                Vec::new()
+            } else {
+                vec![false; usize::try_from(count).unwrap_or(usize::MAX)]
             },
             period: otp.period.max(1),
             window: otp.window,
@@ -159,22 +169,43 @@ impl Scheduler {
             step.saturating_sub(self.window.saturating_sub(1))
         };
         let newest = step + self.window;
+        let mut saw_busy = false;
         for _ in 0..self.count {
             let off = self.offset(self.cursor);
             self.cursor = self.cursor.wrapping_add(1);
-            let Some(slot) = usize::try_from(off).ok().and_then(|i| self.last.get_mut(i)) else {
+            let Some(i) = usize::try_from(off).ok().filter(|&i| i < self.last.len()) else {
                 continue;
             };
-            let candidate = (*slot + 1).max(oldest);
+            if self.busy[i] {
+                saw_busy = true;
+                continue;
+            }
+            let candidate = (self.last[i] + 1).max(oldest);
             if candidate <= newest {
-                *slot = candidate;
+                self.last[i] = candidate;
+                self.busy[i] = true;
                 return Next::Send {
                     user: self.first + off,
                     step: candidate,
                 };
             }
         }
-        Next::Exhausted
+        if saw_busy {
+            Next::Busy
+        } else {
+            Next::Exhausted
+        }
+    }
+
+    /// The request for `user` is answered or given up on: its next step may go.
+    pub fn done(&mut self, user: u64) {
+        if let Some(b) = user
+            .checked_sub(self.first)
+            .and_then(|off| usize::try_from(off).ok())
+            .and_then(|i| self.busy.get_mut(i))
+        {
+            *b = false;
+        }
     }
 }
 
@@ -322,6 +353,13 @@ async fn client(shared: Arc<Shared>, socket: UdpSocket, first_id: u8) -> Totals 
                 tokio::time::sleep(d).await;
                 continue;
             }
+            Next::Busy => {
+                if opts.requests.is_some() {
+                    shared.started.fetch_sub(1, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                continue;
+            }
             Next::Exhausted => {
                 t.exhausted = true;
                 break;
@@ -361,6 +399,9 @@ async fn client(shared: Arc<Shared>, socket: UdpSocket, first_id: u8) -> Totals 
                 }
             }
             None => t.lost += 1,
+        }
+        if let Ok(mut s) = shared.sched.lock() {
+            s.done(user);
         }
     }
     t
@@ -426,6 +467,7 @@ mod tests {
         loop {
             match s.next(now) {
                 Next::Send { user, step } => {
+                    s.done(user);
                     assert!((100..110).contains(&user));
                     assert!((999..=1001).contains(&step), "{step}");
                     assert!(seen.insert((user, step)), "repeated {user} {step}");
@@ -434,18 +476,35 @@ mod tests {
                     }
                 }
                 Next::Exhausted => break,
-                Next::Wait(_) => panic!("no waits with a window"),
+                other => panic!("{other:?}"),
             }
         }
         assert_eq!(seen.len(), 30, "three steps for each of ten users");
         // The next minute opens one more step for each user.
         let later = now + Duration::from_secs(60);
         let mut more = 0;
-        while let Next::Send { step, .. } = s.next(later) {
+        while let Next::Send { user, step } = s.next(later) {
+            s.done(user);
             assert_eq!(step, 1002);
             more += 1;
         }
         assert_eq!(more, 10);
+    }
+
+    #[test]
+    fn a_user_in_flight_is_not_given_a_newer_step() {
+        let mut s = Scheduler::new(0, 2, &otp(1), false, Duration::from_secs(3));
+        let now = Duration::from_secs(60 * 1000 + 10);
+        let Next::Send { user: a, .. } = s.next(now) else {
+            panic!("first")
+        };
+        let Next::Send { user: b, .. } = s.next(now) else {
+            panic!("second")
+        };
+        assert_ne!(a, b);
+        assert_eq!(s.next(now), Next::Busy, "both in flight");
+        s.done(a);
+        assert!(matches!(s.next(now), Next::Send { user, step: 1000 } if user == a));
     }
 
     #[test]
