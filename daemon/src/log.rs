@@ -77,7 +77,10 @@ impl Logger {
         if level > self.level {
             return;
         }
-        eprintln!("otpd[{}]: {}: {line}", std::process::id(), level.name());
+        // One write(2) per line: stderr is unbuffered, and eprintln! issues one per
+        // formatted piece (six for this line), a cost paid on every audited login.
+        let text = format!("otpd[{}]: {}: {line}\n", std::process::id(), level.name());
+        let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), text.as_bytes());
         if !to_syslog {
             return;
         }

@@ -1,0 +1,234 @@
+//! otpd-bench-seed: fills a *stopped* otpd's store with active bench users straight through
+//! the core library, and measures what one argon2id verification costs on this machine.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use otpd_bench::users;
+use otpd_core::lifecycle::{Token, DAY, MIN_VALIDITY_DAYS};
+use otpd_core::lockout::LockState;
+use otpd_core::password::{self, HashParams};
+use otpd_core::seal::Sealer;
+use otpd_core::store::{SledStore, Store};
+use otpd_core::user::UserRecord;
+
+#[derive(Parser, Debug)]
+#[command(name = "otpd-bench-seed", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Writes users FIRST .. FIRST+COUNT as active tokens (replacing existing ones).
+    Seed {
+        /// otpd's data_dir (otpd must not be running on it).
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// otpd's key_file (created if absent).
+        #[arg(long)]
+        key_file: PathBuf,
+        #[arg(long, default_value_t = 0)]
+        first: u64,
+        #[arg(long)]
+        count: u64,
+        #[command(flatten)]
+        hash: HashArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Times argon2id verification: one thread, then THREADS threads at once.
+    HashBench {
+        #[command(flatten)]
+        hash: HashArgs,
+        /// Verifications per thread.
+        #[arg(long, default_value_t = 20)]
+        samples: u32,
+        /// Threads for the parallel round (default: the number of cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Debug, Clone, Copy)]
+struct HashArgs {
+    #[arg(long, default_value_t = 19456)]
+    argon2_memory_kib: u32,
+    #[arg(long, default_value_t = 2)]
+    argon2_iterations: u32,
+    #[arg(long, default_value_t = 1)]
+    argon2_parallelism: u32,
+}
+
+impl HashArgs {
+    fn params(self) -> HashParams {
+        HashParams {
+            memory_kib: self.argon2_memory_kib,
+            iterations: self.argon2_iterations,
+            parallelism: self.argon2_parallelism,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let result = match Cli::parse().command {
+        Command::Seed {
+            data_dir,
+            key_file,
+            first,
+            count,
+            hash,
+            json,
+        } => seed(&data_dir, &key_file, first, count, hash.params(), json),
+        Command::HashBench {
+            hash,
+            samples,
+            threads,
+            json,
+        } => hash_bench(hash.params(), samples, threads, json),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("otpd-bench-seed: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn seed(
+    data_dir: &std::path::Path,
+    key_file: &std::path::Path,
+    first: u64,
+    count: u64,
+    params: HashParams,
+    json: bool,
+) -> anyhow::Result<()> {
+    let began = Instant::now();
+    let sealer = Sealer::load_or_create(key_file).context("key_file")?;
+    let store = SledStore::open(data_dir).context("data_dir (is otpd still running on it?)")?;
+    // One hash for every user: hashing 100k passwords would time the seeder, not otpd.
+    let password_hash = params
+        .hash(users::PASSWORD)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let now = now();
+    for index in first..first + count {
+        let login_id = users::login_id(index);
+        let record = UserRecord {
+            login_id: login_id.clone(),
+            password_hash: password_hash.clone(),
+            email: None,
+            created_at: now,
+            token: Token::Active {
+                secret: sealer.seal(&login_id, &users::secret(index)),
+                activated_at: now,
+                expires_at: now + i64::from(MIN_VALIDITY_DAYS) * DAY,
+                last_step: 0,
+            },
+            lock: LockState::default(),
+        };
+        loop {
+            let current = store.get_user(&login_id)?;
+            if store.swap_user(&login_id, current.as_ref(), Some(&record))? {
+                break;
+            }
+        }
+    }
+    store.wait_durable()?;
+    let seconds = began.elapsed().as_secs_f64();
+    let users_total = store.user_count();
+    drop(store);
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"seeded": count, "users": users_total, "seconds": seconds})
+        );
+    } else {
+        println!(
+            "seeded {count} users ({users_total} in the store) in {seconds:.1} s into {}",
+            data_dir.display()
+        );
+    }
+    Ok(())
+}
+
+fn hash_bench(
+    params: HashParams,
+    samples: u32,
+    threads: Option<usize>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let threads = threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let samples = samples.max(1);
+    let phc = params
+        .hash(users::PASSWORD)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    // What otpd does per login: verify against the stored PHC string.
+    let verify_many = |n: u32| -> anyhow::Result<Duration> {
+        let t = Instant::now();
+        for _ in 0..n {
+            anyhow::ensure!(password::verify(&phc, users::PASSWORD), "verify failed");
+        }
+        Ok(t.elapsed())
+    };
+    verify_many(1)?; // warm-up
+    let single = verify_many(samples)?;
+    let single_ms = single.as_secs_f64() * 1000.0 / f64::from(samples);
+    let began = Instant::now();
+    let results: Vec<anyhow::Result<Duration>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| s.spawn(|| verify_many(samples)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("thread panicked")))
+            })
+            .collect()
+    });
+    let wall = began.elapsed().as_secs_f64();
+    for r in results {
+        r?;
+    }
+    let parallel_rate = f64::from(samples) * threads as f64 / wall;
+    let bound = threads as f64 * 1000.0 / single_ms;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "memory_kib": params.memory_kib,
+                "iterations": params.iterations,
+                "parallelism": params.parallelism,
+                "samples": samples,
+                "threads": threads,
+                "single_ms": single_ms,
+                "bound_rps": bound,
+                "parallel_rps": parallel_rate,
+            })
+        );
+    } else {
+        println!(
+            "argon2id m={} t={} p={}: one verification {single_ms:.2} ms; bound {threads} ÷ that = {bound:.1}/s; {threads} threads measured {parallel_rate:.1}/s",
+            params.memory_kib, params.iterations, params.parallelism
+        );
+    }
+    Ok(())
+}

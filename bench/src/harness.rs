@@ -1,0 +1,491 @@
+//! What the side-by-side bench needs around the servers: the machine's description and
+//! load, free loopback ports, a server process's peak memory, polling with a deadline, and
+//! the two servers themselves on temp folders ([`FreeRadius`], [`Otpd`]).
+
+use std::io::{BufRead, BufReader};
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use serde::Serialize;
+
+use crate::users;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Machine {
+    pub cores: usize,
+    pub cpu_model: String,
+    pub mem_total_mib: u64,
+    pub kernel: String,
+}
+
+impl Machine {
+    pub fn describe() -> Machine {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu_model = cpuinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("model name"))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_string())
+            .unwrap_or_else(|| "unknown".into());
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let mem_total_mib = proc_kib(&meminfo, "MemTotal:").unwrap_or(0) / 1024;
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default();
+        Machine {
+            cores: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            cpu_model,
+            mem_total_mib,
+            kernel,
+        }
+    }
+}
+
+/// The 1-minute load average: how busy the machine was with other work too.
+pub fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(f64::NAN)
+}
+
+/// A `Key:   123 kB` line of a /proc file, in KiB.
+fn proc_kib(text: &str, key: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Peak resident memory of a process (VmHWM), in KiB.
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    proc_kib(&status, "VmHWM:")
+}
+
+/// CPU time (user + system) a process has used so far, in seconds.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / clock_ticks() as f64)
+}
+
+/// Clock ticks per second of /proc times (`getconf CLK_TCK`, 100 on Linux).
+fn clock_ticks() -> u64 {
+    static TICKS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .filter(|&t| t > 0)
+            .unwrap_or(100)
+    })
+}
+
+/// Bytes under `dir` as `du` counts them (allocated blocks).
+pub fn disk_usage(dir: &Path) -> u64 {
+    Command::new("du")
+        .args(["-sk"])
+        .arg(dir)
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .map(|k| k * 1024)
+        .unwrap_or(0)
+}
+
+pub fn free_udp_port() -> anyhow::Result<u16> {
+    Ok(UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+pub fn free_tcp_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Polls `f` every 5 ms until it returns Some, or fails after `limit`.
+pub fn wait_until<T>(
+    what: &str,
+    limit: Duration,
+    mut f: impl FnMut() -> anyhow::Result<Option<T>>,
+) -> anyhow::Result<T> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f()? {
+            return Ok(v);
+        }
+        if Instant::now() >= deadline {
+            bail!("timed out after {limit:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// SIGTERM, then wait (SIGKILL after 20 s).
+fn stop_child(child: &mut Child) {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let stopped = wait_until("the server to stop", Duration::from_secs(20), || {
+        Ok(child.try_wait()?)
+    });
+    if stopped.is_err() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// FreeRADIUS on a copy of the system's raddb: only `files`, `pap`, `totp` and what unlang
+/// needs are enabled, one virtual server on a loopback port, the bench users in a users
+/// file with their cleartext password and base32 `TOTP-Secret`.
+pub struct FreeRadius {
+    pub raddb: PathBuf,
+    pub port: u16,
+    pub startup: Duration,
+    child: Option<Child>,
+}
+
+impl FreeRadius {
+    /// Writes the raddb for users `0..count`.
+    pub fn configure(
+        dir: &Path,
+        system_raddb: &Path,
+        count: u64,
+        port: u16,
+        secret: &str,
+    ) -> anyhow::Result<PathBuf> {
+        std::fs::create_dir_all(dir)?;
+        let raddb = dir.join("raddb");
+        let status = Command::new("cp")
+            .arg("-a")
+            .arg(system_raddb)
+            .arg(&raddb)
+            .status()
+            .context("cp")?;
+        anyhow::ensure!(status.success(), "cannot copy {}", system_raddb.display());
+        let conf_path = raddb.join("radiusd.conf");
+        let conf = std::fs::read_to_string(&conf_path)?;
+        let mut out = String::with_capacity(conf.len());
+        for line in conf.lines() {
+            let t = line.trim_start();
+            let edited = if t.starts_with("raddbdir =") {
+                format!("raddbdir = {}", raddb.display())
+            } else if t.starts_with("logdir =") {
+                format!("logdir = {}", raddb.join("log").display())
+            } else if t.starts_with("run_dir =") {
+                format!("run_dir = {}", raddb.join("run").display())
+            } else if t.starts_with("user =") || t.starts_with("group =") {
+                // Stay the invoking user: the temp folder is not freerad's.
+                format!("#{line}")
+            } else if t.starts_with("max_requests =") {
+                // Finished requests stay tracked for cleanup_delay (5 s) to catch
+                // duplicates; the default 16384 drops requests above ~3k/s, 262144 holds 50k/s.
+                "max_requests = 262144".into()
+            } else {
+                line.to_string()
+            };
+            out.push_str(&edited);
+            out.push('\n');
+        }
+        std::fs::write(&conf_path, out)?;
+        std::fs::create_dir_all(raddb.join("log"))?;
+        std::fs::create_dir_all(raddb.join("run"))?;
+        for sub in ["mods-enabled", "sites-enabled"] {
+            for entry in std::fs::read_dir(raddb.join(sub))? {
+                std::fs::remove_file(entry?.path())?;
+            }
+        }
+        for m in ["always", "expr", "pap", "totp"] {
+            std::os::unix::fs::symlink(
+                format!("../mods-available/{m}"),
+                raddb.join("mods-enabled").join(m),
+            )?;
+        }
+        std::fs::write(
+            raddb.join("mods-enabled/files"),
+            "files {\n\tfilename = ${raddbdir}/bench-users\n}\n",
+        )?;
+        std::fs::write(
+            raddb.join("clients.conf"),
+            format!(
+                "client loadgen {{\n\tipaddr = 127.0.0.1\n\tsecret = {secret}\n\trequire_message_authenticator = yes\n}}\n"
+            ),
+        )?;
+        std::fs::write(
+            raddb.join("sites-enabled/bench"),
+            SITE.replace("@PORT@", &port.to_string()),
+        )?;
+        let mut users_file = String::with_capacity(usize::try_from(count).unwrap_or(0) * 110);
+        for i in 0..count {
+            users_file.push_str(&format!(
+                "{} Cleartext-Password := \"{}\", TOTP-Secret := \"{}\"\n",
+                users::login_id(i),
+                users::PASSWORD,
+                users::secret_base32(i)
+            ));
+        }
+        std::fs::write(raddb.join("bench-users"), users_file)?;
+        Ok(raddb)
+    }
+
+    /// Starts `freeradius -f -l stdout -d RADDB` and waits for "Ready to process requests".
+    pub fn start(raddb: &Path, port: u16) -> anyhow::Result<FreeRadius> {
+        let began = Instant::now();
+        let mut child = Command::new("freeradius")
+            .args(["-f", "-l", "stdout", "-d"])
+            .arg(raddb)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("cannot start freeradius (Debian package freeradius)")?;
+        let (tx, rx) = mpsc::channel();
+        if let Some(out) = child.stdout.take() {
+            let log = raddb.join("log/stdout.log");
+            std::thread::spawn(move || {
+                let mut file = std::fs::File::create(log).ok();
+                for line in BufReader::new(out).lines().map_while(Result::ok) {
+                    if line.contains("Ready to process requests") {
+                        let _ = tx.send(());
+                    }
+                    if let Some(f) = file.as_mut() {
+                        use std::io::Write;
+                        let _ = writeln!(f, "{line}");
+                    }
+                }
+            });
+        }
+        let ready = wait_until("FreeRADIUS to start", Duration::from_secs(120), || {
+            if let Some(status) = child.try_wait()? {
+                let mut err = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    use std::io::Read;
+                    let _ = e.read_to_string(&mut err);
+                }
+                let log = std::fs::read_to_string(raddb.join("log/stdout.log")).unwrap_or_default();
+                bail!("freeradius exited ({status}): {err}{log}");
+            }
+            Ok(rx.try_recv().ok())
+        });
+        if let Err(e) = ready {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e);
+        }
+        Ok(FreeRadius {
+            raddb: raddb.to_path_buf(),
+            port,
+            startup: began.elapsed(),
+            child: Some(child),
+        })
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            stop_child(&mut c);
+        }
+    }
+}
+
+impl Drop for FreeRadius {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The bench's virtual server: split the trailing six digits off User-Password into
+/// TOTP-Password, check the rest with `pap`, then the code with `totp`.
+const SITE: &str = r#"server bench {
+listen {
+	type = auth
+	ipaddr = 127.0.0.1
+	port = @PORT@
+}
+authorize {
+	if (&User-Password =~ /^(.+)([0-9]{6})$/) {
+		update request {
+			&TOTP-Password := "%{2}"
+			&User-Password := "%{1}"
+		}
+	}
+	else {
+		reject
+	}
+	files
+	pap
+}
+authenticate {
+	Auth-Type PAP {
+		pap {
+			ok = 1
+		}
+		totp {
+			fail = reject
+			noop = reject
+		}
+	}
+}
+}
+"#;
+
+/// otpd's side: the settings a bench run varies.
+#[derive(Debug, Clone, Copy)]
+pub struct OtpdSettings {
+    pub argon2_memory_kib: u32,
+    pub argon2_iterations: u32,
+    pub window: u64,
+}
+
+/// A real otpd on a temp folder: config, data_dir and key_file under `dir`.
+pub struct Otpd {
+    pub dir: PathBuf,
+    pub radius_port: u16,
+    /// From spawn until the admin socket accepts.
+    pub startup: Duration,
+    child: Option<Child>,
+}
+
+impl Otpd {
+    pub fn data_dir(dir: &Path) -> PathBuf {
+        dir.join("data")
+    }
+
+    pub fn key_file(dir: &Path) -> PathBuf {
+        dir.join("master.key")
+    }
+
+    /// Writes `dir/otpd.toml` for free loopback ports; returns the RADIUS port.
+    pub fn configure(dir: &Path, secret: &str, s: OtpdSettings) -> anyhow::Result<u16> {
+        std::fs::create_dir_all(dir)?;
+        let radius_port = free_udp_port()?;
+        let http_port = free_tcp_port()?;
+        let text = format!(
+            r#"service_id = "BENCH-BANK"
+data_dir = "data"
+key_file = "master.key"
+
+[radius]
+listen = ["127.0.0.1:{radius_port}"]
+
+[[radius.clients]]
+name = "loadgen"
+address = "127.0.0.1"
+secret = "{secret}"
+
+[otp]
+window = {window}
+
+[password]
+argon2_memory_kib = {m}
+argon2_iterations = {t}
+
+[http]
+listen = "127.0.0.1:{http_port}"
+public_url = "http://127.0.0.1:{http_port}"
+
+[mail]
+transport = "file"
+dir = "mail"
+
+[admin]
+socket = "admin.sock"
+
+[log]
+syslog = false
+"#,
+            window = s.window,
+            m = s.argon2_memory_kib,
+            t = s.argon2_iterations,
+        );
+        std::fs::write(dir.join("otpd.toml"), text)?;
+        Ok(radius_port)
+    }
+
+    /// Starts `otpd --config dir/otpd.toml`; returns once its admin socket accepts.
+    pub fn start(bin: &Path, dir: &Path, radius_port: u16) -> anyhow::Result<Otpd> {
+        let log = std::fs::File::create(dir.join("otpd.stderr"))?;
+        let socket = dir.join("admin.sock");
+        let _ = std::fs::remove_file(&socket);
+        let began = Instant::now();
+        let mut child = Command::new(bin)
+            .arg("--config")
+            .arg(dir.join("otpd.toml"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("cannot start {}", bin.display()))?;
+        let ready = wait_until("otpd's admin socket", Duration::from_secs(120), || {
+            if let Some(status) = child.try_wait()? {
+                let err = std::fs::read_to_string(dir.join("otpd.stderr")).unwrap_or_default();
+                bail!("otpd exited early ({status}): {err}");
+            }
+            Ok(std::os::unix::net::UnixStream::connect(&socket)
+                .ok()
+                .map(|_| ()))
+        });
+        let startup = began.elapsed();
+        // The admin socket is bound just before the RADIUS socket: wait for the line that
+        // says both are up before any load is sent.
+        let ready = ready.and_then(|()| {
+            wait_until("otpd's ready line", Duration::from_secs(30), || {
+                let err = std::fs::read_to_string(dir.join("otpd.stderr")).unwrap_or_default();
+                Ok(err.contains(" ready: ").then_some(()))
+            })
+        });
+        if let Err(e) = ready {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e);
+        }
+        Ok(Otpd {
+            dir: dir.to_path_buf(),
+            radius_port,
+            startup,
+            child: Some(child),
+        })
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            stop_child(&mut c);
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.join("otpd.stderr")).unwrap_or_default()
+    }
+}
+
+impl Drop for Otpd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
