@@ -139,6 +139,7 @@ fn seed(
                 last_step: 0,
             },
             lock: LockState::default(),
+            renew_lock: LockState::default(),
         };
         loop {
             let current = store.get_user(&login_id)?;
