@@ -18,7 +18,7 @@ use crate::lockout::{LockPolicy, LockState};
 use crate::otp::{OtpParams, OtpRefusal};
 use crate::password::{self, HashKind, HashParams};
 use crate::seal::{hex, Sealed, Sealer};
-use crate::store::Store;
+use crate::store::{Store, Versioned};
 use crate::user::{check_email, check_login_id, UserRecord, UserView};
 use crate::{rfc3339, OpError, UnixTime};
 
@@ -152,13 +152,27 @@ impl Service {
     fn update<T>(
         &self,
         login_id: &str,
+        f: impl FnMut(&mut UserRecord) -> Result<T, OpError>,
+    ) -> Result<T, OpError> {
+        self.update_from(login_id, None, f)
+    }
+
+    /// [`Service::update`] starting from a version the caller has just read, which saves a
+    /// read when nobody changed the user meanwhile (the compare-and-swap still checks).
+    fn update_from<T>(
+        &self,
+        login_id: &str,
+        mut read: Option<Versioned<UserRecord>>,
         mut f: impl FnMut(&mut UserRecord) -> Result<T, OpError>,
     ) -> Result<T, OpError> {
         loop {
-            let current = self
-                .store
-                .get_user(login_id)?
-                .ok_or_else(|| OpError::UnknownUser(login_id.into()))?;
+            let current = match read.take() {
+                Some(v) => v,
+                None => self
+                    .store
+                    .get_user(login_id)?
+                    .ok_or_else(|| OpError::UnknownUser(login_id.into()))?,
+            };
             let mut user = current.value.clone();
             let result = f(&mut user);
             if user == current.value
@@ -379,13 +393,13 @@ impl Service {
             .collect())
     }
 
-    /// Replaces a legacy or outdated hash once the password was proven.
-    fn upgrade_hash(&self, user: &UserRecord, password: &str) {
+    /// Replaces a legacy or outdated hash once the password was proven; true if it did.
+    fn upgrade_hash(&self, user: &UserRecord, password: &str) -> bool {
         if !self.hash.needs_rehash(&user.password_hash) {
-            return;
+            return false;
         }
         let Ok(new_hash) = self.hash.hash(password) else {
-            return;
+            return false;
         };
         let old = user.password_hash.clone();
         let _ = self.update(&user.login_id, |u| {
@@ -394,6 +408,7 @@ impl Service {
             }
             Ok(())
         });
+        true
     }
 
     pub fn set_password(
@@ -731,14 +746,15 @@ impl Service {
 
     /// A login with `User-Password`: the password, or the password followed by the OTP.
     pub fn login(&self, login_id: &str, user_password: &str, now: UnixTime) -> LoginOutcome {
-        let user = match self.store.get_user(login_id) {
-            Ok(Some(v)) => v.value,
+        let read = match self.store.get_user(login_id) {
+            Ok(Some(v)) => v,
             Ok(None) => {
                 let _ = password::verify(&self.dummy_hash, user_password);
                 return LoginOutcome::Reject(RejectReason::UnknownUser);
             }
             Err(_) => return LoginOutcome::Reject(RejectReason::Store),
         };
+        let user = &read.value;
         if user.lock.is_locked(now) {
             let _ = password::verify(&self.dummy_hash, user_password);
             return LoginOutcome::Reject(RejectReason::Locked);
@@ -753,10 +769,14 @@ impl Service {
                 if code.bytes().all(|b| b.is_ascii_digit())
                     && password::verify(&user.password_hash, pw)
                 {
-                    return self.login_otp(login_id, code, now);
+                    if self.upgrade_hash(user, pw) {
+                        return self.login_otp(login_id, code, now);
+                    }
+                    return self.login_otp_from(login_id, code, now, Some(read));
                 }
             }
             if password::verify(&user.password_hash, user_password) {
+                self.upgrade_hash(user, user_password);
                 return LoginOutcome::NeedOtp;
             }
             return self.count_failure(login_id, now, RejectReason::BadPassword);
@@ -764,7 +784,7 @@ impl Service {
         if !password::verify(&user.password_hash, user_password) {
             return self.count_failure(login_id, now, RejectReason::BadPassword);
         }
-        self.upgrade_hash(&user, user_password);
+        self.upgrade_hash(user, user_password);
         if self.otp_required {
             return LoginOutcome::Reject(RejectReason::OtpRequired);
         }
@@ -783,7 +803,17 @@ impl Service {
     /// The OTP of a login whose password is already proven (same request, or the answer to
     /// a challenge). An accepted step is recorded before this returns.
     pub fn login_otp(&self, login_id: &str, otp: &str, now: UnixTime) -> LoginOutcome {
-        let result = self.update(login_id, |u| match u.token.state(now) {
+        self.login_otp_from(login_id, otp, now, None)
+    }
+
+    fn login_otp_from(
+        &self,
+        login_id: &str,
+        otp: &str,
+        now: UnixTime,
+        read: Option<Versioned<UserRecord>>,
+    ) -> LoginOutcome {
+        let result = self.update_from(login_id, read, |u| match u.token.state(now) {
             TokenState::Active => {
                 let step = self.prove_otp(u, otp, now)?;
                 u.token = u.token.spend_step(step);

@@ -105,6 +105,9 @@ impl SledStore {
             .path(dir.join("store"))
             // Durability comes from our group commit, not from sled's timer.
             .flush_every_ms(None)
+            // sled's default cache is 1 GiB; the working set of a login is one small record,
+            // and 100k users fit in a fraction of this.
+            .cache_capacity(64 * 1024 * 1024)
             .open()
             .map_err(|e| StoreError::Io(format!("cannot open store in {}: {e}", dir.display())))?;
         let users = db.open_tree("users")?;

@@ -42,6 +42,7 @@ fn main() -> ExitCode {
             }
         };
     }
+    limit_malloc_arenas();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -58,5 +59,16 @@ fn main() -> ExitCode {
             eprintln!("otpd: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// glibc gives every thread that allocates its own arena (up to 8 per core); the hashing
+/// pool and sled's threads then keep hundreds of MiB of freed memory. Two arenas keep the
+/// resident size bounded at no measurable cost in throughput.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator tunable; it is called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
     }
 }
