@@ -152,6 +152,21 @@ syslog = false
         }
     }
 
+    /// Waits up to `limit` for otpd to exit by itself; its exit status.
+    pub fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        wait_until("otpd to exit by itself", limit, || {
+            child.try_wait().ok().flatten()
+        })
+    }
+
+    /// Starts an otpd that exited again on the same config and data, as a service
+    /// manager's `Restart=` would.
+    pub fn relaunch(&mut self) {
+        assert!(self.child.is_none(), "otpd is still running");
+        self.launch();
+    }
+
     pub fn restart(&mut self) {
         if self.child.is_some() {
             let status = self.stop();
