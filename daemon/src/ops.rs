@@ -109,6 +109,8 @@ impl Ops {
         let subject = req.subject().unwrap_or("-").to_string();
         let read_only = req.is_read_only();
         let issue = matches!(req, AdminRequest::TokenIssue { .. });
+        // A backup copies every password hash and sealed secret: audited like a change.
+        let audited = !read_only || matches!(req, AdminRequest::Backup);
         let result = if read_only {
             self.run(move |svc, now| svc.execute(&req, now))
                 .await
@@ -119,7 +121,7 @@ impl Ops {
         if issue && result.is_ok() {
             self.mail_wake.notify_one();
         }
-        if !read_only || result.is_err() {
+        if audited || result.is_err() {
             let outcome = match &result {
                 Ok(_) => "ok".to_string(),
                 Err(e) => e.code().to_string(),
