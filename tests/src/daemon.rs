@@ -120,18 +120,24 @@ syslog = false
         }
         self.child = Some(cmd.spawn().expect("start otpd"));
         let socket = self.socket.clone();
+        // otpd binds the admin socket, then RADIUS, then HTTP: once HTTP accepts too, every
+        // door is open.
+        let http = format!("127.0.0.1:{}", self.http_port);
         let mut child = self.child.take().expect("child");
-        wait_until("otpd's admin socket", Duration::from_secs(30), || {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!(
-                    "otpd exited early ({status}): {}",
-                    std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
-                );
-            }
-            std::os::unix::net::UnixStream::connect(&socket)
-                .ok()
-                .map(|_| ())
-        });
+        wait_until(
+            "otpd's admin socket and HTTP listener",
+            Duration::from_secs(30),
+            || {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!(
+                        "otpd exited early ({status}): {}",
+                        std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
+                    );
+                }
+                std::os::unix::net::UnixStream::connect(&socket).ok()?;
+                std::net::TcpStream::connect(&http).ok().map(|_| ())
+            },
+        );
         self.child = Some(child);
     }
 

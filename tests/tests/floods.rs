@@ -41,14 +41,6 @@ fn proc_kib(d: &Otpd, field: &str) -> u64 {
         .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"))
 }
 
-/// Waits for the HTTP listener (the harness only waits for the admin socket).
-fn http_ready(d: &Otpd) {
-    wait_until("otpd's HTTP listener", Duration::from_secs(10), || {
-        TcpStream::connect(http_addr(d)).ok().map(|_| ())
-    });
-    healthz_ok(d);
-}
-
 fn healthz_ok(d: &Otpd) {
     let r = http::get(http_addr(d), "/healthz");
     assert_eq!(r.status, 200, "{}", r.text());
@@ -87,7 +79,7 @@ fn poll(s: &mut TcpStream) -> Held {
 #[test]
 fn connections_beyond_the_cap_are_refused_and_healthz_answers_afterwards() {
     let d = Otpd::start("");
-    http_ready(&d);
+    healthz_ok(&d);
     let flood = HTTP_MAX_CONNECTIONS + 144;
     let started = Instant::now();
     let mut conns: Vec<TcpStream> = (0..flood)
@@ -186,7 +178,7 @@ fn raw_exchange(d: &Otpd, head: &str, body: &[u8]) -> Vec<u8> {
 #[test]
 fn an_oversized_body_is_refused_413_and_otpd_goes_on() {
     let d = Otpd::start("");
-    http_ready(&d);
+    healthz_ok(&d);
     let limit = 16 * 1024;
     // Declared too large: refused before a byte of the body is read.
     let head = format!(
@@ -239,7 +231,7 @@ fn an_oversized_body_is_refused_413_and_otpd_goes_on() {
 #[test]
 fn a_slow_client_is_cut_off_at_the_header_timeout_while_others_are_served() {
     let d = Otpd::start("");
-    http_ready(&d);
+    healthz_ok(&d);
     let addr = http_addr(&d);
     let started = Instant::now();
     // One sends half a request and holds it; one trickles a header a byte at a time.
