@@ -603,6 +603,23 @@ mod tests {
         assert!(parse("service_id=\"B\"\n[token]\nvalidity_days = 1461\n").is_ok());
     }
 
+    /// NIST SP 800-63B §5.2.2: at most 100 consecutive failed attempts on one account.
+    #[test]
+    fn max_failures_is_1_to_100() {
+        let with = |n: u32| parse(&format!("service_id=\"B\"\n[otp]\nmax_failures = {n}\n"));
+        for bad in [0, 101, 1000, u32::MAX] {
+            let e = with(bad).expect_err("refused");
+            assert!(
+                e.iter()
+                    .any(|p| p.contains("otp.max_failures") && p.contains("NIST")),
+                "{bad}: {e:?}"
+            );
+        }
+        for good in [1, 5, 100] {
+            assert_eq!(with(good).expect("valid").config.otp.max_failures, good);
+        }
+    }
+
     #[test]
     fn relative_paths_follow_the_file() {
         let l = parse("service_id=\"B\"\ndata_dir=\"data\"\nkey_file=\"/abs/key\"\n[admin]\nsocket=\"run/a.sock\"\n").expect("valid");

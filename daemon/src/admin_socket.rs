@@ -26,6 +26,7 @@ impl AdminSocket {
     pub fn bind(path: &Path) -> anyhow::Result<AdminSocket> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
+            check_folder(dir)?;
         }
         if path.exists() {
             if std::os::unix::net::UnixStream::connect(path).is_ok() {
@@ -71,6 +72,29 @@ impl AdminSocket {
     }
 }
 
+/// Refuses a socket folder that everyone may write to without the sticky bit: anyone
+/// could replace the socket with their own and collect the administrators' requests,
+/// passwords among them.
+fn check_folder(dir: &Path) -> anyhow::Result<()> {
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let mode = std::fs::metadata(dir)
+        .map_err(|e| anyhow::anyhow!("admin socket folder {}: {e}", dir.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o002 != 0 && mode & 0o1000 == 0 {
+        anyhow::bail!(
+            "admin socket folder {} is writable by everyone (mode {:o}) without the sticky bit: another user could replace the socket; make it writable only by otpd (e.g. chmod 0750) or set the sticky bit",
+            dir.display(),
+            mode & 0o7777
+        );
+    }
+    Ok(())
+}
+
 async fn connection(stream: UnixStream, ops: &Ops) -> std::io::Result<()> {
     let actor = match stream.peer_cred() {
         Ok(c) => format!("uid:{}", c.uid()),
@@ -107,6 +131,29 @@ async fn connection(stream: UnixStream, ops: &Ops) -> std::io::Result<()> {
         write.write_all(&out).await?;
         if line.len() > MAX_LINE {
             return Ok(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn folder(mode: u32) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(mode)).expect("chmod");
+        dir
+    }
+
+    #[test]
+    fn a_folder_everyone_may_write_needs_the_sticky_bit() {
+        let open = folder(0o777);
+        let err = check_folder(open.path()).expect_err("refused");
+        assert!(err.to_string().contains("writable by everyone"), "{err}");
+        assert!(err.to_string().contains("777"), "{err}");
+        for ok in [0o1777, 0o755, 0o750, 0o700, 0o770] {
+            let dir = folder(ok);
+            check_folder(dir.path()).unwrap_or_else(|e| panic!("{ok:o}: {e}"));
         }
     }
 }

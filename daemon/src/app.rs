@@ -85,14 +85,27 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
 
     crate::notify::notify("READY=1");
 
-    shutdown_signal().await;
+    let store_failed = tokio::select! {
+        () = shutdown_signal() => None,
+        e = ops.store_failure() => Some(e),
+    };
     crate::notify::notify("STOPPING=1");
+    if let Some(e) = &store_failed {
+        log.error(&format!(
+            "the store could not write ({e}) and refuses every write from now on; stopping so that the service manager restarts otpd with the store opened again"
+        ));
+    }
     log.info("stopping: finishing requests in flight");
     let _ = stop_tx.send(true);
     while tasks.join_next().await.is_some() {}
     ops.durable().await.ok();
     log.info("stopped");
-    Ok(())
+    match store_failed {
+        None => Ok(()),
+        Some(e) => Err(anyhow::anyhow!(
+            "stopped because the store could not write: {e}"
+        )),
+    }
 }
 
 /// The RADIUS layer's settings from `[radius]`.

@@ -9,7 +9,7 @@ use otpd_core::admin::{AdminReply, AdminRequest};
 use otpd_core::service::{Enrolled, LoginOutcome, RejectReason};
 use otpd_core::user::UserView;
 use otpd_core::{OpError, Service, UnixTime};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{watch, Notify, Semaphore};
 
 use crate::clock;
 use crate::log::Logger;
@@ -21,6 +21,10 @@ pub struct Ops {
     pub log: Arc<Logger>,
     /// Wakes the mailer when an issuance queued a message.
     pub mail_wake: Arc<Notify>,
+    /// Set by the first write that could not be made durable. sled refuses every later
+    /// write once an I/O error happened, until the store is opened again, so otpd stops
+    /// (exit status 1) and its service manager restarts it (`Restart=on-failure`).
+    store_failed: watch::Sender<Option<String>>,
 }
 
 impl Ops {
@@ -33,7 +37,16 @@ impl Ops {
             pool: Semaphore::new(cores),
             log,
             mail_wake: Arc::new(Notify::new()),
+            store_failed: watch::channel(None).0,
         }
+    }
+
+    /// Resolves with the error once a write could not be made durable.
+    pub async fn store_failure(&self) -> String {
+        let mut rx = self.store_failed.subscribe();
+        let failed = rx.wait_for(Option::is_some).await;
+        // The sender lives in `self`, so the channel cannot close while we wait.
+        failed.ok().and_then(|f| f.clone()).unwrap_or_default()
     }
 
     pub fn service(&self) -> &Arc<Service> {
@@ -63,11 +76,19 @@ impl Ops {
         self.svc.store().when_durable(Box::new(move |r| {
             let _ = tx.send(r);
         }));
-        match rx.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(OpError::Store(e.to_string())),
-            Err(_) => Err(OpError::Store("flusher stopped".into())),
-        }
+        let e = match rx.await {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "flusher stopped".to_string(),
+        };
+        self.store_failed.send_if_modified(|failed| {
+            let first = failed.is_none();
+            if first {
+                *failed = Some(e.clone());
+            }
+            first
+        });
+        Err(OpError::Store(e))
     }
 
     /// Runs `f`, then makes its writes durable; a failed flush turns success into an error.
@@ -88,6 +109,8 @@ impl Ops {
         let subject = req.subject().unwrap_or("-").to_string();
         let read_only = req.is_read_only();
         let issue = matches!(req, AdminRequest::TokenIssue { .. });
+        // A backup copies every password hash and sealed secret: audited like a change.
+        let audited = !read_only || matches!(req, AdminRequest::Backup);
         let result = if read_only {
             self.run(move |svc, now| svc.execute(&req, now))
                 .await
@@ -98,7 +121,7 @@ impl Ops {
         if issue && result.is_ok() {
             self.mail_wake.notify_one();
         }
-        if !read_only || result.is_err() {
+        if audited || result.is_err() {
             let outcome = match &result {
                 Ok(_) => "ok".to_string(),
                 Err(e) => e.code().to_string(),

@@ -120,18 +120,24 @@ syslog = false
         }
         self.child = Some(cmd.spawn().expect("start otpd"));
         let socket = self.socket.clone();
+        // otpd binds the admin socket, then RADIUS, then HTTP: once HTTP accepts too, every
+        // door is open.
+        let http = format!("127.0.0.1:{}", self.http_port);
         let mut child = self.child.take().expect("child");
-        wait_until("otpd's admin socket", Duration::from_secs(30), || {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!(
-                    "otpd exited early ({status}): {}",
-                    std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
-                );
-            }
-            std::os::unix::net::UnixStream::connect(&socket)
-                .ok()
-                .map(|_| ())
-        });
+        wait_until(
+            "otpd's admin socket and HTTP listener",
+            Duration::from_secs(30),
+            || {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!(
+                        "otpd exited early ({status}): {}",
+                        std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
+                    );
+                }
+                std::os::unix::net::UnixStream::connect(&socket).ok()?;
+                std::net::TcpStream::connect(&http).ok().map(|_| ())
+            },
+        );
         self.child = Some(child);
     }
 
@@ -150,6 +156,21 @@ syslog = false
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Waits up to `limit` for otpd to exit by itself; its exit status.
+    pub fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        wait_until("otpd to exit by itself", limit, || {
+            child.try_wait().ok().flatten()
+        })
+    }
+
+    /// Starts an otpd that exited again on the same config and data, as a service
+    /// manager's `Restart=` would.
+    pub fn relaunch(&mut self) {
+        assert!(self.child.is_none(), "otpd is still running");
+        self.launch();
     }
 
     pub fn restart(&mut self) {

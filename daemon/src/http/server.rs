@@ -7,7 +7,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use axum::body::Body;
@@ -31,6 +31,31 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long requests in flight may take to finish once shutdown began.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections refused at the cap are logged at most this often, as a count: a
+/// connection flood must not become a log flood.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Counts refused connections between two log lines.
+#[derive(Default)]
+struct Refusals {
+    count: u64,
+    logged_at: Option<Instant>,
+}
+
+impl Refusals {
+    /// Counts one; returns the count to log when a line is due.
+    fn note(&mut self, now: Instant) -> Option<u64> {
+        self.count += 1;
+        let due = self
+            .logged_at
+            .is_none_or(|t| now.duration_since(t) >= REFUSAL_LOG_INTERVAL);
+        if !due {
+            return None;
+        }
+        self.logged_at = Some(now);
+        Some(std::mem::take(&mut self.count))
+    }
+}
 
 pub struct HttpServer {
     listener: TcpListener,
@@ -84,6 +109,7 @@ impl HttpServer {
 
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
         let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        let mut refusals = Refusals::default();
         let (closing_tx, closing) = watch::channel(false);
         let mut conns = JoinSet::new();
         tokio::pin!(shutdown);
@@ -102,7 +128,9 @@ impl HttpServer {
                         }
                     };
                     let Ok(permit) = limit.clone().try_acquire_owned() else {
-                        self.ops.log.warn(&format!("http: {MAX_CONNECTIONS} connections open; refused one from {peer}"));
+                        if let Some(n) = refusals.note(Instant::now()) {
+                            self.ops.log.warn(&format!("http: {MAX_CONNECTIONS} connections open; refused {n} connection(s), the last from {peer} (logged at most every {}s)", REFUSAL_LOG_INTERVAL.as_secs()));
+                        }
                         continue;
                     };
                     let router = self.router.clone();
@@ -206,4 +234,21 @@ fn tls_acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
         .context("http.tls_cert_file and http.tls_key_file do not make a usable pair")?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_logged_once_per_interval_with_their_count() {
+        let mut r = Refusals::default();
+        let t0 = Instant::now();
+        assert_eq!(r.note(t0), Some(1), "the first refusal is logged at once");
+        for i in 1..1000 {
+            assert_eq!(r.note(t0 + Duration::from_millis(i)), None);
+        }
+        assert_eq!(r.note(t0 + REFUSAL_LOG_INTERVAL), Some(1000));
+        assert_eq!(r.note(t0 + REFUSAL_LOG_INTERVAL), None);
+    }
 }

@@ -496,7 +496,6 @@ impl<H: AccessHandler> Engine<H> {
     }
 
     /// The whole path for one datagram without socket or delay (tests and fuzzing).
-    #[cfg(test)]
     pub(crate) async fn process(&self, datagram: &[u8], src: SocketAddr) -> Option<Arc<[u8]>> {
         match self.inbound(datagram, src, Instant::now()) {
             Inbound::Dropped(_) => None,
@@ -508,6 +507,26 @@ impl<H: AccessHandler> Engine<H> {
                 bytes
             }
         }
+    }
+}
+
+/// The packet path without a socket, for fuzzing: client lookup, the wire checks, the
+/// duplicate cache, challenge States, the handler and the reply encoding, exactly as the
+/// server runs them, minus the reject delay.
+pub struct PacketPath<H>(Engine<H>);
+
+impl<H: AccessHandler> PacketPath<H> {
+    pub fn new(
+        cfg: &RadiusConfig,
+        handler: Arc<H>,
+        log: Arc<dyn RadiusLog>,
+    ) -> Result<Self, RadiusError> {
+        Engine::new(cfg, handler, log).map(PacketPath)
+    }
+
+    /// One datagram from `src`: the reply to send back, or `None` when it is dropped.
+    pub async fn process(&self, datagram: &[u8], src: SocketAddr) -> Option<Vec<u8>> {
+        self.0.process(datagram, src).await.map(|b| b.to_vec())
     }
 }
 

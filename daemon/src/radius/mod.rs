@@ -45,6 +45,7 @@ use std::time::Duration;
 use zeroize::Zeroizing;
 
 pub use clients::parse_client_network;
+pub use engine::PacketPath;
 pub use events::{DropReason, InputKind, Outcome, RadiusEvent, RadiusLog, Severity};
 pub use server::{serve, RadiusError, RadiusServer, RadiusStats, RadiusStatsHandle};
 

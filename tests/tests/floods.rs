@@ -1,0 +1,439 @@
+//! Floods against the real otpd: more HTTP connections than the cap, an oversized body,
+//! clients that send their headers too slowly, and thousands of malformed RADIUS packets
+//! from several threads while valid requests go on. otpd must keep answering the valid
+//! requests, keep its memory under a stated bound and keep its log readable.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use otpd_tests::daemon::{wait_until, Otpd, RADIUS_SECRET};
+use otpd_tests::http;
+use otpd_tests::radius::*;
+
+/// otpd's HTTP connection cap (`daemon/src/http/server.rs`).
+const HTTP_MAX_CONNECTIONS: usize = 256;
+/// otpd's time for a client to send its request headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// The memory bound SECURITY.md states: otpd's peak resident set under these floods.
+const RSS_BOUND_KIB: u64 = 128 * 1024;
+
+fn http_addr(d: &Otpd) -> SocketAddr {
+    format!("127.0.0.1:{}", d.http_port).parse().expect("addr")
+}
+
+fn radius_addr(d: &Otpd) -> SocketAddr {
+    format!("127.0.0.1:{}", d.radius_port)
+        .parse()
+        .expect("addr")
+}
+
+/// A field of /proc/PID/status in KiB (VmRSS, VmHWM).
+fn proc_kib(d: &Otpd, field: &str) -> u64 {
+    let pid = d.pid().expect("otpd running");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"))
+}
+
+fn healthz_ok(d: &Otpd) {
+    let r = http::get(http_addr(d), "/healthz");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), "ok");
+}
+
+/// What reading from a held connection shows right now.
+#[derive(Debug, PartialEq, Eq)]
+enum Held {
+    Open,
+    /// otpd closed it (EOF or reset), with whatever it sent first.
+    Closed(Vec<u8>),
+}
+
+fn poll(s: &mut TcpStream) -> Held {
+    s.set_read_timeout(Some(Duration::from_millis(20)))
+        .expect("timeout");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return Held::Closed(got),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return if got.is_empty() {
+                    Held::Open
+                } else {
+                    Held::Closed(got)
+                };
+            }
+            Err(_) => return Held::Closed(got),
+        }
+    }
+}
+
+#[test]
+fn connections_beyond_the_cap_are_refused_and_healthz_answers_afterwards() {
+    let d = Otpd::start("");
+    healthz_ok(&d);
+    let flood = HTTP_MAX_CONNECTIONS + 144;
+    let started = Instant::now();
+    let mut conns: Vec<TcpStream> = (0..flood)
+        .map(|_| TcpStream::connect(http_addr(&d)).expect("connect"))
+        .collect();
+    // otpd takes the first 256 and closes the rest at once.
+    let mut closed = vec![false; flood];
+    wait_until(
+        "otpd to close the connections beyond its cap",
+        Duration::from_secs(5),
+        || {
+            for (c, done) in conns.iter_mut().zip(closed.iter_mut()) {
+                if !*done && poll(c) != Held::Open {
+                    *done = true;
+                }
+            }
+            (closed.iter().filter(|c| **c).count() >= flood - HTTP_MAX_CONNECTIONS).then_some(())
+        },
+    );
+    assert!(
+        started.elapsed() < HEADER_TIMEOUT,
+        "the check must end before the header timeout frees the held ones"
+    );
+    // (The connection of the readiness check may still hold its slot for a moment.)
+    let held = closed.iter().filter(|c| !**c).count();
+    assert!(
+        (HTTP_MAX_CONNECTIONS - 2..=HTTP_MAX_CONNECTIONS).contains(&held),
+        "{held} connections held open, the cap is {HTTP_MAX_CONNECTIONS}"
+    );
+    // While the cap is full a newcomer is refused, not queued.
+    let mut extra = TcpStream::connect(http_addr(&d)).expect("connect");
+    extra
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .ok();
+    let refused = wait_until(
+        "the newcomer refused",
+        Duration::from_secs(5),
+        || match poll(&mut extra) {
+            Held::Open => None,
+            Held::Closed(bytes) => Some(bytes),
+        },
+    );
+    assert!(refused.is_empty(), "{}", String::from_utf8_lossy(&refused));
+    drop(conns);
+    wait_until(
+        "/healthz once the flood is gone",
+        Duration::from_secs(10),
+        || {
+            let mut s = TcpStream::connect(http_addr(&d)).ok()?;
+            s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .ok()?;
+            let mut out = Vec::new();
+            s.read_to_end(&mut out).ok()?;
+            out.starts_with(b"HTTP/1.1 200").then_some(())
+        },
+    );
+    healthz_ok(&d);
+    let log = d.stderr();
+    let lines = log
+        .lines()
+        .filter(|l| l.contains("connections open"))
+        .count();
+    assert!(lines >= 1, "the refusals are logged: {log}");
+    assert!(
+        lines <= 3,
+        "{} refused connections made {lines} log lines: refusals must be rate-limited",
+        flood - HTTP_MAX_CONNECTIONS + 1
+    );
+}
+
+/// Sends a request head and the body; returns the whole answer (otpd closes after it).
+fn raw_exchange(d: &Otpd, head: &str, body: &[u8]) -> Vec<u8> {
+    let mut s = TcpStream::connect(http_addr(d)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(15)))
+        .expect("timeout");
+    s.write_all(head.as_bytes()).expect("head");
+    // otpd may answer and close before the whole body is in: a failed write is fine.
+    let _ = s.write_all(body);
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(_) if !out.is_empty() => break,
+            Err(e) => panic!("no answer: {e}"),
+        }
+        if out.windows(4).any(|w| w == b"\r\n\r\n") && out.ends_with(b"}") {
+            break;
+        }
+    }
+    out
+}
+
+#[test]
+fn an_oversized_body_is_refused_413_and_otpd_goes_on() {
+    let d = Otpd::start("");
+    healthz_ok(&d);
+    let limit = 16 * 1024;
+    // Declared too large: refused before a byte of the body is read.
+    let head = format!(
+        "POST /api/v1/renew HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        limit + 1
+    );
+    let out = raw_exchange(&d, &head, b"");
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert!(text.contains("payload_too_large"), "{text}");
+
+    // Chunked, no length declared: cut off once the limit is passed.
+    let chunk = vec![b'a'; limit + 1];
+    let mut body = format!("{:x}\r\n", chunk.len()).into_bytes();
+    body.extend_from_slice(&chunk);
+    body.extend_from_slice(b"\r\n0\r\n\r\n");
+    let head = "POST /api/v1/renew HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
+    let out = raw_exchange(&d, head, &body);
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+
+    // A page route answers 413 too, as a page.
+    let form = vec![b'x'; 4 * limit];
+    let r = http::request(
+        http_addr(&d),
+        "POST",
+        "/renew",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        &form,
+    );
+    assert_eq!(r.status, 413);
+
+    // Just under the limit is read and judged on its content.
+    let ok_sized = format!(
+        "{{\"service_id\":\"TEST-BANK\",\"user_id\":\"nobody\",\"otp\":\"123456\",\"pad\":\"{}\"}}",
+        "p".repeat(limit - 100)
+    );
+    let r = http::request(
+        http_addr(&d),
+        "POST",
+        "/api/v1/renew",
+        &[("Content-Type", "application/json")],
+        ok_sized.as_bytes(),
+    );
+    assert_ne!(r.status, 413, "{}", r.text());
+    healthz_ok(&d);
+    assert!(d.pid().is_some());
+}
+
+#[test]
+fn a_slow_client_is_cut_off_at_the_header_timeout_while_others_are_served() {
+    let d = Otpd::start("");
+    healthz_ok(&d);
+    let addr = http_addr(&d);
+    let started = Instant::now();
+    // One sends half a request and holds it; one trickles a header a byte at a time.
+    let mut half = TcpStream::connect(addr).expect("connect");
+    half.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .expect("half");
+    let trickler = std::thread::spawn(move || {
+        let mut s = TcpStream::connect(addr).expect("connect");
+        let t0 = Instant::now();
+        let header = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+        let mut i = 0usize;
+        loop {
+            let byte = header.get(i).copied().unwrap_or(b'a');
+            if s.write_all(&[byte]).is_err() {
+                return t0.elapsed();
+            }
+            i += 1;
+            if poll(&mut s) != Held::Open {
+                return t0.elapsed();
+            }
+            std::thread::sleep(Duration::from_millis(250));
+            assert!(t0.elapsed() < Duration::from_secs(30), "never cut off");
+        }
+    });
+    // Meanwhile everybody else is served promptly.
+    let mut served = 0;
+    let half_closed = loop {
+        let t = Instant::now();
+        healthz_ok(&d);
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "/healthz took {:?}",
+            t.elapsed()
+        );
+        served += 1;
+        if let Held::Closed(bytes) = poll(&mut half) {
+            assert!(
+                !bytes.starts_with(b"HTTP/1.1 200"),
+                "{}",
+                String::from_utf8_lossy(&bytes)
+            );
+            break started.elapsed();
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "never cut off");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let trickle_closed = trickler.join().expect("trickler");
+    eprintln!(
+        "half request closed after {half_closed:?}, trickler after {trickle_closed:?}, {served} requests served meanwhile"
+    );
+    for t in [half_closed, trickle_closed] {
+        assert!(
+            t >= HEADER_TIMEOUT - Duration::from_secs(1)
+                && t <= HEADER_TIMEOUT + Duration::from_secs(3),
+            "cut off after {t:?}, expected about {HEADER_TIMEOUT:?}"
+        );
+    }
+    assert!(served >= 10, "{served}");
+}
+
+/// One malformed or unauthenticated datagram of many kinds, from a seeded generator.
+fn junk(seed: &mut u64, good: &[u8], i: usize) -> Vec<u8> {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    let s = *seed;
+    let mut p = good.to_vec();
+    match i % 7 {
+        0 => p.truncate((s % 20) as usize),
+        1 => {
+            let at = (s as usize) % p.len();
+            p[at] ^= 0x5a;
+        }
+        2 => p[2..4].copy_from_slice(&4096u16.to_be_bytes()),
+        3 => p = s.to_be_bytes().repeat(1 + (s % 500) as usize),
+        // An Access-Accept sent to the server.
+        4 => p[0] = ACCESS_ACCEPT,
+        // No Message-Authenticator where one is required.
+        5 => {
+            p = Request::access(1, "flood", "x", RADIUS_SECRET.as_bytes()).encode(
+                ACCESS_REQUEST,
+                RADIUS_SECRET.as_bytes(),
+                Ma::Missing,
+            )
+        }
+        // Signed with the wrong secret.
+        _ => {
+            p = Request::access(2, "flood", "x", b"not-the-secret").encode(
+                ACCESS_REQUEST,
+                b"not-the-secret",
+                Ma::Good,
+            )
+        }
+    }
+    p
+}
+
+/// Sends `req` and waits for its answer, retransmitting it byte for byte (as a NAS does)
+/// when a datagram is lost in the flood. Returns the reply and the transmissions needed.
+fn login_through_flood(c: &Client, req: &Request) -> (Reply, usize) {
+    let bytes = req.encode(ACCESS_REQUEST, &c.secret, Ma::Good);
+    for attempt in 1..=10 {
+        c.send_raw(&bytes);
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match c.recv_raw(left) {
+                Some(raw) if raw.get(1) == Some(&req.id) => {
+                    return (verify_reply(&raw, req, &c.secret), attempt)
+                }
+                Some(_) => {}
+                None => break,
+            }
+        }
+    }
+    panic!("request {} never answered through the flood", req.id);
+}
+
+#[test]
+fn malformed_radius_floods_from_many_threads_leave_every_valid_request_answered() {
+    let d = Otpd::start("");
+    d.ctl_ok(&["user", "add", "taro", "--password-stdin"], "login-pw\n");
+    let server = radius_addr(&d);
+    // Warm up: the first login allocates what every later one reuses.
+    let c = Client::new(server, RADIUS_SECRET);
+    assert_eq!(c.login(0, "taro", "login-pw").code, ACCESS_ACCEPT);
+    let rss_before = proc_kib(&d, "VmRSS");
+
+    const FLOODERS: usize = 4;
+    const PER_FLOODER: usize = 3000;
+    const VALID_THREADS: usize = 2;
+    const VALID_PER_THREAD: usize = 60;
+    let go = Arc::new(Barrier::new(FLOODERS + VALID_THREADS));
+    let sent = Arc::new(AtomicUsize::new(0));
+    let good = Request::access(9, "flood", "x", RADIUS_SECRET.as_bytes()).encode(
+        ACCESS_REQUEST,
+        RADIUS_SECRET.as_bytes(),
+        Ma::Good,
+    );
+    let flooders: Vec<_> = (0..FLOODERS)
+        .map(|t| {
+            let (go, sent, good) = (go.clone(), sent.clone(), good.clone());
+            std::thread::spawn(move || {
+                // Half the threads look like an unknown NAS (127.0.0.2).
+                let local = if t % 2 == 0 {
+                    "127.0.0.1:0"
+                } else {
+                    "127.0.0.2:0"
+                };
+                let c = Client::bound(local, server, RADIUS_SECRET);
+                let mut seed = 0x2545_f491_4f6c_dd1du64 ^ (t as u64 + 1);
+                go.wait();
+                for i in 0..PER_FLOODER {
+                    c.send_raw(&junk(&mut seed, &good, i));
+                    sent.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    let valid: Vec<_> = (0..VALID_THREADS)
+        .map(|_| {
+            let go = go.clone();
+            std::thread::spawn(move || {
+                let c = Client::new(server, RADIUS_SECRET);
+                go.wait();
+                let mut transmissions = 0;
+                for i in 0..VALID_PER_THREAD {
+                    let req = Request::access(i as u8, "taro", "login-pw", &c.secret);
+                    let (reply, sends) = login_through_flood(&c, &req);
+                    assert_eq!(reply.code, ACCESS_ACCEPT, "valid request {i}");
+                    transmissions += sends;
+                }
+                transmissions
+            })
+        })
+        .collect();
+    for f in flooders {
+        f.join().expect("flooder");
+    }
+    let transmissions: usize = valid.into_iter().map(|v| v.join().expect("valid")).sum();
+    let answered = VALID_THREADS * VALID_PER_THREAD;
+    // A last one after the flood, first time.
+    assert_eq!(c.login(1, "taro", "login-pw").code, ACCESS_ACCEPT);
+
+    let rss_after = proc_kib(&d, "VmRSS");
+    let hwm = proc_kib(&d, "VmHWM");
+    let junk_sent = sent.load(Ordering::Relaxed);
+    let log = d.stderr();
+    let drop_lines = log.lines().filter(|l| l.contains("radius drop")).count();
+    eprintln!(
+        "{junk_sent} junk datagrams from {FLOODERS} threads; {answered} valid requests all answered ({transmissions} transmissions); RSS {rss_before} KiB before, {rss_after} KiB after, peak {hwm} KiB; {drop_lines} drop lines"
+    );
+    assert_eq!(junk_sent, FLOODERS * PER_FLOODER);
+    assert!(
+        hwm < RSS_BOUND_KIB,
+        "otpd's peak RSS {hwm} KiB is over the stated bound {RSS_BOUND_KIB} KiB"
+    );
+    assert!(
+        (1..=30).contains(&drop_lines),
+        "{drop_lines} drop lines for {junk_sent} drops: the drop log must be rate-limited"
+    );
+    assert!(!log.contains("panicked"), "{log}");
+    // The flood locked nobody out and left no trace in the user's record.
+    let u = d.show("taro");
+    assert_eq!(u["locked"], false, "{u}");
+}

@@ -1,0 +1,100 @@
+//! Startup refusals through the real binary: otpd will not run with a sealing key that
+//! others can read, nor put its admin socket where anyone could replace it.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+use otpd_tests::daemon::{bin, free_tcp_port, free_udp_port, wait_until, Otpd};
+
+/// A config in a fresh folder (the harness defaults plus `extra`).
+fn site(extra: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("otpd.toml");
+    std::fs::write(
+        &config,
+        Otpd::config_text(free_udp_port(), free_tcp_port(), extra),
+    )
+    .expect("config");
+    (dir, config)
+}
+
+/// Runs otpd until it exits by itself (or kills it after 30 s); status and stderr.
+fn run_to_exit(config: &Path) -> (ExitStatus, String) {
+    let mut child = Command::new(bin("otpd"))
+        .arg("--config")
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("otpd");
+    let status = wait_until("otpd to refuse to start", Duration::from_secs(30), || {
+        child.try_wait().ok().flatten()
+    });
+    let out = child.wait_with_output().expect("output");
+    (status, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn chmod(path: &Path, mode: u32) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+#[test]
+fn a_key_file_others_can_read_is_refused_at_start() {
+    for mode in [0o640, 0o604, 0o644, 0o660] {
+        let (dir, config) = site("");
+        let key = dir.path().join("master.key");
+        std::fs::write(&key, format!("{}\n", "ab".repeat(32))).expect("key");
+        chmod(&key, mode);
+        let (status, err) = run_to_exit(&config);
+        assert_eq!(status.code(), Some(1), "mode {mode:o}: {err}");
+        assert!(
+            err.contains("master.key") && err.contains("chmod 600"),
+            "mode {mode:o}: the message names the file and the fix: {err}"
+        );
+        assert!(
+            !dir.path().join("admin.sock").exists(),
+            "nothing was served"
+        );
+    }
+}
+
+#[test]
+fn an_admin_socket_folder_anyone_may_write_is_refused_at_start() {
+    let (dir, config) = site("[admin]\nsocket = \"run/admin.sock\"\n");
+    let run = dir.path().join("run");
+    std::fs::create_dir(&run).expect("mkdir");
+    chmod(&run, 0o777);
+    let (status, err) = run_to_exit(&config);
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("admin socket folder")
+            && err.contains("writable by everyone")
+            && err.contains("sticky"),
+        "{err}"
+    );
+    assert!(!run.join("admin.sock").exists());
+
+    // With the sticky bit (as /tmp has) nobody else can remove or rename the socket.
+    chmod(&run, 0o1777);
+    let mut child = Command::new(bin("otpd"))
+        .arg("--config")
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("otpd");
+    wait_until("the admin socket", Duration::from_secs(30), || {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("otpd exited: {status}");
+        }
+        std::os::unix::net::UnixStream::connect(run.join("admin.sock"))
+            .ok()
+            .map(|_| ())
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+}
