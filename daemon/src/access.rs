@@ -87,33 +87,36 @@ impl FailureBudget {
         }
     }
 
-    fn level(&self, client: &str, now: std::time::Instant) -> Option<f64> {
-        let mut b = self.buckets.lock().ok()?;
-        let entry = b.entry(client.to_string()).or_insert((self.burst, now));
-        let refill = now.saturating_duration_since(entry.1).as_secs_f64() * self.rate;
-        *entry = ((entry.0 + refill).min(self.burst), now);
-        Some(entry.0)
+    /// Refills `client`'s bucket up to now and lets `f` look at or take from it, all under
+    /// one lock. `None` only if the lock was poisoned.
+    fn with_bucket<T>(&self, client: &str, f: impl FnOnce(&mut f64) -> T) -> Option<T> {
+        let now = std::time::Instant::now();
+        let mut buckets = self.buckets.lock().ok()?;
+        if !buckets.contains_key(client) {
+            buckets.insert(client.to_string(), (self.burst, now));
+        }
+        let (level, at) = buckets.get_mut(client)?;
+        let refill = now.saturating_duration_since(*at).as_secs_f64() * self.rate;
+        *level = (*level + refill).min(self.burst);
+        *at = now;
+        Some(f(level))
     }
 
     pub fn has_budget(&self, client: &str) -> bool {
-        self.level(client, std::time::Instant::now())
-            .is_none_or(|l| l >= 1.0)
+        self.with_bucket(client, |level| *level >= 1.0)
+            .unwrap_or(true)
     }
 
     /// Takes one failure; true when this emptied the bucket.
     pub fn spend(&self, client: &str) -> bool {
-        let now = std::time::Instant::now();
-        self.level(client, now);
-        let Ok(mut b) = self.buckets.lock() else {
-            return false;
-        };
-        match b.get_mut(client) {
-            Some(entry) if entry.0 >= 1.0 => {
-                entry.0 -= 1.0;
-                entry.0 < 1.0
+        self.with_bucket(client, |level| {
+            if *level < 1.0 {
+                return false;
             }
-            _ => false,
-        }
+            *level -= 1.0;
+            *level < 1.0
+        })
+        .unwrap_or(false)
     }
 }
 
