@@ -164,6 +164,23 @@ fn input(id: &str, ja: &str, en: &str, value: &str, extra: &str) -> String {
     )
 }
 
+/// The service ID and user ID fields both forms start with, holding what was typed.
+fn identity_inputs(typed_service_id: &str, typed_user_id: &str) -> String {
+    input(
+        "service_id",
+        "サービスID",
+        "Service ID",
+        typed_service_id,
+        "maxlength=\"64\" autocomplete=\"off\" autocapitalize=\"characters\" spellcheck=\"false\"",
+    ) + &input(
+        "user_id",
+        "ユーザーID",
+        "User ID",
+        typed_user_id,
+        "maxlength=\"64\" autocomplete=\"username\" autocapitalize=\"none\" spellcheck=\"false\"",
+    )
+}
+
 /// 初期設定: the three fields. Typed IDs come back after a refusal; the password never.
 pub fn enroll_form(
     status: StatusCode,
@@ -181,20 +198,7 @@ pub fn enroll_form(
 <p class=\"en\" lang=\"en\">Enter the service ID and user ID from the e-mail, and the activation password you chose when you applied for the token.</p>\n\
 <form method=\"post\">\n",
     );
-    body.push_str(&input(
-        "service_id",
-        "サービスID",
-        "Service ID",
-        typed_service_id,
-        "maxlength=\"64\" autocomplete=\"off\" autocapitalize=\"characters\" spellcheck=\"false\"",
-    ));
-    body.push_str(&input(
-        "user_id",
-        "ユーザーID",
-        "User ID",
-        typed_user_id,
-        "maxlength=\"64\" autocomplete=\"username\" autocapitalize=\"none\" spellcheck=\"false\"",
-    ));
+    body.push_str(&identity_inputs(typed_service_id, typed_user_id));
     body.push_str(&input(
         "activation_password",
         "利用開始パスワード",
@@ -295,20 +299,7 @@ pub fn renew_form(
 Renewal opens {window_days} days before the token expires, and stays open after it expired.</p>\n\
 <form method=\"post\">\n",
     ));
-    body.push_str(&input(
-        "service_id",
-        "サービスID",
-        "Service ID",
-        typed_service_id,
-        "maxlength=\"64\" autocomplete=\"off\" autocapitalize=\"characters\" spellcheck=\"false\"",
-    ));
-    body.push_str(&input(
-        "user_id",
-        "ユーザーID",
-        "User ID",
-        typed_user_id,
-        "maxlength=\"64\" autocomplete=\"username\" autocapitalize=\"none\" spellcheck=\"false\"",
-    ));
+    body.push_str(&identity_inputs(typed_service_id, typed_user_id));
     body.push_str(&input(
         "otp",
         "ワンタイムパスワード",
