@@ -77,12 +77,6 @@ fn has_code(text: &str, code: &str) -> bool {
     })
 }
 
-fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len() / 2)
-        .filter_map(|i| u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok())
-        .collect()
-}
-
 #[test]
 fn no_secret_of_a_whole_flow_reaches_a_log_or_the_backup() {
     let sinkdir = tempfile::tempdir().expect("tempdir");
@@ -254,7 +248,7 @@ fn no_secret_of_a_whole_flow_reaches_a_log_or_the_backup() {
     for line in backup_text.lines().skip(1) {
         let row: serde_json::Value = serde_json::from_str(line).expect("backup row");
         for field in ["key", "value"] {
-            let raw = unhex(row[field].as_str().expect("hex"));
+            let raw = otpd_core::seal::unhex(row[field].as_str().expect("hex")).expect("valid hex");
             logs.push(("backup", String::from_utf8_lossy(&raw).into_owned()));
         }
     }
