@@ -211,6 +211,15 @@ fn print_user(u: &UserView) {
             String::new()
         }
     );
+    println!(
+        "renewal locked     {}{}",
+        u.renewal_locked,
+        if u.renewal_failures > 0 {
+            format!(" ({} failures)", u.renewal_failures)
+        } else {
+            String::new()
+        }
+    );
     println!("email              {}", u.email.as_deref().unwrap_or("-"));
     println!(
         "expires_at         {}",

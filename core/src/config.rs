@@ -208,6 +208,15 @@ pub struct HttpSection {
     pub tls_cert_file: Option<PathBuf>,
     pub tls_key_file: Option<PathBuf>,
     pub api_keys: Vec<ApiKeySection>,
+    /// Requests a second one source may make to the customer's endpoints (setup, renewal),
+    /// after a burst of `customer_burst`. Mobile carriers put many phones behind one
+    /// address, so this is generous; `customer_rate_total` caps all sources together.
+    pub customer_rate: f64,
+    pub customer_burst: u32,
+    pub customer_rate_total: f64,
+    pub customer_burst_total: u32,
+    /// Reverse proxies (IPs or CIDRs) whose `X-Forwarded-For` names the real source.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for HttpSection {
@@ -218,8 +227,33 @@ impl Default for HttpSection {
             tls_cert_file: None,
             tls_key_file: None,
             api_keys: Vec::new(),
+            customer_rate: 2.0,
+            customer_burst: 30,
+            customer_rate_total: 100.0,
+            customer_burst_total: 200,
+            trusted_proxies: Vec::new(),
         }
     }
+}
+
+impl HttpSection {
+    /// `trusted_proxies`, parsed (checked at load).
+    pub fn trusted_proxy_networks(&self) -> Vec<ipnet::IpNet> {
+        self.trusted_proxies
+            .iter()
+            .filter_map(|p| parse_network(p).ok())
+            .collect()
+    }
+}
+
+/// An IP (one host) or a CIDR network.
+pub fn parse_network(s: &str) -> Result<ipnet::IpNet, String> {
+    if let Ok(net) = s.parse::<ipnet::IpNet>() {
+        return Ok(net.trunc());
+    }
+    s.parse::<IpAddr>()
+        .map(ipnet::IpNet::from)
+        .map_err(|_| format!("{s:?} is neither an IP nor a CIDR"))
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -470,6 +504,18 @@ impl Config {
                 "`http.public_url`: {:?} must start with http:// or https://",
                 self.http.public_url
             )),
+        }
+        let h = &self.http;
+        if !(h.customer_rate > 0.0 && h.customer_rate_total > 0.0)
+            || h.customer_burst == 0
+            || h.customer_burst_total == 0
+        {
+            problems.push("`http.customer_rate`, `customer_burst`, `customer_rate_total` and `customer_burst_total` must be above 0".into());
+        }
+        for p in &h.trusted_proxies {
+            if let Err(e) = parse_network(p) {
+                problems.push(format!("`http.trusted_proxies`: {e}"));
+            }
         }
         if self.http.tls_cert_file.is_some() != self.http.tls_key_file.is_some() {
             problems.push("`http.tls_cert_file` and `http.tls_key_file` go together".into());

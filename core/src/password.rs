@@ -1,7 +1,11 @@
 //! Login and activation passwords: argon2id hashes in PHC form, parameters from `[password]`.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Argon2, Params, Version};
+use std::sync::Mutex;
+
+use argon2::password_hash::{PasswordHash, SaltString};
+use argon2::{Argon2, Block, Params, Version};
+use subtle::ConstantTimeEq;
+use zeroize::Zeroize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HashParams {
@@ -27,24 +31,157 @@ impl HashParams {
         self.memory_kib < 19456 || self.iterations < 2
     }
 
-    fn argon2(&self) -> Result<Argon2<'static>, String> {
+    /// Hashes `password` with a fresh random salt, in PHC form.
+    pub fn hash(&self, password: &str) -> Result<String, String> {
         let params = Params::new(self.memory_kib, self.iterations, self.parallelism, None)
             .map_err(|e| format!("argon2 parameters refused: {e}"))?;
-        Ok(Argon2::new(
-            argon2::Algorithm::Argon2id,
-            Version::V0x13,
-            params,
-        ))
+        let salt = SaltString::generate(&mut rand::rngs::OsRng);
+        let mut raw_salt = [0u8; 64];
+        let raw_salt = salt
+            .decode_b64(&mut raw_salt)
+            .map_err(|e| format!("hashing failed: {e}"))?;
+        let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+        argon2id(&params, password.as_bytes(), raw_salt, &mut out)?;
+        let output =
+            argon2::password_hash::Output::new(&out).map_err(|e| format!("hashing failed: {e}"))?;
+        let phc = PasswordHash {
+            algorithm: argon2::Algorithm::Argon2id.ident(),
+            version: Some(Version::V0x13.into()),
+            params: argon2::password_hash::ParamsString::try_from(&params)
+                .map_err(|e| format!("hashing failed: {e}"))?,
+            salt: Some(salt.as_salt()),
+            hash: Some(output),
+        };
+        Ok(phc.to_string())
+    }
+}
+
+/// argon2's working memory (`memory_kib` KiB a hash), kept between hashes instead of
+/// allocated and freed each time. A fresh multi-MiB block per verification, freed on
+/// whichever thread ran it, is what made the allocator keep hundreds of MiB: glibc raises
+/// its mmap threshold to the size of the first such block freed, and from then on serves
+/// them from per-thread arenas that it rarely gives back. With the pool, memory is one
+/// block set per hash running at once (the daemon runs at most one per core), allocated
+/// once and reused.
+struct BlockPool {
+    free: Mutex<Vec<Vec<Block>>>,
+}
+
+static POOL: BlockPool = BlockPool {
+    free: Mutex::new(Vec::new()),
+};
+
+/// Block sets kept for reuse beyond this many are released (zeroed first).
+fn pool_keep() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .max(2)
+}
+
+impl BlockPool {
+    fn take(&self, count: usize) -> Vec<Block> {
+        let reused = self
+            .free
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop();
+        match reused {
+            Some(blocks) if blocks.len() >= count => blocks,
+            Some(mut small) => {
+                small.zeroize();
+                drop(small);
+                vec![Block::default(); count]
+            }
+            None => vec![Block::default(); count],
+        }
     }
 
-    /// Hashes `password` with a fresh random salt.
-    pub fn hash(&self, password: &str) -> Result<String, String> {
-        let salt = SaltString::generate(&mut rand::rngs::OsRng);
-        self.argon2()?
-            .hash_password(password.as_bytes(), &salt)
-            .map(|h| h.to_string())
-            .map_err(|e| format!("hashing failed: {e}"))
+    fn give(&self, mut blocks: Vec<Block>) {
+        let mut free = self
+            .free
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if free.len() < pool_keep() {
+            free.push(blocks);
+        } else {
+            drop(free);
+            blocks.zeroize();
+        }
     }
+
+    /// Block sets currently held for reuse (tests).
+    #[cfg(test)]
+    fn held(&self) -> usize {
+        self.free
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
+    }
+}
+
+/// argon2id (v0x13) of `password` and `salt` into `out`, in pooled memory.
+fn argon2id(params: &Params, password: &[u8], salt: &[u8], out: &mut [u8]) -> Result<(), String> {
+    argon2_with(
+        argon2::Algorithm::Argon2id,
+        Version::V0x13,
+        params,
+        password,
+        salt,
+        out,
+    )
+}
+
+fn argon2_with(
+    algorithm: argon2::Algorithm,
+    version: Version,
+    params: &Params,
+    password: &[u8],
+    salt: &[u8],
+    out: &mut [u8],
+) -> Result<(), String> {
+    let mut blocks = POOL.take(params.block_count());
+    let r = Argon2::new(algorithm, version, params.clone())
+        .hash_password_into_with_memory(password, salt, out, &mut blocks[..])
+        .map_err(|e| format!("hashing failed: {e}"));
+    POOL.give(blocks);
+    r
+}
+
+/// Checks an argon2 PHC hash, recomputing it with the parameters it records.
+fn verify_argon2(parsed: &PasswordHash<'_>, password: &str) -> bool {
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+        return false;
+    };
+    let Ok(algorithm) = argon2::Algorithm::try_from(parsed.algorithm) else {
+        return false;
+    };
+    let version = match parsed.version.map(Version::try_from) {
+        None => Version::V0x13,
+        Some(Ok(v)) => v,
+        Some(Err(_)) => return false,
+    };
+    let Ok(params) = Params::try_from(parsed) else {
+        return false;
+    };
+    let mut raw_salt = [0u8; 64];
+    let Ok(raw_salt) = salt.decode_b64(&mut raw_salt) else {
+        return false;
+    };
+    let mut out = zeroize::Zeroizing::new(vec![0u8; expected.len()]);
+    if argon2_with(
+        algorithm,
+        version,
+        &params,
+        password.as_bytes(),
+        raw_salt,
+        &mut out,
+    )
+    .is_err()
+    {
+        return false;
+    }
+    out.as_slice().ct_eq(expected.as_bytes()).into()
 }
 
 /// The kinds of stored hash otpd can verify. Only argon2id is ever written; the others
@@ -76,9 +213,7 @@ impl HashKind {
 pub fn verify(hash: &str, password: &str) -> bool {
     match HashKind::of(hash) {
         Some(HashKind::Argon2id) => match PasswordHash::new(hash) {
-            Ok(parsed) => Argon2::default()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok(),
+            Ok(parsed) => verify_argon2(&parsed, password),
             Err(_) => false,
         },
         Some(HashKind::Sha512Crypt) => sha_crypt::sha512_check(password, hash).is_ok(),
@@ -142,6 +277,34 @@ mod tests {
         let fresh = CHEAP.hash("x").expect("hash");
         assert!(!CHEAP.needs_rehash(&fresh));
         assert!(HashParams::default().needs_rehash(&fresh));
+    }
+
+    /// The reference encoding (argon2's own hasher) and ours agree, both ways.
+    #[test]
+    fn pooled_hashing_matches_the_crate() {
+        use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+        let reference = Argon2::new(
+            argon2::Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(64, 1, 1, None).expect("params"),
+        )
+        .hash_password(b"pw", &SaltString::generate(&mut rand::rngs::OsRng))
+        .expect("hash")
+        .to_string();
+        assert!(verify(&reference, "pw"));
+        assert!(!verify(&reference, "pW"));
+        let ours = CHEAP.hash("pw").expect("hash");
+        let parsed = PasswordHash::new(&ours).expect("phc");
+        assert!(Argon2::default().verify_password(b"pw", &parsed).is_ok());
+        // Two lanes, and a hash of another length, through the same pool.
+        let p2 = HashParams {
+            memory_kib: 128,
+            iterations: 1,
+            parallelism: 2,
+        };
+        let h2 = p2.hash("two lanes").expect("hash");
+        assert!(verify(&h2, "two lanes"));
+        assert!(POOL.held() >= 1 && POOL.held() <= pool_keep());
     }
 
     #[test]

@@ -729,15 +729,25 @@ impl Service {
             u.token = u.token.spend_step(step).renew(now, &self.token)?;
             Ok(self.view(u, now))
         });
+        // Until a valid, unused OTP is proven, every refusal reads the same: an unknown user
+        // ID, a user without a token, a locked renewal, a wrong or spent code. Otherwise the
+        // page would tell anyone which user IDs exist and which have a token.
         match result {
-            Err(OpError::UnknownUser(_)) => Err(OpError::BadOtp),
+            Err(
+                OpError::UnknownUser(_)
+                | OpError::WrongState { .. }
+                | OpError::Locked
+                | OpError::OtpReplayed,
+            ) => Err(OpError::BadOtp),
             other => other,
         }
     }
 
+    /// Clears the login lock and the renewal lock, with their failure counts.
     pub fn unlock(&self, login_id: &str, now: UnixTime) -> Result<UserView, OpError> {
         self.update(login_id, |u| {
             u.lock.unlock();
+            u.renew_lock.unlock();
             Ok(self.view(u, now))
         })
     }

@@ -28,6 +28,11 @@ pub struct UserView {
     pub state: TokenState,
     pub locked: bool,
     pub failures: u32,
+    /// Customer renewal over HTTP is locked (its failures count apart from logins).
+    #[serde(default)]
+    pub renewal_locked: bool,
+    #[serde(default)]
+    pub renewal_failures: u32,
     pub email: Option<String>,
     pub expires_at: Option<String>,
     pub renewal_available: bool,
@@ -46,6 +51,8 @@ impl UserRecord {
             state: self.token.state(now),
             locked: self.lock.is_locked(now),
             failures: self.lock.failures,
+            renewal_locked: self.renew_lock.is_locked(now),
+            renewal_failures: self.renew_lock.failures,
             email: self.email.clone(),
             expires_at: self.token.expires_at().map(rfc3339),
             renewal_available: self.token.renewal_available(now, policy),

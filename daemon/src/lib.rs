@@ -7,6 +7,7 @@ pub mod app;
 pub mod cli;
 pub mod clock;
 pub mod http;
+pub mod limit;
 pub mod log;
 pub mod mail;
 pub mod notify;

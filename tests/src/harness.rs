@@ -60,7 +60,9 @@ pub fn artifacts_dir() -> PathBuf {
 /// `cargo build --workspace --bins` first (`scripts/test` does it); a missing binary fails
 /// loudly.
 pub fn binary(name: &str) -> PathBuf {
-    let path = profile_dir().join(name);
+    // OTPD_BIN_DIR runs the tests against other builds (an older release, an installed one).
+    let dir = std::env::var_os("OTPD_BIN_DIR").map_or_else(profile_dir, PathBuf::from);
+    let path = dir.join(name);
     assert!(
         path.is_file(),
         "{} is missing: run `cargo build --workspace --bins` (same profile and CARGO_TARGET_DIR) before the tests",

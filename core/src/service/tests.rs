@@ -269,12 +269,13 @@ fn renewal_by_customer_and_admin() {
         .renew_with_otp("TEST-BANK", "u", &c, after)
         .expect("renew");
     assert_eq!(v.state, TokenState::Active);
-    // The renewal spent the code: a second try is a replay, before any window check.
+    // The renewal spent the code: a second try is refused like any wrong code, before any
+    // window check.
     assert_eq!(
         svc.renew_with_otp("TEST-BANK", "u", &c, after)
             .err()
             .map(|e| e.code()),
-        Some("otp_replayed")
+        Some("bad_otp")
     );
     assert_eq!(
         svc.login("u", &format!("pw-of-{c}"), after),
@@ -559,16 +560,41 @@ fn renewal_failures_never_lock_logins_and_hide_the_expiry() {
             Err(OpError::BadOtp)
         );
     }
-    // Renewal is now locked for this user ...
+    // Renewal is now locked for this user, and the answer still reads like a wrong code
+    // (an unknown user ID gets the same) ...
     assert_eq!(
         svc.renew_with_otp("TEST-BANK", "u", &code(svc, &secret, t), t),
-        Err(OpError::Locked)
+        Err(OpError::BadOtp)
     );
-    // ... but logins are not.
+    assert_eq!(
+        svc.renew_with_otp("TEST-BANK", "nobody", "000000", t),
+        Err(OpError::BadOtp)
+    );
+    // ... the administrator sees it ...
     let v = svc.view(&svc.get("u").expect("u"), t);
+    assert!(v.renewal_locked);
+    assert_eq!(v.renewal_failures, 3);
+    // ... but logins are not locked.
     assert!(!v.locked);
     assert_eq!(
         svc.login("u", &format!("pw-of-{}", code(svc, &secret, t)), t),
         LoginOutcome::Accept { with_otp: true }
     );
+    // `token unlock` clears the renewal lock too.
+    let v = svc.unlock("u", t).expect("unlock");
+    assert!(!v.renewal_locked && v.renewal_failures == 0);
+}
+
+#[test]
+fn a_user_without_a_token_reads_like_an_unknown_one_at_renewal() {
+    let f = fixture("");
+    let svc = &f.svc;
+    svc.add_user("plain", "pw", NOW).expect("add");
+    for who in ["plain", "nobody"] {
+        assert_eq!(
+            svc.renew_with_otp("TEST-BANK", who, "123456", NOW),
+            Err(OpError::BadOtp),
+            "{who}"
+        );
+    }
 }

@@ -97,13 +97,15 @@ pub async fn renew(
     }))
 }
 
+/// The one answer to a renewal whose OTP was not proven: whatever the reason (unknown user
+/// ID, no token, a wrong or spent code, renewal locked), it reads the same.
+pub const RENEW_REFUSED: &str = "service ID, user ID or one-time password is wrong, or too many attempts were made; wait for the next code and try again";
+
 /// The core words a wrong service ID for setup; at renewal the third answer is the OTP.
 pub fn renew_error(e: otpd_core::OpError) -> ApiError {
     match e {
-        otpd_core::OpError::SetupRefused => ApiError::new(
-            "setup_refused",
-            "service ID, user ID or one-time password is wrong",
-        ),
+        otpd_core::OpError::SetupRefused => ApiError::new("setup_refused", RENEW_REFUSED),
+        otpd_core::OpError::BadOtp => ApiError::new("bad_otp", RENEW_REFUSED),
         e => e.into(),
     }
 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -63,6 +63,74 @@ pub async fn edge(req: Request, next: Next) -> Response {
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     response
+}
+
+/// The rate limit of the customer's endpoints, by the request's source (the peer, or the
+/// address a trusted proxy forwarded for). Refused: 429 `rate_limited` with `Retry-After`.
+pub async fn customer_limit(
+    State(web): State<super::Shared>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let peer = req
+        .extensions()
+        .get::<super::admin::Peer>()
+        .map(|p| p.0.ip());
+    let Some(peer) = peer else {
+        return next.run(req).await;
+    };
+    let source = source_of(peer, req.headers(), &web.trusted_proxies);
+    match web
+        .customer_limit
+        .admit(source, tokio::time::Instant::now())
+    {
+        Ok(()) => next.run(req).await,
+        Err(_) => {
+            let api = req.uri().path().starts_with("/api/");
+            let mut r = refusal(
+                api,
+                "rate_limited",
+                "too many requests; wait a moment and try again",
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            r
+        }
+    }
+}
+
+/// The client's address: the peer, unless the peer is a trusted proxy; then the nearest
+/// address in `X-Forwarded-For` that is not itself a trusted proxy.
+pub fn source_of(
+    peer: std::net::IpAddr,
+    headers: &axum::http::HeaderMap,
+    trusted: &[ipnet::IpNet],
+) -> std::net::IpAddr {
+    let is_trusted = |ip: &std::net::IpAddr| trusted.iter().any(|n| n.contains(&ip.to_canonical()));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let mut source = peer;
+    let hops = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect::<Vec<_>>();
+    for hop in hops.iter().rev() {
+        match hop.parse::<std::net::IpAddr>() {
+            Ok(ip) => {
+                source = ip;
+                if !is_trusted(&ip) {
+                    break;
+                }
+            }
+            // An unreadable hop: nothing before it can be believed.
+            Err(_) => break,
+        }
+    }
+    source
 }
 
 /// A refusal in the caller's language: JSON under /api/, a page elsewhere.

@@ -20,7 +20,7 @@ pub fn status_for(code: &str) -> StatusCode {
         "payload_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
         "unsupported_media_type" => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         "locked" => StatusCode::LOCKED,
-        "attempts_exhausted" => StatusCode::TOO_MANY_REQUESTS,
+        "attempts_exhausted" | "rate_limited" => StatusCode::TOO_MANY_REQUESTS,
         "store_error" => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }

@@ -97,9 +97,13 @@ pub fn friendly(code: &str) -> (&'static str, &'static str) {
             "誤った入力が続いたため、このURLは使用できなくなりました。あらためてトークン発行をお申し込みください。",
             "Too many wrong attempts: this link no longer works. Please apply for a new token issuance.",
         ),
-        "bad_otp" | "renew_refused" => (
+        "bad_otp" => (
             "サービスID、ユーザーID、またはワンタイムパスワードが正しくありません。",
             "The service ID, user ID or one-time password is not correct.",
+        ),
+        "renew_refused" => (
+            "サービスID、ユーザーID、またはワンタイムパスワードが正しくないか、誤った入力が続いています。次のパスワードが表示されてから、もう一度入力してください。",
+            "The service ID, user ID or one-time password is not correct, or too many attempts were made. Please wait for the next code and try again.",
         ),
         "otp_replayed" => (
             "このワンタイムパスワードは使用済みです。次のパスワードが表示されてから入力してください。",
@@ -127,6 +131,10 @@ pub fn friendly(code: &str) -> (&'static str, &'static str) {
             "The request timed out. Please try again.",
         ),
         "not_found" => ("ページが見つかりません。", "Page not found."),
+        "rate_limited" => (
+            "ただいまアクセスが集中しています。少し時間をおいてからもう一度お試しください。",
+            "Too many requests right now. Please wait a moment and try again.",
+        ),
         _ => (
             "エラーが発生しました。しばらくしてからもう一度お試しください。",
             "Something went wrong. Please try again later.",

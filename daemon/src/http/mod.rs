@@ -26,7 +26,36 @@ pub struct Web {
     pub ops: Arc<Ops>,
     pub service_id: String,
     pub keys: ApiKeys,
+    /// Per-source and global rate limits of the customer's endpoints.
+    pub customer_limit: crate::limit::SourceLimiter,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
+
+impl Web {
+    pub fn new(config: &otpd_core::config::Config, ops: Arc<Ops>, keys: ApiKeys) -> Web {
+        let h = &config.http;
+        Web {
+            ops,
+            service_id: config.service_id.clone(),
+            keys,
+            customer_limit: crate::limit::SourceLimiter::new(
+                crate::limit::Rates {
+                    per_source: h.customer_rate,
+                    source_burst: f64::from(h.customer_burst),
+                    global: h.customer_rate_total,
+                    global_burst: f64::from(h.customer_burst_total),
+                },
+                CUSTOMER_SOURCES,
+                tokio::time::Instant::now(),
+            ),
+            trusted_proxies: h.trusted_proxy_networks(),
+        }
+    }
+}
+
+/// Sources whose rate the customer endpoints track one by one.
+const CUSTOMER_SOURCES: usize = 16_384;
 
 type Shared = Arc<Web>;
 
@@ -45,15 +74,23 @@ pub fn plausible_code(code: &str) -> bool {
 
 /// All routes, with the edge (body limit and timeout, security headers) around them.
 pub fn router(web: Shared) -> Router {
-    let mut r = Router::new()
-        .route("/healthz", get(|| async { "ok" }))
+    // The customer's doors are on the internet and need no credential to knock: they are
+    // rate-limited per source and in total.
+    let customer = Router::new()
         .route(
             "/enroll/{code}",
             get(pages::enroll_get).post(pages::enroll_post),
         )
         .route("/renew", get(pages::renew_get).post(pages::renew_post))
         .route("/api/v1/enroll/{code}", post(api::enroll))
-        .route("/api/v1/renew", post(api::renew));
+        .route("/api/v1/renew", post(api::renew))
+        .route_layer(axum::middleware::from_fn_with_state(
+            web.clone(),
+            edge::customer_limit,
+        ));
+    let mut r = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .merge(customer);
     if !web.keys.is_empty() {
         r = r.nest("/api/v1/admin", admin::routes(web.clone()));
     }

@@ -132,11 +132,9 @@ pub async fn renew_post(
         Err(OpError::RenewalNotYetAvailable { available_from }) => {
             html::renew_too_early(&web.service_id, available_from)
         }
+        // The core answers every refusal before the OTP is proven with BadOtp.
         Err(OpError::SetupRefused) | Err(OpError::BadOtp) => {
             again(StatusCode::UNAUTHORIZED, "renew_refused")
-        }
-        Err(e @ (OpError::OtpReplayed | OpError::Locked | OpError::WrongState { .. })) => {
-            again(status_for(e.code()), e.code())
         }
         Err(e) => error_page(&web, e.code()),
     }

@@ -90,11 +90,7 @@ impl HttpServer {
                 ""
             }
         ));
-        let web = Arc::new(Web {
-            ops: ops.clone(),
-            service_id: config.service_id.clone(),
-            keys,
-        });
+        let web = Arc::new(Web::new(config, ops.clone(), keys));
         Ok(HttpServer {
             listener,
             tls,

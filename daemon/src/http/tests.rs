@@ -33,11 +33,11 @@ fn fixture(keys: &[(&str, &str)]) -> Fixture {
         Arc::new(svc),
         Arc::new(Logger::stderr(Level::Error)),
     ));
-    let app = router(Arc::new(Web {
-        ops: ops.clone(),
-        service_id: "EXAMPLE-BANK".into(),
-        keys: ApiKeys::from_pairs(keys),
-    }));
+    let app = router(Arc::new(Web::new(
+        &config,
+        ops.clone(),
+        ApiKeys::from_pairs(keys),
+    )));
     Fixture {
         _dir: dir,
         ops,
