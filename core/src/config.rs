@@ -105,6 +105,13 @@ impl RadiusClientSection {
         match (&self.secret, &self.secret_file) {
             (Some(s), None) if !s.is_empty() => Ok(Zeroizing::new(s.as_bytes().to_vec())),
             (None, Some(p)) => {
+                crate::seal::check_private(p).map_err(|e| {
+                    format!(
+                        "radius client {:?}: secret_file {}: {e}",
+                        self.name,
+                        p.display()
+                    )
+                })?;
                 let text = Zeroizing::new(std::fs::read_to_string(p).map_err(|e| {
                     format!(
                         "radius client {:?}: cannot read secret_file {}: {e}",
@@ -344,7 +351,21 @@ impl Config {
         let text = std::fs::read_to_string(path)
             .map_err(|e| vec![format!("cannot read {}: {e}", path.display())])?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        Config::parse(&text, &base)
+        let mut loaded = Config::parse(&text, &base)?;
+        let inline = loaded.config.radius.clients.iter().any(|c| c.secret.is_some());
+        if inline {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(path).map_or(0, |m| m.permissions().mode());
+            if mode & 0o004 != 0 {
+                loaded.warnings.push(format!(
+                    "{} holds inline RADIUS shared secrets and everyone may read it (mode {:o}): move them to secret_file (mode 600), or run: chmod 640 {}",
+                    path.display(),
+                    mode & 0o777,
+                    path.display()
+                ));
+            }
+        }
+        Ok(loaded)
     }
 
     /// Parses TOML text whose relative paths are relative to `base`.
@@ -421,12 +442,27 @@ impl Config {
             }
         }
         let mut names = std::collections::HashSet::new();
+        let mut networks = std::collections::HashMap::new();
         for c in &self.radius.clients {
             if !names.insert(c.name.as_str()) {
                 problems.push(format!("radius client name {:?} appears twice", c.name));
             }
-            if let Err(e) = c.network() {
-                problems.push(e);
+            match c.network() {
+                Err(e) => problems.push(e),
+                Ok(net) => {
+                    if let Some(other) = networks.insert(net, c.name.as_str()) {
+                        problems.push(format!(
+                            "radius clients {other:?} and {:?} have the same address {net}: a request could not tell which shared secret is meant",
+                            c.name
+                        ));
+                    }
+                }
+            }
+            if c.require_message_authenticator == Some(false) {
+                warnings.push(format!(
+                    "radius client {:?}: require_message_authenticator = false accepts requests without integrity protection (BlastRADIUS, CVE-2024-3596); turn it on once the gateway sends Message-Authenticator",
+                    c.name
+                ));
             }
             match c.secret() {
                 Err(e) => problems.push(e),
@@ -436,6 +472,12 @@ impl Config {
                 )),
                 Ok(_) => {}
             }
+        }
+        if !self.radius.require_message_authenticator {
+            warnings.push("`radius.require_message_authenticator = false`: requests without Message-Authenticator are accepted, which BlastRADIUS (CVE-2024-3596) exploits; turn it on once every gateway sends one".into());
+        }
+        if self.radius.reject_delay_ms == 0 {
+            warnings.push("`radius.reject_delay_ms = 0`: refusals are answered at once, which lets a client guess passwords at full speed; 1000 is the default".into());
         }
         let o = &self.otp;
         if !(15..=300).contains(&o.period) {
@@ -483,11 +525,17 @@ impl Config {
         if t.setup_max_attempts == 0 {
             problems.push("`token.setup_max_attempts` must be at least 1".into());
         }
-        if self.http.listen.parse::<SocketAddr>().is_err() {
-            problems.push(format!(
+        match self.http.listen.parse::<SocketAddr>() {
+            Err(_) => problems.push(format!(
                 "`http.listen`: {:?} is not an IP:port",
                 self.http.listen
-            ));
+            )),
+            Ok(a) if !a.ip().is_loopback() && self.http.tls_cert_file.is_none() => {
+                warnings.push(format!(
+                    "`http.listen` {a} is off loopback and serves plain HTTP: activation passwords and one-time passwords would cross the network in clear; set http.tls_cert_file/tls_key_file or listen on loopback behind a TLS proxy"
+                ));
+            }
+            Ok(_) => {}
         }
         let url = self.http.public_url.trim_end_matches('/');
         match url.split_once("://") {
@@ -520,7 +568,21 @@ impl Config {
         if self.http.tls_cert_file.is_some() != self.http.tls_key_file.is_some() {
             problems.push("`http.tls_cert_file` and `http.tls_key_file` go together".into());
         }
+        if let Some(key) = &self.http.tls_key_file {
+            if let Err(e) = crate::seal::check_private(key) {
+                problems.push(format!("`http.tls_key_file` {}: {e}", key.display()));
+            }
+        }
         for k in &self.http.api_keys {
+            // A key file opens the whole admin API: as private as the sealing key.
+            if let Err(e) = crate::seal::check_private(&k.key_file) {
+                problems.push(format!(
+                    "api key {:?}: {}: {e}",
+                    k.name,
+                    k.key_file.display()
+                ));
+                continue;
+            }
             match std::fs::read_to_string(&k.key_file) {
                 Ok(s) if s.lines().next().is_some_and(|l| l.trim().len() >= 16) => {}
                 Ok(_) => problems.push(format!(
@@ -543,6 +605,11 @@ impl Config {
         }
         if self.mail.username.is_some() != self.mail.password_file.is_some() {
             problems.push("`mail.username` and `mail.password_file` go together".into());
+        }
+        if let Some(p) = &self.mail.password_file {
+            if let Err(e) = crate::seal::check_private(p) {
+                problems.push(format!("`mail.password_file` {}: {e}", p.display()));
+            }
         }
         if let Some(t) = &self.mail.template {
             if let Err(e) = std::fs::read_to_string(t) {

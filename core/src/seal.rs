@@ -121,7 +121,8 @@ fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
 }
 
 #[cfg(unix)]
-fn check_private(path: &Path) -> Result<(), String> {
+/// Refuses a credential file that group or others may read, naming the fix.
+pub fn check_private(path: &Path) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(path)
         .map_err(|e| format!("cannot stat: {e}"))?

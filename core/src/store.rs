@@ -99,7 +99,10 @@ impl Drop for SledStore {
 
 impl SledStore {
     pub fn open(dir: &Path) -> Result<Arc<SledStore>, StoreError> {
-        std::fs::create_dir_all(dir)
+        // Password hashes and e-mail addresses live here: only otpd may enter, whatever the
+        // umask of whoever started it.
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+            .create(dir)
             .map_err(|e| StoreError::Io(format!("cannot create {}: {e}", dir.display())))?;
         let db = sled::Config::new()
             .path(dir.join("store"))

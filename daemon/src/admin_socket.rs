@@ -75,7 +75,7 @@ impl AdminSocket {
 /// Refuses a socket folder that everyone may write to without the sticky bit: anyone
 /// could replace the socket with their own and collect the administrators' requests,
 /// passwords among them.
-fn check_folder(dir: &Path) -> anyhow::Result<()> {
+pub fn check_folder(dir: &Path) -> anyhow::Result<()> {
     let dir = if dir.as_os_str().is_empty() {
         Path::new(".")
     } else {

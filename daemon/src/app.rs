@@ -19,9 +19,59 @@ use crate::mail::Mailer;
 use crate::ops::Ops;
 use crate::radius::{RadiusClient, RadiusConfig, RadiusEvent, RadiusLog, RadiusServer, Severity};
 
-/// `otpd --check-config`: Ok, or every problem found.
+/// The configuration as `otpd` reads it at start: Ok, or every problem found.
 pub fn check_config(path: &Path) -> Result<Loaded, Vec<String>> {
     Config::load(path)
+}
+
+/// `otpd --check-config`: the configuration, and every refusal otpd would make at start
+/// about the files and folders it names, without binding or opening anything.
+pub fn check_all(path: &Path) -> Result<Loaded, Vec<String>> {
+    let loaded = Config::load(path)?;
+    let problems = preflight(&loaded.config);
+    if problems.is_empty() {
+        Ok(loaded)
+    } else {
+        Err(problems)
+    }
+}
+
+/// The start-time refusals about what is on disk: a sealing key others can read, an
+/// admin socket folder anyone may write to, a data folder others may enter. Run at start
+/// (before anything is opened) and by `--check-config`, so the check says what the start
+/// would say.
+pub fn preflight(config: &Config) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut problems = Vec::new();
+    if config.key_file.exists() {
+        if let Err(e) = otpd_core::seal::check_private(&config.key_file) {
+            problems.push(format!("key_file {}: {e}", config.key_file.display()));
+        }
+    }
+    if let Some(dir) = config.admin.socket.parent() {
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        if dir.exists() {
+            if let Err(e) = crate::admin_socket::check_folder(dir) {
+                problems.push(e.to_string());
+            }
+        }
+    }
+    if let Ok(meta) = std::fs::metadata(&config.data_dir) {
+        let mode = meta.permissions().mode();
+        if mode & 0o007 != 0 {
+            problems.push(format!(
+                "data_dir {} is open to everyone (mode {:o}): it holds password hashes and e-mail addresses; run: chmod 700 {}",
+                config.data_dir.display(),
+                mode & 0o777,
+                config.data_dir.display()
+            ));
+        }
+    }
+    problems
 }
 
 /// Resolves when the watched flag turns true.
@@ -35,6 +85,8 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     for w in &warnings {
         log.warn(w);
     }
+    let refused = preflight(&config);
+    anyhow::ensure!(refused.is_empty(), "{}", refused.join("; "));
     let sealer = Sealer::load_or_create(&config.key_file).context("key_file")?;
     let started = std::time::Instant::now();
     let store = SledStore::open(&config.data_dir).context("data_dir")?;

@@ -5,7 +5,12 @@ use otpd::cli::Args;
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let loaded = match otpd::app::check_config(&args.config) {
+    let checked = if args.check_config {
+        otpd::app::check_all(&args.config)
+    } else {
+        otpd::app::check_config(&args.config)
+    };
+    let loaded = match checked {
         Ok(l) => l,
         Err(problems) => {
             eprintln!(

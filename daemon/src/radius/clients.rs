@@ -9,9 +9,6 @@ use zeroize::Zeroizing;
 use super::server::RadiusError;
 use super::RadiusClient;
 
-/// Shortest shared secret accepted without a warning (RFC 2865 §3 recommends 16 octets).
-pub(crate) const WEAK_SECRET_LEN: usize = 16;
-
 /// Parses a client address as configured: an IP (a single host) or a CIDR network.
 pub fn parse_client_network(s: &str) -> Result<IpNet, ipnet::AddrParseError> {
     match s.parse::<IpAddr>() {
@@ -81,9 +78,5 @@ impl ClientTable {
     pub(crate) fn lookup(&self, ip: IpAddr) -> Option<&Arc<Client>> {
         let ip = ip.to_canonical();
         self.clients.iter().find(|c| c.network.contains(&ip))
-    }
-
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &Arc<Client>> {
-        self.clients.iter()
     }
 }

@@ -12,7 +12,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use zeroize::Zeroizing;
 
-use super::clients::{Client, ClientTable, WEAK_SECRET_LEN};
+use super::clients::{Client, ClientTable};
 use super::dedup::{DedupKey, ReplyCache, Seen};
 use super::events::{DropReason, InputKind, Outcome, RadiusEvent, RadiusLog};
 use super::ratelimit::DropLimiter;
@@ -43,8 +43,8 @@ pub(crate) struct Job {
     identifier: u8,
     authenticator: [u8; 16],
     proxy_states: Vec<Vec<u8>>,
-    /// The user name as it goes into the audit line (lossy if it was not UTF-8).
-    audit_user: String,
+    /// The user name as it arrived, for the audit line.
+    audit_user: Vec<u8>,
     nas_identifier: Option<String>,
     input: InputKind,
     work: Work,
@@ -154,7 +154,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// The fields of an Access-Request, read before any state is touched.
 struct Examined {
     user: Result<String, &'static str>,
-    audit_user: String,
+    audit_user: Vec<u8>,
     password: Option<Zeroizing<Vec<u8>>>,
     state: Option<Vec<u8>>,
     nas_identifier: Option<String>,
@@ -175,14 +175,6 @@ impl<H: AccessHandler> Engine<H> {
             ))?;
         if cfg.drop_log_interval.is_zero() {
             return Err(RadiusError::Config("drop_log_interval must not be zero"));
-        }
-        for c in clients.iter() {
-            if c.secret.len() < WEAK_SECRET_LEN {
-                log.event(&RadiusEvent::WeakSecret {
-                    client: c.name.to_string(),
-                    len: c.secret.len(),
-                });
-            }
         }
         let permits = Arc::new(Semaphore::new(cfg.max_in_flight));
         let counters = Arc::new(Counters {
@@ -410,7 +402,9 @@ impl<H: AccessHandler> Engine<H> {
                 None,
             ),
             Decision::NeedOtp { reply_message } => {
-                let state = lock(&self.states).issue(&audit_user, &client.name, Instant::now());
+                // Only a valid UTF-8 name reaches the handler, so this is the name itself.
+                let name = String::from_utf8_lossy(&audit_user);
+                let state = lock(&self.states).issue(&name, &client.name, Instant::now());
                 (
                     code::ACCESS_CHALLENGE,
                     Outcome::Challenge,
@@ -533,18 +527,25 @@ impl<H: AccessHandler> PacketPath<H> {
 /// Reads the Access-Request's attributes. `Err`: malformed (drop).
 fn examine(req: &wire::Request<'_>, secret: &[u8]) -> Result<Examined, &'static str> {
     let p = &req.packet;
-    let (user, audit_user) = match p.lookup(attr::USER_NAME) {
-        None => (Err("no_user_name"), String::new()),
-        Some(avp) => {
+    // RFC 2865 §5.1: at most one User-Name; which one would the audit line name?
+    let (user, audit_user) = match p.lookup_all(attr::USER_NAME).as_slice() {
+        [] => (Err("no_user_name"), Vec::new()),
+        [avp] => {
             let raw = avp.encode_bytes();
-            let audit = String::from_utf8_lossy(&raw).into_owned();
-            match String::from_utf8(raw) {
-                Ok(name) if name.is_empty() => (Err("no_user_name"), audit),
-                Ok(name) => (Ok(name), audit),
-                Err(_) => (Err("bad_user_name"), audit),
+            match String::from_utf8(raw.clone()) {
+                Ok(name) if name.is_empty() => (Err("no_user_name"), raw),
+                Ok(name) => (Ok(name), raw),
+                Err(_) => (Err("bad_user_name"), raw),
             }
         }
+        _ => return Err("more than one User-Name"),
     };
+    // RFC 2865 §4.1: User-Password or CHAP-Password, never both; and PAP is not EAP.
+    if p.lookup(attr::USER_PASSWORD).is_some()
+        && (p.lookup(attr::CHAP_PASSWORD).is_some() || p.lookup(attr::EAP_MESSAGE).is_some())
+    {
+        return Err("User-Password together with CHAP-Password or EAP-Message");
+    }
     let password = match p.lookup_all(attr::USER_PASSWORD).as_slice() {
         [] => None,
         [one] => Some(wire::decode_pap(

@@ -140,7 +140,8 @@ impl DropReason {
 pub enum RadiusEvent {
     /// The audit line: one per evaluated request.
     Decision {
-        user: String,
+        /// `User-Name` as it arrived; logged with invalid UTF-8 escaped byte for byte.
+        user: Vec<u8>,
         client: String,
         src: SocketAddr,
         nas_identifier: Option<String>,
@@ -164,8 +165,6 @@ pub enum RadiusEvent {
         count: u64,
         interval: Duration,
     },
-    /// A client's shared secret is shorter than 16 bytes.
-    WeakSecret { client: String, len: usize },
 }
 
 impl RadiusEvent {
@@ -179,9 +178,24 @@ impl RadiusEvent {
                     Severity::Warning
                 }
             }
-            RadiusEvent::WeakSecret { .. } => Severity::Warning,
         }
     }
+}
+
+/// Bytes from the wire, quoted as `{:?}` quotes a string, with every byte that is not part
+/// of valid UTF-8 written as `\xNN`: an operator can find the exact name, and a name
+/// cannot forge a log line.
+pub fn quote_bytes(raw: &[u8]) -> String {
+    let mut s = String::from("\"");
+    for chunk in raw.utf8_chunks() {
+        let valid = format!("{:?}", chunk.valid());
+        s.push_str(&valid[1..valid.len() - 1]);
+        for b in chunk.invalid() {
+            s.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    s.push('"');
+    s
 }
 
 // Strings from the wire are printed with `{:?}`: quoted, control characters escaped, so a
@@ -200,9 +214,9 @@ impl fmt::Display for RadiusEvent {
             } => {
                 write!(
                     f,
-                    "radius {} user={:?} client={:?} src={} input={}",
+                    "radius {} user={} client={:?} src={} input={}",
                     outcome.as_str(),
-                    user,
+                    quote_bytes(user),
                     client,
                     src,
                     input.as_str()
@@ -250,10 +264,6 @@ impl fmt::Display for RadiusEvent {
                     interval.as_secs()
                 )
             }
-            RadiusEvent::WeakSecret { client, len } => write!(
-                f,
-                "radius client {client:?}: shared secret is {len} bytes; use at least 16 random bytes"
-            ),
         }
     }
 }

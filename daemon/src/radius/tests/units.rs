@@ -359,7 +359,7 @@ fn drop_lines_are_rate_limited_per_reason_and_client() {
 #[test]
 fn events_never_let_a_user_name_forge_a_log_line() {
     let e = RadiusEvent::Decision {
-        user: "mallory\nradius accept user=\"admin\"".to_owned(),
+        user: b"mallory\nradius accept user=\"admin\"".to_vec(),
         client: "gw".to_owned(),
         src: gw_src(),
         nas_identifier: None,
@@ -370,4 +370,13 @@ fn events_never_let_a_user_name_forge_a_log_line() {
     let line = e.to_string();
     assert!(!line.contains('\n'), "{line}");
     assert!(line.contains("reason=bad_password"));
+}
+
+#[test]
+fn user_names_that_are_not_utf8_are_logged_byte_for_byte() {
+    use super::super::events::quote_bytes;
+    assert_eq!(quote_bytes(b"taro"), "\"taro\"");
+    assert_eq!(quote_bytes(b"ta\xffro\xc3"), "\"ta\\xffro\\xc3\"");
+    assert_eq!(quote_bytes("田中".as_bytes()), "\"田中\"");
+    assert_eq!(quote_bytes(b"a\"b\nc\\"), "\"a\\\"b\\nc\\\\\"");
 }
