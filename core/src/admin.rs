@@ -96,6 +96,30 @@ pub struct BackupRow {
 }
 
 impl AdminRequest {
+    /// Reads one request line. Every field must be one the operation takes (serde's
+    /// `deny_unknown_fields` does not cover operations without fields, so the request is
+    /// compared with what it reads back as); refusals are in the product's words.
+    pub fn parse(line: &[u8]) -> Result<AdminRequest, String> {
+        let value: serde_json::Value = serde_json::from_slice(line)
+            .map_err(|_| "the request is not one JSON object on one line".to_string())?;
+        let serde_json::Value::Object(given) = &value else {
+            return Err("the request must be a JSON object with an \"op\" field".into());
+        };
+        let op = given.get("op").and_then(|v| v.as_str()).unwrap_or("");
+        let req: AdminRequest = serde_json::from_value(value.clone())
+            .map_err(|e| describe_json_error(&e.to_string(), &format!("operation {op:?}")))?;
+        let known = serde_json::to_value(&req).unwrap_or_default();
+        if let Some(extra) = given
+            .keys()
+            .find(|k| known.get(k.as_str()).is_none())
+        {
+            return Err(format!(
+                "unknown field {extra:?} for operation {op:?}; see `otpctl --help`"
+            ));
+        }
+        Ok(req)
+    }
+
     /// The operation's name in audit lines and the CLI.
     pub fn name(&self) -> &'static str {
         match self {
@@ -219,5 +243,54 @@ mod tests {
             serde_json::from_str::<AdminRequest>(r#"{"op":"user_show","login_id":"a","x":1}"#)
                 .is_err()
         );
+    }
+}
+
+/// A JSON body or request line that could not be read, said in the product's words (a
+/// field's name, never the parser's internals). `what` names the request.
+pub fn describe_json_error(parser_message: &str, what: &str) -> String {
+    let quoted = |marker: &str| {
+        let rest = &parser_message[parser_message.find(marker)? + marker.len()..];
+        rest.split('`').next().map(str::to_string)
+    };
+    if let Some(f) = quoted("unknown field `") {
+        format!("unknown field {f:?} in {what}")
+    } else if let Some(f) = quoted("missing field `") {
+        format!("{what} needs the field {f:?}")
+    } else if let Some(v) = quoted("unknown variant `") {
+        format!("unknown operation {v:?}")
+    } else if parser_message.contains("missing field") || parser_message.contains("tag") {
+        format!("{what} is missing its \"op\" field")
+    } else if parser_message.contains("invalid type") || parser_message.contains("invalid value")
+    {
+        format!("a field of {what} has the wrong type: every value is a string")
+    } else {
+        format!("{what} is not a JSON object as the documentation describes")
+    }
+}
+
+#[cfg(test)]
+mod parse_tests {
+    use super::*;
+
+    #[test]
+    fn unknown_fields_are_refused_for_every_operation() {
+        assert!(matches!(
+            AdminRequest::parse(br#"{"op":"status"}"#),
+            Ok(AdminRequest::Status)
+        ));
+        let e = AdminRequest::parse(br#"{"op":"status","x":1}"#).expect_err("refused");
+        assert_eq!(e, "unknown field \"x\" for operation \"status\"; see `otpctl --help`");
+        let e = AdminRequest::parse(br#"{"op":"user_show","login_id":"a","colour":"red"}"#)
+            .expect_err("refused");
+        assert!(e.contains("\"colour\""), "{e}");
+        let e = AdminRequest::parse(br#"{"op":"user_show"}"#).expect_err("refused");
+        assert_eq!(e, "operation \"user_show\" needs the field \"login_id\"");
+        let e = AdminRequest::parse(br#"{"op":"fly"}"#).expect_err("refused");
+        assert_eq!(e, "unknown operation \"fly\"");
+        let e = AdminRequest::parse(b"not json").expect_err("refused");
+        assert!(!e.contains("line 1 column"), "no parser internals: {e}");
+        let e = AdminRequest::parse(br#"{"op":"user_show","login_id":5}"#).expect_err("refused");
+        assert!(e.contains("wrong type") && !e.contains("integer"), "{e}");
     }
 }

@@ -213,3 +213,39 @@ impl Ops {
         r
     }
 }
+
+/// An `Ops` on a fresh store in `dir` with cheap hashing, for the daemon's unit tests.
+#[cfg(test)]
+pub mod tests_support {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use otpd_core::config::Config;
+    use otpd_core::seal::Sealer;
+    use otpd_core::store::SledStore;
+    use otpd_core::Service;
+
+    use super::Ops;
+    use crate::log::{Level, Logger};
+
+    pub const CONFIG: &str = "service_id = \"EXAMPLE-BANK\"\n[password]\nargon2_memory_kib = 64\nargon2_iterations = 1\n[token]\nsetup_max_attempts = 3\n";
+
+    pub fn config(dir: &Path) -> Config {
+        Config::parse(CONFIG, dir).expect("config").config
+    }
+
+    pub fn ops(dir: &Path) -> Arc<Ops> {
+        let store = SledStore::open(&dir.join("data")).expect("store");
+        let svc = Service::new(
+            &config(dir),
+            store,
+            Sealer::from_key(&[5u8; 32]),
+            crate::clock::now(),
+        )
+        .expect("service");
+        Arc::new(Ops::new(
+            Arc::new(svc),
+            Arc::new(Logger::stderr(Level::Error)),
+        ))
+    }
+}

@@ -109,15 +109,23 @@ impl ApiKeys {
 #[derive(Clone)]
 struct Actor(String);
 
+/// The key of the one well-formed `Authorization: Bearer <key>` header: exactly one such
+/// header, the scheme spelt `Bearer`, one space, then the key in RFC 6750's characters
+/// and nothing around it. Anything else is no key at all: a lenient parser is where two
+/// components start to disagree about who is calling.
+pub fn bearer_key(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let mut all = headers.get_all(header::AUTHORIZATION).iter();
+    let (Some(only), None) = (all.next(), all.next()) else {
+        return None;
+    };
+    let token = only.to_str().ok()?.strip_prefix("Bearer ")?;
+    let token68 = |b: u8| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b);
+    let body = token.trim_end_matches('=');
+    (!body.is_empty() && body.bytes().all(token68)).then_some(token)
+}
+
 async fn require_key(State(web): State<Shared>, mut req: Request, next: Next) -> Response {
-    let presented = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            let (scheme, token) = v.split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-        });
+    let presented = bearer_key(req.headers());
     let name = presented
         .and_then(|p| web.keys.check(p))
         .map(str::to_string);
@@ -126,10 +134,24 @@ async fn require_key(State(web): State<Shared>, mut req: Request, next: Next) ->
             .extensions()
             .get::<Peer>()
             .map_or_else(|| "-".to_string(), |p| p.0.to_string());
-        web.ops.log.warn(&format!(
-            "http admin API: refused a request from {peer}: {} bearer key",
-            if presented.is_some() { "wrong" } else { "no" }
-        ));
+        let kind = if req.headers().contains_key(header::AUTHORIZATION) {
+            "a wrong or malformed"
+        } else {
+            "no"
+        };
+        if let Some(suppressed) = web
+            .refusal_lines
+            .note(kind, tokio::time::Instant::now())
+        {
+            let more = if suppressed > 0 {
+                format!(" suppressed={suppressed} (refusals not logged one by one since the last line)")
+            } else {
+                String::new()
+            };
+            web.ops.log.warn(&format!(
+                "http admin API: refused a request from {peer}: {kind} bearer key{more}"
+            ));
+        }
         let mut r =
             ApiError::new("unauthorized", "a valid bearer API key is required").into_response();
         r.headers_mut()
@@ -290,4 +312,39 @@ async fn token_unlock(
     Path(login_id): Path<String>,
 ) -> impl IntoResponse {
     run(&web, &a, AdminRequest::TokenUnlock { login_id }).await
+}
+
+#[cfg(test)]
+mod bearer_tests {
+    use super::bearer_key;
+    use axum::http::{header, HeaderMap, HeaderValue};
+
+    fn with(values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(header::AUTHORIZATION, HeaderValue::from_str(v).expect("value"));
+        }
+        h
+    }
+
+    #[test]
+    fn exactly_one_well_formed_bearer_header() {
+        assert_eq!(bearer_key(&with(&["Bearer abc-DEF_1.2~3+4/5=="])), Some("abc-DEF_1.2~3+4/5=="));
+        for bad in [
+            "bearer abc",
+            "BEARER abc",
+            "Bearer  abc",
+            "Bearer abc ",
+            " Bearer abc",
+            "Bearer",
+            "Bearer ",
+            "Bearer a b",
+            "Bearer ==",
+            "Basic YWxhZGRpbjpvcGVuc2VzYW1l",
+        ] {
+            assert_eq!(bearer_key(&with(&[bad])), None, "{bad:?}");
+        }
+        assert_eq!(bearer_key(&with(&["Bearer abc", "Bearer abc"])), None);
+        assert_eq!(bearer_key(&HeaderMap::new()), None);
+    }
 }

@@ -14,6 +14,7 @@ use super::{plausible_code, Shared};
 pub const FIELD_MAX: usize = 256;
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct EnrollBody {
     pub service_id: String,
     pub user_id: String,
@@ -21,6 +22,7 @@ pub struct EnrollBody {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RenewBody {
     pub service_id: String,
     pub user_id: String,
@@ -40,10 +42,9 @@ pub fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
             "unsupported_media_type",
             "send the body as Content-Type: application/json",
         )),
-        Err(e) => Err(ApiError::bad_request(format!(
-            "unreadable JSON body: {}",
-            e.body_text()
-        ))),
+        Err(e) => Err(ApiError::bad_request(
+            otpd_core::admin::describe_json_error(&e.body_text(), "the request body"),
+        )),
     }
 }
 

@@ -30,6 +30,8 @@ pub struct Web {
     pub customer_limit: crate::limit::SourceLimiter,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Refused admin API keys: one line per kind and interval, with a count.
+    pub refusal_lines: crate::limit::LineLimiter<&'static str>,
 }
 
 impl Web {
@@ -50,9 +52,13 @@ impl Web {
                 tokio::time::Instant::now(),
             ),
             trusted_proxies: h.trusted_proxy_networks(),
+            refusal_lines: crate::limit::LineLimiter::new(REFUSAL_LOG_INTERVAL),
         }
     }
 }
+
+/// At most one line per kind of refused admin API request in this interval.
+pub const REFUSAL_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Sources whose rate the customer endpoints track one by one.
 const CUSTOMER_SOURCES: usize = 16_384;

@@ -13,6 +13,7 @@ use super::html::{self, Page};
 use super::{qr, status_for, Shared};
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct EnrollForm {
     #[serde(default)]
     service_id: String,
@@ -23,6 +24,7 @@ pub struct EnrollForm {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RenewForm {
     #[serde(default)]
     service_id: String,

@@ -4,15 +4,10 @@ use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt;
-use otpd_core::config::Config;
-use otpd_core::seal::Sealer;
-use otpd_core::store::SledStore;
-use otpd_core::Service;
 use tower::ServiceExt;
 
 use super::*;
 use crate::clock;
-use crate::log::{Level, Logger};
 
 const KEY: &str = "test-api-key-0123456789";
 
@@ -24,15 +19,8 @@ struct Fixture {
 
 fn fixture(keys: &[(&str, &str)]) -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
-    let text = "service_id = \"EXAMPLE-BANK\"\n[password]\nargon2_memory_kib = 64\nargon2_iterations = 1\n[token]\nsetup_max_attempts = 3\n";
-    let config = Config::parse(text, dir.path()).expect("config").config;
-    let store = SledStore::open(&dir.path().join("data")).expect("store");
-    let svc =
-        Service::new(&config, store, Sealer::from_key(&[5u8; 32]), clock::now()).expect("service");
-    let ops = Arc::new(Ops::new(
-        Arc::new(svc),
-        Arc::new(Logger::stderr(Level::Error)),
-    ));
+    let config = crate::ops::tests_support::config(dir.path());
+    let ops = crate::ops::tests_support::ops(dir.path());
     let app = router(Arc::new(Web::new(
         &config,
         ops.clone(),
