@@ -603,6 +603,11 @@ impl Service {
         })
     }
 
+    /// Whose setup link `code` is, if it is one (for the audit line of a setup attempt).
+    pub fn link_owner(&self, code: &str) -> Option<String> {
+        self.store.link_owner(&link_hash(code)).ok().flatten()
+    }
+
     /// Whether a setup link can still be used, without counting an attempt: lets the setup
     /// page say "expired" before the customer types anything.
     pub fn check_link(&self, code: &str, now: UnixTime) -> Result<(), OpError> {

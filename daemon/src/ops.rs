@@ -184,15 +184,34 @@ impl Ops {
         user_id: String,
         activation_password: zeroize::Zeroizing<String>,
     ) -> Result<Enrolled, OpError> {
-        let user = user_id.clone();
-        let r = self
-            .write(move |svc, now| {
-                svc.enroll(&code, &service_id, &user_id, &activation_password, now)
+        let typed = user_id.clone();
+        let (owner, r) = match self
+            .run(move |svc, now| {
+                let owner = svc.link_owner(&code);
+                (
+                    owner,
+                    svc.enroll(&code, &service_id, &user_id, &activation_password, now),
+                )
             })
-            .await;
+            .await
+        {
+            Ok((owner, r)) => (owner, r),
+            Err(e) => (None, Err(e)),
+        };
+        // Failed attempts count on the link: durable like any write.
+        let r = match self.durable().await {
+            Ok(()) => r,
+            Err(e) => Err(e),
+        };
         let outcome = r.as_ref().map(|_| "ok").unwrap_or_else(|e| e.code());
-        self.log
-            .audit(&[("setup", "enroll"), ("user", &user), ("outcome", outcome)]);
+        // The line names the link's owner; what the visitor typed only when it differs.
+        let owner = owner.unwrap_or_else(|| "-".into());
+        let mut fields = vec![("setup", "enroll"), ("user", owner.as_str())];
+        if typed != owner {
+            fields.push(("typed_user", typed.as_str()));
+        }
+        fields.push(("outcome", outcome));
+        self.log.audit(&fields);
         r
     }
 

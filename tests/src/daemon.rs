@@ -79,12 +79,28 @@ syslog = false
 
     /// Writes the config and starts otpd; returns once the admin socket answers.
     fn start_with(extra: &str) -> Otpd {
+        Otpd::start_with_files(extra, &[])
+    }
+
+    /// Like [`Otpd::start`], with `(name, content, mode)` files written into its folder
+    /// first (API keys, secret files: otpd refuses those others may read).
+    pub fn start_with_files(extra: &str, files: &[(&str, &str, u32)]) -> Otpd {
+        use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().expect("tempdir");
+        for (name, content, mode) in files {
+            let path = dir.path().join(name);
+            std::fs::write(&path, content).expect("write file");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(*mode))
+                .expect("chmod");
+        }
         let radius_port = free_udp_port();
         let http_port = free_tcp_port();
         let config = dir.path().join("otpd.toml");
         std::fs::write(&config, Otpd::config_text(radius_port, http_port, extra))
             .expect("write config");
+        // It holds the inline test secret: private, as otpd asks of such a file.
+        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600))
+            .expect("chmod config");
         let mut d = Otpd {
             socket: dir.path().join("admin.sock"),
             stderr_log: dir.path().join("otpd.stderr"),

@@ -3,10 +3,17 @@
 //! IDs exist and could lock them, loose credential files, and the smaller edges.
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
-use otpd_tests::daemon::{Otpd, RADIUS_SECRET};
+use otpd_tests::daemon::{bin, free_tcp_port, free_udp_port, wait_until, Otpd, RADIUS_SECRET};
+use otpd_tests::http::{get, post_form, post_json, request};
 use otpd_tests::radius::{Client, ACCESS_ACCEPT};
+use otpd_tests::token::{activate, link_code_from_mail_dir, oathtool};
+use std::os::unix::net::UnixStream;
+use serde_json::json;
 
 /// Resident and peak resident size of a process, KiB (`VmRSS`, `VmHWM`).
 fn rss_kib(pid: u32) -> (u64, u64) {
@@ -81,4 +88,454 @@ fn default_argon2_logins_keep_memory_flat() {
         began.elapsed()
     );
     assert!(peak <= bound, "peak {peak} KiB > bound {bound} KiB");
+}
+
+fn http_addr(d: &Otpd) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], d.http_port))
+}
+
+fn renew(d: &Otpd, user: &str, otp: &str) -> (u16, String) {
+    let r = post_json(
+        http_addr(d),
+        "/api/v1/renew",
+        &json!({"service_id": "TEST-BANK", "user_id": user, "otp": otp}),
+    );
+    (r.status, r.text())
+}
+
+/// Medium: `/api/v1/renew` told which user IDs exist (401 for unknown, 409 for a user
+/// without a token, 423 for one with a token after 5 wrong codes). Now every refusal
+/// before a valid OTP reads the same, byte for byte, whoever the user is.
+#[test]
+fn renewal_answers_alike_for_unknown_users_and_every_state() {
+    let d = Otpd::start("[http]\ncustomer_burst = 1000\ncustomer_burst_total = 1000\n");
+    d.ctl_ok(&["user", "add", "plain", "--password-stdin"], "pw-plain\n");
+    let secret = activate(&d, "holder", "pw-holder");
+    let unknown = renew(&d, "nobody", "000000");
+    assert_eq!(unknown.0, 401, "{}", unknown.1);
+    for attempt in 0..8 {
+        for who in ["plain", "holder", "nobody"] {
+            let r = renew(&d, who, "000000");
+            assert_eq!(r, unknown, "{who}, attempt {attempt}");
+        }
+    }
+    // The holder's renewal is now locked; even the right code gets the same answer.
+    let right = oathtool(&secret, None);
+    assert_eq!(renew(&d, "holder", &right), unknown);
+    // The page twin says the same for all three.
+    let page = |who: &str| {
+        let r = post_form(
+            http_addr(&d),
+            "/renew",
+            &[("service_id", "TEST-BANK"), ("user_id", who), ("otp", "000000")],
+        );
+        (r.status, r.text().replace(who, "<id>"))
+    };
+    assert_eq!(page("plain"), page("nobody"));
+    assert_eq!(page("holder"), page("nobody"));
+}
+
+/// Medium: five wrong renewal codes blocked a customer's renewal, invisible in
+/// `user show` and not cleared by `token unlock`. Now it shows, and unlock clears it.
+#[test]
+fn the_renewal_lock_shows_and_token_unlock_clears_it() {
+    let d = Otpd::start("[token]\nvalidity_days = 1461\n");
+    let secret = activate(&d, "taro", "pw-taro");
+    for _ in 0..5 {
+        assert_eq!(renew(&d, "taro", "000000").0, 401);
+    }
+    let v = d.show("taro");
+    assert_eq!(v["renewal_locked"], true, "{v}");
+    assert_eq!(v["locked"], false, "logins are not locked: {v}");
+    let text = d.ctl_ok(&["user", "show", "taro"], "");
+    assert!(text.contains("renewal locked     true (5 failures)"), "{text}");
+    d.ctl_ok(&["token", "unlock", "taro"], "");
+    assert_eq!(d.show("taro")["renewal_locked"], false);
+    // Unlocked, a valid code reaches the window check: too early, and it says when.
+    let (status, body) = renew(&d, "taro", &oathtool(&secret, None));
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("renewal_not_yet_available"), "{body}");
+}
+
+/// Medium: no rate limit on the customer endpoints (~600 requests/s were served). Now a
+/// source gets its burst, then 429 with Retry-After; other sources are not held back by it.
+#[test]
+fn customer_endpoints_are_rate_limited_per_source() {
+    let d = Otpd::start("[http]\ncustomer_rate = 0.1\ncustomer_burst = 5\n");
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        statuses.push(renew(&d, "nobody", "000000").0);
+    }
+    assert_eq!(&statuses[..5], &[401; 5], "{statuses:?}");
+    assert_eq!(&statuses[5..], &[429; 3], "{statuses:?}");
+    let r = post_json(
+        http_addr(&d),
+        "/api/v1/renew",
+        &json!({"service_id": "TEST-BANK", "user_id": "x", "otp": "1"}),
+    );
+    assert_eq!(r.status, 429);
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert_eq!(r.json()["error"], "rate_limited");
+    // A page gets a page.
+    let page = get(http_addr(&d), "/renew");
+    assert_eq!(page.status, 429);
+    assert!(page.text().contains("しばらく") || page.text().contains("少し時間"), "{}", page.text());
+    // The health check is not a customer endpoint.
+    assert_eq!(get(http_addr(&d), "/healthz").status, 200);
+    // Behind a trusted proxy, each forwarded-for source has its own bucket; the proxy's
+    // own address is not the source, and an untrusted peer cannot pick its source.
+    drop(d);
+    let d = Otpd::start(
+        "[http]\ncustomer_rate = 0.1\ncustomer_burst = 2\ntrusted_proxies = [\"127.0.0.1\"]\n",
+    );
+    let via = |source: &str| {
+        request(
+            http_addr(&d),
+            "GET",
+            "/renew",
+            &[("X-Forwarded-For", &format!("198.51.100.9, {source}"))],
+            b"",
+        )
+        .status
+    };
+    assert_eq!([via("203.0.113.1"), via("203.0.113.1"), via("203.0.113.1")], [200, 200, 429]);
+    assert_eq!(via("203.0.113.2"), 200, "another customer behind the same proxy");
+}
+
+/// A config in a fresh folder (the harness defaults plus `extra`), not started.
+fn site(extra: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("otpd.toml");
+    std::fs::write(
+        &config,
+        Otpd::config_text(free_udp_port(), free_tcp_port(), extra),
+    )
+    .expect("config");
+    chmod(&config, 0o600);
+    (dir, config)
+}
+
+fn chmod(path: &Path, mode: u32) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// `otpd --check-config`: exit status and everything it printed.
+fn check_config(config: &Path) -> (Option<i32>, String) {
+    let out = Command::new(bin("otpd"))
+        .arg("--check-config")
+        .arg("--config")
+        .arg(config)
+        .output()
+        .expect("otpd --check-config");
+    let text = String::from_utf8_lossy(&out.stderr).into_owned()
+        + &String::from_utf8_lossy(&out.stdout);
+    (out.status.code(), text)
+}
+
+/// Runs otpd until it exits by itself; status and stderr.
+fn run_to_exit(config: &Path) -> (Option<i32>, String) {
+    let mut child = Command::new(bin("otpd"))
+        .arg("--config")
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("otpd");
+    let status = wait_until("otpd to refuse to start", Duration::from_secs(30), || {
+        child.try_wait().ok().flatten()
+    });
+    let out = child.wait_with_output().expect("output");
+    (status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Medium: an API key file and a RADIUS secret_file at 0644 were accepted silently. Now
+/// every credential file others may read is refused, by the start and by --check-config,
+/// with a line naming the file and the chmod that fixes it.
+#[test]
+fn credential_files_others_can_read_are_refused() {
+    let cases = [
+        (
+            "[[http.api_keys]]\nname = \"ib\"\nkey_file = \"cred\"\n",
+            "kQ9-integration-key-7d1f0c2b\n",
+        ),
+        (
+            "[[radius.clients]]\nname = \"gw2\"\naddress = \"10.9.0.0/16\"\nsecret_file = \"cred\"\n",
+            "a-long-shared-secret-for-gw2\n",
+        ),
+        (
+            "[mail]\nusername = \"otpd\"\npassword_file = \"cred\"\n",
+            "relay-password\n",
+        ),
+    ];
+    for (extra, content) in cases {
+        for mode in [0o644, 0o640, 0o604] {
+            let (dir, config) = site(extra);
+            let cred = dir.path().join("cred");
+            std::fs::write(&cred, content).expect("cred");
+            chmod(&cred, mode);
+            let (code, text) = check_config(&config);
+            assert_eq!(code, Some(2), "{extra} {mode:o}: {text}");
+            let fix = format!("chmod 600 {}", cred.display());
+            assert!(text.contains(&fix), "{extra} {mode:o}: names the file and the fix: {text}");
+            let (code, text) = run_to_exit(&config);
+            assert_eq!(code, Some(2), "{text}");
+            assert!(text.contains(&fix), "{text}");
+            chmod(&cred, 0o600);
+            let (code, text) = check_config(&config);
+            assert_eq!(code, Some(0), "{extra} at 0600: {text}");
+        }
+    }
+    // A config file everyone may read that holds an inline shared secret: a warning.
+    let (_dir, config) = site("");
+    chmod(&config, 0o644);
+    let (code, text) = check_config(&config);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("holds inline RADIUS shared secrets") && text.contains("chmod 640"),
+        "{text}"
+    );
+    chmod(&config, 0o640);
+    let (_, text) = check_config(&config);
+    assert!(!text.contains("inline RADIUS"), "{text}");
+}
+
+/// Low: --check-config passed configs that otpd then refused to start. Now it makes every
+/// start-time refusal: a readable key file, a duplicate client address, an admin socket
+/// folder anyone may write to, a data folder anyone may enter.
+#[test]
+fn check_config_makes_every_start_time_refusal() {
+    let (dir, config) = site("");
+    let key = dir.path().join("master.key");
+    std::fs::write(&key, format!("{}\n", "ab".repeat(32))).expect("key");
+    chmod(&key, 0o644);
+    let (code, text) = check_config(&config);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("master.key") && text.contains("chmod 600"), "{text}");
+
+    let (_dir, config) = site(
+        "[[radius.clients]]\nname = \"twin\"\naddress = \"127.0.0.1\"\nsecret = \"another-secret-0123456789\"\n",
+    );
+    let (code, text) = check_config(&config);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("same address"), "{text}");
+
+    let (dir, config) = site("[admin]\nsocket = \"run/admin.sock\"\n");
+    let run = dir.path().join("run");
+    std::fs::create_dir(&run).expect("mkdir");
+    chmod(&run, 0o777);
+    let (code, text) = check_config(&config);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("writable by everyone"), "{text}");
+
+    let (dir, config) = site("");
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).expect("mkdir");
+    chmod(&data, 0o755);
+    let (code, text) = check_config(&config);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("chmod 700"), "{text}");
+    // The start says the same, before anything is served.
+    let (code, text) = run_to_exit(&config);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("data_dir") && text.contains("chmod 700"), "{text}");
+    assert!(!dir.path().join("admin.sock").exists());
+}
+
+/// Low: outside the systemd unit (umask 022) data_dir was created 0755 and the store files
+/// 0644. Now the folder is created 0700 whatever the umask.
+#[test]
+fn data_dir_is_created_private() {
+    let d = Otpd::start("");
+    let data = d.dir.path().join("data");
+    let mode = std::fs::metadata(&data).expect("data_dir").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "data_dir mode {mode:o}");
+}
+
+/// Low: no warning for risky settings, and the short-secret warning printed twice.
+#[test]
+fn risky_settings_are_warned_about_once() {
+    let (_dir, config) = site(
+        "[radius]\nrequire_message_authenticator = false\nreject_delay_ms = 0\n[http]\nlisten = \"0.0.0.0:0\"\n",
+    );
+    let (code, text) = check_config(&config);
+    assert_eq!(code, Some(0), "{text}");
+    for needle in ["require_message_authenticator = false", "reject_delay_ms = 0", "plain HTTP"] {
+        assert_eq!(text.matches(needle).count(), 1, "{needle}: {text}");
+    }
+    let d = Otpd::start(
+        "[[radius.clients]]\nname = \"short\"\naddress = \"10.1.0.0/16\"\nsecret = \"tiny\"\n",
+    );
+    let log = d.stderr();
+    assert_eq!(
+        log.matches("shorter than 16 bytes").count(),
+        1,
+        "the short-secret warning, once: {log}"
+    );
+}
+
+/// Polls otpd's stderr until `needle` shows up.
+fn wait_for_log(d: &Otpd, needle: &str) -> String {
+    wait_until(&format!("{needle:?} in otpd's log"), Duration::from_secs(20), || {
+        let log = d.stderr();
+        log.contains(needle).then_some(log)
+    })
+}
+
+/// Low: a second `User-Name`, or `User-Password` together with `CHAP-Password` or
+/// `EAP-Message`, was accepted (RFC 2865 §5.1 and §4.1 forbid both). Now such requests are
+/// dropped as malformed, and the server goes on answering.
+#[test]
+fn ambiguous_access_requests_are_dropped() {
+    use otpd_tests::radius::{Ma, Request, ACCESS_REQUEST, USER_NAME};
+    let d = Otpd::start("");
+    d.ctl_ok(&["user", "add", "taro", "--password-stdin"], "pw-taro\n");
+    let c = Client::new(radius_addr(&d), RADIUS_SECRET);
+    let secret = RADIUS_SECRET.as_bytes();
+    let cases: [(&str, Request); 3] = [
+        ("two User-Names", Request::access(1, "taro", "pw-taro", secret).attr(USER_NAME, b"admin")),
+        ("CHAP-Password", Request::access(2, "taro", "pw-taro", secret).attr(3, &[7u8; 17])),
+        ("EAP-Message", Request::access(3, "taro", "pw-taro", secret).attr(79, &[2, 0, 0, 5, 1])),
+    ];
+    for (what, req) in &cases {
+        c.send_raw(&req.encode(ACCESS_REQUEST, secret, Ma::Good));
+        let log = wait_for_log(&d, "radius drop reason=malformed");
+        assert!(!log.contains("radius accept"), "{what}: {log}");
+        assert!(c.recv_raw(Duration::from_millis(300)).is_none(), "{what}: no answer");
+    }
+    // Plain PAP still works.
+    assert_eq!(c.login(9, "taro", "pw-taro").code, ACCESS_ACCEPT);
+}
+
+/// Low: a `User-Name` that is not UTF-8 was logged with replacement characters. Now it is
+/// logged escaped byte for byte.
+#[test]
+fn a_user_name_that_is_not_utf8_is_logged_byte_for_byte() {
+    use otpd_tests::radius::{hide_password, Request, USER_NAME, USER_PASSWORD};
+    let d = Otpd::start("");
+    let c = Client::new(radius_addr(&d), RADIUS_SECRET);
+    let mut req = Request::new(4);
+    let hidden = hide_password(b"pw", RADIUS_SECRET.as_bytes(), &req.authenticator);
+    req = req.attr(USER_NAME, b"ta\xffro\xc3").attr(USER_PASSWORD, &hidden);
+    let reply = c.exchange(&req);
+    assert_eq!(reply.code, otpd_tests::radius::ACCESS_REJECT);
+    let log = wait_for_log(&d, "radius reject");
+    assert!(log.contains(r#"user="ta\xffro\xc3""#), "{log}");
+    assert!(!log.contains('\u{fffd}'), "{log}");
+}
+
+/// Low: 64 idle connections locked every otpctl out of the admin socket. Now a new caller
+/// takes the slot of the connection idle the longest.
+#[test]
+fn idle_admin_connections_cannot_lock_otpctl_out() {
+    use std::io::Read;
+    let d = Otpd::start("");
+    let idle: Vec<UnixStream> = (0..64)
+        .map(|_| UnixStream::connect(&d.socket).expect("connect"))
+        .collect();
+    let out = d.ctl_ok(&["status"], "");
+    assert!(out.contains("users"), "{out}");
+    // The oldest idle connection was closed to make room: it reads end-of-file.
+    let mut first = &idle[0];
+    first
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut buf = [0u8; 1];
+    assert_eq!(first.read(&mut buf).expect("read"), 0, "evicted");
+}
+
+/// Low: unknown JSON fields were ignored by `/api/v1/renew` and by admin requests without
+/// fields (`{"op":"status","x":1}`), and 400 messages quoted the parser's internals.
+#[test]
+fn unknown_fields_are_refused_in_the_products_words() {
+    use std::io::{BufRead, BufReader, Write};
+    let d = Otpd::start("");
+    let r = post_json(
+        http_addr(&d),
+        "/api/v1/renew",
+        &json!({"service_id": "TEST-BANK", "user_id": "u", "otp": "123456", "x": 1}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    let msg = r.json()["message"].as_str().expect("message").to_string();
+    assert!(msg.contains("\"x\""), "{msg}");
+    for internal in ["Failed to deserialize", "line 1", "column", "expected one of"] {
+        assert!(!msg.contains(internal), "{msg}");
+    }
+    let r = request(
+        http_addr(&d),
+        "POST",
+        "/api/v1/renew",
+        &[("Content-Type", "application/json")],
+        b"{not json",
+    );
+    assert_eq!(r.status, 400);
+    assert!(!r.text().contains("column"), "{}", r.text());
+    let mut s = UnixStream::connect(&d.socket).expect("admin socket");
+    s.write_all(b"{\"op\":\"status\",\"x\":1}\n").expect("send");
+    let mut line = String::new();
+    BufReader::new(&s).read_line(&mut line).expect("reply");
+    let reply: serde_json::Value = serde_json::from_str(&line).expect("json");
+    assert_eq!(reply["Err"]["error"], "bad_request", "{line}");
+    assert!(
+        reply["Err"]["message"].as_str().is_some_and(|m| m.contains("unknown field \"x\"")),
+        "{line}"
+    );
+}
+
+/// Low: the setup audit line recorded the user ID the visitor typed, not the link's owner.
+#[test]
+fn the_setup_audit_line_names_the_links_owner() {
+    let d = Otpd::start("");
+    d.ctl_ok(&["user", "add", "taro", "--password-stdin"], "pw\n");
+    d.ctl_ok(
+        &["token", "issue", "taro", "--email", "taro@docomo.example.jp", "--activation-password-stdin"],
+        "act-pass-1234\n",
+    );
+    let code = link_code_from_mail_dir(&d, "taro@docomo.example.jp");
+    let r = post_json(
+        http_addr(&d),
+        &format!("/api/v1/enroll/{code}"),
+        &json!({"service_id": "TEST-BANK", "user_id": "hanako\"x", "activation_password": "act-pass-1234"}),
+    );
+    assert_eq!(r.status, 401, "{}", r.text());
+    let log = wait_for_log(&d, "audit setup=enroll");
+    let line = log
+        .lines()
+        .find(|l| l.contains("audit setup=enroll"))
+        .expect("setup line");
+    assert!(
+        line.contains("user=taro typed_user=\"hanako\\\"x\" outcome=setup_refused"),
+        "{line}"
+    );
+}
+
+/// Low: the bearer-key parser took surrounding whitespace, a lowercase scheme and the
+/// first of two `Authorization` headers; refusals were logged one line each.
+#[test]
+fn exactly_one_well_formed_bearer_header_opens_the_admin_api() {
+    let key = "kQ9-integration-key-7d1f0c2b";
+    let d = Otpd::start_with_files(
+        "[[http.api_keys]]\nname = \"ib\"\nkey_file = \"ib.key\"\n",
+        &[("ib.key", &format!("{key}\n"), 0o600)],
+    );
+    let status = |headers: &[(&str, &str)]| request(http_addr(&d), "GET", "/api/v1/admin/status", headers, b"").status;
+    let good = format!("Bearer {key}");
+    assert_eq!(status(&[("Authorization", &good)]), 200);
+    let lower = format!("bearer {key}");
+    let spaced = format!("Bearer  {key}");
+    let tabbed = format!("Bearer\t{key}");
+    for bad in [&lower, &spaced, &tabbed] {
+        assert_eq!(status(&[("Authorization", bad)]), 401, "{bad:?}");
+    }
+    assert_eq!(
+        status(&[("Authorization", &good), ("Authorization", "Bearer wrong-key-0000000000")]),
+        401,
+        "two headers"
+    );
+    for _ in 0..20 {
+        assert_eq!(status(&[("Authorization", "Bearer wrong-key-0000000000")]), 401);
+    }
+    let log = wait_for_log(&d, "http admin API: refused");
+    let lines = log.matches("http admin API: refused").count();
+    assert_eq!(lines, 1, "24 refusals within 10 s log one line: {log}");
 }
