@@ -109,10 +109,7 @@ impl AdminRequest {
         let req: AdminRequest = serde_json::from_value(value.clone())
             .map_err(|e| describe_json_error(&e.to_string(), &format!("operation {op:?}")))?;
         let known = serde_json::to_value(&req).unwrap_or_default();
-        if let Some(extra) = given
-            .keys()
-            .find(|k| known.get(k.as_str()).is_none())
-        {
+        if let Some(extra) = given.keys().find(|k| known.get(k.as_str()).is_none()) {
             return Err(format!(
                 "unknown field {extra:?} for operation {op:?}; see `otpctl --help`"
             ));
@@ -261,8 +258,7 @@ pub fn describe_json_error(parser_message: &str, what: &str) -> String {
         format!("unknown operation {v:?}")
     } else if parser_message.contains("missing field") || parser_message.contains("tag") {
         format!("{what} is missing its \"op\" field")
-    } else if parser_message.contains("invalid type") || parser_message.contains("invalid value")
-    {
+    } else if parser_message.contains("invalid type") || parser_message.contains("invalid value") {
         format!("a field of {what} has the wrong type: every value is a string")
     } else {
         format!("{what} is not a JSON object as the documentation describes")
@@ -280,7 +276,10 @@ mod parse_tests {
             Ok(AdminRequest::Status)
         ));
         let e = AdminRequest::parse(br#"{"op":"status","x":1}"#).expect_err("refused");
-        assert_eq!(e, "unknown field \"x\" for operation \"status\"; see `otpctl --help`");
+        assert_eq!(
+            e,
+            "unknown field \"x\" for operation \"status\"; see `otpctl --help`"
+        );
         let e = AdminRequest::parse(br#"{"op":"user_show","login_id":"a","colour":"red"}"#)
             .expect_err("refused");
         assert!(e.contains("\"colour\""), "{e}");

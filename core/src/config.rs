@@ -352,7 +352,12 @@ impl Config {
             .map_err(|e| vec![format!("cannot read {}: {e}", path.display())])?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let mut loaded = Config::parse(&text, &base)?;
-        let inline = loaded.config.radius.clients.iter().any(|c| c.secret.is_some());
+        let inline = loaded
+            .config
+            .radius
+            .clients
+            .iter()
+            .any(|c| c.secret.is_some());
         if inline {
             use std::os::unix::fs::PermissionsExt;
             let mode = std::fs::metadata(path).map_or(0, |m| m.permissions().mode());

@@ -42,7 +42,8 @@ struct Slot {
 impl Slots {
     /// A slot for a new connection (its id and its eviction signal), evicting the longest
     /// idle connection when all are taken; `None` when every connection is busy.
-    pub fn admit(&mut self, capacity: usize) -> Option<(u64, Arc<Notify>)> {
+    /// A new connection counts as idle from `now` until its first request arrives.
+    pub fn admit(&mut self, capacity: usize, now: Instant) -> Option<(u64, Arc<Notify>)> {
         if self.open.len() >= capacity {
             let (_, oldest) = self
                 .open
@@ -59,7 +60,7 @@ impl Slots {
         self.open.insert(
             id,
             Slot {
-                idle_since: None,
+                idle_since: Some(now),
                 evict: evict.clone(),
             },
         );
@@ -142,7 +143,7 @@ impl AdminSocket {
                 _ = &mut shutdown => break,
                 accepted = self.listener.accept() => {
                     let Ok((stream, _)) = accepted else { continue };
-                    let Some((id, evict)) = slots(&open).admit(MAX_CONNECTIONS) else {
+                    let Some((id, evict)) = slots(&open).admit(MAX_CONNECTIONS, Instant::now()) else {
                         if let Some(suppressed) = refusals.note((), Instant::now()) {
                             let more = if suppressed > 0 {
                                 format!(" suppressed={suppressed} (refusals not logged one by one since the last line)")
@@ -258,13 +259,15 @@ mod tests {
     fn a_new_caller_takes_the_slot_of_the_longest_idle_connection() {
         let mut s = Slots::default();
         let t0 = Instant::now();
-        let (a, evict_a) = s.admit(2).expect("a");
-        let (b, evict_b) = s.admit(2).expect("b");
-        // Both busy: nobody can be evicted.
-        assert!(s.admit(2).is_none());
+        let (a, evict_a) = s.admit(2, t0).expect("a");
+        let (b, evict_b) = s.admit(2, t0).expect("b");
+        // Both busy with a request: nobody can be evicted.
+        s.set_idle(a, None);
+        s.set_idle(b, None);
+        assert!(s.admit(2, t0).is_none());
         s.set_idle(b, Some(t0));
         s.set_idle(a, Some(t0 + Duration::from_secs(1)));
-        let (_c, _) = s.admit(2).expect("c takes b's slot");
+        let (_c, _) = s.admit(2, t0).expect("c takes b's slot");
         assert_eq!(s.len(), 2);
         // b was told to go, a was not.
         let now = futures_now(&evict_b);

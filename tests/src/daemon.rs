@@ -54,6 +54,9 @@ argon2_iterations = 1
 [http]
 listen = "127.0.0.1:{http_port}"
 public_url = "http://127.0.0.1:{http_port}"
+# Every test customer comes from 127.0.0.1: tests of the rate limit set their own.
+customer_burst = 100000
+customer_burst_total = 100000
 
 [mail]
 transport = "file"
@@ -90,8 +93,7 @@ syslog = false
         for (name, content, mode) in files {
             let path = dir.path().join(name);
             std::fs::write(&path, content).expect("write file");
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(*mode))
-                .expect("chmod");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(*mode)).expect("chmod");
         }
         let radius_port = free_udp_port();
         let http_port = free_tcp_port();

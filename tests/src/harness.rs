@@ -127,6 +127,12 @@ impl Site {
             Scheme::Http => "http",
             Scheme::Https => "https",
         };
+        // Every test customer comes from 127.0.0.1: tests of the rate limit set their own.
+        let limits = if http_lines.contains("customer_") {
+            ""
+        } else {
+            "customer_burst = 100000\ncustomer_burst_total = 100000"
+        };
         let text = format!(
             r#"service_id = "EXAMPLE-BANK"
 data_dir = "data"
@@ -143,6 +149,7 @@ argon2_iterations = 1
 listen = "{http}"
 public_url = "{scheme}://{http}"
 {http_lines}
+{limits}
 
 [mail]
 transport = "smtp"
@@ -161,6 +168,12 @@ syslog = false
 "#
         );
         fs::write(&config, text).expect("write config");
+        // It holds the inline test secret: private, as otpd asks of such a file.
+        fs::set_permissions(
+            &config,
+            <fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600),
+        )
+        .expect("chmod config");
         Site {
             admin_socket: dir.path().join("admin.sock"),
             log: dir.path().join("otpd.log"),

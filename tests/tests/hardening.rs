@@ -12,8 +12,8 @@ use otpd_tests::daemon::{bin, free_tcp_port, free_udp_port, wait_until, Otpd, RA
 use otpd_tests::http::{get, post_form, post_json, request};
 use otpd_tests::radius::{Client, ACCESS_ACCEPT};
 use otpd_tests::token::{activate, link_code_from_mail_dir, oathtool};
-use std::os::unix::net::UnixStream;
 use serde_json::json;
+use std::os::unix::net::UnixStream;
 
 /// Resident and peak resident size of a process, KiB (`VmRSS`, `VmHWM`).
 fn rss_kib(pid: u32) -> (u64, u64) {
@@ -127,7 +127,11 @@ fn renewal_answers_alike_for_unknown_users_and_every_state() {
         let r = post_form(
             http_addr(&d),
             "/renew",
-            &[("service_id", "TEST-BANK"), ("user_id", who), ("otp", "000000")],
+            &[
+                ("service_id", "TEST-BANK"),
+                ("user_id", who),
+                ("otp", "000000"),
+            ],
         );
         (r.status, r.text().replace(who, "<id>"))
     };
@@ -148,7 +152,10 @@ fn the_renewal_lock_shows_and_token_unlock_clears_it() {
     assert_eq!(v["renewal_locked"], true, "{v}");
     assert_eq!(v["locked"], false, "logins are not locked: {v}");
     let text = d.ctl_ok(&["user", "show", "taro"], "");
-    assert!(text.contains("renewal locked     true (5 failures)"), "{text}");
+    assert!(
+        text.contains("renewal locked     true (5 failures)"),
+        "{text}"
+    );
     d.ctl_ok(&["token", "unlock", "taro"], "");
     assert_eq!(d.show("taro")["renewal_locked"], false);
     // Unlocked, a valid code reaches the window check: too early, and it says when.
@@ -179,7 +186,11 @@ fn customer_endpoints_are_rate_limited_per_source() {
     // A page gets a page.
     let page = get(http_addr(&d), "/renew");
     assert_eq!(page.status, 429);
-    assert!(page.text().contains("しばらく") || page.text().contains("少し時間"), "{}", page.text());
+    assert!(
+        page.text().contains("しばらく") || page.text().contains("少し時間"),
+        "{}",
+        page.text()
+    );
     // The health check is not a customer endpoint.
     assert_eq!(get(http_addr(&d), "/healthz").status, 200);
     // Behind a trusted proxy, each forwarded-for source has its own bucket; the proxy's
@@ -198,8 +209,15 @@ fn customer_endpoints_are_rate_limited_per_source() {
         )
         .status
     };
-    assert_eq!([via("203.0.113.1"), via("203.0.113.1"), via("203.0.113.1")], [200, 200, 429]);
-    assert_eq!(via("203.0.113.2"), 200, "another customer behind the same proxy");
+    assert_eq!(
+        [via("203.0.113.1"), via("203.0.113.1"), via("203.0.113.1")],
+        [200, 200, 429]
+    );
+    assert_eq!(
+        via("203.0.113.2"),
+        200,
+        "another customer behind the same proxy"
+    );
 }
 
 /// A config in a fresh folder (the harness defaults plus `extra`), not started.
@@ -227,8 +245,8 @@ fn check_config(config: &Path) -> (Option<i32>, String) {
         .arg(config)
         .output()
         .expect("otpd --check-config");
-    let text = String::from_utf8_lossy(&out.stderr).into_owned()
-        + &String::from_utf8_lossy(&out.stdout);
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
     (out.status.code(), text)
 }
 
@@ -246,7 +264,10 @@ fn run_to_exit(config: &Path) -> (Option<i32>, String) {
         child.try_wait().ok().flatten()
     });
     let out = child.wait_with_output().expect("output");
-    (status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// Medium: an API key file and a RADIUS secret_file at 0644 were accepted silently. Now
@@ -277,7 +298,10 @@ fn credential_files_others_can_read_are_refused() {
             let (code, text) = check_config(&config);
             assert_eq!(code, Some(2), "{extra} {mode:o}: {text}");
             let fix = format!("chmod 600 {}", cred.display());
-            assert!(text.contains(&fix), "{extra} {mode:o}: names the file and the fix: {text}");
+            assert!(
+                text.contains(&fix),
+                "{extra} {mode:o}: names the file and the fix: {text}"
+            );
             let (code, text) = run_to_exit(&config);
             assert_eq!(code, Some(2), "{text}");
             assert!(text.contains(&fix), "{text}");
@@ -311,7 +335,10 @@ fn check_config_makes_every_start_time_refusal() {
     chmod(&key, 0o644);
     let (code, text) = check_config(&config);
     assert_eq!(code, Some(2), "{text}");
-    assert!(text.contains("master.key") && text.contains("chmod 600"), "{text}");
+    assert!(
+        text.contains("master.key") && text.contains("chmod 600"),
+        "{text}"
+    );
 
     let (_dir, config) = site(
         "[[radius.clients]]\nname = \"twin\"\naddress = \"127.0.0.1\"\nsecret = \"another-secret-0123456789\"\n",
@@ -338,7 +365,10 @@ fn check_config_makes_every_start_time_refusal() {
     // The start says the same, before anything is served.
     let (code, text) = run_to_exit(&config);
     assert_eq!(code, Some(1), "{text}");
-    assert!(text.contains("data_dir") && text.contains("chmod 700"), "{text}");
+    assert!(
+        text.contains("data_dir") && text.contains("chmod 700"),
+        "{text}"
+    );
     assert!(!dir.path().join("admin.sock").exists());
 }
 
@@ -348,7 +378,11 @@ fn check_config_makes_every_start_time_refusal() {
 fn data_dir_is_created_private() {
     let d = Otpd::start("");
     let data = d.dir.path().join("data");
-    let mode = std::fs::metadata(&data).expect("data_dir").permissions().mode() & 0o777;
+    let mode = std::fs::metadata(&data)
+        .expect("data_dir")
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode, 0o700, "data_dir mode {mode:o}");
 }
 
@@ -360,7 +394,11 @@ fn risky_settings_are_warned_about_once() {
     );
     let (code, text) = check_config(&config);
     assert_eq!(code, Some(0), "{text}");
-    for needle in ["require_message_authenticator = false", "reject_delay_ms = 0", "plain HTTP"] {
+    for needle in [
+        "require_message_authenticator = false",
+        "reject_delay_ms = 0",
+        "plain HTTP",
+    ] {
         assert_eq!(text.matches(needle).count(), 1, "{needle}: {text}");
     }
     let d = Otpd::start(
@@ -376,10 +414,14 @@ fn risky_settings_are_warned_about_once() {
 
 /// Polls otpd's stderr until `needle` shows up.
 fn wait_for_log(d: &Otpd, needle: &str) -> String {
-    wait_until(&format!("{needle:?} in otpd's log"), Duration::from_secs(20), || {
-        let log = d.stderr();
-        log.contains(needle).then_some(log)
-    })
+    wait_until(
+        &format!("{needle:?} in otpd's log"),
+        Duration::from_secs(20),
+        || {
+            let log = d.stderr();
+            log.contains(needle).then_some(log)
+        },
+    )
 }
 
 /// Low: a second `User-Name`, or `User-Password` together with `CHAP-Password` or
@@ -393,15 +435,27 @@ fn ambiguous_access_requests_are_dropped() {
     let c = Client::new(radius_addr(&d), RADIUS_SECRET);
     let secret = RADIUS_SECRET.as_bytes();
     let cases: [(&str, Request); 3] = [
-        ("two User-Names", Request::access(1, "taro", "pw-taro", secret).attr(USER_NAME, b"admin")),
-        ("CHAP-Password", Request::access(2, "taro", "pw-taro", secret).attr(3, &[7u8; 17])),
-        ("EAP-Message", Request::access(3, "taro", "pw-taro", secret).attr(79, &[2, 0, 0, 5, 1])),
+        (
+            "two User-Names",
+            Request::access(1, "taro", "pw-taro", secret).attr(USER_NAME, b"admin"),
+        ),
+        (
+            "CHAP-Password",
+            Request::access(2, "taro", "pw-taro", secret).attr(3, &[7u8; 17]),
+        ),
+        (
+            "EAP-Message",
+            Request::access(3, "taro", "pw-taro", secret).attr(79, &[2, 0, 0, 5, 1]),
+        ),
     ];
     for (what, req) in &cases {
         c.send_raw(&req.encode(ACCESS_REQUEST, secret, Ma::Good));
         let log = wait_for_log(&d, "radius drop reason=malformed");
         assert!(!log.contains("radius accept"), "{what}: {log}");
-        assert!(c.recv_raw(Duration::from_millis(300)).is_none(), "{what}: no answer");
+        assert!(
+            c.recv_raw(Duration::from_millis(300)).is_none(),
+            "{what}: no answer"
+        );
     }
     // Plain PAP still works.
     assert_eq!(c.login(9, "taro", "pw-taro").code, ACCESS_ACCEPT);
@@ -416,7 +470,9 @@ fn a_user_name_that_is_not_utf8_is_logged_byte_for_byte() {
     let c = Client::new(radius_addr(&d), RADIUS_SECRET);
     let mut req = Request::new(4);
     let hidden = hide_password(b"pw", RADIUS_SECRET.as_bytes(), &req.authenticator);
-    req = req.attr(USER_NAME, b"ta\xffro\xc3").attr(USER_PASSWORD, &hidden);
+    req = req
+        .attr(USER_NAME, b"ta\xffro\xc3")
+        .attr(USER_PASSWORD, &hidden);
     let reply = c.exchange(&req);
     assert_eq!(reply.code, otpd_tests::radius::ACCESS_REJECT);
     let log = wait_for_log(&d, "radius reject");
@@ -458,7 +514,12 @@ fn unknown_fields_are_refused_in_the_products_words() {
     assert_eq!(r.status, 400, "{}", r.text());
     let msg = r.json()["message"].as_str().expect("message").to_string();
     assert!(msg.contains("\"x\""), "{msg}");
-    for internal in ["Failed to deserialize", "line 1", "column", "expected one of"] {
+    for internal in [
+        "Failed to deserialize",
+        "line 1",
+        "column",
+        "expected one of",
+    ] {
         assert!(!msg.contains(internal), "{msg}");
     }
     let r = request(
@@ -477,7 +538,9 @@ fn unknown_fields_are_refused_in_the_products_words() {
     let reply: serde_json::Value = serde_json::from_str(&line).expect("json");
     assert_eq!(reply["Err"]["error"], "bad_request", "{line}");
     assert!(
-        reply["Err"]["message"].as_str().is_some_and(|m| m.contains("unknown field \"x\"")),
+        reply["Err"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("unknown field \"x\"")),
         "{line}"
     );
 }
@@ -488,7 +551,14 @@ fn the_setup_audit_line_names_the_links_owner() {
     let d = Otpd::start("");
     d.ctl_ok(&["user", "add", "taro", "--password-stdin"], "pw\n");
     d.ctl_ok(
-        &["token", "issue", "taro", "--email", "taro@docomo.example.jp", "--activation-password-stdin"],
+        &[
+            "token",
+            "issue",
+            "taro",
+            "--email",
+            "taro@docomo.example.jp",
+            "--activation-password-stdin",
+        ],
         "act-pass-1234\n",
     );
     let code = link_code_from_mail_dir(&d, "taro@docomo.example.jp");
@@ -518,7 +588,9 @@ fn exactly_one_well_formed_bearer_header_opens_the_admin_api() {
         "[[http.api_keys]]\nname = \"ib\"\nkey_file = \"ib.key\"\n",
         &[("ib.key", &format!("{key}\n"), 0o600)],
     );
-    let status = |headers: &[(&str, &str)]| request(http_addr(&d), "GET", "/api/v1/admin/status", headers, b"").status;
+    let status = |headers: &[(&str, &str)]| {
+        request(http_addr(&d), "GET", "/api/v1/admin/status", headers, b"").status
+    };
     let good = format!("Bearer {key}");
     assert_eq!(status(&[("Authorization", &good)]), 200);
     let lower = format!("bearer {key}");
@@ -528,12 +600,18 @@ fn exactly_one_well_formed_bearer_header_opens_the_admin_api() {
         assert_eq!(status(&[("Authorization", bad)]), 401, "{bad:?}");
     }
     assert_eq!(
-        status(&[("Authorization", &good), ("Authorization", "Bearer wrong-key-0000000000")]),
+        status(&[
+            ("Authorization", &good),
+            ("Authorization", "Bearer wrong-key-0000000000")
+        ]),
         401,
         "two headers"
     );
     for _ in 0..20 {
-        assert_eq!(status(&[("Authorization", "Bearer wrong-key-0000000000")]), 401);
+        assert_eq!(
+            status(&[("Authorization", "Bearer wrong-key-0000000000")]),
+            401
+        );
     }
     let log = wait_for_log(&d, "http admin API: refused");
     let lines = log.matches("http admin API: refused").count();

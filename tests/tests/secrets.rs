@@ -84,6 +84,11 @@ fn no_secret_of_a_whole_flow_reaches_a_log_or_the_backup() {
     let sink = SyslogSink::bind(&syslog_path);
     let api_key_file = sinkdir.path().join("api.key");
     std::fs::write(&api_key_file, format!("{API_KEY}\n")).expect("api key");
+    std::fs::set_permissions(
+        &api_key_file,
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600),
+    )
+    .expect("chmod api key");
     let d = Otpd::start(&format!(
         "[log]\nlevel = \"debug\"\nsyslog = true\nsyslog_socket = \"{}\"\n\n[[http.api_keys]]\nname = \"ib\"\nkey_file = \"{}\"\n",
         syslog_path.display(),

@@ -488,6 +488,12 @@ fn admin_api_over_http_with_a_bearer_key() {
         format!("{key}\nsecond line ignored\n"),
     )
     .expect("key file");
+    // otpd refuses a key file others may read (SECURITY.md).
+    std::fs::set_permissions(
+        site.path("ib-frontend.key"),
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600),
+    )
+    .expect("chmod key file");
     let sink = SmtpSink::start(site.smtp_port, &site.path("mailbox"));
     let otpd = site.start();
     let bearer = format!("Bearer {key}");

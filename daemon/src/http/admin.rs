@@ -139,12 +139,11 @@ async fn require_key(State(web): State<Shared>, mut req: Request, next: Next) ->
         } else {
             "no"
         };
-        if let Some(suppressed) = web
-            .refusal_lines
-            .note(kind, tokio::time::Instant::now())
-        {
+        if let Some(suppressed) = web.refusal_lines.note(kind, tokio::time::Instant::now()) {
             let more = if suppressed > 0 {
-                format!(" suppressed={suppressed} (refusals not logged one by one since the last line)")
+                format!(
+                    " suppressed={suppressed} (refusals not logged one by one since the last line)"
+                )
             } else {
                 String::new()
             };
@@ -322,14 +321,20 @@ mod bearer_tests {
     fn with(values: &[&str]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for v in values {
-            h.append(header::AUTHORIZATION, HeaderValue::from_str(v).expect("value"));
+            h.append(
+                header::AUTHORIZATION,
+                HeaderValue::from_str(v).expect("value"),
+            );
         }
         h
     }
 
     #[test]
     fn exactly_one_well_formed_bearer_header() {
-        assert_eq!(bearer_key(&with(&["Bearer abc-DEF_1.2~3+4/5=="])), Some("abc-DEF_1.2~3+4/5=="));
+        assert_eq!(
+            bearer_key(&with(&["Bearer abc-DEF_1.2~3+4/5=="])),
+            Some("abc-DEF_1.2~3+4/5==")
+        );
         for bad in [
             "bearer abc",
             "BEARER abc",
