@@ -4,9 +4,12 @@
 
 mod admin;
 mod api;
+mod app;
 mod edge;
 mod error;
 mod html;
+mod my;
+mod my_pages;
 mod pages;
 mod qr;
 mod server;
@@ -26,6 +29,8 @@ pub struct Web {
     pub ops: Arc<Ops>,
     pub service_id: String,
     pub keys: ApiKeys,
+    /// The OTP menu's cookie is marked `Secure` (HTTPS here or at a proxy in front).
+    pub secure_cookies: bool,
 }
 
 type Shared = Arc<Web>;
@@ -53,7 +58,8 @@ pub fn router(web: Shared) -> Router {
         )
         .route("/renew", get(pages::renew_get).post(pages::renew_post))
         .route("/api/v1/enroll/{code}", post(api::enroll))
-        .route("/api/v1/renew", post(api::renew));
+        .route("/api/v1/renew", post(api::renew))
+        .merge(customer_routes());
     if !web.keys.is_empty() {
         r = r.nest("/api/v1/admin", admin::routes(web.clone()));
     }
@@ -61,6 +67,43 @@ pub fn router(web: Shared) -> Router {
         .method_not_allowed_fallback(edge::method_not_allowed)
         .with_state(web)
         .layer(axum::middleware::from_fn(edge::edge))
+}
+
+/// The token app and the OTP menu, pages and API.
+fn customer_routes() -> Router<Shared> {
+    Router::new()
+        .route("/app", get(app::root))
+        .route("/app/", get(app::index))
+        .route("/app/app.js", get(app::script))
+        .route("/app/sw.js", get(app::worker))
+        .route("/app/manifest.webmanifest", get(app::manifest))
+        .route("/app/icon.svg", get(app::icon))
+        .route("/my/", get(my_pages::menu))
+        .route("/my/sign-in", post(my_pages::sign_in))
+        .route("/my/sign-out", post(my_pages::sign_out))
+        .route(
+            "/my/issue",
+            get(my_pages::issue_get).post(my_pages::issue_post),
+        )
+        .route(
+            "/my/activate",
+            get(my_pages::activate_get).post(my_pages::activate_post),
+        )
+        .route(
+            "/my/cancel",
+            get(my_pages::cancel_get).post(my_pages::cancel_post),
+        )
+        .route(
+            "/my/renew",
+            get(my_pages::renew_get).post(my_pages::renew_post),
+        )
+        .route("/api/v1/my/sign-in", post(my::api_sign_in))
+        .route("/api/v1/my/status", get(my::api_status))
+        .route("/api/v1/my/issue", post(my::api_issue))
+        .route("/api/v1/my/activate", post(my::api_activate))
+        .route("/api/v1/my/cancel", post(my::api_cancel))
+        .route("/api/v1/my/renew", post(my::api_renew))
+        .route("/api/v1/my/sign-out", post(my::api_sign_out))
 }
 
 #[cfg(test)]

@@ -94,6 +94,7 @@ impl HttpServer {
             ops: ops.clone(),
             service_id: config.service_id.clone(),
             keys,
+            secure_cookies: tls.is_some() || h.public_url.starts_with("https://"),
         });
         Ok(HttpServer {
             listener,

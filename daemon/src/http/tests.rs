@@ -37,6 +37,7 @@ fn fixture(keys: &[(&str, &str)]) -> Fixture {
         ops: ops.clone(),
         service_id: "EXAMPLE-BANK".into(),
         keys: ApiKeys::from_pairs(keys),
+        secure_cookies: false,
     }));
     Fixture {
         _dir: dir,
