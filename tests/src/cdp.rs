@@ -36,7 +36,10 @@ impl Socket {
         let mut reader = BufReader::new(stream);
         let mut status = String::new();
         reader.read_line(&mut status).expect("upgrade answer");
-        assert!(status.contains(" 101 "), "DevTools refused the WebSocket: {status}");
+        assert!(
+            status.contains(" 101 "),
+            "DevTools refused the WebSocket: {status}"
+        );
         loop {
             let mut line = String::new();
             reader.read_line(&mut line).expect("upgrade headers");
@@ -250,9 +253,8 @@ impl Browser {
                 json!({"expression": expression, "awaitPromise": true, "returnByValue": true}),
             );
             let v = r["result"]["value"].clone();
-            let truthy = !matches!(&v, Value::Null | Value::Bool(false))
-                && v != json!(0)
-                && v != json!("");
+            let truthy =
+                !matches!(&v, Value::Null | Value::Bool(false)) && v != json!(0) && v != json!("");
             if r.get("exceptionDetails").is_none() && truthy {
                 return v;
             }
@@ -286,7 +288,10 @@ impl Browser {
             "Runtime.evaluate",
             json!({"expression": "document.body ? document.body.innerText : ''", "returnByValue": true}),
         );
-        r["result"]["value"].as_str().unwrap_or_default().to_string()
+        r["result"]["value"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 
     /// Types `value` into the field with that id, as input events would leave it.
@@ -305,7 +310,12 @@ impl Browser {
             "(() => {{ const e = document.getElementById({}); if (!e) return false; e.click(); return true; }})()",
             json!(id)
         );
-        assert_eq!(self.eval(&script), json!(true), "no #{id} to click on: {}", self.text());
+        assert_eq!(
+            self.eval(&script),
+            json!(true),
+            "no #{id} to click on: {}",
+            self.text()
+        );
     }
 
     /// Clicks something that submits a form or follows a link, and waits for the new page.
@@ -330,7 +340,10 @@ impl Browser {
 
     /// The page's URL.
     pub fn url(&mut self) -> String {
-        self.eval("location.href").as_str().unwrap_or_default().to_string()
+        self.eval("location.href")
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 
     /// A PNG of what the phone shows, saved to `path`.

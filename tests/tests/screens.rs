@@ -88,12 +88,18 @@ fn set_up_in_app(b: &mut Browser, link: &str, who: &str, shots: &str) -> (String
     b.fill("activation_password", "wrong-pass");
     b.click("setup-button");
     b.wait_for("the refusal", "document.getElementById('error')");
-    assert_eq!(b.eval("document.getElementById('user_id').value"), json!(who));
+    assert_eq!(
+        b.eval("document.getElementById('user_id').value"),
+        json!(who)
+    );
     assert!(b.text().contains("利用開始パスワードが正しくありません"));
     b.screenshot(&shot(&format!("{shots}-app-setup-refused")));
     b.fill("activation_password", ACT);
     b.click("setup-button");
-    b.wait_for("the setup to finish", "document.getElementById('setup-done')");
+    b.wait_for(
+        "the setup to finish",
+        "document.getElementById('setup-done')",
+    );
     assert!(b.text().contains("初期設定が正常に完了しました"));
     assert!(
         !b.url().contains("setup"),
@@ -105,7 +111,10 @@ fn set_up_in_app(b: &mut Browser, link: &str, who: &str, shots: &str) -> (String
     );
     let reply: Value = serde_json::from_str(&b.response_body("/api/v1/enroll/")).expect("json");
     let secret = reply["secret"].as_str().expect("secret").to_string();
-    let expires = reply["expires_at"].as_str().expect("expires_at").to_string();
+    let expires = reply["expires_at"]
+        .as_str()
+        .expect("expires_at")
+        .to_string();
     assert_eq!(
         rfc3339(reply["renewal_available_from"].as_str().expect("from")),
         rfc3339(&expires) - 30 * DAY
@@ -144,7 +153,11 @@ fn the_guide_from_sign_in_to_cancellation() {
         b.eval("document.getElementById('error').dataset.code"),
         json!("sign_in_refused")
     );
-    assert_eq!(show(&otpd, who)["failures"], json!(1), "counted on the lock");
+    assert_eq!(
+        show(&otpd, who)["failures"],
+        json!(1),
+        "counted on the lock"
+    );
     b.fill("password", LOGIN_PW);
     b.click_and_wait("sign-in");
     assert_eq!(
@@ -168,10 +181,7 @@ fn the_guide_from_sign_in_to_cancellation() {
         otpd.http,
         "POST",
         "/api/v1/my/cancel",
-        &[
-            ("Cookie", &cookie),
-            ("Content-Type", "application/json"),
-        ],
+        &[("Cookie", &cookie), ("Content-Type", "application/json")],
         br#"{"confirm":true}"#,
     );
     assert_eq!(forged.status, 403, "{}", forged.text());
@@ -190,11 +200,19 @@ fn the_guide_from_sign_in_to_cancellation() {
         b.eval("document.getElementById('error').dataset.code"),
         json!("email_mismatch")
     );
-    assert_eq!(b.eval("document.getElementById('email').value"), json!(email));
+    assert_eq!(
+        b.eval("document.getElementById('email').value"),
+        json!(email)
+    );
     b.screenshot(&shot("my-bot001-refused"));
     for (addr, again, pw2, code) in [
         ("taro-at-docomo", "taro-at-docomo", ACT, "bad_email"),
-        (email.as_str(), email.as_str(), "other-pass", "password_mismatch"),
+        (
+            email.as_str(),
+            email.as_str(),
+            "other-pass",
+            "password_mismatch",
+        ),
     ] {
         b.fill("email", addr);
         b.fill("email_confirmation", again);
@@ -208,7 +226,11 @@ fn the_guide_from_sign_in_to_cancellation() {
             json!(code)
         );
     }
-    assert_eq!(show(&otpd, who)["state"], "unregistered", "nothing issued yet");
+    assert_eq!(
+        show(&otpd, who)["state"],
+        "unregistered",
+        "nothing issued yet"
+    );
     b.fill("email", &email);
     b.fill("email_confirmation", &email);
     b.fill("activation_password", ACT);
@@ -262,7 +284,10 @@ fn the_guide_from_sign_in_to_cancellation() {
             && !stored["fields"].to_string().contains("otpauth"),
         "{stored}"
     );
-    assert_eq!((stored["local"].clone(), stored["session"].clone()), (json!(0), json!(0)));
+    assert_eq!(
+        (stored["local"].clone(), stored["session"].clone()),
+        (json!(0), json!(0))
+    );
 
     // Readable at 320 px: nothing wider than the screen.
     b.size(320, 640);
@@ -301,7 +326,10 @@ fn the_guide_from_sign_in_to_cancellation() {
         "/api/v1/my/sign-in",
         &json!({"login_id": who, "password": LOGIN_PW}),
     );
-    assert_eq!((r.status, r.json()["error"].clone()), (401, json!("otp_required")));
+    assert_eq!(
+        (r.status, r.json()["error"].clone()),
+        (401, json!("otp_required"))
+    );
 
     // A RADIUS login with the app's code. The code just used is spent, so the app is
     // shown the next minute (the window accepts one step ahead).
@@ -315,7 +343,10 @@ fn the_guide_from_sign_in_to_cancellation() {
     let verdict = radclient(port, who, &format!("{LOGIN_PW}{next}"));
     assert!(verdict.contains("Access-Accept"), "radclient: {verdict}");
     let again = radclient(port, who, &format!("{LOGIN_PW}{next}"));
-    assert!(again.contains("Access-Reject"), "a code is used once: {again}");
+    assert!(
+        again.contains("Access-Reject"),
+        "a code is used once: {again}"
+    );
 
     // Cancellation, with its confirmation step.
     b.open(&otpd.url("/my/"));
@@ -338,13 +369,25 @@ fn the_guide_from_sign_in_to_cancellation() {
         .find(|c| c["name"] == "otpd_my")
         .map(|c| format!("otpd_my={}", c["value"].as_str().unwrap_or_default()))
         .expect("cookie");
-    let before = http::request(otpd.http, "GET", "/api/v1/my/status", &[("Cookie", &cookie)], b"");
+    let before = http::request(
+        otpd.http,
+        "GET",
+        "/api/v1/my/status",
+        &[("Cookie", &cookie)],
+        b"",
+    );
     assert_eq!(before.status, 200, "{}", before.text());
     assert_eq!(before.json()["state_ja"], "未登録");
     b.click_and_wait("sign-out");
     assert!(b.exists("login_id"), "back at the sign-in form");
     b.screenshot(&shot("my-signed-out"));
-    let after = http::request(otpd.http, "GET", "/api/v1/my/status", &[("Cookie", &cookie)], b"");
+    let after = http::request(
+        otpd.http,
+        "GET",
+        "/api/v1/my/status",
+        &[("Cookie", &cookie)],
+        b"",
+    );
     assert_eq!(after.status, 401);
     assert_eq!(after.json()["error"], "not_signed_in");
 
@@ -384,9 +427,19 @@ fn the_app_shows_its_renewal_menu_from_thirty_days_before_expiry() {
     let url = otpd.url("/app/");
     let (_, shown) = app_at(&mut b, &url, expires - 31 * DAY, "app-31-days-before");
     assert!(!shown, "no renewal menu 31 days before expiry");
-    let (_, shown) = app_at(&mut b, &url, expires - 30 * DAY, "app-renewal-30-days-before");
+    let (_, shown) = app_at(
+        &mut b,
+        &url,
+        expires - 30 * DAY,
+        "app-renewal-30-days-before",
+    );
     assert!(shown, "the renewal menu 30 days before expiry");
-    let (_, shown) = app_at(&mut b, &url, expires - 20 * DAY, "app-renewal-20-days-before");
+    let (_, shown) = app_at(
+        &mut b,
+        &url,
+        expires - 20 * DAY,
+        "app-renewal-20-days-before",
+    );
     assert!(shown, "the renewal menu 20 days before expiry");
     let (offset, shown) = app_at(&mut b, &url, expires + 10 * DAY, "app-renewal-expired");
     assert!(shown, "the renewal menu stays after expiry");
@@ -399,7 +452,11 @@ fn the_app_shows_its_renewal_menu_from_thirty_days_before_expiry() {
     b.open(&otpd.url("/app/"));
     assert!(b.exists("token-0-expired"), "{}", b.text());
     let (code, step) = app_code(&mut b);
-    assert_eq!(code, oathtool(&secret, Some(step * 60)), "codes still compute");
+    assert_eq!(
+        code,
+        oathtool(&secret, Some(step * 60)),
+        "codes still compute"
+    );
     b.click("token-0-renew");
     b.wait_for("the renewal", "document.getElementById('renewed')");
     let user = show(&otpd, who);
@@ -412,7 +469,10 @@ fn the_app_shows_its_renewal_menu_from_thirty_days_before_expiry() {
         "the new expiry is shown"
     );
     assert!(b.text().contains("有効期限を更新しました"));
-    assert!(!b.exists("token-0-renewal"), "the menu closes with the renewal");
+    assert!(
+        !b.exists("token-0-renewal"),
+        "the menu closes with the renewal"
+    );
     b.screenshot(&shot("app-renewed"));
     b.remove_script(&id);
 
@@ -423,7 +483,9 @@ fn the_app_shows_its_renewal_menu_from_thirty_days_before_expiry() {
     assert_eq!(code, oathtool(&secret, Some(step * 60)));
     b.screenshot(&shot("app-offline"));
     wait_until("nothing listening", Duration::from_secs(5), || {
-        std::net::TcpStream::connect(site.http).is_err().then_some(())
+        std::net::TcpStream::connect(site.http)
+            .is_err()
+            .then_some(())
     });
 }
 

@@ -64,6 +64,7 @@ a.app{display:block;text-align:center;font-size:1.1rem;padding:.8rem;border-radi
 background:#18794e;color:#fff;font-weight:bold;text-decoration:none}\
 a.app .en{color:#e9f6ef}\
 nav a{display:block;margin:.6rem 0}\
+button .en{color:inherit;opacity:.9}\
 button.sub{background:#fff;color:#0b5cad;border:1px solid #0b5cad}\
 button.danger{background:#c0262d}";
 
@@ -383,6 +384,7 @@ mod tests {
         let p = enroll_form(
             StatusCode::UNAUTHORIZED,
             "BANK<1>",
+            "0123456789abcdef",
             Some("setup_refused"),
             "\"><script>alert(1)</script>",
             "taro",
