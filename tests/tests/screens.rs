@@ -318,6 +318,14 @@ fn the_guide_from_sign_in_to_cancellation() {
     );
     assert!(b.text().contains("利用中"));
     b.screenshot(&shot("my-bop001-active"));
+    b.size(320, 640);
+    assert_eq!(
+        b.eval("document.documentElement.scrollWidth <= 320"),
+        json!(true),
+        "the menu fits 320 px"
+    );
+    b.screenshot(&shot("my-bop001-active-320"));
+    b.size(390, 844);
     assert_eq!(show(&otpd, who)["state"], "active");
 
     // Once active, signing in needs the OTP too.

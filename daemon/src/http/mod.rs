@@ -78,6 +78,10 @@ fn customer_routes() -> Router<Shared> {
         .route("/app/sw.js", get(app::worker))
         .route("/app/manifest.webmanifest", get(app::manifest))
         .route("/app/icon.svg", get(app::icon))
+        .route(
+            "/my",
+            get(|| async { axum::response::Redirect::permanent("/my/") }),
+        )
         .route("/my/", get(my_pages::menu))
         .route("/my/sign-in", post(my_pages::sign_in))
         .route("/my/sign-out", post(my_pages::sign_out))
