@@ -447,10 +447,11 @@ pub async fn issue_post(
     match r {
         Ok(v) => {
             let email = v.email.unwrap_or_default();
+            // The guide's order: the address first, then "accepted as shown above".
             let body = format!(
-                "<div class=\"ok\" role=\"status\"><p id=\"accepted\">上記内容でトークン発行を受付ました。</p>\
-<p lang=\"en\">Your token issuance has been accepted as shown.</p></div>\n\
-<dl>\n<dt>携帯メールアドレス <span lang=\"en\">Mobile e-mail address</span></dt><dd id=\"email\">{}</dd>\n</dl>\n\
+                "<dl>\n<dt>携帯メールアドレス <span lang=\"en\">Mobile e-mail address</span></dt><dd id=\"email\">{}</dd>\n</dl>\n\
+<div class=\"ok\" role=\"status\"><p id=\"accepted\">上記内容でトークン発行を受付ました。</p>\
+<p lang=\"en\">Your token issuance has been accepted as shown above.</p></div>\n\
 <p>このアドレスにトークンのダウンロード・初期設定のご案内をお送りしました。メールのURLを開いて初期設定を行ってください。</p>\n\
 <p class=\"en\" lang=\"en\">We have sent the token's download and setup link to this address. Open it to complete the initial setup.</p>\n",
                 escape(&email)

@@ -201,14 +201,16 @@ function tokenCard(t, index) {
   const id = 'token-' + index;
   const card = el('article', { class: 'token', id, 'aria-labelledby': id + '-name' });
   card.append(el('h3', { id: id + '-name', tabindex: '-1', text: t.issuer + ' — ' + t.account }));
-  const code = el('p', { class: 'code', id: id + '-code', 'aria-label': 'ワンタイムパスワード / one-time password' });
+  // Announced with its name; the digits stay the element's own text for a screen reader.
+  const name = el('p', { class: 'sr', text: 'ワンタイムパスワード / one-time password' });
+  const code = el('p', { class: 'code', id: id + '-code' });
   const left = el('p', { class: 'left', id: id + '-left' });
   const bar = el('div', { class: 'bar', 'aria-hidden': 'true' }, el('span'));
   const [ja, en] = dates(t.expires_at);
   const expiry = el('dl', {},
     el('dt', {}, '有効期限 ', el('span', { lang: 'en', text: 'Valid until' })),
     el('dd', { id: id + '-expires', 'data-expires': t.expires_at }, ja, el('span', { class: 'en', lang: 'en', text: en })));
-  card.append(code, left, bar, expiry);
+  card.append(name, code, left, bar, expiry);
   const now = Date.now();
   if (now >= Date.parse(t.expires_at)) {
     card.append(both('有効期限が切れています。有効期限更新を行ってください。', 'This token has expired. Please renew it.'));
