@@ -458,6 +458,7 @@ fn the_app_shows_its_renewal_menu_from_thirty_days_before_expiry() {
     assert_eq!(show(&otpd, who)["state"], "expired");
     let id = b.clock_script(offset * 1000);
     b.open(&otpd.url("/app/"));
+    b.wait_for("the app", "document.body.dataset.ready === '1'");
     assert!(b.exists("token-0-expired"), "{}", b.text());
     let (code, step) = app_code(&mut b);
     assert_eq!(

@@ -174,8 +174,8 @@ async function setup(code, form) {
   // The link is spent: drop it from the address bar and the history entry.
   history.replaceState(null, '', '/app/');
   document.getElementById('setup').hidden = true;
-  say('ok', '初期設定が正常に完了しました', 'Initial setup completed successfully.', 'setup-done');
   await render();
+  say('ok', '初期設定が正常に完了しました', 'Initial setup completed successfully.', 'setup-done');
   document.getElementById('title').focus();
 }
 
@@ -189,9 +189,9 @@ async function renew(t, card) {
   t.expires_at = r.json.expires_at;
   if (r.json.renewal_available_from) t.renewal_available_from = r.json.renewal_available_from;
   await putToken(t);
+  await render();
   const [ja, en] = dates(t.expires_at);
   say('ok', '有効期限を更新しました。新しい有効期限: ' + ja, 'The expiry date has been extended. Valid until ' + en + '.', 'renewed');
-  await render();
   card.querySelector('h3') && card.querySelector('h3').focus();
 }
 
