@@ -156,3 +156,66 @@ async fn the_token_app_is_served_under_its_own_strict_policy() {
     assert_guarded(&menu);
     assert!(menu.body.contains("name=\"login_id\""));
 }
+
+/// A second node over the same store and key file, as two otpd behind one name would be.
+fn second_node(f: &Fixture, secure_cookies: bool) -> Router {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = "service_id = \"EXAMPLE-BANK\"\n[password]\nargon2_memory_kib = 64\nargon2_iterations = 1\n";
+    let config = Config::parse(text, dir.path()).expect("config").config;
+    let store = f.ops.service().store().clone();
+    let svc =
+        Service::new(&config, store, Sealer::from_key(&[5u8; 32]), clock::now()).expect("service");
+    let ops = Arc::new(Ops::new(
+        Arc::new(svc),
+        Arc::new(Logger::stderr(Level::Error)),
+    ));
+    router(Arc::new(Web {
+        ops,
+        service_id: "EXAMPLE-BANK".into(),
+        keys: ApiKeys::from_pairs(&[]),
+        secure_cookies,
+    }))
+}
+
+#[tokio::test]
+async fn a_session_made_on_one_node_works_and_ends_on_the_other() {
+    let f = fixture(&[]);
+    f.ops
+        .service()
+        .add_user("taro", "login-pw", clock::now())
+        .expect("add");
+    let b = second_node(&f, true);
+    let a = call(
+        &f.app,
+        post_json(
+            "/api/v1/my/sign-in",
+            r#"{"login_id":"taro","password":"login-pw"}"#,
+        ),
+    )
+    .await;
+    let cookie = cookie_of(&a);
+    let csrf = a.json()["csrf_token"].as_str().expect("csrf").to_string();
+
+    let on_b = call(&b, with_session(get("/api/v1/my/status"), &cookie, None)).await;
+    assert_eq!(on_b.status, StatusCode::OK, "{}", on_b.body);
+    assert_eq!(on_b.json()["csrf_token"], csrf.as_str(), "the same session");
+    let set = on_b.headers[header::SET_COOKIE].to_str().expect("ascii");
+    assert!(set.contains("; Secure"), "HTTPS node: {set}");
+
+    let out = call(
+        &b,
+        with_session(post_json("/api/v1/my/sign-out", "{}"), &cookie, Some(&csrf)),
+    )
+    .await;
+    assert_eq!(out.status, StatusCode::OK);
+    let on_a = call(
+        &f.app,
+        with_session(get("/api/v1/my/status"), &cookie, None),
+    )
+    .await;
+    assert_eq!(
+        on_a.status,
+        StatusCode::UNAUTHORIZED,
+        "signed out on every node"
+    );
+}
