@@ -466,6 +466,25 @@ fn the_app_shows_its_renewal_menu_from_thirty_days_before_expiry() {
         oathtool(&secret, Some(step * 60)),
         "codes still compute"
     );
+    // The menu offers renewal too once it is open; signing in proves the code, which
+    // stays unspent for the renewal.
+    b.open(&otpd.url("/my/"));
+    b.fill("login_id", who);
+    b.fill("password", LOGIN_PW);
+    b.fill("otp", &code);
+    b.click_and_wait("sign-in");
+    assert_eq!(
+        b.eval("document.getElementById('state').dataset.state"),
+        json!("expired"),
+        "{}",
+        b.text()
+    );
+    assert!(b.text().contains("有効期限切れ"));
+    assert!(b.exists("go-renew"), "有効期限更新 on the menu");
+    b.screenshot(&shot("my-bop001-expired"));
+
+    b.open(&otpd.url("/app/"));
+    b.wait_for("the app", "document.body.dataset.ready === '1'");
     b.click("token-0-renew");
     b.wait_for("the renewal", "document.getElementById('renewed')");
     let user = show(&otpd, who);
@@ -483,6 +502,12 @@ fn the_app_shows_its_renewal_menu_from_thirty_days_before_expiry() {
         "the menu closes with the renewal"
     );
     b.screenshot(&shot("app-renewed"));
+    b.open(&otpd.url("/my/"));
+    assert_eq!(
+        b.eval("document.getElementById('state').dataset.state"),
+        json!("active")
+    );
+    assert!(!b.exists("go-renew"), "renewal closed again");
     b.remove_script(&id);
 
     // Offline after the first load: otpd is gone, the app still opens and shows codes.
