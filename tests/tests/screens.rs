@@ -425,6 +425,24 @@ fn the_app_shows_its_renewal_menu_from_thirty_days_before_expiry() {
     otpd.admin_ok(json!({
         "op": "token_activate", "login_id": who, "otp": oathtool(&secret, None)
     }));
+    // A second token on the same phone: both are shown, each with its own code.
+    let email2 = "jiro@ezweb.ne.jp";
+    otpd.admin_ok(json!({"op": "user_add", "login_id": "jiro", "password": LOGIN_PW}));
+    otpd.admin_ok(json!({
+        "op": "token_issue", "login_id": "jiro", "email": email2, "activation_password": ACT
+    }));
+    let mail2 = sink.wait_for(email2, DEADLINE);
+    let (secret2, _) = set_up_in_app(&mut b, &app_link(&mail2.body), "jiro", "second");
+    let codes = b.wait_for(
+        "two codes",
+        "(() => { const c = [...document.querySelectorAll('.code')]; return c.length === 2 && c.every((e) => /^[0-9]{6}$/.test(e.textContent)) && c.map((e) => [e.textContent, Number(e.dataset.step)]); })()",
+    );
+    for (i, s) in [&secret, &secret2].into_iter().enumerate() {
+        let step = codes[i][1].as_i64().expect("step");
+        assert_eq!(codes[i][0], json!(oathtool(s, Some(step * 60))), "token {i}");
+    }
+    b.screenshot(&shot("app-two-tokens"));
+
     // The service worker has the app's files before otpd goes away.
     b.wait_for(
         "the service worker to hold the app",
