@@ -439,7 +439,11 @@ fn the_app_shows_its_renewal_menu_from_thirty_days_before_expiry() {
     );
     for (i, s) in [&secret, &secret2].into_iter().enumerate() {
         let step = codes[i][1].as_i64().expect("step");
-        assert_eq!(codes[i][0], json!(oathtool(s, Some(step * 60))), "token {i}");
+        assert_eq!(
+            codes[i][0],
+            json!(oathtool(s, Some(step * 60))),
+            "token {i}"
+        );
     }
     b.screenshot(&shot("app-two-tokens"));
 

@@ -203,33 +203,30 @@ pub async fn sign_in(
         }
         outcome = ops.login_otp(login_id.clone(), otp).await;
     }
-    let signed_in = match outcome {
+    let refused: Option<ApiError> = match outcome {
         // The menu is also where a customer without an active token (otp.required) gets
         // one, and where an expired token is renewed: the password (and OTP) are proven.
         LoginOutcome::Accept { .. }
-        | LoginOutcome::Reject(RejectReason::OtpRequired | RejectReason::Expired) => true,
-        LoginOutcome::Reject(RejectReason::Locked) => {
-            return Err(OpError::Locked.into());
-        }
+        | LoginOutcome::Reject(RejectReason::OtpRequired | RejectReason::Expired) => None,
+        LoginOutcome::Reject(RejectReason::Locked) => Some(OpError::Locked.into()),
+        LoginOutcome::Reject(RejectReason::OtpReplayed) => Some(OpError::OtpReplayed.into()),
         LoginOutcome::Reject(RejectReason::Store) => {
-            return Err(OpError::Store("unavailable".into()).into())
+            Some(OpError::Store("the store is unavailable".into()).into())
         }
-        LoginOutcome::Reject(RejectReason::OtpReplayed) => {
-            return Err(OpError::OtpReplayed.into());
-        }
-        _ => false,
+        _ => Some(refusal("sign_in_refused")),
     };
-    let reason = match outcome {
-        LoginOutcome::Reject(r) => r.name(),
-        _ => "ok",
+    let reason = match (&refused, outcome) {
+        (Some(_), LoginOutcome::Reject(r)) => r.name(),
+        (Some(_), _) => "refused",
+        (None, _) => "ok",
     };
     ops.log.audit(&[
         ("menu", "sign_in"),
         ("user", &login_id),
-        ("outcome", if signed_in { "ok" } else { reason }),
+        ("outcome", reason),
     ]);
-    if !signed_in {
-        return Err(refusal("sign_in_refused"));
+    if let Some(e) = refused {
+        return Err(e);
     }
     let id = login_id.clone();
     let r = ops
