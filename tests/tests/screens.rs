@@ -562,3 +562,54 @@ fn app_at(b: &mut Browser, url: &str, at: i64, name: &str) -> (i64, bool) {
 fn site_url(site: &Site, path: &str) -> String {
     format!("http://{}{path}", site.http)
 }
+
+/// The session lives in the cookie alone: it outlives a restart of otpd (or another node
+/// answering), and ends after 15 minutes without a request, on otpd's clock.
+#[test]
+fn a_menu_session_outlives_a_restart_and_ends_when_idle() {
+    let site = site();
+    let otpd = site.start();
+    otpd.admin_ok(json!({"op": "user_add", "login_id": "saburo", "password": LOGIN_PW}));
+    let r = http::post_json(
+        otpd.http,
+        "/api/v1/my/sign-in",
+        &json!({"login_id": "saburo", "password": LOGIN_PW}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let set = r.header("set-cookie").expect("Set-Cookie").to_string();
+    assert!(set.contains("Max-Age=900"), "{set}");
+    let cookie = set.split(';').next().expect("cookie").to_string();
+    // The status and the refreshed cookie.
+    let status = |otpd: &Otpd, cookie: &str| {
+        let r = http::request(
+            otpd.http,
+            "GET",
+            "/api/v1/my/status",
+            &[("Cookie", cookie)],
+            b"",
+        );
+        let fresh = r
+            .header("set-cookie")
+            .and_then(|c| c.split(';').next())
+            .unwrap_or_default()
+            .to_string();
+        (r.status, fresh)
+    };
+    otpd.stop();
+    let otpd = site.start();
+    assert_eq!(
+        status(&otpd, &cookie).0,
+        200,
+        "the same session after a restart"
+    );
+    otpd.stop();
+    let otpd = site.start_with_clock(Some("+14m"));
+    let (code, fresh) = status(&otpd, &cookie);
+    assert_eq!(code, 200, "14 minutes idle");
+    otpd.stop();
+    // 28 minutes after sign-in: the first cookie has been idle too long, the one renewed
+    // at 14 minutes has not.
+    let otpd = site.start_with_clock(Some("+28m"));
+    assert_eq!(status(&otpd, &cookie).0, 401, "idle for 28 minutes");
+    assert_eq!(status(&otpd, &fresh).0, 200, "idle for 14 minutes");
+}
