@@ -446,6 +446,20 @@ fn the_app_shows_its_renewal_menu_from_thirty_days_before_expiry() {
         );
     }
     b.screenshot(&shot("app-two-tokens"));
+    // Removing one asks first; then only the other is left.
+    b.click("token-1-remove");
+    assert_eq!(
+        b.eval("document.querySelectorAll('.token').length"),
+        json!(2)
+    );
+    b.screenshot(&shot("app-remove-confirm"));
+    b.click("token-1-remove-yes");
+    b.wait_for("the removal", "document.getElementById('removed')");
+    assert_eq!(
+        b.eval("document.querySelectorAll('.token').length"),
+        json!(1)
+    );
+    assert!(b.text().contains("EXAMPLE-BANK — hanako"));
 
     // The service worker has the app's files before otpd goes away.
     b.wait_for(

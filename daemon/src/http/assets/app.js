@@ -27,6 +27,7 @@ async function tx(mode, f) {
 
 const allTokens = () => tx('readonly', (s) => s.getAll());
 const putToken = (t) => tx('readwrite', (s) => s.put(t));
+const deleteToken = (id) => tx('readwrite', (s) => s.delete(id));
 
 function base32Bytes(b32) {
   const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
@@ -226,6 +227,20 @@ function tokenCard(t, index) {
     menu.append(b);
     card.append(menu);
   }
+  // Removing a token from this phone (e.g. after 利用解除) asks once more first.
+  const remove = el('button', { type: 'button', class: 'sub', id: id + '-remove' }, 'このトークンを削除', el('span', { class: 'en', lang: 'en', text: 'Remove this token' }));
+  const confirm = el('div', { id: id + '-confirm', hidden: '' },
+    both('このトークンをこの端末から削除します。元に戻せません。', 'This removes the token from this phone. It cannot be undone.'),
+    el('button', { type: 'button', class: 'danger', id: id + '-remove-yes' }, '削除する', el('span', { class: 'en', lang: 'en', text: 'Remove' })),
+    el('button', { type: 'button', class: 'sub', id: id + '-remove-no' }, 'やめる', el('span', { class: 'en', lang: 'en', text: 'Keep it' })));
+  remove.addEventListener('click', () => { confirm.hidden = false; remove.hidden = true; confirm.querySelector('button').focus(); });
+  confirm.querySelector('.sub').addEventListener('click', () => { confirm.hidden = true; remove.hidden = false; remove.focus(); });
+  confirm.querySelector('.danger').addEventListener('click', async () => {
+    await deleteToken(t.id);
+    await render();
+    say('ok', 'トークンを削除しました。', 'The token has been removed.', 'removed');
+  });
+  card.append(remove, confirm);
   return { t, code, left, bar: bar.firstChild, card };
 }
 
