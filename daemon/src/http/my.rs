@@ -102,10 +102,12 @@ impl Status {
     pub fn new(v: UserView, s: &Session) -> Status {
         let state = v.state.name().to_string();
         let mut actions = Vec::new();
-        match state.as_str() {
-            "unregistered" | "issued" => actions.push("issue"),
-            "provisioned" => actions.push("activate"),
-            _ => {}
+        // The core's rules: a token not yet in use can be issued again (a new phone).
+        if matches!(state.as_str(), "unregistered" | "issued" | "provisioned") {
+            actions.push("issue");
+        }
+        if state == "provisioned" {
+            actions.push("activate");
         }
         if v.renewal_available {
             actions.push("renew");
