@@ -446,6 +446,9 @@ fn the_app_shows_its_renewal_menu_from_thirty_days_before_expiry() {
         );
     }
     b.screenshot(&shot("app-two-tokens"));
+    // Chromium's own judgement: the manifest, icon and service worker make it installable.
+    let install = b.call("Page.getInstallabilityErrors", json!({}));
+    assert_eq!(install["installabilityErrors"], json!([]), "{install}");
     // Removing one asks first; then only the other is left.
     b.click("token-1-remove");
     assert_eq!(
