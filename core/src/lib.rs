@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod customer;
 pub mod error;
 pub mod lifecycle;
 pub mod lockout;

@@ -71,6 +71,8 @@ pub struct Enrolled {
     pub issuer: String,
     pub account: String,
     pub expires_at: String,
+    /// When the token app should start offering 有効期限更新 (`renewal_window_days` before).
+    pub renewal_available_from: String,
 }
 
 /// An issuance e-mail waiting in the outbox. Sealed at rest: it carries the link code.
@@ -146,10 +148,14 @@ impl Service {
         &self.service_id
     }
 
+    pub(crate) fn sealer(&self) -> &Sealer {
+        &self.sealer
+    }
+
     /// Reads the user, lets `f` change it, and writes it back if it changed, retrying when
     /// another request changed the user meanwhile. The record as `f` left it is saved even
     /// when `f` returns an error, so failure counts stick.
-    fn update<T>(
+    pub(crate) fn update<T>(
         &self,
         login_id: &str,
         f: impl FnMut(&mut UserRecord) -> Result<T, OpError>,
@@ -317,6 +323,7 @@ impl Service {
             token: Token::Unregistered,
             lock: LockState::default(),
             renew_lock: LockState::default(),
+            session_generation: 0,
         };
         if self.store.swap_user(login_id, None, Some(&user))? {
             Ok(self.view(&user, now))
@@ -362,6 +369,7 @@ impl Service {
                 token: Token::Unregistered,
                 lock: LockState::default(),
                 renew_lock: LockState::default(),
+                session_generation: 0,
             };
             let ok = self.store.swap_user(&r.login_id, None, Some(&user));
             if !matches!(ok, Ok(true)) {
@@ -590,7 +598,7 @@ impl Service {
             .open(&login_id, secret)
             .map_err(|e| OpError::Store(e.to_string()))?;
         let b32 = base32::encode(base32::Alphabet::Rfc4648 { padding: false }, &secret);
-        let expires_at = rfc3339(token.expires_at().unwrap_or(now));
+        let expires = token.expires_at().unwrap_or(now);
         Ok(Enrolled {
             otpauth_uri: otpauth_uri(&self.service_id, &login_id, &b32, &self.otp),
             secret: b32,
@@ -599,7 +607,8 @@ impl Service {
             algorithm: self.otp.algorithm.name().into(),
             issuer: self.service_id.clone(),
             account: login_id,
-            expires_at,
+            expires_at: rfc3339(expires),
+            renewal_available_from: rfc3339(self.token.renewal_opens(expires)),
         })
     }
 

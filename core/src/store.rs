@@ -315,6 +315,7 @@ mod tests {
             token: Token::Unregistered,
             lock: LockState::default(),
             renew_lock: LockState::default(),
+            session_generation: 0,
         }
     }
 

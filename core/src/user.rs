@@ -19,6 +19,10 @@ pub struct UserRecord {
     /// Failures of customer renewal over HTTP, counted apart from logins.
     #[serde(default)]
     pub renew_lock: LockState,
+    /// Sign-out count of the customer's OTP menu: a session cookie names the generation it
+    /// was made in, so one sign-out ends that user's sessions on every node.
+    #[serde(default)]
+    pub session_generation: u64,
 }
 
 /// What `otpctl user show --json` and the admin API print.

@@ -1,6 +1,7 @@
 //! The HTTP request bodies: the real router (`otpd::http::router`) over a scratch store,
 //! with the first input byte choosing a route and the rest sent as its body: the JSON of
-//! setup and renewal, the admin API's JSON (with a valid bearer key), and the two forms.
+//! setup and renewal, the admin API's JSON (with a valid bearer key), the OTP menu's
+//! sign-in (JSON and form), and the two forms.
 //! Nothing panics, nothing is answered 500, and every /api/ answer is a JSON document.
 
 #![no_main]
@@ -36,6 +37,7 @@ fn fixture() -> &'static Fixture {
             ops,
             service_id: otpd_fuzz::SERVICE_ID.into(),
             keys: ApiKeys::from_pairs(&[("fuzz", API_KEY)]),
+            secure_cookies: false,
         });
         Fixture {
             rt: tokio::runtime::Builder::new_current_thread()
@@ -69,7 +71,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&route, body)) = data.split_first() else {
         return;
     };
-    let (method, path, json) = match route % 8 {
+    let (method, path, json) = match route % 10 {
         0 => ("POST", format!("/api/v1/enroll/{}", fresh_link()), true),
         1 => ("POST", "/api/v1/renew".to_string(), true),
         2 => ("POST", "/api/v1/admin/users".to_string(), true),
@@ -85,7 +87,9 @@ fuzz_target!(|data: &[u8]| {
             true,
         ),
         6 => ("POST", format!("/enroll/{}", fresh_link()), false),
-        _ => ("POST", "/renew".to_string(), false),
+        7 => ("POST", "/renew".to_string(), false),
+        8 => ("POST", "/api/v1/my/sign-in".to_string(), true),
+        _ => ("POST", "/my/sign-in".to_string(), false),
     };
     let req = Request::builder()
         .method(method)

@@ -2,6 +2,7 @@
 //! free loopback ports, poll for readiness with a deadline, stop them on drop; talk to them
 //! like their users do, and drive the outside tools (SMTP relay, oathtool, a browser).
 
+pub mod cdp;
 pub mod daemon;
 pub mod freeradius;
 pub mod harness;

@@ -126,11 +126,12 @@ pub fn received_in(dir: &Path) -> Vec<Mail> {
 
 /// The setup link's path (`/enroll/{code}`) and code from a mail body.
 pub fn setup_link(body: &str) -> (String, String) {
-    let start = body.find("http://").expect("a link in the mail");
-    let link: String = body[start..]
-        .chars()
-        .take_while(|c| !c.is_whitespace())
-        .collect();
+    // The token app's link comes first; this is the setup page's.
+    let link: String = body
+        .split_whitespace()
+        .find(|w| w.starts_with("http://") && w.contains("/enroll/"))
+        .expect("an /enroll/ link in the mail")
+        .to_string();
     let path_start = link["http://".len()..]
         .find('/')
         .map(|i| i + "http://".len())

@@ -140,6 +140,7 @@ fn seed(
             },
             lock: LockState::default(),
             renew_lock: LockState::default(),
+            session_generation: 0,
         };
         loop {
             let current = store.get_user(&login_id)?;

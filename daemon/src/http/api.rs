@@ -32,6 +32,8 @@ pub struct RenewBody {
 #[derive(Serialize)]
 pub struct Renewed {
     pub expires_at: Option<String>,
+    /// When the next renewal opens: the token app shows its renewal menu from then on.
+    pub renewal_available_from: Option<String>,
 }
 
 /// A JSON body, or the 400/415 that says why not.
@@ -95,6 +97,7 @@ pub async fn renew(
         .map_err(renew_error)?;
     Ok(Json(Renewed {
         expires_at: view.expires_at,
+        renewal_available_from: view.renewal_available_from,
     }))
 }
 

@@ -59,9 +59,16 @@ border-radius:.4rem;background:#0b5cad;color:#fff;font-weight:bold}\
 word-spacing:.3em;overflow-wrap:anywhere}\
 .uri{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.8rem;overflow-wrap:anywhere}\
 dl{margin:0}dt{font-weight:bold;margin-top:.6rem}dd{margin:0}\
-.note{font-size:.9rem;color:#444}";
+.note{font-size:.9rem;color:#444}\
+a.app{display:block;text-align:center;font-size:1.1rem;padding:.8rem;border-radius:.4rem;\
+background:#18794e;color:#fff;font-weight:bold;text-decoration:none}\
+a.app .en{color:#e9f6ef}\
+nav a{display:block;margin:.6rem 0}\
+button .en{color:inherit;opacity:.9}\
+button.sub{background:#fff;color:#0b5cad;border:1px solid #0b5cad}\
+button.danger{background:#c0262d}";
 
-fn layout(title_ja: &str, title_en: &str, service_id: &str, body: &str) -> String {
+pub(super) fn layout(title_ja: &str, title_en: &str, service_id: &str, body: &str) -> String {
     format!(
         "<!doctype html>\n<html lang=\"ja\">\n<head>\n<meta charset=\"utf-8\">\n\
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
@@ -142,7 +149,7 @@ pub fn friendly(code: &str) -> (&'static str, &'static str) {
     }
 }
 
-fn error_box(code: &str) -> String {
+pub(super) fn error_box(code: &str) -> String {
     let (ja, en) = friendly(code);
     format!(
         "<div class=\"error\" role=\"alert\"><p>{}</p><p lang=\"en\">{}</p></div>\n",
@@ -164,7 +171,7 @@ pub fn error_page(status: StatusCode, code: &str, service_id: &str) -> Page {
     }
 }
 
-fn input(id: &str, ja: &str, en: &str, value: &str, extra: &str) -> String {
+pub(super) fn input(id: &str, ja: &str, en: &str, value: &str, extra: &str) -> String {
     format!(
         "<label for=\"{id}\">{ja}<span class=\"en\" lang=\"en\">{en}</span></label>\n\
 <input id=\"{id}\" name=\"{id}\" value=\"{v}\" required {extra}>\n",
@@ -193,6 +200,7 @@ fn identity_inputs(typed_service_id: &str, typed_user_id: &str) -> String {
 pub fn enroll_form(
     status: StatusCode,
     service_id: &str,
+    link_code: &str,
     error: Option<&str>,
     typed_service_id: &str,
     typed_user_id: &str,
@@ -201,6 +209,13 @@ pub fn enroll_form(
     if let Some(code) = error {
         body.push_str(&error_box(code));
     }
+    // The token app first: it honours the 60-second period and offers renewal itself.
+    body.push_str(&format!(
+        "<p><a class=\"app\" id=\"open-app\" href=\"/app/#/setup/{code}\">トークンアプリで初期設定する（おすすめ）\
+<span class=\"en\" lang=\"en\">Set up in the token app (recommended)</span></a></p>\n\
+<h2>他の認証アプリをお使いの場合<span class=\"en\" lang=\"en\">With another authenticator app</span></h2>\n",
+        code = escape(link_code)
+    ));
     body.push_str(
         "<p>メールでご案内したサービスIDとユーザーID、トークン発行のお申し込み時にお決めいただいた利用開始パスワードを入力してください。</p>\n\
 <p class=\"en\" lang=\"en\">Enter the service ID and user ID from the e-mail, and the activation password you chose when you applied for the token.</p>\n\
@@ -266,6 +281,8 @@ pub fn enrolled(service_id: &str, e: &Enrolled, qr_svg: Option<&str>) -> Page {
 <dt>方式 <span lang=\"en\">Type</span></dt><dd>TOTP（時間ベース / time-based）, {period}秒 / {period} s, {digits}桁 / {digits} digits, {alg}</dd>\n\
 <dt>有効期限 <span lang=\"en\">Valid until</span></dt><dd>{exp_ja}<span class=\"en\" lang=\"en\">{exp_en}</span></dd>\n\
 <dt>URI</dt><dd class=\"uri\" id=\"uri\">{uri}</dd>\n</dl>\n\
+<p class=\"note\" id=\"apps-60\">60秒ごとに変わるパスワードに対応したアプリをお使いください（FreeOTP、Aegis など）。Android版 Google Authenticator など、一部のアプリは60秒の設定を無視して30秒ごとのパスワードを表示すると報告されています。その場合はトークンアプリをお使いください。<br>\
+<span lang=\"en\">Use an app that honours 60-second periods (e.g. FreeOTP, Aegis). Some apps, such as Google Authenticator on Android, are reported to ignore period=60 and show 30-second codes that will not work; use the token app instead.</span></p>\n\
 <h2>2. 利用開始<span class=\"en\" lang=\"en\">2. Start using it</span></h2>\n\
 <p>アプリに表示される{digits}桁のワンタイムパスワードで、利用開始のお手続きを行ってください。</p>\n\
 <p class=\"en\" lang=\"en\">Then start using the token with a {digits}-digit one-time password the app shows.</p>\n\
@@ -375,6 +392,7 @@ mod tests {
         let p = enroll_form(
             StatusCode::UNAUTHORIZED,
             "BANK<1>",
+            "0123456789abcdef",
             Some("setup_refused"),
             "\"><script>alert(1)</script>",
             "taro",

@@ -4,9 +4,12 @@
 
 mod admin;
 mod api;
+mod app;
 mod edge;
 mod error;
 mod html;
+mod my;
+mod my_pages;
 mod pages;
 mod qr;
 mod server;
@@ -32,6 +35,8 @@ pub struct Web {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Refused admin API keys: one line per kind and interval, with a count.
     pub refusal_lines: crate::limit::LineLimiter<&'static str>,
+    /// The OTP menu's cookie is marked `Secure` (HTTPS here or at a proxy in front).
+    pub secure_cookies: bool,
 }
 
 impl Web {
@@ -53,6 +58,7 @@ impl Web {
             ),
             trusted_proxies: h.trusted_proxy_networks(),
             refusal_lines: crate::limit::LineLimiter::new(REFUSAL_LOG_INTERVAL),
+            secure_cookies: h.tls_cert_file.is_some() || h.public_url.starts_with("https://"),
         }
     }
 }
@@ -90,6 +96,7 @@ pub fn router(web: Shared) -> Router {
         .route("/renew", get(pages::renew_get).post(pages::renew_post))
         .route("/api/v1/enroll/{code}", post(api::enroll))
         .route("/api/v1/renew", post(api::renew))
+        .merge(customer_routes())
         .route_layer(axum::middleware::from_fn_with_state(
             web.clone(),
             edge::customer_limit,
@@ -104,6 +111,47 @@ pub fn router(web: Shared) -> Router {
         .method_not_allowed_fallback(edge::method_not_allowed)
         .with_state(web)
         .layer(axum::middleware::from_fn(edge::edge))
+}
+
+/// The token app and the OTP menu, pages and API.
+fn customer_routes() -> Router<Shared> {
+    Router::new()
+        .route("/app", get(app::root))
+        .route("/app/", get(app::index))
+        .route("/app/app.js", get(app::script))
+        .route("/app/sw.js", get(app::worker))
+        .route("/app/manifest.webmanifest", get(app::manifest))
+        .route("/app/icon.svg", get(app::icon))
+        .route(
+            "/my",
+            get(|| async { axum::response::Redirect::permanent("/my/") }),
+        )
+        .route("/my/", get(my_pages::menu))
+        .route("/my/sign-in", post(my_pages::sign_in))
+        .route("/my/sign-out", post(my_pages::sign_out))
+        .route(
+            "/my/issue",
+            get(my_pages::issue_get).post(my_pages::issue_post),
+        )
+        .route(
+            "/my/activate",
+            get(my_pages::activate_get).post(my_pages::activate_post),
+        )
+        .route(
+            "/my/cancel",
+            get(my_pages::cancel_get).post(my_pages::cancel_post),
+        )
+        .route(
+            "/my/renew",
+            get(my_pages::renew_get).post(my_pages::renew_post),
+        )
+        .route("/api/v1/my/sign-in", post(my::api_sign_in))
+        .route("/api/v1/my/status", get(my::api_status))
+        .route("/api/v1/my/issue", post(my::api_issue))
+        .route("/api/v1/my/activate", post(my::api_activate))
+        .route("/api/v1/my/cancel", post(my::api_cancel))
+        .route("/api/v1/my/renew", post(my::api_renew))
+        .route("/api/v1/my/sign-out", post(my::api_sign_out))
 }
 
 #[cfg(test)]

@@ -47,12 +47,13 @@ pub async fn enroll_get(
         Ok(c) => c,
         Err(e) => return error_page(&web, &e.error),
     };
+    let link = code.clone();
     match web
         .ops
-        .run(move |svc, now| svc.check_link(&code, now))
+        .run(move |svc, now| svc.check_link(&link, now))
         .await
     {
-        Ok(Ok(())) => html::enroll_form(StatusCode::OK, &web.service_id, None, "", ""),
+        Ok(Ok(())) => html::enroll_form(StatusCode::OK, &web.service_id, &code, None, "", ""),
         Ok(Err(e)) | Err(e) => error_page(&web, e.code()),
     }
 }
@@ -74,6 +75,7 @@ pub async fn enroll_post(
         return error_page(&web, "bad_request");
     }
     let (typed_sid, typed_uid) = (f.service_id.clone(), f.user_id.clone());
+    let link = code.clone();
     match web
         .ops
         .enroll(code, f.service_id, f.user_id, f.activation_password)
@@ -83,6 +85,7 @@ pub async fn enroll_post(
         Err(OpError::SetupRefused) => html::enroll_form(
             StatusCode::UNAUTHORIZED,
             &web.service_id,
+            &link,
             Some("setup_refused"),
             &typed_sid,
             &typed_uid,

@@ -472,3 +472,5 @@ fn key_check_names_the_matching_key() {
     assert_eq!(k.check(""), None);
     assert_eq!(ApiKeys::none().check(""), None);
 }
+
+mod customer;

@@ -75,8 +75,10 @@ impl Mailer {
             .parse()
             .map_err(|e| format!("recipient is not a mailbox: {e}"))?;
         let link = Zeroizing::new(format!("{}/enroll/{}", self.public_url, job.code));
+        let app_link = Zeroizing::new(format!("{}/app/#/setup/{}", self.public_url, job.code));
         let (subject, body) = self.template.render(&Fields {
             link: &link,
+            app_link: &app_link,
             service_id: &self.service_id,
             login_id: &job.login_id,
             link_expires_at: job.link_expires_at,

@@ -6,8 +6,9 @@ use std::path::Path;
 use otpd_core::UnixTime;
 
 /// The placeholders a template may use.
-pub const PLACEHOLDERS: [&str; 5] = [
+pub const PLACEHOLDERS: [&str; 6] = [
     "link",
+    "app_link",
     "service_id",
     "login_id",
     "expires_at",
@@ -21,9 +22,12 @@ const BUILTIN_BODY: &str = "\
 {service_id} をご利用いただきありがとうございます。
 
 ワンタイムパスワード（ソフトウェアトークン）の発行を受け付けました。
-下記のURLを開き、初期設定を行ってください。
+下記のURLをスマートフォンで開き、初期設定を行ってください。
 
-■ 初期設定URL
+■ トークンアプリ（おすすめ）
+{app_link}
+
+■ 初期設定URL（他の認証アプリをお使いの場合）
 {link}
 
 ■ 初期設定で入力していただく項目
@@ -47,9 +51,12 @@ English
 Thank you for using {service_id}.
 
 A one-time password (software token) has been issued for you.
-Please open the link below to complete the initial setup.
+Please open the link below on your phone to complete the initial setup.
 
-Setup link:
+Token app (recommended):
+{app_link}
+
+Setup link (for another authenticator app):
 {link}
 
 At setup you will be asked for:
@@ -69,6 +76,8 @@ This address does not receive replies.
 /// The values one e-mail is rendered with.
 pub struct Fields<'a> {
     pub link: &'a str,
+    /// The same code opening the token app's setup screen.
+    pub app_link: &'a str,
     pub service_id: &'a str,
     pub login_id: &'a str,
     pub link_expires_at: UnixTime,
@@ -126,6 +135,7 @@ impl Template {
         let value = |name: &str| -> Option<&str> {
             match name {
                 "link" => Some(f.link),
+                "app_link" => Some(f.app_link),
                 "service_id" => Some(f.service_id),
                 "login_id" => Some(f.login_id),
                 "expires_at" => Some(&expires_at),
@@ -235,6 +245,7 @@ mod tests {
     fn fields(link: &str) -> Fields<'_> {
         Fields {
             link,
+            app_link: "https://bank.example/app/#/setup/0123",
             service_id: "EXAMPLE-BANK",
             login_id: "taro",
             // 2025-11-25T06:04:00Z = 15:04 in Tokyo

@@ -1,0 +1,222 @@
+//! The OTP menu's API and the token app's files, in process.
+
+use super::*;
+use crate::log::{Level, Logger};
+use otpd_core::config::Config;
+use otpd_core::seal::Sealer;
+use otpd_core::Service;
+
+fn cookie_of(a: &Answer) -> String {
+    let set = a
+        .headers
+        .get(header::SET_COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .expect("Set-Cookie")
+        .to_string();
+    set.split(';').next().expect("name=value").to_string()
+}
+
+fn with_session(mut r: Request<Body>, cookie: &str, csrf: Option<&str>) -> Request<Body> {
+    let h = r.headers_mut();
+    h.insert(header::COOKIE, cookie.parse().expect("cookie"));
+    if let Some(c) = csrf {
+        h.insert("x-csrf-token", c.parse().expect("csrf"));
+    }
+    r
+}
+
+#[tokio::test]
+async fn sign_in_issue_and_sign_out_through_the_api() {
+    let f = fixture(&[]);
+    let svc = f.ops.service();
+    svc.add_user("taro", "login-pw", clock::now()).expect("add");
+
+    let wrong = call(
+        &f.app,
+        post_json(
+            "/api/v1/my/sign-in",
+            r#"{"login_id":"taro","password":"nope"}"#,
+        ),
+    )
+    .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(wrong.json()["error"], "sign_in_refused");
+    assert!(wrong.headers.get(header::SET_COOKIE).is_none());
+    let list = svc.list(clock::now()).expect("list");
+    assert_eq!(list[0].failures, 1, "counted on the login lock");
+
+    let a = call(
+        &f.app,
+        post_json(
+            "/api/v1/my/sign-in",
+            r#"{"login_id":"taro","password":"login-pw"}"#,
+        ),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let set = a.headers[header::SET_COOKIE].to_str().expect("ascii");
+    assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"));
+    assert!(!set.contains("Secure"), "plain HTTP here");
+    assert!(!set.contains("taro"), "the cookie is sealed: {set}");
+    let status = a.json();
+    assert_eq!(status["state"], "unregistered");
+    assert_eq!(status["state_ja"], "未登録");
+    assert_eq!(status["actions"], serde_json::json!(["issue"]));
+    let csrf = status["csrf_token"].as_str().expect("csrf").to_string();
+    let cookie = cookie_of(&a);
+
+    let body = r#"{"email":"taro@docomo.ne.jp","email_confirmation":"taro@docomo.ne.jp","activation_password":"act-pass","activation_password_confirmation":"act-pass"}"#;
+    let forged = call(
+        &f.app,
+        with_session(post_json("/api/v1/my/issue", body), &cookie, Some("0000")),
+    )
+    .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    assert_eq!(forged.json()["error"], "csrf_mismatch");
+    let mismatch = call(
+        &f.app,
+        with_session(
+            post_json(
+                "/api/v1/my/issue",
+                &body.replace(r#""act-pass"}"#, r#""act-pazz"}"#),
+            ),
+            &cookie,
+            Some(&csrf),
+        ),
+    )
+    .await;
+    assert_eq!(mismatch.json()["error"], "password_mismatch");
+    assert!(svc.pending_mail().expect("outbox").is_empty());
+
+    let issued = call(
+        &f.app,
+        with_session(post_json("/api/v1/my/issue", body), &cookie, Some(&csrf)),
+    )
+    .await;
+    assert_eq!(issued.status, StatusCode::OK, "{}", issued.body);
+    assert_eq!(issued.json()["state"], "issued");
+    assert_eq!(issued.json()["email"], "taro@docomo.ne.jp");
+    assert_eq!(svc.pending_mail().expect("outbox").len(), 1, "the mail");
+
+    // A tampered cookie is no session.
+    let mut bad = cookie.clone();
+    bad.pop();
+    bad.push(if cookie.ends_with('0') { '1' } else { '0' });
+    let r = call(&f.app, with_session(get("/api/v1/my/status"), &bad, None)).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+
+    let out = call(
+        &f.app,
+        with_session(post_json("/api/v1/my/sign-out", "{}"), &cookie, Some(&csrf)),
+    )
+    .await;
+    assert_eq!(out.status, StatusCode::OK);
+    assert!(out.headers[header::SET_COOKIE]
+        .to_str()
+        .expect("ascii")
+        .contains("Max-Age=0"));
+    let replay = call(
+        &f.app,
+        with_session(get("/api/v1/my/status"), &cookie, None),
+    )
+    .await;
+    assert_eq!(replay.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(replay.json()["error"], "not_signed_in");
+}
+
+#[tokio::test]
+async fn the_token_app_is_served_under_its_own_strict_policy() {
+    let f = fixture(&[]);
+    for (path, kind) in [
+        ("/app/", "text/html"),
+        ("/app/app.js", "text/javascript"),
+        ("/app/sw.js", "text/javascript"),
+        ("/app/manifest.webmanifest", "application/manifest+json"),
+        ("/app/icon.svg", "image/svg+xml"),
+    ] {
+        let a = call(&f.app, get(path)).await;
+        assert_eq!(a.status, StatusCode::OK, "{path}");
+        let h = |n: header::HeaderName| a.headers[n].to_str().expect("ascii").to_string();
+        assert!(h(header::CONTENT_TYPE).starts_with(kind), "{path}");
+        let csp = h(header::CONTENT_SECURITY_POLICY);
+        assert!(
+            csp.starts_with("default-src 'none'; script-src 'self';"),
+            "{csp}"
+        );
+        assert!(
+            !csp.contains("unsafe-eval") && !csp.contains("http"),
+            "{csp}"
+        );
+        assert_eq!(h(header::X_FRAME_OPTIONS), "DENY");
+    }
+    let m = call(&f.app, get("/app/manifest.webmanifest")).await.json();
+    assert_eq!(m["start_url"], "/app/");
+    assert_eq!(m["display"], "standalone");
+    let page = call(&f.app, get("/app/")).await;
+    assert!(!page.body.contains("<script>"), "no inline script");
+    // The menu's pages keep the pages' policy: no script at all.
+    let menu = call(&f.app, get("/my/")).await;
+    assert_eq!(menu.status, StatusCode::OK);
+    assert_guarded(&menu);
+    assert!(menu.body.contains("name=\"login_id\""));
+}
+
+/// A second node over the same store and key file, as two otpd behind one name would be.
+fn second_node(f: &Fixture, secure_cookies: bool) -> Router {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = "service_id = \"EXAMPLE-BANK\"\n[password]\nargon2_memory_kib = 64\nargon2_iterations = 1\n";
+    let config = Config::parse(text, dir.path()).expect("config").config;
+    let store = f.ops.service().store().clone();
+    let svc =
+        Service::new(&config, store, Sealer::from_key(&[5u8; 32]), clock::now()).expect("service");
+    let ops = Arc::new(Ops::new(
+        Arc::new(svc),
+        Arc::new(Logger::stderr(Level::Error)),
+    ));
+    let mut web = Web::new(&config, ops, ApiKeys::from_pairs(&[]));
+    web.secure_cookies = secure_cookies;
+    router(Arc::new(web))
+}
+
+#[tokio::test]
+async fn a_session_made_on_one_node_works_and_ends_on_the_other() {
+    let f = fixture(&[]);
+    f.ops
+        .service()
+        .add_user("taro", "login-pw", clock::now())
+        .expect("add");
+    let b = second_node(&f, true);
+    let a = call(
+        &f.app,
+        post_json(
+            "/api/v1/my/sign-in",
+            r#"{"login_id":"taro","password":"login-pw"}"#,
+        ),
+    )
+    .await;
+    let cookie = cookie_of(&a);
+    let csrf = a.json()["csrf_token"].as_str().expect("csrf").to_string();
+
+    let on_b = call(&b, with_session(get("/api/v1/my/status"), &cookie, None)).await;
+    assert_eq!(on_b.status, StatusCode::OK, "{}", on_b.body);
+    assert_eq!(on_b.json()["csrf_token"], csrf.as_str(), "the same session");
+    let set = on_b.headers[header::SET_COOKIE].to_str().expect("ascii");
+    assert!(set.contains("; Secure"), "HTTPS node: {set}");
+
+    let out = call(
+        &b,
+        with_session(post_json("/api/v1/my/sign-out", "{}"), &cookie, Some(&csrf)),
+    )
+    .await;
+    assert_eq!(out.status, StatusCode::OK);
+    let on_a = call(
+        &f.app,
+        with_session(get("/api/v1/my/status"), &cookie, None),
+    )
+    .await;
+    assert_eq!(
+        on_a.status,
+        StatusCode::UNAUTHORIZED,
+        "signed out on every node"
+    );
+}
