@@ -91,7 +91,9 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let store = SledStore::open(&config.data_dir).context("data_dir")?;
     let svc = Arc::new(Service::new(&config, store.clone(), sealer, clock::now())?);
-    let ops = Arc::new(Ops::new(svc.clone(), log.clone()));
+    let ops = Arc::new(Ops::new(svc.clone(), log.clone()).with_refusal_delay(
+        std::time::Duration::from_millis(config.radius.reject_delay_ms),
+    ));
     let radius = RadiusServer::bind(
         radius_config(&config)?,
         Arc::new(Access::new(

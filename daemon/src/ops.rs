@@ -25,6 +25,10 @@ pub struct Ops {
     /// write once an I/O error happened, until the store is opened again, so otpd stops
     /// (exit status 1) and its service manager restarts it (`Restart=on-failure`).
     store_failed: watch::Sender<Option<String>>,
+    /// A customer's refused renewal or sign-in is answered no sooner than this after it
+    /// arrived (`radius.reject_delay_ms`): an unknown user costs no write, a known one a
+    /// counted failure, and the difference must not show in the answer's timing.
+    refusal_delay: std::time::Duration,
 }
 
 impl Ops {
@@ -38,7 +42,19 @@ impl Ops {
             log,
             mail_wake: Arc::new(Notify::new()),
             store_failed: watch::channel(None).0,
+            refusal_delay: std::time::Duration::ZERO,
         }
+    }
+
+    /// Sets the floor under a customer's refusal (see the field).
+    pub fn with_refusal_delay(mut self, delay: std::time::Duration) -> Ops {
+        self.refusal_delay = delay;
+        self
+    }
+
+    /// Waits until the refusal delay has passed since `started`.
+    pub async fn refusal_floor(&self, started: tokio::time::Instant) {
+        tokio::time::sleep_until(started + self.refusal_delay).await;
     }
 
     /// Resolves with the error once a write could not be made durable.
@@ -222,10 +238,14 @@ impl Ops {
         user_id: String,
         otp: zeroize::Zeroizing<String>,
     ) -> Result<UserView, OpError> {
+        let started = tokio::time::Instant::now();
         let user = user_id.clone();
         let r = self
             .write(move |svc, now| svc.renew_with_otp(&service_id, &user_id, &otp, now))
             .await;
+        if matches!(r, Err(OpError::BadOtp | OpError::SetupRefused)) {
+            self.refusal_floor(started).await;
+        }
         let outcome = r.as_ref().map(|_| "ok").unwrap_or_else(|e| e.code());
         self.log
             .audit(&[("renew", "customer"), ("user", &user), ("outcome", outcome)]);

@@ -194,10 +194,12 @@ pub async fn sign_in(
     otp: Zeroizing<String>,
 ) -> Result<(Session, String), ApiError> {
     fields_fit(&[&login_id, &password, &otp])?;
+    let started = tokio::time::Instant::now();
+    let ops = &web.ops;
     if check_login_id(&login_id).is_err() || password.is_empty() {
+        ops.refusal_floor(started).await;
         return Err(refusal("sign_in_refused"));
     }
-    let ops = &web.ops;
     let mut outcome = ops.login(login_id.clone(), password).await;
     if outcome == LoginOutcome::NeedOtp {
         if otp.is_empty() {
@@ -229,6 +231,7 @@ pub async fn sign_in(
         ("outcome", reason),
     ]);
     if let Some(e) = refused {
+        ops.refusal_floor(started).await;
         return Err(e);
     }
     let id = login_id.clone();
