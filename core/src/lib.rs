@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod config;
 pub mod error;
+pub mod import;
 pub mod lifecycle;
 pub mod lockout;
 pub mod otp;

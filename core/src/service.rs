@@ -11,12 +11,12 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use crate::admin::{AdminData, AdminRequest, BackupRow, ImportRow, StatusView};
+use crate::admin::{AdminData, AdminRequest, BackupCursor, BackupRow, StatusView, MAX_PAGE};
 use crate::config::Config;
 use crate::lifecycle::{Token, TokenPolicy, TokenState};
 use crate::lockout::{LockPolicy, LockState};
 use crate::otp::{OtpParams, OtpRefusal};
-use crate::password::{self, HashKind, HashParams};
+use crate::password::{self, HashParams};
 use crate::seal::{hex, Sealed, Sealer};
 use crate::store::{Store, Versioned};
 use crate::user::{check_email, check_login_id, UserRecord, UserView};
@@ -269,6 +269,31 @@ impl Service {
             AdminRequest::Backup => Ok(AdminData::Backup {
                 rows: self.backup()?,
             }),
+            AdminRequest::UserPage { after, limit } => {
+                let users = self.list_page(after.as_deref(), *limit, now)?;
+                let next = (users.len() == (*limit).clamp(1, MAX_PAGE))
+                    .then(|| users.last().map(|u| u.login_id.clone()))
+                    .flatten();
+                Ok(AdminData::UserPage { users, next })
+            }
+            AdminRequest::BackupPage { after, limit } => {
+                let rows = self.backup_page(after.as_ref(), *limit)?;
+                let next = (rows.len() == (*limit).clamp(1, MAX_PAGE))
+                    .then(|| {
+                        rows.last().map(|r| BackupCursor {
+                            tree: r.tree.clone(),
+                            key: r.key.clone(),
+                        })
+                    })
+                    .flatten();
+                Ok(AdminData::BackupPage { rows, next })
+            }
+            AdminRequest::ImportBegin
+            | AdminRequest::ImportBatch { .. }
+            | AdminRequest::ImportCommit => Err(OpError::BadInput(
+                "a staged import is answered only on the admin socket; send the rows with user_import"
+                    .into(),
+            )),
         }
     }
 
@@ -325,59 +350,45 @@ impl Service {
         }
     }
 
-    /// Creates every user of `rows`, or none: each row is checked first (login ID, hash
-    /// kind, e-mail, duplicates in the file and in the store), and a row that still fails
-    /// while writing undoes the rows written before it.
-    pub fn import(&self, rows: &[ImportRow], now: UnixTime) -> Result<usize, OpError> {
-        let at = |r: &ImportRow, why: String| {
-            OpError::BadInput(format!("line {}: {why}; nothing was imported", r.line))
-        };
-        let mut seen = std::collections::HashSet::new();
-        for r in rows {
-            check_login_id(&r.login_id).map_err(|e| at(r, e.to_string()))?;
-            if HashKind::of(&r.password_hash).is_none() {
-                return Err(at(
-                    r,
-                    "the password hash is not argon2id (PHC), sha512-crypt ($6$) or bcrypt ($2b$)"
-                        .into(),
-                ));
-            }
-            if let Some(e) = &r.email {
-                check_email(e).map_err(|e| at(r, e.to_string()))?;
-            }
-            if !seen.insert(r.login_id.as_str()) {
-                return Err(at(r, format!("{:?} appears twice in the file", r.login_id)));
-            }
-            if self.store.get_user(&r.login_id)?.is_some() {
-                return Err(at(r, format!("user {:?} already exists", r.login_id)));
-            }
-        }
-        let mut written: Vec<&str> = Vec::new();
-        for r in rows {
-            let user = UserRecord {
-                login_id: r.login_id.clone(),
-                password_hash: r.password_hash.clone(),
-                email: r.email.clone(),
-                created_at: now,
-                token: Token::Unregistered,
-                lock: LockState::default(),
-                renew_lock: LockState::default(),
+    /// Up to `limit` users (at most [`MAX_PAGE`]) after `after`, in login-ID order.
+    pub fn list_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        now: UnixTime,
+    ) -> Result<Vec<UserView>, OpError> {
+        Ok(self
+            .store
+            .users_after(after, limit.clamp(1, MAX_PAGE))?
+            .iter()
+            .map(|u| self.view(u, now))
+            .collect())
+    }
+
+    /// Up to `limit` backup records (at most [`MAX_PAGE`]) after `after`.
+    pub fn backup_page(
+        &self,
+        after: Option<&BackupCursor>,
+        limit: usize,
+    ) -> Result<Vec<BackupRow>, OpError> {
+        let key =
+            match after {
+                Some(c) => Some(crate::seal::unhex(&c.key).ok_or_else(|| {
+                    OpError::BadInput("the backup cursor's key is not hex".into())
+                })?),
+                None => None,
             };
-            let ok = self.store.swap_user(&r.login_id, None, Some(&user));
-            if !matches!(ok, Ok(true)) {
-                for id in &written {
-                    if let Ok(Some(v)) = self.store.get_user(id) {
-                        let _ = self.store.swap_user(id, Some(&v), None);
-                    }
-                }
-                return Err(match ok {
-                    Err(e) => e.into(),
-                    _ => at(r, format!("user {:?} was created meanwhile", r.login_id)),
-                });
-            }
-            written.push(&r.login_id);
-        }
-        Ok(rows.len())
+        let after = after.zip(key.as_deref()).map(|(c, k)| (c.tree.as_str(), k));
+        Ok(self
+            .store
+            .export_after(after, limit.clamp(1, MAX_PAGE))?
+            .into_iter()
+            .map(|(tree, k, v)| BackupRow {
+                tree,
+                key: hex(&k),
+                value: hex(&v),
+            })
+            .collect())
     }
 
     pub fn backup(&self) -> Result<Vec<BackupRow>, OpError> {

@@ -2,6 +2,7 @@
 //! implementation. Writes become visible at once and durable at the next group commit:
 //! a caller must not report success until [`Store::when_durable`] has called back.
 
+use std::ops::Bound;
 use std::path::Path;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -46,6 +47,9 @@ pub trait Store: Send + Sync {
         new: Option<&UserRecord>,
     ) -> Result<bool, StoreError>;
     fn users(&self) -> Result<Vec<UserRecord>, StoreError>;
+    /// Up to `limit` users after `after`, in login-ID order: one page of a listing.
+    fn users_after(&self, after: Option<&str>, limit: usize)
+        -> Result<Vec<UserRecord>, StoreError>;
     fn user_count(&self) -> usize;
     /// Setup links: hash of the code → login ID.
     fn link_owner(&self, hash: &str) -> Result<Option<String>, StoreError>;
@@ -71,6 +75,13 @@ pub trait Store: Send + Sync {
     /// A copy of everything, for backups: each record is read whole, so every user comes
     /// back with its own state, lock and replay mark consistent.
     fn export(&self) -> Result<Vec<ExportRow>, StoreError>;
+    /// Up to `limit` backup records after `after` (tree, key), in [`Store::export`]'s order:
+    /// one page of a backup.
+    fn export_after(
+        &self,
+        after: Option<(&str, &[u8])>,
+        limit: usize,
+    ) -> Result<Vec<ExportRow>, StoreError>;
     /// Writes backup rows into the store (for a restore into a stopped daemon's store).
     fn restore(&self, rows: &[ExportRow]) -> Result<(), StoreError>;
 }
@@ -197,6 +208,23 @@ impl Store for SledStore {
             .collect()
     }
 
+    fn users_after(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<UserRecord>, StoreError> {
+        let from = match after {
+            Some(a) => Bound::Excluded(a.as_bytes().to_vec()),
+            None => Bound::Unbounded,
+        };
+        self.users
+            .range((from, Bound::Unbounded))
+            .values()
+            .take(limit)
+            .map(|r| decode_user(&r?))
+            .collect()
+    }
+
     fn user_count(&self) -> usize {
         self.users.len()
     }
@@ -263,13 +291,35 @@ impl Store for SledStore {
     }
 
     fn export(&self) -> Result<Vec<ExportRow>, StoreError> {
-        let mut out = Vec::new();
-        for (name, tree) in [
+        self.export_after(None, usize::MAX)
+    }
+
+    fn export_after(
+        &self,
+        after: Option<(&str, &[u8])>,
+        limit: usize,
+    ) -> Result<Vec<ExportRow>, StoreError> {
+        let trees = [
             ("users", &self.users),
             ("links", &self.links),
             ("outbox", &self.outbox),
-        ] {
-            for kv in tree.iter() {
+        ];
+        let first = match after {
+            Some((name, _)) => trees.iter().position(|(n, _)| *n == name).ok_or_else(|| {
+                StoreError::Corrupt(format!("unknown tree {name:?} in a backup cursor"))
+            })?,
+            None => 0,
+        };
+        let mut out = Vec::new();
+        for (i, (name, tree)) in trees.iter().enumerate().skip(first) {
+            let from = match after {
+                Some((_, key)) if i == first => Bound::Excluded(key.to_vec()),
+                _ => Bound::Unbounded,
+            };
+            for kv in tree.range((from, Bound::Unbounded)) {
+                if out.len() >= limit {
+                    return Ok(out);
+                }
                 let (k, v) = kv?;
                 out.push((name.to_string(), k.to_vec(), v.to_vec()));
             }

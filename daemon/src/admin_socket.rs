@@ -103,6 +103,7 @@ async fn connection(stream: UnixStream, ops: &Ops) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read);
     let mut line = zeroize::Zeroizing::new(Vec::new());
+    let mut session = crate::admin_session::Session::default();
     loop {
         line.clear();
         let n = (&mut reader)
@@ -119,7 +120,7 @@ async fn connection(stream: UnixStream, ops: &Ops) -> std::io::Result<()> {
             })
         } else {
             match serde_json::from_slice::<AdminRequest>(&line) {
-                Ok(req) => ops.admin(req, &actor).await,
+                Ok(req) => session.handle(req, ops, &actor).await,
                 Err(e) => Err(AdminFailure {
                     error: "bad_request".into(),
                     message: format!("unreadable request: {e}"),

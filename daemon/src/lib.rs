@@ -2,6 +2,7 @@
 //! and the mail sender. The decisions are in `otpd-core`; [`ops::Ops`] is the bridge.
 
 pub mod access;
+pub mod admin_session;
 pub mod admin_socket;
 pub mod app;
 pub mod cli;
