@@ -51,22 +51,7 @@ security {{
 	status_server = yes
 }}
 proxy_requests = yes
-home_server otpd {{
-	type = auth
-	ipaddr = {home_ip}
-	port = {home_port}
-	secret = {RADIUS_SECRET}
-	require_message_authenticator = yes
-	response_window = 5
-}}
-home_server_pool otpd_pool {{
-	type = fail-over
-	home_server = otpd
-}}
-realm otp {{
-	auth_pool = otpd_pool
-	nostrip
-}}
+{proxy}
 client gateway {{
 	ipaddr = 127.0.0.1
 	secret = {GATEWAY_SECRET}
@@ -96,8 +81,7 @@ server default {{
 }}
 "#,
             raddb = dir.path().display(),
-            home_ip = home.ip(),
-            home_port = home.port(),
+            proxy = shipped_proxy_blocks(home),
         );
         std::fs::write(dir.path().join("radiusd.conf"), conf).expect("write radiusd.conf");
         let log = std::fs::File::create(dir.path().join("freeradius.log")).expect("log");
@@ -134,6 +118,44 @@ server default {{
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("freeradius.log")).unwrap_or_default()
     }
+}
+
+/// The home server, pool and realm of `packaging/otpd-freeradius-proxy.conf`, pointed at
+/// `home`: the tests run the example as shipped, its health-check values included.
+pub fn shipped_proxy_blocks(home: SocketAddr) -> String {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../packaging/otpd-freeradius-proxy.conf"
+    );
+    let text = std::fs::read_to_string(path).expect("packaging/otpd-freeradius-proxy.conf");
+    let mut out = String::new();
+    let mut replaced = 0;
+    for line in text.lines() {
+        let (key, indent) = (
+            line.trim_start(),
+            &line[..line.len() - line.trim_start().len()],
+        );
+        let mut value = |v: String| {
+            replaced += 1;
+            format!("{indent}{v}")
+        };
+        let line = if key.starts_with("ipaddr = ") {
+            value(format!("ipaddr = {}", home.ip()))
+        } else if key.starts_with("port = ") {
+            value(format!("port = {}", home.port()))
+        } else if key.starts_with("secret = ") {
+            value(format!("secret = {RADIUS_SECRET}"))
+        } else {
+            line.to_string()
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    assert_eq!(
+        replaced, 3,
+        "the example names ipaddr, port and secret once each"
+    );
+    out
 }
 
 impl Drop for FreeRadius {

@@ -432,3 +432,70 @@ fn an_expired_token_is_refused_with_a_renewal_hint() {
     let r = c.login(2, "taro", "wrong-pw123456");
     assert!(r.message().contains("Login failed"), "{}", r.message());
 }
+
+/// Sends a login for `user` through `fr` every half second until it is accepted; the time
+/// that took. FreeRADIUS's own answers (a Reject while it holds otpd dead) do not count.
+fn poll_until_accepted(fr: &FreeRadius, user: &str, password: &str, limit: Duration) -> Duration {
+    let c = Client::new(fr.addr, GATEWAY_SECRET);
+    let start = Instant::now();
+    let mut id: u8 = 100;
+    loop {
+        assert!(
+            start.elapsed() < limit,
+            "no Accept through FreeRADIUS within {limit:?} of otpd's restart:\n{}",
+            fr.log()
+        );
+        id = id.wrapping_add(1);
+        let req = Request::access(id, user, password, GATEWAY_SECRET.as_bytes());
+        c.send_raw(&req.encode(ACCESS_REQUEST, GATEWAY_SECRET.as_bytes(), Ma::Good));
+        let waited = Instant::now();
+        while let Some(raw) =
+            c.recv_raw(Duration::from_millis(500).saturating_sub(waited.elapsed()))
+        {
+            if raw.first() == Some(&ACCESS_ACCEPT) && raw.get(1) == Some(&id) {
+                return start.elapsed();
+            }
+            if waited.elapsed() >= Duration::from_millis(500) {
+                break;
+            }
+        }
+    }
+}
+
+#[test]
+fn freeradius_in_front_recovers_within_seconds_of_an_otpd_restart() {
+    let mut d = with_user("[radius]\nreject_delay_ms = 0\n");
+    let fr = FreeRadius::proxy_to(addr(&d));
+    let c = Client::new(fr.addr, GATEWAY_SECRET);
+    assert_eq!(
+        c.login(1, "taro", "login-pw").code,
+        ACCESS_ACCEPT,
+        "{}",
+        fr.log()
+    );
+    // Logins keep arriving while otpd is down, one every half second: FreeRADIUS sees its
+    // home server stop answering and holds it a zombie (no answer within response_window).
+    assert!(d.stop().success());
+    let down = Instant::now();
+    let mut id = 2u8;
+    while !fr.log().contains("as zombie") {
+        assert!(
+            down.elapsed() < Duration::from_secs(30),
+            "FreeRADIUS never noticed: {}",
+            fr.log()
+        );
+        id = id.wrapping_add(1).max(2);
+        let req = Request::access(id, "taro", "login-pw", GATEWAY_SECRET.as_bytes());
+        c.send_raw(&req.encode(ACCESS_REQUEST, GATEWAY_SECRET.as_bytes(), Ma::Good));
+        c.recv_raw(Duration::from_millis(500));
+    }
+    d.relaunch();
+    let took = poll_until_accepted(&fr, "taro", "login-pw", Duration::from_secs(60));
+    eprintln!("FreeRADIUS accepted logins again {took:?} after otpd was back");
+    // One check_interval (6 s) and the answer's round trip, with room for a loaded machine.
+    assert!(
+        took < Duration::from_secs(10),
+        "took {took:?}:\n{}",
+        fr.log()
+    );
+}
