@@ -499,3 +499,62 @@ fn freeradius_in_front_recovers_within_seconds_of_an_otpd_restart() {
         fr.log()
     );
 }
+
+const CHAP_PASSWORD: u8 = 3;
+
+#[test]
+fn rejects_decided_before_the_handler_read_like_the_others_and_log_what_arrived() {
+    let d = with_user("[radius]\nreject_delay_ms = 0\n");
+    let c = Client::new(addr(&d), RADIUS_SECRET);
+    let wrong = c.login(1, "taro", "wrong");
+    assert_eq!(wrong.code, ACCESS_REJECT);
+    assert!(
+        wrong.message().contains("Login failed"),
+        "{}",
+        wrong.message()
+    );
+
+    let mut chap_value = vec![7u8];
+    chap_value.extend_from_slice(&[0x5a; 16]);
+    let chap = Request::new(2)
+        .attr(USER_NAME, b"taro")
+        .attr(CHAP_PASSWORD, &chap_value);
+    let r = c.exchange(&chap);
+    assert_eq!(r.code, ACCESS_REJECT);
+    assert_eq!(
+        r.message(),
+        wrong.message(),
+        "CHAP refused in the same words"
+    );
+
+    let bad_state = Request::access(3, "taro", "123456", RADIUS_SECRET.as_bytes())
+        .attr(STATE, b"not-a-state-of-ours");
+    let r = c.exchange(&bad_state);
+    assert_eq!(r.code, ACCESS_REJECT);
+    assert_eq!(
+        r.message(),
+        wrong.message(),
+        "a bad State refused in the same words"
+    );
+
+    let log = wait_until_logged(&d, "reason=bad_state");
+    assert!(
+        log.contains("input=chap reason=no_user_password"),
+        "what arrived: {log}"
+    );
+    assert!(
+        log.contains("input=challenge_response reason=bad_state"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("input=password reason=no_user_password"),
+        "{log}"
+    );
+}
+
+fn wait_until_logged(d: &Otpd, needle: &str) -> String {
+    otpd_tests::daemon::wait_until("the audit line", Duration::from_secs(10), || {
+        let log = d.stderr();
+        log.contains(needle).then_some(log)
+    })
+}

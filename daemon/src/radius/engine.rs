@@ -156,6 +156,8 @@ struct Examined {
     user: Result<String, &'static str>,
     audit_user: String,
     password: Option<Zeroizing<Vec<u8>>>,
+    /// What stood in place of a User-Password when there was none.
+    other_credential: Option<InputKind>,
     state: Option<Vec<u8>>,
     nas_identifier: Option<String>,
 }
@@ -308,13 +310,15 @@ impl<H: AccessHandler> Engine<H> {
             user,
             audit_user,
             password,
+            other_credential,
             state,
             nas_identifier,
         } = examined;
-        let input = if state.is_some() {
-            InputKind::ChallengeResponse
-        } else {
-            InputKind::Password
+        let input = match (&password, other_credential, &state) {
+            (None, Some(other), _) => other,
+            (None, None, _) => InputKind::Nothing,
+            (Some(_), _, Some(_)) => InputKind::ChallengeResponse,
+            (Some(_), _, None) => InputKind::Password,
         };
         let work = match self.resolve(user, password, state, client, now) {
             Ok((user_name, input)) => Work::Ask(AccessRequest {
@@ -327,7 +331,7 @@ impl<H: AccessHandler> Engine<H> {
                 nas_identifier: nas_identifier.clone(),
             }),
             Err(reason) => Work::Decided(Decision::Reject {
-                reply_message: None,
+                reply_message: self.handler.refusal_message(),
                 reason,
             }),
         };
@@ -554,6 +558,13 @@ fn examine(req: &wire::Request<'_>, secret: &[u8]) -> Result<Examined, &'static 
         )?),
         _ => return Err("more than one User-Password"),
     };
+    let other_credential = if p.lookup(attr::CHAP_PASSWORD).is_some() {
+        Some(InputKind::Chap)
+    } else if p.lookup(attr::EAP_MESSAGE).is_some() {
+        Some(InputKind::Eap)
+    } else {
+        None
+    };
     let state = match p.lookup_all(attr::STATE).as_slice() {
         [] => None,
         [one] => Some(one.encode_bytes()),
@@ -566,6 +577,7 @@ fn examine(req: &wire::Request<'_>, secret: &[u8]) -> Result<Examined, &'static 
         user,
         audit_user,
         password,
+        other_credential,
         state,
         nas_identifier,
     })

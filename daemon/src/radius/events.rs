@@ -55,6 +55,12 @@ pub enum InputKind {
     Password,
     /// A request answering one of our challenges.
     ChallengeResponse,
+    /// CHAP-Password instead of User-Password: refused, otpd needs the password itself.
+    Chap,
+    /// EAP-Message instead of User-Password: refused, otpd speaks no EAP.
+    Eap,
+    /// No credential attribute at all.
+    Nothing,
 }
 
 impl InputKind {
@@ -62,6 +68,9 @@ impl InputKind {
         match self {
             InputKind::Password => "password",
             InputKind::ChallengeResponse => "challenge_response",
+            InputKind::Chap => "chap",
+            InputKind::Eap => "eap",
+            InputKind::Nothing => "none",
         }
     }
 }
@@ -254,6 +263,37 @@ impl fmt::Display for RadiusEvent {
                 f,
                 "radius client {client:?}: shared secret is {len} bytes; use at least 16 random bytes"
             ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The README's log table is what operators grep for: every name the log can print.
+    #[test]
+    fn the_readme_names_every_drop_reason_and_input() {
+        let readme = include_str!("../../../README.md");
+        for r in DropReason::ALL {
+            assert!(
+                readme.contains(&format!("`{}`", r.as_str())),
+                "README lacks {}",
+                r.as_str()
+            );
+        }
+        for i in [
+            InputKind::Password,
+            InputKind::ChallengeResponse,
+            InputKind::Chap,
+            InputKind::Eap,
+            InputKind::Nothing,
+        ] {
+            assert!(
+                readme.contains(&format!("`{}`", i.as_str())),
+                "README lacks input {}",
+                i.as_str()
+            );
         }
     }
 }

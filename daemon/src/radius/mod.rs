@@ -113,6 +113,12 @@ pub enum Decision {
 /// work (password hashing) should bound that work itself.
 pub trait AccessHandler: Send + Sync + 'static {
     fn decide(&self, req: AccessRequest) -> impl Future<Output = Decision> + Send;
+
+    /// The Reply-Message of a Reject the engine decides itself (no usable password, a State
+    /// that is not ours), so that it reads like the handler's own refusals.
+    fn refusal_message(&self) -> Option<String> {
+        None
+    }
 }
 
 /// One configured RADIUS client (NAS).

@@ -27,10 +27,12 @@ pub(crate) mod code {
 pub(crate) mod attr {
     pub const USER_NAME: u8 = 1;
     pub const USER_PASSWORD: u8 = 2;
+    pub const CHAP_PASSWORD: u8 = 3;
     pub const REPLY_MESSAGE: u8 = 18;
     pub const STATE: u8 = 24;
     pub const NAS_IDENTIFIER: u8 = 32;
     pub const PROXY_STATE: u8 = 33;
+    pub const EAP_MESSAGE: u8 = 79;
     pub const MESSAGE_AUTHENTICATOR: u8 = 80;
 }
 
