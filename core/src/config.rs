@@ -27,6 +27,8 @@ pub struct Config {
     pub mail: MailSection,
     pub admin: AdminSection,
     pub log: LogSection,
+    /// `[metrics]`: absent, no metrics listener.
+    pub metrics: Option<MetricsSection>,
 }
 
 impl Default for Config {
@@ -43,6 +45,7 @@ impl Default for Config {
             mail: MailSection::default(),
             admin: AdminSection::default(),
             log: LogSection::default(),
+            metrics: None,
         }
     }
 }
@@ -279,6 +282,12 @@ impl Default for AdminSection {
     }
 }
 
+/// The Prometheus listener: `GET /metrics` on its own address, never on the public HTTP one.
+#[derive(Debug, Clone, Deserialize)]
+pub struct MetricsSection {
+    pub listen: String,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct LogSection {
@@ -501,6 +510,14 @@ impl Config {
         if let Some(t) = &self.mail.template {
             if let Err(e) = std::fs::read_to_string(t) {
                 problems.push(format!("`mail.template` {}: {e}", t.display()));
+            }
+        }
+        if let Some(m) = &self.metrics {
+            if m.listen.parse::<SocketAddr>().is_err() {
+                problems.push(format!(
+                    "`metrics.listen`: {:?} is not an IP:port",
+                    m.listen
+                ));
             }
         }
         if !["error", "warn", "info", "debug"].contains(&self.log.level.as_str()) {

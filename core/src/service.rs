@@ -84,6 +84,9 @@ pub struct MailJob {
     pub attempts: u32,
     #[serde(default)]
     pub next_try_at: UnixTime,
+    /// When the issuance queued it (0 in messages queued by older versions).
+    #[serde(default)]
+    pub queued_at: UnixTime,
 }
 
 /// An outbox entry: its id, and the job or why it cannot be opened.
@@ -512,6 +515,7 @@ impl Service {
             link_expires_at,
             attempts: 0,
             next_try_at: now,
+            queued_at: now,
         };
         self.queue_mail(&job)?;
         Ok((view, link_expires_at))
@@ -529,6 +533,19 @@ impl Service {
     }
 
     /// The outbox, opened: (id, job). Entries that cannot be opened are reported as errors.
+    /// Messages in the outbox, and the age in seconds of the oldest (0 when empty).
+    pub fn outbox_summary(&self, now: UnixTime) -> Result<(usize, i64), OpError> {
+        let mail = self.pending_mail()?;
+        let oldest = mail
+            .iter()
+            .filter_map(|(_, job)| job.as_ref().ok())
+            .map(|j| j.queued_at)
+            .filter(|t| *t > 0)
+            .min()
+            .map_or(0, |t| (now - t).max(0));
+        Ok((mail.len(), oldest))
+    }
+
     pub fn pending_mail(&self) -> Result<Vec<PendingMail>, OpError> {
         Ok(self
             .store

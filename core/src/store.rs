@@ -36,6 +36,9 @@ pub type ExportRow = (String, Vec<u8>, Vec<u8>);
 
 pub type DurableCallback = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 
+/// Told about every group commit: how many waiters it answered and how long the flush took.
+pub type CommitObserver = Box<dyn Fn(usize, Duration, bool) + Send + Sync>;
+
 pub trait Store: Send + Sync {
     fn get_user(&self, login_id: &str) -> Result<Option<Versioned<UserRecord>>, StoreError>;
     /// Replaces the user only if it is still `expected` (`None`: must not exist yet);
@@ -92,6 +95,7 @@ pub struct SledStore {
     links: sled::Tree,
     outbox: sled::Tree,
     flush_tx: Mutex<Option<mpsc::Sender<DurableCallback>>>,
+    observer: Arc<std::sync::OnceLock<CommitObserver>>,
     flusher: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -126,9 +130,11 @@ impl SledStore {
         let outbox = db.open_tree("outbox")?;
         let (tx, rx) = mpsc::channel::<DurableCallback>();
         let flusher = db.clone();
+        let observer = Arc::new(std::sync::OnceLock::new());
+        let watching = observer.clone();
         let handle = std::thread::Builder::new()
             .name("otpd-group-commit".into())
-            .spawn(move || group_commit(flusher, rx))
+            .spawn(move || group_commit(flusher, rx, watching))
             .map_err(|e| StoreError::Io(format!("cannot start flusher: {e}")))?;
         Ok(Arc::new(SledStore {
             db,
@@ -136,8 +142,14 @@ impl SledStore {
             links,
             outbox,
             flush_tx: Mutex::new(Some(tx)),
+            observer,
             flusher: Mutex::new(Some(handle)),
         }))
+    }
+
+    /// Sets who hears about each group commit (metrics); only the first call counts.
+    pub fn observe_commits(&self, observer: CommitObserver) {
+        let _ = self.observer.set(observer);
     }
 }
 
@@ -147,7 +159,11 @@ const FLUSH_GAP: Duration = Duration::from_millis(1);
 /// One thread owns every flush. Each round takes all waiters queued so far, flushes once
 /// with the blocking `flush()` (never `flush_async`, which deadlocks under concurrency in
 /// sled 0.34), and answers them all: every waiter wrote before it queued, so before the flush.
-fn group_commit(db: sled::Db, rx: mpsc::Receiver<DurableCallback>) {
+fn group_commit(
+    db: sled::Db,
+    rx: mpsc::Receiver<DurableCallback>,
+    observer: Arc<std::sync::OnceLock<CommitObserver>>,
+) {
     let mut last_start: Option<Instant> = None;
     while let Ok(first) = rx.recv() {
         // Under load, start at most one flush per FLUSH_GAP so that waiters gather into
@@ -159,7 +175,11 @@ fn group_commit(db: sled::Db, rx: mpsc::Receiver<DurableCallback>) {
         last_start = Some(Instant::now());
         let mut batch = vec![first];
         batch.extend(rx.try_iter());
+        let flush_start = Instant::now();
         let result = db.flush().map(|_| ()).map_err(StoreError::from);
+        if let Some(observe) = observer.get() {
+            observe(batch.len(), flush_start.elapsed(), result.is_err());
+        }
         for done in batch {
             done(result.clone());
         }

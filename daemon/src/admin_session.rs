@@ -19,6 +19,13 @@ pub struct Session {
 impl Session {
     /// Answers one request of this connection.
     pub async fn handle(&mut self, req: AdminRequest, ops: &Ops, actor: &str) -> AdminReply {
+        let start = tokio::time::Instant::now();
+        let reply = self.answer(req, ops, actor).await;
+        crate::metrics::get().observe("admin", start.elapsed());
+        reply
+    }
+
+    async fn answer(&mut self, req: AdminRequest, ops: &Ops, actor: &str) -> AdminReply {
         match req {
             AdminRequest::ImportBegin => {
                 self.stage = Some(ImportStage::default());

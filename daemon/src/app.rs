@@ -38,6 +38,9 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     let sealer = Sealer::load_or_create(&config.key_file).context("key_file")?;
     let started = std::time::Instant::now();
     let store = SledStore::open(&config.data_dir).context("data_dir")?;
+    store.observe_commits(Box::new(|batch, took, failed| {
+        crate::metrics::get().commit(batch, took, failed)
+    }));
     let svc = Arc::new(Service::new(&config, store.clone(), sealer, clock::now())?);
     let ops = Arc::new(Ops::new(svc.clone(), log.clone()));
     let radius = RadiusServer::bind(
@@ -52,6 +55,14 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     .await?;
     let http = HttpServer::bind(&config, ops.clone()).await?;
     let mailer = Mailer::new(&config)?;
+    let metrics = match &config.metrics {
+        Some(m) => Some(
+            tokio::net::TcpListener::bind(&m.listen)
+                .await
+                .with_context(|| format!("cannot bind metrics.listen {}", m.listen))?,
+        ),
+        None => None,
+    };
     // Bound last: once the admin socket accepts, every front door is open (tests, scripts
     // and service managers wait on it).
     let admin = AdminSocket::bind(&config.admin.socket)?;
@@ -69,6 +80,13 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     });
     tasks.spawn(http.serve(wait_for(stop_rx.clone())));
     tasks.spawn(mailer.run(ops.clone(), wait_for(stop_rx.clone())));
+    if let Some(listener) = metrics {
+        tasks.spawn(crate::metrics::serve(
+            listener,
+            ops.clone(),
+            wait_for(stop_rx.clone()),
+        ));
+    }
 
     log.info(&format!(
         "otpd {} ready: {} users, RADIUS on {}, admin socket {}, started in {} ms",
@@ -135,7 +153,25 @@ pub fn radius_config(config: &Config) -> anyhow::Result<RadiusConfig> {
 /// drops and warnings are warnings, in-progress duplicates only show at debug level.
 fn radius_log(log: Arc<Logger>) -> Arc<dyn RadiusLog> {
     Arc::new(move |e: &RadiusEvent| match (e, e.severity()) {
-        (RadiusEvent::Decision { .. }, _) => log.info(&format!("audit {e}")),
+        (
+            RadiusEvent::Decision {
+                client,
+                outcome,
+                reason,
+                ..
+            },
+            _,
+        ) => {
+            crate::metrics::get()
+                .radius_requests
+                .get_or_create(&crate::metrics::RequestLabels {
+                    client: client.clone(),
+                    outcome: outcome.as_str(),
+                    reason: reason.unwrap_or("none"),
+                })
+                .inc();
+            log.info(&format!("audit {e}"))
+        }
         (_, Severity::Debug) => log.debug(&e.to_string()),
         (_, Severity::Info) => log.info(&e.to_string()),
         _ => log.warn(&e.to_string()),

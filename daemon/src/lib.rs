@@ -10,6 +10,7 @@ pub mod clock;
 pub mod http;
 pub mod log;
 pub mod mail;
+pub mod metrics;
 pub mod notify;
 pub mod ops;
 pub mod radius;

@@ -558,3 +558,70 @@ fn wait_until_logged(d: &Otpd, needle: &str) -> String {
         log.contains(needle).then_some(log)
     })
 }
+
+fn value_of(page: &str, series: &str) -> f64 {
+    page.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no series {series} in:\n{page}"))
+}
+
+#[test]
+fn metrics_count_logins_drops_and_doors_and_never_name_a_user() {
+    let port = otpd_tests::daemon::free_tcp_port();
+    let d = with_user(&format!(
+        "[radius]\nreject_delay_ms = 0\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n"
+    ));
+    let c = Client::new(addr(&d), RADIUS_SECRET);
+    // A wrong shared secret: dropped unanswered, counted.
+    let forged = Client::new(addr(&d), "not-the-secret-0123456789");
+    let req = Request::access(1, "taro", "login-pw", forged.secret.as_slice());
+    forged.send_raw(&req.encode(ACCESS_REQUEST, &forged.secret, Ma::Good));
+    assert_eq!(c.login(2, "taro", "login-pw").code, ACCESS_ACCEPT);
+    assert_eq!(c.login(3, "taro", "wrong").code, ACCESS_REJECT);
+    assert_eq!(c.login(4, "taro", "wrong-again").code, ACCESS_REJECT);
+    let http: SocketAddr = format!("127.0.0.1:{}", d.http_port).parse().expect("addr");
+    assert_eq!(otpd_tests::http::get(http, "/healthz").status, 200);
+    assert_eq!(
+        otpd_tests::http::get(http, "/metrics").status,
+        404,
+        "never on the public HTTP listener"
+    );
+
+    let metrics: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let page = otpd_tests::http::get(metrics, "/metrics").text();
+    let v = |s: &str| value_of(&page, s);
+    assert_eq!(
+        v(r#"otpd_radius_requests_total{client="test",outcome="accept",reason="none"}"#),
+        1.0
+    );
+    assert_eq!(
+        v(r#"otpd_radius_requests_total{client="test",outcome="reject",reason="bad_password"}"#),
+        2.0
+    );
+    assert_eq!(
+        v(r#"otpd_radius_dropped_total{reason="bad_message_authenticator",client="test"}"#),
+        1.0
+    );
+    assert_eq!(v(r#"otpd_users{state="unregistered"}"#), 1.0);
+    assert_eq!(v(r#"otpd_users{state="active"}"#), 0.0);
+    assert_eq!(v("otpd_users_locked"), 0.0);
+    assert_eq!(v("otpd_mail_outbox_messages"), 0.0);
+    assert_eq!(v("otpd_mail_outbox_oldest_age_seconds"), 0.0);
+    assert_eq!(v("otpd_store_errors_total"), 0.0);
+    assert_eq!(
+        v(r#"otpd_request_duration_seconds_count{door="radius"}"#),
+        3.0
+    );
+    assert!(v(r#"otpd_request_duration_seconds_count{door="admin"}"#) >= 1.0);
+    assert!(v(r#"otpd_request_duration_seconds_count{door="http"}"#) >= 2.0);
+    assert!(
+        v("otpd_store_commit_batch_size_count") >= 3.0,
+        "each login committed"
+    );
+    assert!(v("otpd_radius_reply_cache_entries") >= 3.0);
+    assert_eq!(v("otpd_radius_challenge_states"), 0.0);
+    for secret in ["taro", "login-pw", "wrong", RADIUS_SECRET] {
+        assert!(!page.contains(secret), "{secret:?} in the metrics:\n{page}");
+    }
+}

@@ -391,6 +391,7 @@ impl<H: AccessHandler> Engine<H> {
             input,
             work,
         } = *job;
+        let start = Instant::now();
         let decision = match work {
             Work::Ask(req) => self.handler.decide(req).await,
             Work::Decided(decision) => decision,
@@ -459,6 +460,15 @@ impl<H: AccessHandler> Engine<H> {
                 None
             }
         };
+        let metrics = crate::metrics::get();
+        metrics.observe("radius", start.elapsed());
+        metrics
+            .challenge_states
+            .set(i64::try_from(lock(&self.states).len()).unwrap_or(i64::MAX));
+        let (done, in_progress) = lock(&self.cache).len();
+        metrics
+            .reply_cache
+            .set(i64::try_from(done + in_progress).unwrap_or(i64::MAX));
         let delay = if reply_code == code::ACCESS_REJECT {
             self.reject_delay
         } else {
@@ -479,6 +489,13 @@ impl<H: AccessHandler> Engine<H> {
         now: Instant,
     ) -> Inbound {
         bump(&self.counters.dropped[reason.index()]);
+        crate::metrics::get()
+            .radius_dropped
+            .get_or_create(&crate::metrics::DropLabels {
+                reason: reason.as_str(),
+                client: client.map_or_else(|| "-".to_string(), |c| c.to_string()),
+            })
+            .inc();
         let line = lock(&self.drops).note(reason, client, src, now);
         if let Some(line) = line {
             self.log.event(&line);
