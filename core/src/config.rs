@@ -326,8 +326,11 @@ impl Config {
     pub fn parse(text: &str, base: &Path) -> Result<Loaded, Vec<String>> {
         let mut unknown = Vec::new();
         let de = toml::Deserializer::new(text);
-        let parsed: Result<Config, _> =
-            serde_ignored::deserialize(de, |path| unknown.push(format!("unknown key `{path}`")));
+        let parsed: Result<Config, _> = serde_ignored::deserialize(de, |path| {
+            // An optional table shows as `?` in the path: say `metrics.port`, not `metrics.?.port`.
+            let path = path.to_string().replace(".?", "");
+            unknown.push(format!("unknown key `{path}`"))
+        });
         let mut config = match parsed {
             Ok(c) => c,
             Err(e) => {
@@ -582,6 +585,25 @@ mod tests {
         assert!(c.radius.require_message_authenticator);
         assert_eq!(c.admin.socket, PathBuf::from("/run/otpd/admin.sock"));
         assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+    }
+
+    #[test]
+    fn metrics_are_off_unless_a_listen_address_is_given() {
+        assert!(parse("service_id = \"B\"\n")
+            .expect("valid")
+            .config
+            .metrics
+            .is_none());
+        let on =
+            parse("service_id = \"B\"\n[metrics]\nlisten = \"127.0.0.1:9812\"\n").expect("valid");
+        assert_eq!(
+            on.config.metrics.map(|m| m.listen).as_deref(),
+            Some("127.0.0.1:9812")
+        );
+        let e = parse("service_id = \"B\"\n[metrics]\nlisten = \"localhost\"\nport = 1\n")
+            .expect_err("refused");
+        assert!(e.iter().any(|p| p.contains("`metrics.listen`")), "{e:?}");
+        assert!(e.iter().any(|p| p.contains("`metrics.port`")), "{e:?}");
     }
 
     #[test]
