@@ -62,6 +62,48 @@ pub struct RadiusSection {
     /// Failed logins per second a client's budget regains.
     pub client_failure_rate: u32,
     pub clients: Vec<RadiusClientSection>,
+    /// `[radius.tls]`: RADIUS over TLS (RFC 6614); absent, off.
+    pub tls: Option<RadiusTlsSection>,
+}
+
+/// RADIUS over TLS: its own listeners, certificates and clients (matched by certificate
+/// name and address; the shared secret is `radsec`, as RFC 6614 fixes it).
+#[derive(Debug, Clone, Deserialize)]
+pub struct RadiusTlsSection {
+    pub listen: Vec<String>,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// The CA that signs the clients' certificates; a client without one is refused.
+    pub client_ca_file: PathBuf,
+    #[serde(default = "default_tls_idle")]
+    pub idle_timeout_seconds: u64,
+    #[serde(default = "default_tls_connections")]
+    pub max_connections: usize,
+    #[serde(default = "default_tls_in_flight")]
+    pub max_in_flight_per_connection: usize,
+    #[serde(default)]
+    pub clients: Vec<RadiusTlsClientSection>,
+}
+
+fn default_tls_idle() -> u64 {
+    300
+}
+
+fn default_tls_connections() -> usize {
+    64
+}
+
+fn default_tls_in_flight() -> usize {
+    32
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RadiusTlsClientSection {
+    pub name: String,
+    /// The certificate's subject common name or one of its DNS subject alternative names.
+    pub certificate: String,
+    /// An IP address or a CIDR network the client connects from.
+    pub address: String,
 }
 
 impl Default for RadiusSection {
@@ -73,6 +115,7 @@ impl Default for RadiusSection {
             client_failure_burst: 200,
             client_failure_rate: 20,
             clients: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -85,6 +128,14 @@ pub struct RadiusClientSection {
     pub secret: Option<String>,
     pub secret_file: Option<PathBuf>,
     pub require_message_authenticator: Option<bool>,
+}
+
+/// An IP address (a single host) or a CIDR network.
+pub fn parse_network(s: &str) -> Result<ipnet::IpNet, ()> {
+    if let Ok(net) = s.parse::<ipnet::IpNet>() {
+        return Ok(net.trunc());
+    }
+    s.parse::<IpAddr>().map(ipnet::IpNet::from).map_err(|_| ())
 }
 
 impl RadiusClientSection {
@@ -359,6 +410,11 @@ impl Config {
         fix(&mut self.admin.socket);
         fix(&mut self.mail.dir);
         fix(&mut self.log.syslog_socket);
+        if let Some(t) = &mut self.radius.tls {
+            fix(&mut t.cert_file);
+            fix(&mut t.key_file);
+            fix(&mut t.client_ca_file);
+        }
         for p in [
             &mut self.mail.template,
             &mut self.mail.password_file,
@@ -513,6 +569,50 @@ impl Config {
         if let Some(t) = &self.mail.template {
             if let Err(e) = std::fs::read_to_string(t) {
                 problems.push(format!("`mail.template` {}: {e}", t.display()));
+            }
+        }
+        if let Some(t) = &self.radius.tls {
+            if t.listen.is_empty() {
+                problems.push("`radius.tls.listen` needs at least one address".into());
+            }
+            for l in &t.listen {
+                if l.parse::<SocketAddr>().is_err() {
+                    problems.push(format!("`radius.tls.listen`: {l:?} is not an IP:port"));
+                }
+            }
+            for (key, f) in [
+                ("cert_file", &t.cert_file),
+                ("key_file", &t.key_file),
+                ("client_ca_file", &t.client_ca_file),
+            ] {
+                if let Err(e) = std::fs::metadata(f) {
+                    problems.push(format!("`radius.tls.{key}` {}: {e}", f.display()));
+                }
+            }
+            if t.clients.is_empty() {
+                problems.push("`radius.tls` needs at least one [[radius.tls.clients]]".into());
+            }
+            if t.max_connections == 0 || t.max_in_flight_per_connection == 0 {
+                problems.push("`radius.tls.max_connections` and `max_in_flight_per_connection` must be at least 1".into());
+            }
+            for c in &t.clients {
+                if self.radius.clients.iter().any(|u| u.name == c.name)
+                    || t.clients.iter().filter(|o| o.name == c.name).count() > 1
+                {
+                    problems.push(format!("radius client name {:?} appears twice", c.name));
+                }
+                if c.certificate.is_empty() {
+                    problems.push(format!(
+                        "radius TLS client {:?}: `certificate` is empty",
+                        c.name
+                    ));
+                }
+                if crate::config::parse_network(&c.address).is_err() {
+                    problems.push(format!(
+                        "radius TLS client {:?}: address {:?} is neither an IP nor a CIDR",
+                        c.name, c.address
+                    ));
+                }
             }
         }
         if let Some(m) = &self.metrics {

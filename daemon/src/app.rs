@@ -72,6 +72,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     tasks.spawn(admin.serve(ops.clone(), wait_for(stop_rx.clone())));
     let radius_log_handle = log.clone();
     let radius_addrs = radius.local_addrs();
+    let tls_addrs = radius.tls_addrs();
     let radius_stop = wait_for(stop_rx.clone());
     tasks.spawn(async move {
         if let Err(e) = radius.run(radius_stop).await {
@@ -89,7 +90,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     }
 
     log.info(&format!(
-        "otpd {} ready: {} users, RADIUS on {}, admin socket {}, started in {} ms",
+        "otpd {} ready: {} users, RADIUS on {}{}, admin socket {}, started in {} ms",
         env!("CARGO_PKG_VERSION"),
         svc.store().user_count(),
         radius_addrs
@@ -97,6 +98,18 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
             .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join(" "),
+        if tls_addrs.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ", RADIUS over TLS on {}",
+                tls_addrs
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            )
+        },
         config.admin.socket.display(),
         started.elapsed().as_millis()
     ));
@@ -146,6 +159,40 @@ pub fn radius_config(config: &Config) -> anyhow::Result<RadiusConfig> {
     let mut rc = RadiusConfig::new(listen, clients);
     rc.require_message_authenticator = r.require_message_authenticator;
     rc.reject_delay = std::time::Duration::from_millis(r.reject_delay_ms);
+    if let Some(t) = &r.tls {
+        use crate::radius::tls;
+        rc.tls = Some(tls::TlsSettings {
+            listen: t
+                .listen
+                .iter()
+                .map(|a| {
+                    a.parse()
+                        .with_context(|| format!("radius.tls.listen {a:?}"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?,
+            server: std::sync::Arc::new(tls::server_config(
+                &t.cert_file,
+                &t.key_file,
+                &t.client_ca_file,
+            )?),
+            clients: t
+                .clients
+                .iter()
+                .map(|c| {
+                    Ok(tls::TlsClient {
+                        name: c.name.clone(),
+                        certificate: c.certificate.clone(),
+                        network: otpd_core::config::parse_network(&c.address).map_err(|()| {
+                            anyhow::anyhow!("radius TLS client {:?}: bad address", c.name)
+                        })?,
+                    })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?,
+            idle_timeout: std::time::Duration::from_secs(t.idle_timeout_seconds),
+            max_connections: t.max_connections,
+            max_in_flight_per_connection: t.max_in_flight_per_connection,
+        });
+    }
     Ok(rc)
 }
 

@@ -223,6 +223,19 @@ impl<H: AccessHandler> Engine<H> {
         let Some(client) = self.clients.lookup(src.ip()) else {
             return self.drop_packet(DropReason::UnknownClient, None, src, now);
         };
+        let client = Arc::clone(client);
+        self.inbound_from(&client, datagram, src, now)
+    }
+
+    /// A packet from `client`, already identified (by its address, or by its TLS
+    /// certificate and address).
+    pub(crate) fn inbound_from(
+        &self,
+        client: &Arc<Client>,
+        datagram: &[u8],
+        src: SocketAddr,
+        now: Instant,
+    ) -> Inbound {
         let name = Some(&client.name);
         let Ok(req) = wire::parse(datagram) else {
             return self.drop_packet(DropReason::Malformed, name, src, now);
@@ -241,8 +254,9 @@ impl<H: AccessHandler> Engine<H> {
             None if req.code == code::STATUS_SERVER || client.require_message_authenticator => {
                 return self.drop_packet(DropReason::MissingMessageAuthenticator, name, src, now);
             }
-            // Proxy-State without integrity protection is what BlastRADIUS exploits.
-            None if req.packet.lookup(attr::PROXY_STATE).is_some() => {
+            // Proxy-State without integrity protection is what BlastRADIUS exploits (over
+            // TLS the connection protects it).
+            None if !client.over_tls && req.packet.lookup(attr::PROXY_STATE).is_some() => {
                 let reason = DropReason::ProxyStateWithoutMessageAuthenticator;
                 return self.drop_packet(reason, name, src, now);
             }
@@ -501,6 +515,13 @@ impl<H: AccessHandler> Engine<H> {
             self.log.event(&line);
         }
         Inbound::Dropped(reason)
+    }
+
+    /// A line about a RADIUS-over-TLS connection.
+    pub(crate) fn log_line(&self, message: &str) {
+        self.log.event(&RadiusEvent::Tls {
+            message: message.to_string(),
+        });
     }
 
     /// Logs the counts of drops that were suppressed in windows now over.

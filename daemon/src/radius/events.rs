@@ -175,6 +175,8 @@ pub enum RadiusEvent {
     },
     /// A client's shared secret is shorter than 16 bytes.
     WeakSecret { client: String, len: usize },
+    /// A RADIUS-over-TLS connection refused or closed (handshake, certificate, limits).
+    Tls { message: String },
 }
 
 impl RadiusEvent {
@@ -188,7 +190,7 @@ impl RadiusEvent {
                     Severity::Warning
                 }
             }
-            RadiusEvent::WeakSecret { .. } => Severity::Warning,
+            RadiusEvent::WeakSecret { .. } | RadiusEvent::Tls { .. } => Severity::Warning,
         }
     }
 }
@@ -263,6 +265,7 @@ impl fmt::Display for RadiusEvent {
                 f,
                 "radius client {client:?}: shared secret is {len} bytes; use at least 16 random bytes"
             ),
+            RadiusEvent::Tls { message } => f.write_str(message),
         }
     }
 }

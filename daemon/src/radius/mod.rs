@@ -33,6 +33,7 @@ mod events;
 mod ratelimit;
 mod server;
 mod state;
+pub mod tls;
 mod wire;
 
 #[cfg(test)]
@@ -173,6 +174,8 @@ pub struct RadiusConfig {
     pub drop_log_interval: Duration,
     /// How long [`RadiusServer::run`] waits for in-flight requests after shutdown.
     pub shutdown_grace: Duration,
+    /// RADIUS over TLS (`[radius.tls]`), if configured.
+    pub tls: Option<tls::TlsSettings>,
 }
 
 impl RadiusConfig {
@@ -191,6 +194,7 @@ impl RadiusConfig {
             max_in_flight: 1024,
             drop_log_interval: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(5),
+            tls: None,
         }
     }
 }
