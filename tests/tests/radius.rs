@@ -625,3 +625,84 @@ fn metrics_count_logins_drops_and_doors_and_never_name_a_user() {
         assert!(!page.contains(secret), "{secret:?} in the metrics:\n{page}");
     }
 }
+
+fn radsec_otpd(pki: &otpd_tests::radsec::Pki) -> (Otpd, SocketAddr) {
+    let port = otpd_tests::radsec::free_port();
+    let d = Otpd::start(&format!(
+        "[radius]\nreject_delay_ms = 0\n{}",
+        pki.otpd_config(port)
+    ));
+    let tls: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    (d, tls)
+}
+
+/// Password, Access-Challenge, OTP with the State, Access-Accept: through `proxy`.
+fn challenge_round_trip(proxy: SocketAddr, secret_b32: &str) {
+    let c = Client::new(proxy, GATEWAY_SECRET);
+    let r = c.login(1, "taro", "login-pw");
+    assert_eq!(r.code, ACCESS_CHALLENGE, "{}", r.message());
+    let state = r.get(STATE).expect("a State").to_vec();
+    let code = oathtool(secret_b32, None);
+    let answer = Request::access(2, "taro", &code, GATEWAY_SECRET.as_bytes()).attr(STATE, &state);
+    let r = c.exchange(&answer);
+    assert_eq!(r.code, ACCESS_ACCEPT, "{}", r.message());
+}
+
+#[test]
+fn radsecproxy_over_tls_reaches_otpd_with_a_challenge_round_trip() {
+    let pki = otpd_tests::radsec::Pki::new();
+    let (d, tls) = radsec_otpd(&pki);
+    let secret = activate(&d, "taro", "login-pw");
+    let proxy = otpd_tests::radsec::RadsecProxy::proxy_to(&pki, tls);
+    challenge_round_trip(proxy.addr, &secret);
+    let log = wait_until_logged(&d, "input=challenge_response");
+    assert!(
+        log.contains("audit radius challenge user=\"taro\" client=\"radsec-proxy\""),
+        "{log}\n{}",
+        proxy.log()
+    );
+    assert!(
+        log.contains("audit radius accept user=\"taro\" client=\"radsec-proxy\""),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_tls_client_without_a_trusted_certificate_is_refused_before_any_radius() {
+    let pki = otpd_tests::radsec::Pki::new();
+    let (d, tls) = radsec_otpd(&pki);
+    let packet = Request::access(1, "taro", "login-pw", b"radsec").encode(
+        ACCESS_REQUEST,
+        b"radsec",
+        Ma::Good,
+    );
+    for cert in [Some("proxy.test-rogue-ca"), None] {
+        let mut cmd = std::process::Command::new("openssl");
+        cmd.args(["s_client", "-quiet", "-connect", &tls.to_string()])
+            .arg("-CAfile")
+            .arg(pki.path("ca.pem"));
+        if let Some(c) = cert {
+            cmd.arg("-cert")
+                .arg(pki.path(&format!("{c}.pem")))
+                .arg("-key")
+                .arg(pki.path(&format!("{c}.key")));
+        }
+        let mut child = cmd
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("openssl s_client");
+        use std::io::Write;
+        let _ = child.stdin.take().expect("stdin").write_all(&packet);
+        let out = child.wait_with_output().expect("s_client");
+        assert!(out.stdout.is_empty(), "no RADIUS reply: {:?}", out.stdout);
+    }
+    let log = wait_until_logged(&d, "refused");
+    assert_eq!(
+        log.matches("radius tls: handshake with 127.0.0.1").count(),
+        2,
+        "both refused in the handshake: {log}"
+    );
+    assert!(!log.contains("audit radius"), "no RADIUS was read: {log}");
+}
