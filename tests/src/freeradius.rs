@@ -17,8 +17,51 @@ pub struct FreeRadius {
 }
 
 impl FreeRadius {
-    /// Starts FreeRADIUS proxying to otpd at `home`; returns once it answers Status-Server.
+    /// Starts FreeRADIUS proxying to otpd at `home` with the shipped example's blocks;
+    /// returns once it answers Status-Server.
     pub fn proxy_to(home: SocketAddr) -> FreeRadius {
+        FreeRadius::start(shipped_proxy_blocks(home))
+    }
+
+    /// FreeRADIUS proxying to otpd's RADIUS-over-TLS listener at `home`, presenting the
+    /// client certificate `proxy.test` of `pki`. FreeRADIUS 3.2 spells a TLS home server
+    /// `proto = tcp` with a `tls` block (it refuses `proto = tls`).
+    pub fn proxy_over_tls(home: SocketAddr, pki: &crate::radsec::Pki) -> FreeRadius {
+        FreeRadius::start(format!(
+            r#"home_server otpd {{
+	type = auth
+	ipaddr = {ip}
+	port = {port}
+	proto = tcp
+	secret = radsec
+	response_window = 5
+	status_check = status-server
+	tls {{
+		private_key_file = {key}
+		certificate_file = {cert}
+		ca_file = {ca}
+		fragment_size = 8192
+		check_crl = no
+	}}
+}}
+home_server_pool otpd_pool {{
+	type = fail-over
+	home_server = otpd
+}}
+realm otp {{
+	auth_pool = otpd_pool
+	nostrip
+}}
+"#,
+            ip = home.ip(),
+            port = home.port(),
+            key = pki.path("proxy.test-ca.key").display(),
+            cert = pki.path("proxy.test-ca.pem").display(),
+            ca = pki.path("ca.pem").display(),
+        ))
+    }
+
+    fn start(proxy: String) -> FreeRadius {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_udp_port();
         let conf = format!(
@@ -81,7 +124,6 @@ server default {{
 }}
 "#,
             raddb = dir.path().display(),
-            proxy = shipped_proxy_blocks(home),
         );
         std::fs::write(dir.path().join("radiusd.conf"), conf).expect("write radiusd.conf");
         let log = std::fs::File::create(dir.path().join("freeradius.log")).expect("log");

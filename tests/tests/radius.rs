@@ -706,3 +706,18 @@ fn a_tls_client_without_a_trusted_certificate_is_refused_before_any_radius() {
     );
     assert!(!log.contains("audit radius"), "no RADIUS was read: {log}");
 }
+
+#[test]
+fn freeradius_proxies_over_tls_to_otpd_with_a_challenge_round_trip() {
+    let pki = otpd_tests::radsec::Pki::new();
+    let (d, tls) = radsec_otpd(&pki);
+    let secret = activate(&d, "taro", "login-pw");
+    let fr = FreeRadius::proxy_over_tls(tls, &pki);
+    challenge_round_trip(fr.addr, &secret);
+    let log = wait_until_logged(&d, "input=challenge_response");
+    assert!(
+        log.contains("audit radius accept user=\"taro\" client=\"radsec-proxy\""),
+        "{log}\n{}",
+        fr.log()
+    );
+}
