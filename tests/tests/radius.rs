@@ -721,3 +721,56 @@ fn freeradius_proxies_over_tls_to_otpd_with_a_challenge_round_trip() {
         fr.log()
     );
 }
+
+#[test]
+fn status_server_is_answered_over_the_tls_connection_and_an_idle_one_is_closed() {
+    let pki = otpd_tests::radsec::Pki::new();
+    let port = otpd_tests::radsec::free_port();
+    let config = pki
+        .otpd_config(port)
+        .replace("idle_timeout_seconds = 30", "idle_timeout_seconds = 1");
+    let _d = Otpd::start(&config);
+    let status = Request::new(9).encode(STATUS_SERVER, b"radsec", Ma::Good);
+    let mut child = std::process::Command::new("openssl")
+        .args(["s_client", "-quiet", "-ign_eof"])
+        .arg("-connect")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("-CAfile")
+        .arg(pki.path("ca.pem"))
+        .arg("-cert")
+        .arg(pki.path("proxy.test-ca.pem"))
+        .arg("-key")
+        .arg(pki.path("proxy.test-ca.key"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("openssl s_client");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(&status)
+        .expect("send");
+    // s_client ends only when otpd closes the idle connection.
+    otpd_tests::daemon::wait_until(
+        "otpd to close the idle connection",
+        Duration::from_secs(20),
+        || child.try_wait().ok().flatten(),
+    );
+    let mut reply = Vec::new();
+    use std::io::Read;
+    child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_end(&mut reply)
+        .expect("read");
+    assert!(reply.len() >= 20, "a reply over the connection: {reply:?}");
+    assert_eq!(
+        (reply[0], reply[1]),
+        (ACCESS_ACCEPT, 9),
+        "Status-Server answered"
+    );
+}
