@@ -131,11 +131,11 @@ pub struct RadiusClientSection {
 }
 
 /// An IP address (a single host) or a CIDR network.
-pub fn parse_network(s: &str) -> Result<ipnet::IpNet, ()> {
+pub fn parse_network(s: &str) -> Option<ipnet::IpNet> {
     if let Ok(net) = s.parse::<ipnet::IpNet>() {
-        return Ok(net.trunc());
+        return Some(net.trunc());
     }
-    s.parse::<IpAddr>().map(ipnet::IpNet::from).map_err(|_| ())
+    s.parse::<IpAddr>().ok().map(ipnet::IpNet::from)
 }
 
 impl RadiusClientSection {
@@ -607,7 +607,7 @@ impl Config {
                         c.name
                     ));
                 }
-                if crate::config::parse_network(&c.address).is_err() {
+                if parse_network(&c.address).is_none() {
                     problems.push(format!(
                         "radius TLS client {:?}: address {:?} is neither an IP nor a CIDR",
                         c.name, c.address

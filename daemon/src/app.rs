@@ -182,7 +182,7 @@ pub fn radius_config(config: &Config) -> anyhow::Result<RadiusConfig> {
                     Ok(tls::TlsClient {
                         name: c.name.clone(),
                         certificate: c.certificate.clone(),
-                        network: otpd_core::config::parse_network(&c.address).map_err(|()| {
+                        network: otpd_core::config::parse_network(&c.address).ok_or_else(|| {
                             anyhow::anyhow!("radius TLS client {:?}: bad address", c.name)
                         })?,
                     })

@@ -203,7 +203,7 @@ async fn connection<H: AccessHandler>(
     let ip = src.ip().to_canonical();
     let Some(client) = clients
         .iter()
-        .find(|(c, _)| c.network.contains(&ip) && names.iter().any(|n| *n == c.certificate))
+        .find(|(c, _)| c.network.contains(&ip) && names.contains(&c.certificate))
         .map(|(_, client)| Arc::clone(client))
     else {
         engine.log_line(&format!(
