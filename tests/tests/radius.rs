@@ -774,3 +774,55 @@ fn status_server_is_answered_over_the_tls_connection_and_an_idle_one_is_closed()
         "Status-Server answered"
     );
 }
+
+#[test]
+fn tls_connections_beyond_the_bound_are_refused() {
+    let pki = otpd_tests::radsec::Pki::new();
+    let port = otpd_tests::radsec::free_port();
+    let config = pki.otpd_config(port).replace(
+        "idle_timeout_seconds = 30\n",
+        "idle_timeout_seconds = 30\nmax_connections = 1\n",
+    );
+    let d = Otpd::start(&config);
+    let s_client = || {
+        std::process::Command::new("openssl")
+            .args(["s_client", "-quiet", "-ign_eof"])
+            .arg("-connect")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("-CAfile")
+            .arg(pki.path("ca.pem"))
+            .arg("-cert")
+            .arg(pki.path("proxy.test-ca.pem"))
+            .arg("-key")
+            .arg(pki.path("proxy.test-ca.key"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("openssl s_client")
+    };
+    // The first holds the only connection (it answers a Status-Server, so it is set up).
+    let mut first = s_client();
+    use std::io::{Read, Write};
+    let status = Request::new(3).encode(STATUS_SERVER, b"radsec", Ma::Good);
+    let mut first_in = first.stdin.take().expect("stdin");
+    first_in.write_all(&status).expect("send");
+    let mut reply = [0u8; 20];
+    first
+        .stdout
+        .as_mut()
+        .expect("stdout")
+        .read_exact(&mut reply)
+        .expect("the first connection is answered");
+    assert_eq!(reply[0], ACCESS_ACCEPT);
+    // The second is closed at once, with a line saying why.
+    let mut second = s_client();
+    otpd_tests::daemon::wait_until(
+        "otpd to refuse the second connection",
+        Duration::from_secs(20),
+        || second.try_wait().ok().flatten(),
+    );
+    wait_until_logged(&d, "1 connections open already");
+    let _ = first.kill();
+    let _ = first.wait();
+}
