@@ -464,10 +464,14 @@ fn a_backup_under_load_restores_users_and_replay_marks() {
 
 /// An import file of `n` customers sharing one (cheap, real) argon2id hash.
 fn import_file(n: usize) -> Vec<String> {
+    import_file_of("c", n)
+}
+
+fn import_file_of(prefix: &str, n: usize) -> Vec<String> {
     let argon =
         "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHRzYWx0$2mVm0mOyAwsc0b5ldyNWhnXEt/1Xy6ykTuAkmj7VVp4";
     let mut lines = vec!["login_id,password_hash,email".to_string()];
-    lines.extend((1..=n).map(|i| format!("c{i:07},{argon},c{i}@example.jp")));
+    lines.extend((1..=n).map(|i| format!("{prefix}{i:07},{argon},{prefix}{i}@example.jp")));
     lines
 }
 
@@ -513,9 +517,11 @@ fn an_import_far_above_one_admin_line_streams_all_or_nothing() {
     assert_eq!(d.ctl_ok(&["user", "list"], ""), "", "nothing imported");
 
     write(&import_file(5000));
-    let out = d.ctl_ok(&["user", "import", file], "");
-    assert!(out.starts_with("imported 5000 users in "), "{out}");
-    assert!(out.contains("users/s"), "a throughput figure: {out}");
+    let out = d.otpctl(&["user", "import", file], "");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("imported 5000 users in "), "{stdout}");
+    assert!(stdout.contains("users/s"), "a throughput figure: {stdout}");
+    assert_eq!(stderr_of(&out), "", "no progress bar without a terminal");
 
     let list = d.ctl_ok(&["user", "list"], "");
     let ids: Vec<&str> = list
@@ -541,4 +547,32 @@ fn an_import_far_above_one_admin_line_streams_all_or_nothing() {
 
     // Every imported user is a real one: a row near the end has its e-mail.
     assert_eq!(d.show("c0004999")["email"], "c4999@example.jp");
+
+    // On a terminal (script(1) gives otpctl one) a progress bar shows; --json stays quiet.
+    write(&import_file_of("t", 3000));
+    let on_tty = |json: &str| {
+        let out = std::process::Command::new("script")
+            .args(["-qec"])
+            .arg(format!(
+                "{} --socket {} {json} user import {file}",
+                bin("otpctl").display(),
+                d.socket.display()
+            ))
+            .arg("/dev/null")
+            .output()
+            .expect("script (bsdutils)");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let shown = on_tty("");
+    assert!(shown.contains("checking ["), "a progress bar: {shown:?}");
+    assert!(shown.contains("imported 3000 users"), "{shown:?}");
+    write(&import_file_of("k", 3000));
+    let shown = on_tty("--json");
+    assert!(!shown.contains("checking ["), "--json is quiet: {shown:?}");
+    assert!(shown.contains(r#""count":3000"#), "{shown:?}");
+    write(&import_file_of("j", 3000));
+    let out = d.otpctl(&["--json", "user", "import", file], "");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["count"], 3000);
+    assert_eq!(stderr_of(&out), "");
 }
