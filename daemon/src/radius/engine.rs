@@ -219,8 +219,8 @@ impl<H: AccessHandler> Engine<H> {
 
     /// Everything that can be decided at once about a datagram from `src`.
     pub(crate) fn inbound(&self, datagram: &[u8], src: SocketAddr, now: Instant) -> Inbound {
-        bump(&self.counters.received);
         let Some(client) = self.clients.lookup(src.ip()) else {
+            bump(&self.counters.received);
             return self.drop_packet(DropReason::UnknownClient, None, src, now);
         };
         let client = Arc::clone(client);
@@ -236,6 +236,7 @@ impl<H: AccessHandler> Engine<H> {
         src: SocketAddr,
         now: Instant,
     ) -> Inbound {
+        bump(&self.counters.received);
         let name = Some(&client.name);
         let Ok(req) = wire::parse(datagram) else {
             return self.drop_packet(DropReason::Malformed, name, src, now);
