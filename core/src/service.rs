@@ -301,7 +301,6 @@ impl Service {
     }
 
     pub fn status(&self, now: UnixTime) -> Result<StatusView, OpError> {
-        let users = self.store.users()?;
         let mut by_state = std::collections::BTreeMap::new();
         for s in [
             TokenState::Unregistered,
@@ -312,17 +311,27 @@ impl Service {
         ] {
             by_state.insert(s.name().to_string(), 0usize);
         }
-        let mut locked = 0;
-        for u in &users {
-            *by_state
-                .entry(u.token.state(now).name().to_string())
-                .or_default() += 1;
-            locked += usize::from(u.lock.is_locked(now));
+        let (mut users, mut locked) = (0, 0);
+        // Page by page: a million users are counted without holding them all at once.
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.store.users_after(after.as_deref(), MAX_PAGE)?;
+            for u in &page {
+                *by_state
+                    .entry(u.token.state(now).name().to_string())
+                    .or_default() += 1;
+                locked += usize::from(u.lock.is_locked(now));
+            }
+            users += page.len();
+            match page.last() {
+                Some(last) if page.len() == MAX_PAGE => after = Some(last.login_id.clone()),
+                _ => break,
+            }
         }
         Ok(StatusView {
             version: env!("CARGO_PKG_VERSION").into(),
             uptime_seconds: u64::try_from(now - self.started_at).unwrap_or(0),
-            users: users.len(),
+            users,
             by_state,
             locked,
             mail_queued: self.store.outbox()?.len(),
