@@ -3,6 +3,8 @@
 pub mod args;
 mod client;
 mod files;
+mod import;
+mod pages;
 mod secret;
 
 use args::{Cli, Command, TokenCmd, UserCmd};
@@ -66,25 +68,18 @@ fn socket_path(cli: &Cli) -> Result<PathBuf, Failure> {
 }
 
 fn run(cli: &Cli) -> Result<(), Failure> {
+    // These three stream over one connection instead of one request and one reply.
+    match &cli.command {
+        Command::Backup { path } => return pages::backup(&socket_path(cli)?, path, cli.json),
+        Command::User(UserCmd::List) => return pages::list(&socket_path(cli)?, cli.json),
+        Command::User(UserCmd::Import { file }) => {
+            return import::run(&socket_path(cli)?, file, cli.json)
+        }
+        _ => {}
+    }
     let request = build_request(&cli.command)?;
     let socket = socket_path(cli)?;
     let data = client::call(&socket, &request)?;
-    if let (Command::Backup { path }, AdminData::Backup { rows }) = (&cli.command, &data) {
-        let users = files::write_backup(path, rows)?;
-        if cli.json {
-            println!(
-                "{}",
-                serde_json::json!({"path": path, "records": rows.len(), "users": users})
-            );
-        } else {
-            println!(
-                "backup of {users} users ({} records) written to {}",
-                rows.len(),
-                path.display()
-            );
-        }
-        return Ok(());
-    }
     print(&data, cli.json);
     Ok(())
 }
@@ -114,9 +109,11 @@ fn build_request(cmd: &Command) -> Result<AdminRequest, Failure> {
             UserCmd::Delete { login_id } => AdminRequest::UserDelete {
                 login_id: login_id.clone(),
             },
-            UserCmd::Import { file } => AdminRequest::UserImport {
-                users: files::read_import(file)?,
-            },
+            UserCmd::Import { .. } => {
+                return Err(Failure::Usage(
+                    "user import streams; see import::run".into(),
+                ))
+            }
         },
         Command::Token(t) => match t {
             TokenCmd::Issue {
@@ -174,16 +171,9 @@ fn print(data: &AdminData, json: bool) {
             println!("store       {} bytes", s.store_bytes);
         }
         AdminData::User(u) => print_user(u),
-        AdminData::Users { users } => {
+        AdminData::Users { users } | AdminData::UserPage { users, .. } => {
             for u in users {
-                println!(
-                    "{}\t{}\t{}\t{}\t{}",
-                    u.login_id,
-                    u.state.name(),
-                    if u.locked { "locked" } else { "-" },
-                    u.email.as_deref().unwrap_or("-"),
-                    u.expires_at.as_deref().unwrap_or("-"),
-                );
+                println!("{}", user_line(u));
             }
         }
         AdminData::Issued {
@@ -195,8 +185,23 @@ fn print(data: &AdminData, json: bool) {
         }
         AdminData::Deleted { login_id } => println!("deleted {login_id}"),
         AdminData::Imported { count } => println!("imported {count} users"),
-        AdminData::Backup { rows } => println!("{} records", rows.len()),
+        AdminData::Backup { rows } | AdminData::BackupPage { rows, .. } => {
+            println!("{} records", rows.len())
+        }
+        AdminData::ImportStaged { staged } => println!("{staged} users checked"),
     }
+}
+
+/// One user of `user list`: login ID, state, lock, e-mail, expiry, tab-separated.
+fn user_line(u: &UserView) -> String {
+    format!(
+        "{}\t{}\t{}\t{}\t{}",
+        u.login_id,
+        u.state.name(),
+        if u.locked { "locked" } else { "-" },
+        u.email.as_deref().unwrap_or("-"),
+        u.expires_at.as_deref().unwrap_or("-"),
+    )
 }
 
 fn print_user(u: &UserView) {

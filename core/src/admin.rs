@@ -69,6 +69,35 @@ pub enum AdminRequest {
     },
     /// Every record, for `otpctl backup`.
     Backup,
+    /// Starts staging an import on this admin connection, replacing rows staged before.
+    ImportBegin,
+    /// Rows of an import file, checked at once and kept on the connection until
+    /// `import_commit`; closing the connection discards them and imports nothing.
+    ImportBatch {
+        users: Vec<ImportRow>,
+    },
+    /// Writes every staged row, or none.
+    ImportCommit,
+    /// One page of the user list: up to `limit` users after `after`, in login-ID order.
+    UserPage {
+        after: Option<String>,
+        limit: usize,
+    },
+    /// One page of a backup: up to `limit` records after `after`.
+    BackupPage {
+        after: Option<BackupCursor>,
+        limit: usize,
+    },
+}
+
+/// Most users or records one page holds, whatever the request asks: a page is one line.
+pub const MAX_PAGE: usize = 1000;
+
+/// Where a backup page ended: the tree and hex key of its last record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupCursor {
+    pub tree: String,
+    pub key: String,
 }
 
 /// One user of an import file; `line` is where it stood, for error messages.
@@ -132,7 +161,11 @@ impl AdminRequest {
             AdminRequest::TokenRenew { .. } => "token renew",
             AdminRequest::TokenUnlock { .. } => "token unlock",
             AdminRequest::UserImport { .. } => "user import",
-            AdminRequest::Backup => "backup",
+            AdminRequest::Backup | AdminRequest::BackupPage { .. } => "backup",
+            AdminRequest::ImportBegin => "user import begin",
+            AdminRequest::ImportBatch { .. } => "user import batch",
+            AdminRequest::ImportCommit => "user import",
+            AdminRequest::UserPage { .. } => "user list",
         }
     }
 
@@ -142,7 +175,12 @@ impl AdminRequest {
             AdminRequest::Status
             | AdminRequest::UserList
             | AdminRequest::UserImport { .. }
-            | AdminRequest::Backup => None,
+            | AdminRequest::Backup
+            | AdminRequest::ImportBegin
+            | AdminRequest::ImportBatch { .. }
+            | AdminRequest::ImportCommit
+            | AdminRequest::UserPage { .. }
+            | AdminRequest::BackupPage { .. } => None,
             AdminRequest::UserAdd { login_id, .. }
             | AdminRequest::UserPasswd { login_id, .. }
             | AdminRequest::UserShow { login_id }
@@ -163,6 +201,10 @@ impl AdminRequest {
                 | AdminRequest::UserShow { .. }
                 | AdminRequest::UserList
                 | AdminRequest::Backup
+                | AdminRequest::UserPage { .. }
+                | AdminRequest::BackupPage { .. }
+                | AdminRequest::ImportBegin
+                | AdminRequest::ImportBatch { .. }
         )
     }
 }
@@ -198,6 +240,20 @@ pub enum AdminData {
     },
     Backup {
         rows: Vec<BackupRow>,
+    },
+    /// Rows checked and kept so far by an import.
+    ImportStaged {
+        staged: usize,
+    },
+    /// A page of users; `next` is the `after` of the following page, none at the end.
+    UserPage {
+        users: Vec<UserView>,
+        next: Option<String>,
+    },
+    /// A page of backup records; `next` is the `after` of the following page, none at the end.
+    BackupPage {
+        rows: Vec<BackupRow>,
+        next: Option<BackupCursor>,
     },
 }
 

@@ -27,6 +27,8 @@ pub struct Config {
     pub mail: MailSection,
     pub admin: AdminSection,
     pub log: LogSection,
+    /// `[metrics]`: absent, no metrics listener.
+    pub metrics: Option<MetricsSection>,
 }
 
 impl Default for Config {
@@ -43,6 +45,7 @@ impl Default for Config {
             mail: MailSection::default(),
             admin: AdminSection::default(),
             log: LogSection::default(),
+            metrics: None,
         }
     }
 }
@@ -59,6 +62,48 @@ pub struct RadiusSection {
     /// Failed logins per second a client's budget regains.
     pub client_failure_rate: u32,
     pub clients: Vec<RadiusClientSection>,
+    /// `[radius.tls]`: RADIUS over TLS (RFC 6614); absent, off.
+    pub tls: Option<RadiusTlsSection>,
+}
+
+/// RADIUS over TLS: its own listeners, certificates and clients (matched by certificate
+/// name and address; the shared secret is `radsec`, as RFC 6614 fixes it).
+#[derive(Debug, Clone, Deserialize)]
+pub struct RadiusTlsSection {
+    pub listen: Vec<String>,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// The CA that signs the clients' certificates; a client without one is refused.
+    pub client_ca_file: PathBuf,
+    #[serde(default = "default_tls_idle")]
+    pub idle_timeout_seconds: u64,
+    #[serde(default = "default_tls_connections")]
+    pub max_connections: usize,
+    #[serde(default = "default_tls_in_flight")]
+    pub max_in_flight_per_connection: usize,
+    #[serde(default)]
+    pub clients: Vec<RadiusTlsClientSection>,
+}
+
+fn default_tls_idle() -> u64 {
+    300
+}
+
+fn default_tls_connections() -> usize {
+    64
+}
+
+fn default_tls_in_flight() -> usize {
+    32
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RadiusTlsClientSection {
+    pub name: String,
+    /// The certificate's subject common name or one of its DNS subject alternative names.
+    pub certificate: String,
+    /// An IP address or a CIDR network the client connects from.
+    pub address: String,
 }
 
 impl Default for RadiusSection {
@@ -70,6 +115,7 @@ impl Default for RadiusSection {
             client_failure_burst: 200,
             client_failure_rate: 20,
             clients: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -82,6 +128,14 @@ pub struct RadiusClientSection {
     pub secret: Option<String>,
     pub secret_file: Option<PathBuf>,
     pub require_message_authenticator: Option<bool>,
+}
+
+/// An IP address (a single host) or a CIDR network.
+pub fn parse_network(s: &str) -> Option<ipnet::IpNet> {
+    if let Ok(net) = s.parse::<ipnet::IpNet>() {
+        return Some(net.trunc());
+    }
+    s.parse::<IpAddr>().ok().map(ipnet::IpNet::from)
 }
 
 impl RadiusClientSection {
@@ -248,20 +302,11 @@ impl HttpSection {
     pub fn trusted_proxy_networks(&self) -> Vec<ipnet::IpNet> {
         self.trusted_proxies
             .iter()
-            .filter_map(|p| parse_network(p).ok())
+            .filter_map(|p| parse_network(p))
             .collect()
     }
 }
 
-/// An IP (one host) or a CIDR network.
-pub fn parse_network(s: &str) -> Result<ipnet::IpNet, String> {
-    if let Ok(net) = s.parse::<ipnet::IpNet>() {
-        return Ok(net.trunc());
-    }
-    s.parse::<IpAddr>()
-        .map(ipnet::IpNet::from)
-        .map_err(|_| format!("{s:?} is neither an IP nor a CIDR"))
-}
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct ApiKeySection {
@@ -318,6 +363,12 @@ impl Default for AdminSection {
             socket: "/run/otpd/admin.sock".into(),
         }
     }
+}
+
+/// The Prometheus listener: `GET /metrics` on its own address, never on the public HTTP one.
+#[derive(Debug, Clone, Deserialize)]
+pub struct MetricsSection {
+    pub listen: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -377,8 +428,11 @@ impl Config {
     pub fn parse(text: &str, base: &Path) -> Result<Loaded, Vec<String>> {
         let mut unknown = Vec::new();
         let de = toml::Deserializer::new(text);
-        let parsed: Result<Config, _> =
-            serde_ignored::deserialize(de, |path| unknown.push(format!("unknown key `{path}`")));
+        let parsed: Result<Config, _> = serde_ignored::deserialize(de, |path| {
+            // An optional table shows as `?` in the path: say `metrics.port`, not `metrics.?.port`.
+            let path = path.to_string().replace(".?", "");
+            unknown.push(format!("unknown key `{path}`"))
+        });
         let mut config = match parsed {
             Ok(c) => c,
             Err(e) => {
@@ -407,6 +461,11 @@ impl Config {
         fix(&mut self.admin.socket);
         fix(&mut self.mail.dir);
         fix(&mut self.log.syslog_socket);
+        if let Some(t) = &mut self.radius.tls {
+            fix(&mut t.cert_file);
+            fix(&mut t.key_file);
+            fix(&mut t.client_ca_file);
+        }
         for p in [
             &mut self.mail.template,
             &mut self.mail.password_file,
@@ -566,8 +625,10 @@ impl Config {
             problems.push("`http.customer_rate`, `customer_burst`, `customer_rate_total` and `customer_burst_total` must be above 0".into());
         }
         for p in &h.trusted_proxies {
-            if let Err(e) = parse_network(p) {
-                problems.push(format!("`http.trusted_proxies`: {e}"));
+            if parse_network(p).is_none() {
+                problems.push(format!(
+                    "`http.trusted_proxies`: {p:?} is neither an IP nor a CIDR"
+                ));
             }
         }
         if self.http.tls_cert_file.is_some() != self.http.tls_key_file.is_some() {
@@ -619,6 +680,63 @@ impl Config {
         if let Some(t) = &self.mail.template {
             if let Err(e) = std::fs::read_to_string(t) {
                 problems.push(format!("`mail.template` {}: {e}", t.display()));
+            }
+        }
+        if let Some(t) = &self.radius.tls {
+            if t.listen.is_empty() {
+                problems.push("`radius.tls.listen` needs at least one address".into());
+            }
+            for l in &t.listen {
+                if l.parse::<SocketAddr>().is_err() {
+                    problems.push(format!("`radius.tls.listen`: {l:?} is not an IP:port"));
+                }
+            }
+            for (key, f) in [
+                ("cert_file", &t.cert_file),
+                ("key_file", &t.key_file),
+                ("client_ca_file", &t.client_ca_file),
+            ] {
+                if let Err(e) = std::fs::metadata(f) {
+                    problems.push(format!("`radius.tls.{key}` {}: {e}", f.display()));
+                }
+            }
+            if t.key_file.exists() {
+                if let Err(e) = crate::seal::check_private(&t.key_file) {
+                    problems.push(format!("`radius.tls.key_file` {}: {e}", t.key_file.display()));
+                }
+            }
+            if t.clients.is_empty() {
+                problems.push("`radius.tls` needs at least one [[radius.tls.clients]]".into());
+            }
+            if t.max_connections == 0 || t.max_in_flight_per_connection == 0 {
+                problems.push("`radius.tls.max_connections` and `max_in_flight_per_connection` must be at least 1".into());
+            }
+            for c in &t.clients {
+                if self.radius.clients.iter().any(|u| u.name == c.name)
+                    || t.clients.iter().filter(|o| o.name == c.name).count() > 1
+                {
+                    problems.push(format!("radius client name {:?} appears twice", c.name));
+                }
+                if c.certificate.is_empty() {
+                    problems.push(format!(
+                        "radius TLS client {:?}: `certificate` is empty",
+                        c.name
+                    ));
+                }
+                if parse_network(&c.address).is_none() {
+                    problems.push(format!(
+                        "radius TLS client {:?}: address {:?} is neither an IP nor a CIDR",
+                        c.name, c.address
+                    ));
+                }
+            }
+        }
+        if let Some(m) = &self.metrics {
+            if m.listen.parse::<SocketAddr>().is_err() {
+                problems.push(format!(
+                    "`metrics.listen`: {:?} is not an IP:port",
+                    m.listen
+                ));
             }
         }
         if !["error", "warn", "info", "debug"].contains(&self.log.level.as_str()) {
@@ -683,6 +801,25 @@ mod tests {
         assert!(c.radius.require_message_authenticator);
         assert_eq!(c.admin.socket, PathBuf::from("/run/otpd/admin.sock"));
         assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+    }
+
+    #[test]
+    fn metrics_are_off_unless_a_listen_address_is_given() {
+        assert!(parse("service_id = \"B\"\n")
+            .expect("valid")
+            .config
+            .metrics
+            .is_none());
+        let on =
+            parse("service_id = \"B\"\n[metrics]\nlisten = \"127.0.0.1:9812\"\n").expect("valid");
+        assert_eq!(
+            on.config.metrics.map(|m| m.listen).as_deref(),
+            Some("127.0.0.1:9812")
+        );
+        let e = parse("service_id = \"B\"\n[metrics]\nlisten = \"localhost\"\nport = 1\n")
+            .expect_err("refused");
+        assert!(e.iter().any(|p| p.contains("`metrics.listen`")), "{e:?}");
+        assert!(e.iter().any(|p| p.contains("`metrics.port`")), "{e:?}");
     }
 
     #[test]

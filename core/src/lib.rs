@@ -6,6 +6,7 @@ pub mod admin;
 pub mod config;
 pub mod customer;
 pub mod error;
+pub mod import;
 pub mod lifecycle;
 pub mod lockout;
 pub mod otp;

@@ -11,12 +11,12 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use crate::admin::{AdminData, AdminRequest, BackupRow, ImportRow, StatusView};
+use crate::admin::{AdminData, AdminRequest, BackupCursor, BackupRow, StatusView, MAX_PAGE};
 use crate::config::Config;
 use crate::lifecycle::{Token, TokenPolicy, TokenState};
 use crate::lockout::{LockPolicy, LockState};
 use crate::otp::{OtpParams, OtpRefusal};
-use crate::password::{self, HashKind, HashParams};
+use crate::password::{self, HashParams};
 use crate::seal::{hex, Sealed, Sealer};
 use crate::store::{Store, Versioned};
 use crate::user::{check_email, check_login_id, UserRecord, UserView};
@@ -86,6 +86,9 @@ pub struct MailJob {
     pub attempts: u32,
     #[serde(default)]
     pub next_try_at: UnixTime,
+    /// When the issuance queued it (0 in messages queued by older versions).
+    #[serde(default)]
+    pub queued_at: UnixTime,
 }
 
 /// An outbox entry: its id, and the job or why it cannot be opened.
@@ -275,11 +278,35 @@ impl Service {
             AdminRequest::Backup => Ok(AdminData::Backup {
                 rows: self.backup()?,
             }),
+            AdminRequest::UserPage { after, limit } => {
+                let users = self.list_page(after.as_deref(), *limit, now)?;
+                let next = (users.len() == (*limit).clamp(1, MAX_PAGE))
+                    .then(|| users.last().map(|u| u.login_id.clone()))
+                    .flatten();
+                Ok(AdminData::UserPage { users, next })
+            }
+            AdminRequest::BackupPage { after, limit } => {
+                let rows = self.backup_page(after.as_ref(), *limit)?;
+                let next = (rows.len() == (*limit).clamp(1, MAX_PAGE))
+                    .then(|| {
+                        rows.last().map(|r| BackupCursor {
+                            tree: r.tree.clone(),
+                            key: r.key.clone(),
+                        })
+                    })
+                    .flatten();
+                Ok(AdminData::BackupPage { rows, next })
+            }
+            AdminRequest::ImportBegin
+            | AdminRequest::ImportBatch { .. }
+            | AdminRequest::ImportCommit => Err(OpError::BadInput(
+                "a staged import is answered only on the admin socket; send the rows with user_import"
+                    .into(),
+            )),
         }
     }
 
     pub fn status(&self, now: UnixTime) -> Result<StatusView, OpError> {
-        let users = self.store.users()?;
         let mut by_state = std::collections::BTreeMap::new();
         for s in [
             TokenState::Unregistered,
@@ -290,17 +317,27 @@ impl Service {
         ] {
             by_state.insert(s.name().to_string(), 0usize);
         }
-        let mut locked = 0;
-        for u in &users {
-            *by_state
-                .entry(u.token.state(now).name().to_string())
-                .or_default() += 1;
-            locked += usize::from(u.lock.is_locked(now));
+        let (mut users, mut locked) = (0, 0);
+        // Page by page: a million users are counted without holding them all at once.
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.store.users_after(after.as_deref(), MAX_PAGE)?;
+            for u in &page {
+                *by_state
+                    .entry(u.token.state(now).name().to_string())
+                    .or_default() += 1;
+                locked += usize::from(u.lock.is_locked(now));
+            }
+            users += page.len();
+            match page.last() {
+                Some(last) if page.len() == MAX_PAGE => after = Some(last.login_id.clone()),
+                _ => break,
+            }
         }
         Ok(StatusView {
             version: env!("CARGO_PKG_VERSION").into(),
             uptime_seconds: u64::try_from(now - self.started_at).unwrap_or(0),
-            users: users.len(),
+            users,
             by_state,
             locked,
             mail_queued: self.store.outbox()?.len(),
@@ -332,60 +369,45 @@ impl Service {
         }
     }
 
-    /// Creates every user of `rows`, or none: each row is checked first (login ID, hash
-    /// kind, e-mail, duplicates in the file and in the store), and a row that still fails
-    /// while writing undoes the rows written before it.
-    pub fn import(&self, rows: &[ImportRow], now: UnixTime) -> Result<usize, OpError> {
-        let at = |r: &ImportRow, why: String| {
-            OpError::BadInput(format!("line {}: {why}; nothing was imported", r.line))
-        };
-        let mut seen = std::collections::HashSet::new();
-        for r in rows {
-            check_login_id(&r.login_id).map_err(|e| at(r, e.to_string()))?;
-            if HashKind::of(&r.password_hash).is_none() {
-                return Err(at(
-                    r,
-                    "the password hash is not argon2id (PHC), sha512-crypt ($6$) or bcrypt ($2b$)"
-                        .into(),
-                ));
-            }
-            if let Some(e) = &r.email {
-                check_email(e).map_err(|e| at(r, e.to_string()))?;
-            }
-            if !seen.insert(r.login_id.as_str()) {
-                return Err(at(r, format!("{:?} appears twice in the file", r.login_id)));
-            }
-            if self.store.get_user(&r.login_id)?.is_some() {
-                return Err(at(r, format!("user {:?} already exists", r.login_id)));
-            }
-        }
-        let mut written: Vec<&str> = Vec::new();
-        for r in rows {
-            let user = UserRecord {
-                login_id: r.login_id.clone(),
-                password_hash: r.password_hash.clone(),
-                email: r.email.clone(),
-                created_at: now,
-                token: Token::Unregistered,
-                lock: LockState::default(),
-                renew_lock: LockState::default(),
-                session_generation: 0,
+    /// Up to `limit` users (at most [`MAX_PAGE`]) after `after`, in login-ID order.
+    pub fn list_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        now: UnixTime,
+    ) -> Result<Vec<UserView>, OpError> {
+        Ok(self
+            .store
+            .users_after(after, limit.clamp(1, MAX_PAGE))?
+            .iter()
+            .map(|u| self.view(u, now))
+            .collect())
+    }
+
+    /// Up to `limit` backup records (at most [`MAX_PAGE`]) after `after`.
+    pub fn backup_page(
+        &self,
+        after: Option<&BackupCursor>,
+        limit: usize,
+    ) -> Result<Vec<BackupRow>, OpError> {
+        let key =
+            match after {
+                Some(c) => Some(crate::seal::unhex(&c.key).ok_or_else(|| {
+                    OpError::BadInput("the backup cursor's key is not hex".into())
+                })?),
+                None => None,
             };
-            let ok = self.store.swap_user(&r.login_id, None, Some(&user));
-            if !matches!(ok, Ok(true)) {
-                for id in &written {
-                    if let Ok(Some(v)) = self.store.get_user(id) {
-                        let _ = self.store.swap_user(id, Some(&v), None);
-                    }
-                }
-                return Err(match ok {
-                    Err(e) => e.into(),
-                    _ => at(r, format!("user {:?} was created meanwhile", r.login_id)),
-                });
-            }
-            written.push(&r.login_id);
-        }
-        Ok(rows.len())
+        let after = after.zip(key.as_deref()).map(|(c, k)| (c.tree.as_str(), k));
+        Ok(self
+            .store
+            .export_after(after, limit.clamp(1, MAX_PAGE))?
+            .into_iter()
+            .map(|(tree, k, v)| BackupRow {
+                tree,
+                key: hex(&k),
+                value: hex(&v),
+            })
+            .collect())
     }
 
     pub fn backup(&self) -> Result<Vec<BackupRow>, OpError> {
@@ -509,6 +531,7 @@ impl Service {
             link_expires_at,
             attempts: 0,
             next_try_at: now,
+            queued_at: now,
         };
         self.queue_mail(&job)?;
         Ok((view, link_expires_at))
@@ -526,6 +549,19 @@ impl Service {
     }
 
     /// The outbox, opened: (id, job). Entries that cannot be opened are reported as errors.
+    /// Messages in the outbox, and the age in seconds of the oldest (0 when empty).
+    pub fn outbox_summary(&self, now: UnixTime) -> Result<(usize, i64), OpError> {
+        let mail = self.pending_mail()?;
+        let oldest = mail
+            .iter()
+            .filter_map(|(_, job)| job.as_ref().ok())
+            .map(|j| j.queued_at)
+            .filter(|t| *t > 0)
+            .min()
+            .map_or(0, |t| (now - t).max(0));
+        Ok((mail.len(), oldest))
+    }
+
     pub fn pending_mail(&self) -> Result<Vec<PendingMail>, OpError> {
         Ok(self
             .store

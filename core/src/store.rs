@@ -2,6 +2,7 @@
 //! implementation. Writes become visible at once and durable at the next group commit:
 //! a caller must not report success until [`Store::when_durable`] has called back.
 
+use std::ops::Bound;
 use std::path::Path;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -35,6 +36,9 @@ pub type ExportRow = (String, Vec<u8>, Vec<u8>);
 
 pub type DurableCallback = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 
+/// Told about every group commit: how many waiters it answered and how long the flush took.
+pub type CommitObserver = Box<dyn Fn(usize, Duration, bool) + Send + Sync>;
+
 pub trait Store: Send + Sync {
     fn get_user(&self, login_id: &str) -> Result<Option<Versioned<UserRecord>>, StoreError>;
     /// Replaces the user only if it is still `expected` (`None`: must not exist yet);
@@ -46,6 +50,9 @@ pub trait Store: Send + Sync {
         new: Option<&UserRecord>,
     ) -> Result<bool, StoreError>;
     fn users(&self) -> Result<Vec<UserRecord>, StoreError>;
+    /// Up to `limit` users after `after`, in login-ID order: one page of a listing.
+    fn users_after(&self, after: Option<&str>, limit: usize)
+        -> Result<Vec<UserRecord>, StoreError>;
     fn user_count(&self) -> usize;
     /// Setup links: hash of the code → login ID.
     fn link_owner(&self, hash: &str) -> Result<Option<String>, StoreError>;
@@ -71,6 +78,13 @@ pub trait Store: Send + Sync {
     /// A copy of everything, for backups: each record is read whole, so every user comes
     /// back with its own state, lock and replay mark consistent.
     fn export(&self) -> Result<Vec<ExportRow>, StoreError>;
+    /// Up to `limit` backup records after `after` (tree, key), in [`Store::export`]'s order:
+    /// one page of a backup.
+    fn export_after(
+        &self,
+        after: Option<(&str, &[u8])>,
+        limit: usize,
+    ) -> Result<Vec<ExportRow>, StoreError>;
     /// Writes backup rows into the store (for a restore into a stopped daemon's store).
     fn restore(&self, rows: &[ExportRow]) -> Result<(), StoreError>;
 }
@@ -81,6 +95,7 @@ pub struct SledStore {
     links: sled::Tree,
     outbox: sled::Tree,
     flush_tx: Mutex<Option<mpsc::Sender<DurableCallback>>>,
+    observer: Arc<std::sync::OnceLock<CommitObserver>>,
     flusher: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -118,9 +133,11 @@ impl SledStore {
         let outbox = db.open_tree("outbox")?;
         let (tx, rx) = mpsc::channel::<DurableCallback>();
         let flusher = db.clone();
+        let observer = Arc::new(std::sync::OnceLock::new());
+        let watching = observer.clone();
         let handle = std::thread::Builder::new()
             .name("otpd-group-commit".into())
-            .spawn(move || group_commit(flusher, rx))
+            .spawn(move || group_commit(flusher, rx, watching))
             .map_err(|e| StoreError::Io(format!("cannot start flusher: {e}")))?;
         Ok(Arc::new(SledStore {
             db,
@@ -128,8 +145,14 @@ impl SledStore {
             links,
             outbox,
             flush_tx: Mutex::new(Some(tx)),
+            observer,
             flusher: Mutex::new(Some(handle)),
         }))
+    }
+
+    /// Sets who hears about each group commit (metrics); only the first call counts.
+    pub fn observe_commits(&self, observer: CommitObserver) {
+        let _ = self.observer.set(observer);
     }
 }
 
@@ -139,7 +162,11 @@ const FLUSH_GAP: Duration = Duration::from_millis(1);
 /// One thread owns every flush. Each round takes all waiters queued so far, flushes once
 /// with the blocking `flush()` (never `flush_async`, which deadlocks under concurrency in
 /// sled 0.34), and answers them all: every waiter wrote before it queued, so before the flush.
-fn group_commit(db: sled::Db, rx: mpsc::Receiver<DurableCallback>) {
+fn group_commit(
+    db: sled::Db,
+    rx: mpsc::Receiver<DurableCallback>,
+    observer: Arc<std::sync::OnceLock<CommitObserver>>,
+) {
     let mut last_start: Option<Instant> = None;
     while let Ok(first) = rx.recv() {
         // Under load, start at most one flush per FLUSH_GAP so that waiters gather into
@@ -151,7 +178,11 @@ fn group_commit(db: sled::Db, rx: mpsc::Receiver<DurableCallback>) {
         last_start = Some(Instant::now());
         let mut batch = vec![first];
         batch.extend(rx.try_iter());
+        let flush_start = Instant::now();
         let result = db.flush().map(|_| ()).map_err(StoreError::from);
+        if let Some(observe) = observer.get() {
+            observe(batch.len(), flush_start.elapsed(), result.is_err());
+        }
         for done in batch {
             done(result.clone());
         }
@@ -196,6 +227,23 @@ impl Store for SledStore {
         self.users
             .iter()
             .values()
+            .map(|r| decode_user(&r?))
+            .collect()
+    }
+
+    fn users_after(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<UserRecord>, StoreError> {
+        let from = match after {
+            Some(a) => Bound::Excluded(a.as_bytes().to_vec()),
+            None => Bound::Unbounded,
+        };
+        self.users
+            .range((from, Bound::Unbounded))
+            .values()
+            .take(limit)
             .map(|r| decode_user(&r?))
             .collect()
     }
@@ -266,13 +314,35 @@ impl Store for SledStore {
     }
 
     fn export(&self) -> Result<Vec<ExportRow>, StoreError> {
-        let mut out = Vec::new();
-        for (name, tree) in [
+        self.export_after(None, usize::MAX)
+    }
+
+    fn export_after(
+        &self,
+        after: Option<(&str, &[u8])>,
+        limit: usize,
+    ) -> Result<Vec<ExportRow>, StoreError> {
+        let trees = [
             ("users", &self.users),
             ("links", &self.links),
             ("outbox", &self.outbox),
-        ] {
-            for kv in tree.iter() {
+        ];
+        let first = match after {
+            Some((name, _)) => trees.iter().position(|(n, _)| *n == name).ok_or_else(|| {
+                StoreError::Corrupt(format!("unknown tree {name:?} in a backup cursor"))
+            })?,
+            None => 0,
+        };
+        let mut out = Vec::new();
+        for (i, (name, tree)) in trees.iter().enumerate().skip(first) {
+            let from = match after {
+                Some((_, key)) if i == first => Bound::Excluded(key.to_vec()),
+                _ => Bound::Unbounded,
+            };
+            for kv in tree.range((from, Bound::Unbounded)) {
+                if out.len() >= limit {
+                    return Ok(out);
+                }
                 let (k, v) = kv?;
                 out.push((name.to_string(), k.to_vec(), v.to_vec()));
             }

@@ -55,6 +55,10 @@ impl AccessHandler for Access {
         }
         decision(outcome, challenged)
     }
+
+    fn refusal_message(&self) -> Option<String> {
+        Some(LOGIN_FAILED.to_string())
+    }
 }
 
 fn counts_as_failure(o: LoginOutcome) -> bool {

@@ -206,6 +206,7 @@ async fn connection(
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read);
     let mut line = zeroize::Zeroizing::new(Vec::new());
+    let mut session = crate::admin_session::Session::default();
     loop {
         line.clear();
         slots(&slot.slots).set_idle(slot.id, Some(Instant::now()));
@@ -229,7 +230,7 @@ async fn connection(
             })
         } else {
             match AdminRequest::parse(&line) {
-                Ok(req) => ops.admin(req, &actor).await,
+                Ok(req) => session.handle(req, ops, &actor).await,
                 Err(message) => Err(AdminFailure {
                     error: "bad_request".into(),
                     message,

@@ -90,6 +90,9 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     let sealer = Sealer::load_or_create(&config.key_file).context("key_file")?;
     let started = std::time::Instant::now();
     let store = SledStore::open(&config.data_dir).context("data_dir")?;
+    store.observe_commits(Box::new(|batch, took, failed| {
+        crate::metrics::get().commit(batch, took, failed)
+    }));
     let svc = Arc::new(Service::new(&config, store.clone(), sealer, clock::now())?);
     let ops = Arc::new(Ops::new(svc.clone(), log.clone()).with_refusal_delay(
         std::time::Duration::from_millis(config.radius.reject_delay_ms),
@@ -106,6 +109,14 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     .await?;
     let http = HttpServer::bind(&config, ops.clone()).await?;
     let mailer = Mailer::new(&config)?;
+    let metrics = match &config.metrics {
+        Some(m) => Some(
+            tokio::net::TcpListener::bind(&m.listen)
+                .await
+                .with_context(|| format!("cannot bind metrics.listen {}", m.listen))?,
+        ),
+        None => None,
+    };
     // Bound last: once the admin socket accepts, every front door is open (tests, scripts
     // and service managers wait on it).
     let admin = AdminSocket::bind(&config.admin.socket)?;
@@ -115,6 +126,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     tasks.spawn(admin.serve(ops.clone(), wait_for(stop_rx.clone())));
     let radius_log_handle = log.clone();
     let radius_addrs = radius.local_addrs();
+    let tls_addrs = radius.tls_addrs();
     let radius_stop = wait_for(stop_rx.clone());
     tasks.spawn(async move {
         if let Err(e) = radius.run(radius_stop).await {
@@ -123,9 +135,16 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     });
     tasks.spawn(http.serve(wait_for(stop_rx.clone())));
     tasks.spawn(mailer.run(ops.clone(), wait_for(stop_rx.clone())));
+    if let Some(listener) = metrics {
+        tasks.spawn(crate::metrics::serve(
+            listener,
+            ops.clone(),
+            wait_for(stop_rx.clone()),
+        ));
+    }
 
     log.info(&format!(
-        "otpd {} ready: {} users, RADIUS on {}, admin socket {}, started in {} ms",
+        "otpd {} ready: {} users, RADIUS on {}{}, admin socket {}, started in {} ms",
         env!("CARGO_PKG_VERSION"),
         svc.store().user_count(),
         radius_addrs
@@ -133,6 +152,18 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
             .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join(" "),
+        if tls_addrs.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ", RADIUS over TLS on {}",
+                tls_addrs
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            )
+        },
         config.admin.socket.display(),
         started.elapsed().as_millis()
     ));
@@ -182,6 +213,40 @@ pub fn radius_config(config: &Config) -> anyhow::Result<RadiusConfig> {
     let mut rc = RadiusConfig::new(listen, clients);
     rc.require_message_authenticator = r.require_message_authenticator;
     rc.reject_delay = std::time::Duration::from_millis(r.reject_delay_ms);
+    if let Some(t) = &r.tls {
+        use crate::radius::tls;
+        rc.tls = Some(tls::TlsSettings {
+            listen: t
+                .listen
+                .iter()
+                .map(|a| {
+                    a.parse()
+                        .with_context(|| format!("radius.tls.listen {a:?}"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?,
+            server: std::sync::Arc::new(tls::server_config(
+                &t.cert_file,
+                &t.key_file,
+                &t.client_ca_file,
+            )?),
+            clients: t
+                .clients
+                .iter()
+                .map(|c| {
+                    Ok(tls::TlsClient {
+                        name: c.name.clone(),
+                        certificate: c.certificate.clone(),
+                        network: otpd_core::config::parse_network(&c.address).ok_or_else(|| {
+                            anyhow::anyhow!("radius TLS client {:?}: bad address", c.name)
+                        })?,
+                    })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?,
+            idle_timeout: std::time::Duration::from_secs(t.idle_timeout_seconds),
+            max_connections: t.max_connections,
+            max_in_flight_per_connection: t.max_in_flight_per_connection,
+        });
+    }
     Ok(rc)
 }
 
@@ -189,7 +254,25 @@ pub fn radius_config(config: &Config) -> anyhow::Result<RadiusConfig> {
 /// drops and warnings are warnings, in-progress duplicates only show at debug level.
 fn radius_log(log: Arc<Logger>) -> Arc<dyn RadiusLog> {
     Arc::new(move |e: &RadiusEvent| match (e, e.severity()) {
-        (RadiusEvent::Decision { .. }, _) => log.info(&format!("audit {e}")),
+        (
+            RadiusEvent::Decision {
+                client,
+                outcome,
+                reason,
+                ..
+            },
+            _,
+        ) => {
+            crate::metrics::get()
+                .radius_requests
+                .get_or_create(&crate::metrics::RequestLabels {
+                    client: client.clone(),
+                    outcome: outcome.as_str(),
+                    reason: reason.unwrap_or("none"),
+                })
+                .inc();
+            log.info(&format!("audit {e}"))
+        }
         (_, Severity::Debug) => log.debug(&e.to_string()),
         (_, Severity::Info) => log.info(&e.to_string()),
         _ => log.warn(&e.to_string()),

@@ -2,6 +2,7 @@
 //! and the mail sender. The decisions are in `otpd-core`; [`ops::Ops`] is the bridge.
 
 pub mod access;
+pub mod admin_session;
 pub mod admin_socket;
 pub mod app;
 pub mod cli;
@@ -10,6 +11,7 @@ pub mod http;
 pub mod limit;
 pub mod log;
 pub mod mail;
+pub mod metrics;
 pub mod notify;
 pub mod ops;
 pub mod radius;

@@ -126,7 +126,12 @@ impl Ops {
         let read_only = req.is_read_only();
         let issue = matches!(req, AdminRequest::TokenIssue { .. });
         // A backup copies every password hash and sealed secret: audited like a change.
-        let audited = !read_only || matches!(req, AdminRequest::Backup);
+        // A paged backup is audited once, at its first page.
+        let audited = !read_only
+            || matches!(
+                req,
+                AdminRequest::Backup | AdminRequest::BackupPage { after: None, .. }
+            );
         let result = if read_only {
             self.run(move |svc, now| svc.execute(&req, now))
                 .await

@@ -17,8 +17,51 @@ pub struct FreeRadius {
 }
 
 impl FreeRadius {
-    /// Starts FreeRADIUS proxying to otpd at `home`; returns once it answers Status-Server.
+    /// Starts FreeRADIUS proxying to otpd at `home` with the shipped example's blocks;
+    /// returns once it answers Status-Server.
     pub fn proxy_to(home: SocketAddr) -> FreeRadius {
+        FreeRadius::start(shipped_proxy_blocks(home))
+    }
+
+    /// FreeRADIUS proxying to otpd's RADIUS-over-TLS listener at `home`, presenting the
+    /// client certificate `proxy.test` of `pki`. FreeRADIUS 3.2 spells a TLS home server
+    /// `proto = tcp` with a `tls` block (it refuses `proto = tls`).
+    pub fn proxy_over_tls(home: SocketAddr, pki: &crate::radsec::Pki) -> FreeRadius {
+        FreeRadius::start(format!(
+            r#"home_server otpd {{
+	type = auth
+	ipaddr = {ip}
+	port = {port}
+	proto = tcp
+	secret = radsec
+	response_window = 5
+	status_check = status-server
+	tls {{
+		private_key_file = {key}
+		certificate_file = {cert}
+		ca_file = {ca}
+		fragment_size = 8192
+		check_crl = no
+	}}
+}}
+home_server_pool otpd_pool {{
+	type = fail-over
+	home_server = otpd
+}}
+realm otp {{
+	auth_pool = otpd_pool
+	nostrip
+}}
+"#,
+            ip = home.ip(),
+            port = home.port(),
+            key = pki.path("proxy.test-ca.key").display(),
+            cert = pki.path("proxy.test-ca.pem").display(),
+            ca = pki.path("ca.pem").display(),
+        ))
+    }
+
+    fn start(proxy: String) -> FreeRadius {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_udp_port();
         let conf = format!(
@@ -51,22 +94,7 @@ security {{
 	status_server = yes
 }}
 proxy_requests = yes
-home_server otpd {{
-	type = auth
-	ipaddr = {home_ip}
-	port = {home_port}
-	secret = {RADIUS_SECRET}
-	require_message_authenticator = yes
-	response_window = 5
-}}
-home_server_pool otpd_pool {{
-	type = fail-over
-	home_server = otpd
-}}
-realm otp {{
-	auth_pool = otpd_pool
-	nostrip
-}}
+{proxy}
 client gateway {{
 	ipaddr = 127.0.0.1
 	secret = {GATEWAY_SECRET}
@@ -96,8 +124,6 @@ server default {{
 }}
 "#,
             raddb = dir.path().display(),
-            home_ip = home.ip(),
-            home_port = home.port(),
         );
         std::fs::write(dir.path().join("radiusd.conf"), conf).expect("write radiusd.conf");
         let log = std::fs::File::create(dir.path().join("freeradius.log")).expect("log");
@@ -134,6 +160,44 @@ server default {{
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("freeradius.log")).unwrap_or_default()
     }
+}
+
+/// The home server, pool and realm of `packaging/otpd-freeradius-proxy.conf`, pointed at
+/// `home`: the tests run the example as shipped, its health-check values included.
+pub fn shipped_proxy_blocks(home: SocketAddr) -> String {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../packaging/otpd-freeradius-proxy.conf"
+    );
+    let text = std::fs::read_to_string(path).expect("packaging/otpd-freeradius-proxy.conf");
+    let mut out = String::new();
+    let mut replaced = 0;
+    for line in text.lines() {
+        let (key, indent) = (
+            line.trim_start(),
+            &line[..line.len() - line.trim_start().len()],
+        );
+        let mut value = |v: String| {
+            replaced += 1;
+            format!("{indent}{v}")
+        };
+        let line = if key.starts_with("ipaddr = ") {
+            value(format!("ipaddr = {}", home.ip()))
+        } else if key.starts_with("port = ") {
+            value(format!("port = {}", home.port()))
+        } else if key.starts_with("secret = ") {
+            value(format!("secret = {RADIUS_SECRET}"))
+        } else {
+            line.to_string()
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    assert_eq!(
+        replaced, 3,
+        "the example names ipaddr, port and secret once each"
+    );
+    out
 }
 
 impl Drop for FreeRadius {

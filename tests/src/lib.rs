@@ -9,6 +9,7 @@ pub mod harness;
 pub mod http;
 pub mod pam;
 pub mod radius;
+pub mod radsec;
 pub mod smtp;
 pub mod token;
 pub mod tools;

@@ -461,3 +461,118 @@ fn a_backup_under_load_restores_users_and_replay_marks() {
     }
     assert_eq!(c.login(50, "bulk007", "pw").code, ACCESS_ACCEPT);
 }
+
+/// An import file of `n` customers sharing one (cheap, real) argon2id hash.
+fn import_file(n: usize) -> Vec<String> {
+    import_file_of("c", n)
+}
+
+fn import_file_of(prefix: &str, n: usize) -> Vec<String> {
+    let argon =
+        "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHRzYWx0$2mVm0mOyAwsc0b5ldyNWhnXEt/1Xy6ykTuAkmj7VVp4";
+    let mut lines = vec!["login_id,password_hash,email".to_string()];
+    lines.extend((1..=n).map(|i| format!("{prefix}{i:07},{argon},{prefix}{i}@example.jp")));
+    lines
+}
+
+#[test]
+fn an_import_far_above_one_admin_line_streams_all_or_nothing() {
+    let d = Otpd::start("");
+    let path = d.dir.path().join("bank.csv");
+    let write = |lines: &[String]| std::fs::write(&path, lines.join("\n") + "\n").expect("write");
+    let file = path.to_str().expect("utf8");
+
+    // A row otpd refuses near the end: the 4,988 rows checked before it are not written.
+    let mut lines = import_file(5000);
+    lines[4990] = "c0004990,plaintext,c4990@example.jp".into();
+    write(&lines);
+    let out = d.otpctl(&["user", "import", file], "");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("line 4991") && stderr_of(&out).contains("nothing was imported"),
+        "{}",
+        stderr_of(&out)
+    );
+    assert_eq!(d.ctl_ok(&["user", "list"], ""), "", "nothing imported");
+
+    // A line otpctl cannot read, after otpd staged every batch before it: still nothing.
+    let mut lines = import_file(5000);
+    lines[4999] = "no-commas-here".into();
+    write(&lines);
+    let out = d.otpctl(&["user", "import", file], "");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+    assert!(stderr_of(&out).contains("line 5000"), "{}", stderr_of(&out));
+    assert_eq!(d.ctl_ok(&["user", "list"], ""), "", "nothing imported");
+
+    // A duplicate at the very end names both lines.
+    let mut lines = import_file(5000);
+    lines[5000] = lines[1].clone();
+    write(&lines);
+    let out = d.otpctl(&["user", "import", file], "");
+    assert!(
+        stderr_of(&out).contains("line 5001") && stderr_of(&out).contains("first on line 2"),
+        "{}",
+        stderr_of(&out)
+    );
+    assert_eq!(d.ctl_ok(&["user", "list"], ""), "", "nothing imported");
+
+    write(&import_file(5000));
+    let out = d.otpctl(&["user", "import", file], "");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("imported 5000 users in "), "{stdout}");
+    assert!(stdout.contains("users/s"), "a throughput figure: {stdout}");
+    assert_eq!(stderr_of(&out), "", "no progress bar without a terminal");
+
+    let list = d.ctl_ok(&["user", "list"], "");
+    let ids: Vec<&str> = list
+        .lines()
+        .map(|l| l.split('\t').next().unwrap_or(""))
+        .collect();
+    assert_eq!(ids.len(), 5000, "every page, once");
+    assert_eq!((ids[0], ids[4999]), ("c0000001", "c0005000"));
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "in order, no repeats");
+    let json: serde_json::Value =
+        serde_json::from_str(&d.ctl_ok(&["--json", "user", "list"], "")).expect("json array");
+    assert_eq!(json.as_array().map(Vec::len), Some(5000));
+    assert_eq!(json[4999]["email"], "c5000@example.jp");
+
+    let backup = d.dir.path().join("bank.backup");
+    let out = d.ctl_ok(&["backup", backup.to_str().expect("utf8")], "");
+    assert!(out.contains("backup of 5000 users (5000 records)"), "{out}");
+    let text = std::fs::read_to_string(&backup).expect("backup");
+    let header: serde_json::Value =
+        serde_json::from_str(text.lines().next().expect("header")).expect("header json");
+    assert_eq!(header["records"], 5000);
+    assert_eq!(text.lines().count(), 5001);
+
+    // Every imported user is a real one: a row near the end has its e-mail.
+    assert_eq!(d.show("c0004999")["email"], "c4999@example.jp");
+
+    // On a terminal (script(1) gives otpctl one) a progress bar shows; --json stays quiet.
+    write(&import_file_of("t", 3000));
+    let on_tty = |json: &str| {
+        let out = std::process::Command::new("script")
+            .args(["-qec"])
+            .arg(format!(
+                "{} --socket {} {json} user import {file}",
+                bin("otpctl").display(),
+                d.socket.display()
+            ))
+            .arg("/dev/null")
+            .output()
+            .expect("script (bsdutils)");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let shown = on_tty("");
+    assert!(shown.contains("checking ["), "a progress bar: {shown:?}");
+    assert!(shown.contains("imported 3000 users"), "{shown:?}");
+    write(&import_file_of("k", 3000));
+    let shown = on_tty("--json");
+    assert!(!shown.contains("checking ["), "--json is quiet: {shown:?}");
+    assert!(shown.contains(r#""count":3000"#), "{shown:?}");
+    write(&import_file_of("j", 3000));
+    let out = d.otpctl(&["--json", "user", "import", file], "");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["count"], 3000);
+    assert_eq!(stderr_of(&out), "");
+}

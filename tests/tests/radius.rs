@@ -432,3 +432,397 @@ fn an_expired_token_is_refused_with_a_renewal_hint() {
     let r = c.login(2, "taro", "wrong-pw123456");
     assert!(r.message().contains("Login failed"), "{}", r.message());
 }
+
+/// Sends a login for `user` through `fr` every half second until it is accepted; the time
+/// that took. FreeRADIUS's own answers (a Reject while it holds otpd dead) do not count.
+fn poll_until_accepted(fr: &FreeRadius, user: &str, password: &str, limit: Duration) -> Duration {
+    let c = Client::new(fr.addr, GATEWAY_SECRET);
+    let start = Instant::now();
+    let mut id: u8 = 100;
+    loop {
+        assert!(
+            start.elapsed() < limit,
+            "no Accept through FreeRADIUS within {limit:?} of otpd's restart:\n{}",
+            fr.log()
+        );
+        id = id.wrapping_add(1);
+        let req = Request::access(id, user, password, GATEWAY_SECRET.as_bytes());
+        c.send_raw(&req.encode(ACCESS_REQUEST, GATEWAY_SECRET.as_bytes(), Ma::Good));
+        let waited = Instant::now();
+        while let Some(raw) =
+            c.recv_raw(Duration::from_millis(500).saturating_sub(waited.elapsed()))
+        {
+            if raw.first() == Some(&ACCESS_ACCEPT) && raw.get(1) == Some(&id) {
+                return start.elapsed();
+            }
+            if waited.elapsed() >= Duration::from_millis(500) {
+                break;
+            }
+        }
+    }
+}
+
+#[test]
+fn freeradius_in_front_recovers_within_seconds_of_an_otpd_restart() {
+    let mut d = with_user("[radius]\nreject_delay_ms = 0\n");
+    let fr = FreeRadius::proxy_to(addr(&d));
+    let c = Client::new(fr.addr, GATEWAY_SECRET);
+    assert_eq!(
+        c.login(1, "taro", "login-pw").code,
+        ACCESS_ACCEPT,
+        "{}",
+        fr.log()
+    );
+    // Logins keep arriving while otpd is down, one every half second: FreeRADIUS sees its
+    // home server stop answering and holds it a zombie (no answer within response_window).
+    assert!(d.stop().success());
+    let down = Instant::now();
+    let mut id = 2u8;
+    while !fr.log().contains("as zombie") {
+        assert!(
+            down.elapsed() < Duration::from_secs(30),
+            "FreeRADIUS never noticed: {}",
+            fr.log()
+        );
+        id = id.wrapping_add(1).max(2);
+        let req = Request::access(id, "taro", "login-pw", GATEWAY_SECRET.as_bytes());
+        c.send_raw(&req.encode(ACCESS_REQUEST, GATEWAY_SECRET.as_bytes(), Ma::Good));
+        c.recv_raw(Duration::from_millis(500));
+    }
+    d.relaunch();
+    let took = poll_until_accepted(&fr, "taro", "login-pw", Duration::from_secs(60));
+    eprintln!("FreeRADIUS accepted logins again {took:?} after otpd was back");
+    // One check_interval (6 s) and the answer's round trip, with room for a loaded machine.
+    assert!(
+        took < Duration::from_secs(10),
+        "took {took:?}:\n{}",
+        fr.log()
+    );
+}
+
+const CHAP_PASSWORD: u8 = 3;
+
+#[test]
+fn rejects_decided_before_the_handler_read_like_the_others_and_log_what_arrived() {
+    let d = with_user("[radius]\nreject_delay_ms = 0\n");
+    let c = Client::new(addr(&d), RADIUS_SECRET);
+    let wrong = c.login(1, "taro", "wrong");
+    assert_eq!(wrong.code, ACCESS_REJECT);
+    assert!(
+        wrong.message().contains("Login failed"),
+        "{}",
+        wrong.message()
+    );
+
+    let mut chap_value = vec![7u8];
+    chap_value.extend_from_slice(&[0x5a; 16]);
+    let chap = Request::new(2)
+        .attr(USER_NAME, b"taro")
+        .attr(CHAP_PASSWORD, &chap_value);
+    let r = c.exchange(&chap);
+    assert_eq!(r.code, ACCESS_REJECT);
+    assert_eq!(
+        r.message(),
+        wrong.message(),
+        "CHAP refused in the same words"
+    );
+
+    let bad_state = Request::access(3, "taro", "123456", RADIUS_SECRET.as_bytes())
+        .attr(STATE, b"not-a-state-of-ours");
+    let r = c.exchange(&bad_state);
+    assert_eq!(r.code, ACCESS_REJECT);
+    assert_eq!(
+        r.message(),
+        wrong.message(),
+        "a bad State refused in the same words"
+    );
+
+    let log = wait_until_logged(&d, "reason=bad_state");
+    assert!(
+        log.contains("input=chap reason=no_user_password"),
+        "what arrived: {log}"
+    );
+    assert!(
+        log.contains("input=challenge_response reason=bad_state"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("input=password reason=no_user_password"),
+        "{log}"
+    );
+}
+
+fn wait_until_logged(d: &Otpd, needle: &str) -> String {
+    otpd_tests::daemon::wait_until("the audit line", Duration::from_secs(10), || {
+        let log = d.stderr();
+        log.contains(needle).then_some(log)
+    })
+}
+
+fn value_of(page: &str, series: &str) -> f64 {
+    page.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no series {series} in:\n{page}"))
+}
+
+#[test]
+fn metrics_count_logins_drops_and_doors_and_never_name_a_user() {
+    let port = otpd_tests::daemon::free_tcp_port();
+    let d = with_user(&format!(
+        "[radius]\nreject_delay_ms = 0\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n"
+    ));
+    let c = Client::new(addr(&d), RADIUS_SECRET);
+    // A wrong shared secret: dropped unanswered, counted.
+    let forged = Client::new(addr(&d), "not-the-secret-0123456789");
+    let req = Request::access(1, "taro", "login-pw", forged.secret.as_slice());
+    forged.send_raw(&req.encode(ACCESS_REQUEST, &forged.secret, Ma::Good));
+    assert_eq!(c.login(2, "taro", "login-pw").code, ACCESS_ACCEPT);
+    assert_eq!(c.login(3, "taro", "wrong").code, ACCESS_REJECT);
+    assert_eq!(c.login(4, "taro", "wrong-again").code, ACCESS_REJECT);
+    let http: SocketAddr = format!("127.0.0.1:{}", d.http_port).parse().expect("addr");
+    assert_eq!(otpd_tests::http::get(http, "/healthz").status, 200);
+    assert_eq!(
+        otpd_tests::http::get(http, "/metrics").status,
+        404,
+        "never on the public HTTP listener"
+    );
+
+    let metrics: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let page = otpd_tests::http::get(metrics, "/metrics").text();
+    let v = |s: &str| value_of(&page, s);
+    assert_eq!(
+        v(r#"otpd_radius_requests_total{client="test",outcome="accept",reason="none"}"#),
+        1.0
+    );
+    assert_eq!(
+        v(r#"otpd_radius_requests_total{client="test",outcome="reject",reason="bad_password"}"#),
+        2.0
+    );
+    assert_eq!(
+        v(r#"otpd_radius_dropped_total{reason="bad_message_authenticator",client="test"}"#),
+        1.0
+    );
+    assert_eq!(v(r#"otpd_users{state="unregistered"}"#), 1.0);
+    assert_eq!(v(r#"otpd_users{state="active"}"#), 0.0);
+    assert_eq!(v("otpd_users_locked"), 0.0);
+    assert_eq!(v("otpd_mail_outbox_messages"), 0.0);
+    assert_eq!(v("otpd_mail_outbox_oldest_age_seconds"), 0.0);
+    assert_eq!(v("otpd_store_errors_total"), 0.0);
+    assert_eq!(
+        v(r#"otpd_request_duration_seconds_count{door="radius"}"#),
+        3.0
+    );
+    assert!(v(r#"otpd_request_duration_seconds_count{door="admin"}"#) >= 1.0);
+    assert!(v(r#"otpd_request_duration_seconds_count{door="http"}"#) >= 2.0);
+    assert!(
+        v("otpd_store_commit_batch_size_count") >= 3.0,
+        "each login committed"
+    );
+    assert!(v("otpd_radius_reply_cache_entries") >= 3.0);
+    assert_eq!(v("otpd_radius_challenge_states"), 0.0);
+    for secret in ["taro", "login-pw", "wrong", RADIUS_SECRET] {
+        assert!(!page.contains(secret), "{secret:?} in the metrics:\n{page}");
+    }
+}
+
+fn radsec_otpd(pki: &otpd_tests::radsec::Pki) -> (Otpd, SocketAddr) {
+    let port = otpd_tests::radsec::free_port();
+    let d = Otpd::start(&format!(
+        "[radius]\nreject_delay_ms = 0\n{}",
+        pki.otpd_config(port)
+    ));
+    let tls: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    (d, tls)
+}
+
+/// Password, Access-Challenge, OTP with the State, Access-Accept: through `proxy`.
+fn challenge_round_trip(proxy: SocketAddr, secret_b32: &str) {
+    let c = Client::new(proxy, GATEWAY_SECRET);
+    let r = c.login(1, "taro", "login-pw");
+    assert_eq!(r.code, ACCESS_CHALLENGE, "{}", r.message());
+    let state = r.get(STATE).expect("a State").to_vec();
+    let code = oathtool(secret_b32, None);
+    let answer = Request::access(2, "taro", &code, GATEWAY_SECRET.as_bytes()).attr(STATE, &state);
+    let r = c.exchange(&answer);
+    assert_eq!(r.code, ACCESS_ACCEPT, "{}", r.message());
+}
+
+#[test]
+fn radsecproxy_over_tls_reaches_otpd_with_a_challenge_round_trip() {
+    let pki = otpd_tests::radsec::Pki::new();
+    let (d, tls) = radsec_otpd(&pki);
+    let secret = activate(&d, "taro", "login-pw");
+    let proxy = otpd_tests::radsec::RadsecProxy::proxy_to(&pki, tls);
+    challenge_round_trip(proxy.addr, &secret);
+    let log = wait_until_logged(&d, "input=challenge_response");
+    assert!(
+        log.contains("audit radius challenge user=\"taro\" client=\"radsec-proxy\""),
+        "{log}\n{}",
+        proxy.log()
+    );
+    assert!(
+        log.contains("audit radius accept user=\"taro\" client=\"radsec-proxy\""),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_tls_client_without_a_trusted_certificate_is_refused_before_any_radius() {
+    let pki = otpd_tests::radsec::Pki::new();
+    let (d, tls) = radsec_otpd(&pki);
+    let packet = Request::access(1, "taro", "login-pw", b"radsec").encode(
+        ACCESS_REQUEST,
+        b"radsec",
+        Ma::Good,
+    );
+    for cert in [Some("proxy.test-rogue-ca"), None] {
+        let mut cmd = std::process::Command::new("openssl");
+        cmd.args(["s_client", "-quiet", "-connect", &tls.to_string()])
+            .arg("-CAfile")
+            .arg(pki.path("ca.pem"));
+        if let Some(c) = cert {
+            cmd.arg("-cert")
+                .arg(pki.path(&format!("{c}.pem")))
+                .arg("-key")
+                .arg(pki.path(&format!("{c}.key")));
+        }
+        let mut child = cmd
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("openssl s_client");
+        use std::io::Write;
+        let _ = child.stdin.take().expect("stdin").write_all(&packet);
+        let out = child.wait_with_output().expect("s_client");
+        assert!(out.stdout.is_empty(), "no RADIUS reply: {:?}", out.stdout);
+    }
+    let log = wait_until_logged(&d, "refused");
+    assert_eq!(
+        log.matches("radius tls: handshake with 127.0.0.1").count(),
+        2,
+        "both refused in the handshake: {log}"
+    );
+    assert!(!log.contains("audit radius"), "no RADIUS was read: {log}");
+}
+
+#[test]
+fn freeradius_proxies_over_tls_to_otpd_with_a_challenge_round_trip() {
+    let pki = otpd_tests::radsec::Pki::new();
+    let (d, tls) = radsec_otpd(&pki);
+    let secret = activate(&d, "taro", "login-pw");
+    let fr = FreeRadius::proxy_over_tls(tls, &pki);
+    challenge_round_trip(fr.addr, &secret);
+    let log = wait_until_logged(&d, "input=challenge_response");
+    assert!(
+        log.contains("audit radius accept user=\"taro\" client=\"radsec-proxy\""),
+        "{log}\n{}",
+        fr.log()
+    );
+}
+
+#[test]
+fn status_server_is_answered_over_the_tls_connection_and_an_idle_one_is_closed() {
+    let pki = otpd_tests::radsec::Pki::new();
+    let port = otpd_tests::radsec::free_port();
+    let config = pki
+        .otpd_config(port)
+        .replace("idle_timeout_seconds = 30", "idle_timeout_seconds = 1");
+    let _d = Otpd::start(&config);
+    let status = Request::new(9).encode(STATUS_SERVER, b"radsec", Ma::Good);
+    let mut child = std::process::Command::new("openssl")
+        .args(["s_client", "-quiet", "-ign_eof"])
+        .arg("-connect")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("-CAfile")
+        .arg(pki.path("ca.pem"))
+        .arg("-cert")
+        .arg(pki.path("proxy.test-ca.pem"))
+        .arg("-key")
+        .arg(pki.path("proxy.test-ca.key"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("openssl s_client");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(&status)
+        .expect("send");
+    // s_client ends only when otpd closes the idle connection.
+    otpd_tests::daemon::wait_until(
+        "otpd to close the idle connection",
+        Duration::from_secs(20),
+        || child.try_wait().ok().flatten(),
+    );
+    let mut reply = Vec::new();
+    use std::io::Read;
+    child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_end(&mut reply)
+        .expect("read");
+    assert!(reply.len() >= 20, "a reply over the connection: {reply:?}");
+    assert_eq!(
+        (reply[0], reply[1]),
+        (ACCESS_ACCEPT, 9),
+        "Status-Server answered"
+    );
+}
+
+#[test]
+fn tls_connections_beyond_the_bound_are_refused() {
+    let pki = otpd_tests::radsec::Pki::new();
+    let port = otpd_tests::radsec::free_port();
+    let config = pki.otpd_config(port).replace(
+        "idle_timeout_seconds = 30\n",
+        "idle_timeout_seconds = 30\nmax_connections = 1\n",
+    );
+    let d = Otpd::start(&config);
+    let s_client = || {
+        std::process::Command::new("openssl")
+            .args(["s_client", "-quiet", "-ign_eof"])
+            .arg("-connect")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("-CAfile")
+            .arg(pki.path("ca.pem"))
+            .arg("-cert")
+            .arg(pki.path("proxy.test-ca.pem"))
+            .arg("-key")
+            .arg(pki.path("proxy.test-ca.key"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("openssl s_client")
+    };
+    // The first holds the only connection (it answers a Status-Server, so it is set up).
+    let mut first = s_client();
+    use std::io::{Read, Write};
+    let status = Request::new(3).encode(STATUS_SERVER, b"radsec", Ma::Good);
+    let mut first_in = first.stdin.take().expect("stdin");
+    first_in.write_all(&status).expect("send");
+    let mut reply = [0u8; 20];
+    first
+        .stdout
+        .as_mut()
+        .expect("stdout")
+        .read_exact(&mut reply)
+        .expect("the first connection is answered");
+    assert_eq!(reply[0], ACCESS_ACCEPT);
+    // The second is closed at once, with a line saying why.
+    let mut second = s_client();
+    otpd_tests::daemon::wait_until(
+        "otpd to refuse the second connection",
+        Duration::from_secs(20),
+        || second.try_wait().ok().flatten(),
+    );
+    wait_until_logged(&d, "1 connections open already");
+    let _ = first.kill();
+    let _ = first.wait();
+}

@@ -111,6 +111,7 @@ pub fn router(web: Shared) -> Router {
         .method_not_allowed_fallback(edge::method_not_allowed)
         .with_state(web)
         .layer(axum::middleware::from_fn(edge::edge))
+        .layer(axum::middleware::from_fn(crate::metrics::time_http))
 }
 
 /// The token app and the OTP menu, pages and API.

@@ -22,6 +22,8 @@ pub(crate) struct Client {
     pub network: IpNet,
     pub secret: Zeroizing<Vec<u8>>,
     pub require_message_authenticator: bool,
+    /// Reached over TLS (RFC 6614): the connection already protects every attribute.
+    pub over_tls: bool,
 }
 
 pub(crate) struct ClientTable {
@@ -68,6 +70,7 @@ impl ClientTable {
                 require_message_authenticator: c
                     .require_message_authenticator
                     .unwrap_or(require_message_authenticator),
+                over_tls: false,
             }));
         }
         clients.sort_by_key(|c| std::cmp::Reverse(c.network.prefix_len()));

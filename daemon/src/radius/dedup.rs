@@ -121,7 +121,6 @@ impl ReplyCache {
         }
     }
 
-    #[cfg(test)]
     pub(crate) fn len(&self) -> (usize, usize) {
         (self.done.len(), self.in_progress.len())
     }

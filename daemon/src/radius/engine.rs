@@ -156,6 +156,8 @@ struct Examined {
     user: Result<String, &'static str>,
     audit_user: Vec<u8>,
     password: Option<Zeroizing<Vec<u8>>>,
+    /// What stood in place of a User-Password when there was none.
+    other_credential: Option<InputKind>,
     state: Option<Vec<u8>>,
     nas_identifier: Option<String>,
 }
@@ -209,10 +211,24 @@ impl<H: AccessHandler> Engine<H> {
 
     /// Everything that can be decided at once about a datagram from `src`.
     pub(crate) fn inbound(&self, datagram: &[u8], src: SocketAddr, now: Instant) -> Inbound {
-        bump(&self.counters.received);
         let Some(client) = self.clients.lookup(src.ip()) else {
+            bump(&self.counters.received);
             return self.drop_packet(DropReason::UnknownClient, None, src, now);
         };
+        let client = Arc::clone(client);
+        self.inbound_from(&client, datagram, src, now)
+    }
+
+    /// A packet from `client`, already identified (by its address, or by its TLS
+    /// certificate and address).
+    pub(crate) fn inbound_from(
+        &self,
+        client: &Arc<Client>,
+        datagram: &[u8],
+        src: SocketAddr,
+        now: Instant,
+    ) -> Inbound {
+        bump(&self.counters.received);
         let name = Some(&client.name);
         let Ok(req) = wire::parse(datagram) else {
             return self.drop_packet(DropReason::Malformed, name, src, now);
@@ -231,8 +247,9 @@ impl<H: AccessHandler> Engine<H> {
             None if req.code == code::STATUS_SERVER || client.require_message_authenticator => {
                 return self.drop_packet(DropReason::MissingMessageAuthenticator, name, src, now);
             }
-            // Proxy-State without integrity protection is what BlastRADIUS exploits.
-            None if req.packet.lookup(attr::PROXY_STATE).is_some() => {
+            // Proxy-State without integrity protection is what BlastRADIUS exploits (over
+            // TLS the connection protects it).
+            None if !client.over_tls && req.packet.lookup(attr::PROXY_STATE).is_some() => {
                 let reason = DropReason::ProxyStateWithoutMessageAuthenticator;
                 return self.drop_packet(reason, name, src, now);
             }
@@ -300,13 +317,15 @@ impl<H: AccessHandler> Engine<H> {
             user,
             audit_user,
             password,
+            other_credential,
             state,
             nas_identifier,
         } = examined;
-        let input = if state.is_some() {
-            InputKind::ChallengeResponse
-        } else {
-            InputKind::Password
+        let input = match (&password, other_credential, &state) {
+            (None, Some(other), _) => other,
+            (None, None, _) => InputKind::Nothing,
+            (Some(_), _, Some(_)) => InputKind::ChallengeResponse,
+            (Some(_), _, None) => InputKind::Password,
         };
         let work = match self.resolve(user, password, state, client, now) {
             Ok((user_name, input)) => Work::Ask(AccessRequest {
@@ -319,7 +338,7 @@ impl<H: AccessHandler> Engine<H> {
                 nas_identifier: nas_identifier.clone(),
             }),
             Err(reason) => Work::Decided(Decision::Reject {
-                reply_message: None,
+                reply_message: self.handler.refusal_message(),
                 reason,
             }),
         };
@@ -379,6 +398,7 @@ impl<H: AccessHandler> Engine<H> {
             input,
             work,
         } = *job;
+        let start = Instant::now();
         let decision = match work {
             Work::Ask(req) => self.handler.decide(req).await,
             Work::Decided(decision) => decision,
@@ -449,6 +469,15 @@ impl<H: AccessHandler> Engine<H> {
                 None
             }
         };
+        let metrics = crate::metrics::get();
+        metrics.observe("radius", start.elapsed());
+        metrics
+            .challenge_states
+            .set(i64::try_from(lock(&self.states).len()).unwrap_or(i64::MAX));
+        let (done, in_progress) = lock(&self.cache).len();
+        metrics
+            .reply_cache
+            .set(i64::try_from(done + in_progress).unwrap_or(i64::MAX));
         let delay = if reply_code == code::ACCESS_REJECT {
             self.reject_delay
         } else {
@@ -469,11 +498,25 @@ impl<H: AccessHandler> Engine<H> {
         now: Instant,
     ) -> Inbound {
         bump(&self.counters.dropped[reason.index()]);
+        crate::metrics::get()
+            .radius_dropped
+            .get_or_create(&crate::metrics::DropLabels {
+                reason: reason.as_str(),
+                client: client.map_or_else(|| "-".to_string(), |c| c.to_string()),
+            })
+            .inc();
         let line = lock(&self.drops).note(reason, client, src, now);
         if let Some(line) = line {
             self.log.event(&line);
         }
         Inbound::Dropped(reason)
+    }
+
+    /// A line about a RADIUS-over-TLS connection.
+    pub(crate) fn log_line(&self, message: &str) {
+        self.log.event(&RadiusEvent::Tls {
+            message: message.to_string(),
+        });
     }
 
     /// Logs the counts of drops that were suppressed in windows now over.
@@ -555,6 +598,13 @@ fn examine(req: &wire::Request<'_>, secret: &[u8]) -> Result<Examined, &'static 
         )?),
         _ => return Err("more than one User-Password"),
     };
+    let other_credential = if p.lookup(attr::CHAP_PASSWORD).is_some() {
+        Some(InputKind::Chap)
+    } else if p.lookup(attr::EAP_MESSAGE).is_some() {
+        Some(InputKind::Eap)
+    } else {
+        None
+    };
     let state = match p.lookup_all(attr::STATE).as_slice() {
         [] => None,
         [one] => Some(one.encode_bytes()),
@@ -567,6 +617,7 @@ fn examine(req: &wire::Request<'_>, secret: &[u8]) -> Result<Examined, &'static 
         user,
         audit_user,
         password,
+        other_credential,
         state,
         nas_identifier,
     })

@@ -55,6 +55,12 @@ pub enum InputKind {
     Password,
     /// A request answering one of our challenges.
     ChallengeResponse,
+    /// CHAP-Password instead of User-Password: refused, otpd needs the password itself.
+    Chap,
+    /// EAP-Message instead of User-Password: refused, otpd speaks no EAP.
+    Eap,
+    /// No credential attribute at all.
+    Nothing,
 }
 
 impl InputKind {
@@ -62,6 +68,9 @@ impl InputKind {
         match self {
             InputKind::Password => "password",
             InputKind::ChallengeResponse => "challenge_response",
+            InputKind::Chap => "chap",
+            InputKind::Eap => "eap",
+            InputKind::Nothing => "none",
         }
     }
 }
@@ -165,6 +174,8 @@ pub enum RadiusEvent {
         count: u64,
         interval: Duration,
     },
+    /// A RADIUS-over-TLS connection refused or closed (handshake, certificate, limits).
+    Tls { message: String },
 }
 
 impl RadiusEvent {
@@ -178,6 +189,7 @@ impl RadiusEvent {
                     Severity::Warning
                 }
             }
+            RadiusEvent::Tls { .. } => Severity::Warning,
         }
     }
 }
@@ -264,6 +276,38 @@ impl fmt::Display for RadiusEvent {
                     interval.as_secs()
                 )
             }
+            RadiusEvent::Tls { message } => f.write_str(message),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The README's log table is what operators grep for: every name the log can print.
+    #[test]
+    fn the_readme_names_every_drop_reason_and_input() {
+        let readme = include_str!("../../../README.md");
+        for r in DropReason::ALL {
+            assert!(
+                readme.contains(&format!("`{}`", r.as_str())),
+                "README lacks {}",
+                r.as_str()
+            );
+        }
+        for i in [
+            InputKind::Password,
+            InputKind::ChallengeResponse,
+            InputKind::Chap,
+            InputKind::Eap,
+            InputKind::Nothing,
+        ] {
+            assert!(
+                readme.contains(&format!("`{}`", i.as_str())),
+                "README lacks input {}",
+                i.as_str()
+            );
         }
     }
 }

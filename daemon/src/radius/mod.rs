@@ -33,6 +33,7 @@ mod events;
 mod ratelimit;
 mod server;
 mod state;
+pub mod tls;
 mod wire;
 
 #[cfg(test)]
@@ -113,6 +114,12 @@ pub enum Decision {
 /// work (password hashing) should bound that work itself.
 pub trait AccessHandler: Send + Sync + 'static {
     fn decide(&self, req: AccessRequest) -> impl Future<Output = Decision> + Send;
+
+    /// The Reply-Message of a Reject the engine decides itself (no usable password, a State
+    /// that is not ours), so that it reads like the handler's own refusals.
+    fn refusal_message(&self) -> Option<String> {
+        None
+    }
 }
 
 /// One configured RADIUS client (NAS).
@@ -167,6 +174,8 @@ pub struct RadiusConfig {
     pub drop_log_interval: Duration,
     /// How long [`RadiusServer::run`] waits for in-flight requests after shutdown.
     pub shutdown_grace: Duration,
+    /// RADIUS over TLS (`[radius.tls]`), if configured.
+    pub tls: Option<tls::TlsSettings>,
 }
 
 impl RadiusConfig {
@@ -185,6 +194,7 @@ impl RadiusConfig {
             max_in_flight: 1024,
             drop_log_interval: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(5),
+            tls: None,
         }
     }
 }

@@ -84,8 +84,16 @@ impl RadiusStatsHandle {
 /// (tests bind port 0), then [`RadiusServer::run`].
 pub struct RadiusServer<H> {
     sockets: Vec<(SocketAddr, Arc<UdpSocket>)>,
+    /// RADIUS over TLS: its listeners, settings and clients.
+    tls: Option<TlsListeners>,
     engine: Arc<Engine<H>>,
     shutdown_grace: Duration,
+}
+
+struct TlsListeners {
+    listeners: Vec<(SocketAddr, tokio::net::TcpListener)>,
+    settings: Arc<super::tls::TlsSettings>,
+    clients: Arc<Vec<(super::tls::TlsClient, Arc<super::clients::Client>)>>,
 }
 
 impl<H: AccessHandler> RadiusServer<H> {
@@ -100,6 +108,28 @@ impl<H: AccessHandler> RadiusServer<H> {
             return Err(RadiusError::NoListenAddress);
         }
         let engine = Arc::new(Engine::new(&cfg, handler, log)?);
+        let tls = match &cfg.tls {
+            None => None,
+            Some(settings) => {
+                let mut listeners = Vec::with_capacity(settings.listen.len());
+                for addr in &settings.listen {
+                    let bind_error = |source| RadiusError::Bind {
+                        addr: *addr,
+                        source,
+                    };
+                    let listener = tokio::net::TcpListener::bind(addr)
+                        .await
+                        .map_err(bind_error)?;
+                    let local = listener.local_addr().map_err(bind_error)?;
+                    listeners.push((local, listener));
+                }
+                Some(TlsListeners {
+                    listeners,
+                    clients: Arc::new(super::tls::engine_clients(settings)),
+                    settings: Arc::new(settings.clone()),
+                })
+            }
+        };
         let mut sockets = Vec::with_capacity(cfg.listen.len());
         for addr in &cfg.listen {
             let socket = UdpSocket::bind(addr)
@@ -116,6 +146,7 @@ impl<H: AccessHandler> RadiusServer<H> {
         }
         Ok(RadiusServer {
             sockets,
+            tls,
             engine,
             shutdown_grace: cfg.shutdown_grace,
         })
@@ -126,15 +157,37 @@ impl<H: AccessHandler> RadiusServer<H> {
         self.sockets.iter().map(|(a, _)| *a).collect()
     }
 
+    /// The bound RADIUS-over-TLS addresses.
+    pub fn tls_addrs(&self) -> Vec<SocketAddr> {
+        self.tls
+            .iter()
+            .flat_map(|t| t.listeners.iter().map(|(a, _)| *a))
+            .collect()
+    }
+
     pub fn stats(&self) -> RadiusStatsHandle {
         RadiusStatsHandle(Arc::clone(&self.engine.counters))
     }
 
     /// Serves until `shutdown` completes, then stops receiving and gives requests in flight
     /// up to `shutdown_grace` to send their replies.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), RadiusError> {
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), RadiusError> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut loops = JoinSet::new();
+        if let Some(tls) = self.tls.take() {
+            for (_, listener) in tls.listeners {
+                let (engine, settings, clients, stop) = (
+                    Arc::clone(&self.engine),
+                    Arc::clone(&tls.settings),
+                    Arc::clone(&tls.clients),
+                    stop_rx.clone(),
+                );
+                loops.spawn(async move {
+                    super::tls::accept_loop(engine, listener, settings, clients, stop).await;
+                    Ok(())
+                });
+            }
+        }
         for (addr, socket) in &self.sockets {
             loops.spawn(receive_loop(
                 Arc::clone(&self.engine),

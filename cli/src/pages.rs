@@ -1,0 +1,89 @@
+//! `otpctl user list` and `otpctl backup` page through otpd: each page is one bounded
+//! reply, printed or written before the next is asked for, so a million users never make
+//! one giant line on either side.
+
+use std::io::Write;
+use std::path::Path;
+
+use otpd_core::admin::{AdminData, AdminRequest, MAX_PAGE};
+
+use crate::client::Connection;
+use crate::files::BackupFile;
+use crate::Failure;
+
+fn unexpected(data: AdminData) -> Failure {
+    Failure::Unreachable(format!("unexpected answer from otpd: {data:?}"))
+}
+
+/// Prints every user, one a line (with `json`, one JSON array, written as it comes).
+pub fn list(socket: &Path, json: bool) -> Result<(), Failure> {
+    let mut conn = Connection::open(socket)?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let broken = |e: std::io::Error| Failure::Usage(format!("cannot write the list: {e}"));
+    let mut after = None;
+    let mut first = true;
+    if json {
+        write!(out, "[").map_err(broken)?;
+    }
+    loop {
+        let (users, next) = match conn.call(&AdminRequest::UserPage {
+            after: after.take(),
+            limit: MAX_PAGE,
+        })? {
+            AdminData::UserPage { users, next } => (users, next),
+            other => return Err(unexpected(other)),
+        };
+        for u in &users {
+            if json {
+                let v = serde_json::to_string(u).map_err(|e| Failure::Usage(e.to_string()))?;
+                write!(out, "{}{v}", if first { "" } else { "," }).map_err(broken)?;
+                first = false;
+            } else {
+                writeln!(out, "{}", crate::user_line(u)).map_err(broken)?;
+            }
+        }
+        match next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    if json {
+        writeln!(out, "]").map_err(broken)?;
+    }
+    out.flush().map_err(broken)
+}
+
+/// Writes a backup of every record to `path`; prints what it wrote.
+pub fn backup(socket: &Path, path: &Path, json: bool) -> Result<(), Failure> {
+    let mut conn = Connection::open(socket)?;
+    let mut file = BackupFile::create(path)?;
+    let mut after = None;
+    loop {
+        let (rows, next) = match conn.call(&AdminRequest::BackupPage {
+            after: after.take(),
+            limit: MAX_PAGE,
+        })? {
+            AdminData::BackupPage { rows, next } => (rows, next),
+            other => return Err(unexpected(other)),
+        };
+        file.write(&rows)?;
+        match next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    let (records, users) = file.finish()?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"path": path, "records": records, "users": users})
+        );
+    } else {
+        println!(
+            "backup of {users} users ({records} records) written to {}",
+            path.display()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,237 @@
+//! Prometheus metrics: what otpd counts while it runs (always, with atomics) and the opt-in
+//! listener that shows them (`[metrics] listen`, `GET /metrics`). Labels name gateways,
+//! outcomes, reasons, states and doors only: never a user, a code or a secret.
+
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+
+use crate::ops::Ops;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub client: String,
+    pub outcome: &'static str,
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DropLabels {
+    pub reason: &'static str,
+    /// The configured client name; `-` for a source that matches none.
+    pub client: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DoorLabels {
+    pub door: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabels {
+    pub state: String,
+}
+
+type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 0.25 ms to about 4 s: a RADIUS answer with argon2 sits in the middle.
+    Histogram::new(exponential_buckets(0.000_25, 2.0, 15))
+}
+
+/// Every series otpd exports, and the registry that prints them.
+pub struct Metrics {
+    registry: Registry,
+    pub radius_requests: Family<RequestLabels, Counter>,
+    pub radius_dropped: Family<DropLabels, Counter>,
+    pub request_seconds: Histograms<DoorLabels>,
+    pub commit_batch: Histogram,
+    pub commit_seconds: Histogram,
+    pub store_errors: Counter,
+    pub outbox_messages: Gauge,
+    pub outbox_oldest_age: Gauge,
+    pub users: Family<StateLabels, Gauge>,
+    pub users_locked: Gauge,
+    pub reply_cache: Gauge,
+    pub challenge_states: Gauge,
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("otpd");
+        let m = Metrics {
+            radius_requests: Family::default(),
+            radius_dropped: Family::default(),
+            request_seconds: Family::new_with_constructor(latency_histogram),
+            commit_batch: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
+            commit_seconds: Histogram::new(exponential_buckets(0.000_1, 2.0, 14)),
+            store_errors: Counter::default(),
+            outbox_messages: Gauge::default(),
+            outbox_oldest_age: Gauge::default(),
+            users: Family::default(),
+            users_locked: Gauge::default(),
+            reply_cache: Gauge::default(),
+            challenge_states: Gauge::default(),
+            registry: Registry::default(),
+        };
+        let r = &mut registry;
+        r.register(
+            "radius_requests",
+            "Access-Requests answered, by client, outcome and reason",
+            m.radius_requests.clone(),
+        );
+        r.register(
+            "radius_dropped",
+            "RADIUS datagrams dropped unanswered, by reason and client",
+            m.radius_dropped.clone(),
+        );
+        r.register(
+            "request_duration_seconds",
+            "Time to answer a request, by door (radius, http, admin)",
+            m.request_seconds.clone(),
+        );
+        r.register(
+            "store_commit_batch_size",
+            "Writes made durable by one group commit",
+            m.commit_batch.clone(),
+        );
+        r.register(
+            "store_commit_duration_seconds",
+            "Time one group commit's flush took",
+            m.commit_seconds.clone(),
+        );
+        r.register(
+            "store_errors",
+            "Group commits the disk refused",
+            m.store_errors.clone(),
+        );
+        r.register(
+            "mail_outbox_messages",
+            "Issuance e-mails waiting in the outbox",
+            m.outbox_messages.clone(),
+        );
+        r.register(
+            "mail_outbox_oldest_age_seconds",
+            "Age of the oldest e-mail in the outbox (0 when empty)",
+            m.outbox_oldest_age.clone(),
+        );
+        r.register("users", "Users by token state", m.users.clone());
+        r.register("users_locked", "Users locked out", m.users_locked.clone());
+        r.register(
+            "radius_reply_cache_entries",
+            "Replies kept for retransmissions",
+            m.reply_cache.clone(),
+        );
+        r.register(
+            "radius_challenge_states",
+            "Access-Challenge States waiting for their OTP",
+            m.challenge_states.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// One answered request at `door`.
+    pub fn observe(&self, door: &'static str, took: Duration) {
+        self.request_seconds
+            .get_or_create(&DoorLabels { door })
+            .observe(took.as_secs_f64());
+    }
+
+    /// One group commit: `batch` waiters answered by a flush of `took`.
+    pub fn commit(&self, batch: usize, took: Duration, failed: bool) {
+        self.commit_batch.observe(batch as f64);
+        self.commit_seconds.observe(took.as_secs_f64());
+        if failed {
+            self.store_errors.inc();
+        }
+    }
+
+    fn text(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// The process's metrics.
+pub fn get() -> &'static Metrics {
+    static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+    &METRICS
+}
+
+/// Times every HTTP request (the `http` door).
+pub async fn time_http(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let start = tokio::time::Instant::now();
+    let response = next.run(req).await;
+    get().observe("http", start.elapsed());
+    response
+}
+
+/// Serves `GET /metrics` on `listener` until `shutdown`.
+pub async fn serve(
+    listener: TcpListener,
+    ops: Arc<Ops>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let app = axum::Router::new()
+        .route("/metrics", axum::routing::get(scrape))
+        .with_state(ops.clone());
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
+        ops.log.error(&format!("metrics listener stopped: {e}"));
+    }
+}
+
+/// Samples what is counted from the store (users by state, locks, the outbox), then prints
+/// every series. Sampling reads every user: scrape every 30 s or slower at a million users.
+async fn scrape(State(ops): State<Arc<Ops>>) -> Response {
+    let sampled = ops
+        .run(|svc, now| Ok::<_, otpd_core::OpError>((svc.status(now)?, svc.outbox_summary(now)?)))
+        .await
+        .and_then(|r| r);
+    let m = get();
+    match sampled {
+        Ok((status, (queued, oldest))) => {
+            for (state, n) in &status.by_state {
+                m.users
+                    .get_or_create(&StateLabels {
+                        state: state.clone(),
+                    })
+                    .set(i64::try_from(*n).unwrap_or(i64::MAX));
+            }
+            m.users_locked
+                .set(i64::try_from(status.locked).unwrap_or(i64::MAX));
+            m.outbox_messages
+                .set(i64::try_from(queued).unwrap_or(i64::MAX));
+            m.outbox_oldest_age.set(oldest);
+        }
+        Err(e) => ops
+            .log
+            .warn(&format!("metrics: cannot read the store: {e}")),
+    }
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        m.text(),
+    )
+        .into_response()
+}

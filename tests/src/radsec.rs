@@ -1,0 +1,231 @@
+//! RADIUS over TLS peers: certificates made with `openssl` for one test, `radsecproxy`
+//! (Debian package radsecproxy) as a UDP-to-TLS proxy, and otpd's `[radius.tls]` config.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::daemon::{free_tcp_port, free_udp_port, wait_until};
+use crate::freeradius::GATEWAY_SECRET;
+use crate::radius::{Client, Ma, Request, STATUS_SERVER};
+
+/// A CA, otpd's server certificate (127.0.0.1, otpd.test), a client certificate named
+/// `proxy.test` signed by the CA, and one named the same but signed by another CA.
+pub struct Pki {
+    pub dir: tempfile::TempDir,
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl (Debian package openssl)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Pki {
+    pub fn new() -> Pki {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        for ca in ["ca", "rogue-ca"] {
+            openssl(
+                d,
+                &[
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-days",
+                    "2",
+                    "-subj",
+                    &format!("/CN={ca}"),
+                    "-keyout",
+                    &format!("{ca}.key"),
+                    "-out",
+                    &format!("{ca}.pem"),
+                ],
+            );
+        }
+        let issue = |name: &str, ca: &str, san: &str| {
+            openssl(
+                d,
+                &[
+                    "req",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-subj",
+                    &format!("/CN={name}"),
+                    "-keyout",
+                    &format!("{name}-{ca}.key"),
+                    "-out",
+                    &format!("{name}-{ca}.csr"),
+                ],
+            );
+            std::fs::write(
+                d.join(format!("{name}.ext")),
+                format!("subjectAltName={san}\n"),
+            )
+            .expect("ext");
+            openssl(
+                d,
+                &[
+                    "x509",
+                    "-req",
+                    "-in",
+                    &format!("{name}-{ca}.csr"),
+                    "-CA",
+                    &format!("{ca}.pem"),
+                    "-CAkey",
+                    &format!("{ca}.key"),
+                    "-CAcreateserial",
+                    "-days",
+                    "2",
+                    "-extfile",
+                    &format!("{name}.ext"),
+                    "-out",
+                    &format!("{name}-{ca}.pem"),
+                ],
+            );
+        };
+        issue("otpd.test", "ca", "DNS:otpd.test,IP:127.0.0.1");
+        issue("proxy.test", "ca", "DNS:proxy.test");
+        issue("proxy.test", "rogue-ca", "DNS:proxy.test");
+        Pki { dir }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// otpd's `[radius.tls]` on `port`, trusting clients named `proxy.test` from loopback.
+    pub fn otpd_config(&self, port: u16) -> String {
+        format!(
+            r#"[radius.tls]
+listen = ["127.0.0.1:{port}"]
+cert_file = "{cert}"
+key_file = "{key}"
+client_ca_file = "{ca}"
+idle_timeout_seconds = 30
+[[radius.tls.clients]]
+name = "radsec-proxy"
+certificate = "proxy.test"
+address = "127.0.0.1"
+"#,
+            cert = self.path("otpd.test-ca.pem").display(),
+            key = self.path("otpd.test-ca.key").display(),
+            ca = self.path("ca.pem").display(),
+        )
+    }
+}
+
+impl Default for Pki {
+    fn default() -> Self {
+        Pki::new()
+    }
+}
+
+/// radsecproxy taking the gateways' UDP on `addr` and forwarding over TLS to otpd.
+pub struct RadsecProxy {
+    pub dir: tempfile::TempDir,
+    pub addr: SocketAddr,
+    child: Option<Child>,
+}
+
+impl RadsecProxy {
+    pub fn proxy_to(pki: &Pki, home: SocketAddr) -> RadsecProxy {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_udp_port();
+        let conf = format!(
+            r#"ListenUDP 127.0.0.1:{port}
+LogLevel 4
+LogDestination file://{log}
+tls otpd {{
+    CACertificateFile {ca}
+    CertificateFile {cert}
+    CertificateKeyFile {key}
+}}
+client gateway {{
+    host 127.0.0.1
+    type udp
+    secret {GATEWAY_SECRET}
+}}
+server otpd {{
+    host 127.0.0.1
+    port {home_port}
+    type tls
+    tls otpd
+    StatusServer on
+}}
+realm * {{
+    server otpd
+}}
+"#,
+            log = dir.path().join("radsecproxy.log").display(),
+            ca = pki.path("ca.pem").display(),
+            cert = pki.path("proxy.test-ca.pem").display(),
+            key = pki.path("proxy.test-ca.key").display(),
+            home_port = home.port(),
+        );
+        let conf_path = dir.path().join("radsecproxy.conf");
+        std::fs::write(&conf_path, conf).expect("write radsecproxy.conf");
+        let out = std::fs::File::create(dir.path().join("stderr.log")).expect("log");
+        let child = Command::new("radsecproxy")
+            .arg("-f")
+            .arg("-c")
+            .arg(&conf_path)
+            .arg("-i")
+            .arg(dir.path().join("radsecproxy.pid"))
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("log"))
+            .stderr(out)
+            .spawn()
+            .expect("start radsecproxy (Debian package radsecproxy)");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        let mut p = RadsecProxy {
+            dir,
+            addr,
+            child: Some(child),
+        };
+        let probe = Client::new(addr, GATEWAY_SECRET);
+        wait_until(
+            "radsecproxy to answer Status-Server",
+            Duration::from_secs(30),
+            || {
+                if let Some(Ok(Some(status))) = p.child.as_mut().map(Child::try_wait) {
+                    panic!("radsecproxy exited ({status}): {}", p.log());
+                }
+                let req = Request::new(1);
+                probe.send_raw(&req.encode(STATUS_SERVER, GATEWAY_SECRET.as_bytes(), Ma::Good));
+                probe.recv_raw(Duration::from_millis(200)).map(|_| ())
+            },
+        );
+        p
+    }
+
+    pub fn log(&self) -> String {
+        let read = |n: &str| std::fs::read_to_string(self.dir.path().join(n)).unwrap_or_default();
+        format!("{}{}", read("stderr.log"), read("radsecproxy.log"))
+    }
+}
+
+impl Drop for RadsecProxy {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A free TCP port for otpd's RADIUS-over-TLS listener.
+pub fn free_port() -> u16 {
+    free_tcp_port()
+}
