@@ -207,23 +207,17 @@ fn user_line(u: &UserView) -> String {
 fn print_user(u: &UserView) {
     println!("login_id           {}", u.login_id);
     println!("state              {}", u.state.name());
-    println!(
-        "locked             {}{}",
-        u.locked,
-        if u.failures > 0 {
-            format!(" ({} failures)", u.failures)
+    let lock = |locked: bool, failures: u32| {
+        if failures > 0 {
+            format!("{locked} ({failures} failures)")
         } else {
-            String::new()
+            locked.to_string()
         }
-    );
+    };
+    println!("locked             {}", lock(u.locked, u.failures));
     println!(
-        "renewal locked     {}{}",
-        u.renewal_locked,
-        if u.renewal_failures > 0 {
-            format!(" ({} failures)", u.renewal_failures)
-        } else {
-            String::new()
-        }
+        "renewal locked     {}",
+        lock(u.renewal_locked, u.renewal_failures)
     );
     println!("email              {}", u.email.as_deref().unwrap_or("-"));
     println!(

@@ -307,7 +307,6 @@ impl HttpSection {
     }
 }
 
-
 #[derive(Debug, Clone, Deserialize)]
 pub struct ApiKeySection {
     pub name: String,
@@ -702,7 +701,10 @@ impl Config {
             }
             if t.key_file.exists() {
                 if let Err(e) = crate::seal::check_private(&t.key_file) {
-                    problems.push(format!("`radius.tls.key_file` {}: {e}", t.key_file.display()));
+                    problems.push(format!(
+                        "`radius.tls.key_file` {}: {e}",
+                        t.key_file.display()
+                    ));
                 }
             }
             if t.clients.is_empty() {

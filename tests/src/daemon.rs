@@ -276,3 +276,39 @@ pub fn unsafe_free_kill(pid: u32, sig: &str) {
         .arg(pid.to_string())
         .status();
 }
+
+/// A config in a fresh folder (the harness defaults plus `extra`), not started: for tests
+/// of what otpd refuses before it serves anything.
+pub fn unstarted(extra: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("otpd.toml");
+    std::fs::write(
+        &config,
+        Otpd::config_text(free_udp_port(), free_tcp_port(), extra),
+    )
+    .expect("config");
+    chmod(&config, 0o600);
+    (dir, config)
+}
+
+pub fn chmod(path: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// Runs otpd on `config` until it exits by itself (a refusal to start); status and stderr.
+pub fn run_to_exit(config: &std::path::Path) -> (std::process::ExitStatus, String) {
+    let mut child = Command::new(bin("otpd"))
+        .arg("--config")
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("otpd");
+    let status = wait_until("otpd to refuse to start", Duration::from_secs(30), || {
+        child.try_wait().ok().flatten()
+    });
+    let out = child.wait_with_output().expect("output");
+    (status, String::from_utf8_lossy(&out.stderr).into_owned())
+}

@@ -75,9 +75,9 @@ pub fn now() -> i64 {
         .unwrap_or(0)
 }
 
-/// Adds `login` with `password`, issues a token, sets it up through the link by JSON and
-/// returns the base32 secret (state: provisioned).
-pub fn provision(d: &Otpd, login: &str, password: &str) -> String {
+/// Adds `login` with `password` and issues a token (activation password `act-pass-1234`,
+/// mail to `{login}@docomo.example.jp`); returns the setup link's code from the mail.
+pub fn issue(d: &Otpd, login: &str, password: &str) -> String {
     d.ctl_ok(
         &["user", "add", login, "--password-stdin"],
         &format!("{password}\n"),
@@ -94,7 +94,13 @@ pub fn provision(d: &Otpd, login: &str, password: &str) -> String {
         ],
         "act-pass-1234\n",
     );
-    let code = link_code_from_mail_dir(d, &email);
+    link_code_from_mail_dir(d, &email)
+}
+
+/// Adds `login` with `password`, issues a token, sets it up through the link by JSON and
+/// returns the base32 secret (state: provisioned).
+pub fn provision(d: &Otpd, login: &str, password: &str) -> String {
+    let code = issue(d, login, password);
     let r = crate::http::post_json(
         format!("127.0.0.1:{}", d.http_port).parse().expect("addr"),
         &format!("/api/v1/enroll/{code}"),

@@ -4,14 +4,16 @@
 
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use otpd_tests::daemon::{bin, free_tcp_port, free_udp_port, wait_until, Otpd, RADIUS_SECRET};
+use otpd_tests::daemon::{
+    bin, chmod, run_to_exit, unstarted as site, wait_until, Otpd, RADIUS_SECRET,
+};
 use otpd_tests::http::{get, post_form, post_json, request};
 use otpd_tests::radius::{Client, ACCESS_ACCEPT};
-use otpd_tests::token::{activate, link_code_from_mail_dir, oathtool};
+use otpd_tests::token::{activate, issue, oathtool};
 use serde_json::json;
 use std::os::unix::net::UnixStream;
 
@@ -220,23 +222,6 @@ fn customer_endpoints_are_rate_limited_per_source() {
     );
 }
 
-/// A config in a fresh folder (the harness defaults plus `extra`), not started.
-fn site(extra: &str) -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("otpd.toml");
-    std::fs::write(
-        &config,
-        Otpd::config_text(free_udp_port(), free_tcp_port(), extra),
-    )
-    .expect("config");
-    chmod(&config, 0o600);
-    (dir, config)
-}
-
-fn chmod(path: &Path, mode: u32) {
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
-}
-
 /// `otpd --check-config`: exit status and everything it printed.
 fn check_config(config: &Path) -> (Option<i32>, String) {
     let out = Command::new(bin("otpd"))
@@ -248,26 +233,6 @@ fn check_config(config: &Path) -> (Option<i32>, String) {
     let text =
         String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
     (out.status.code(), text)
-}
-
-/// Runs otpd until it exits by itself; status and stderr.
-fn run_to_exit(config: &Path) -> (Option<i32>, String) {
-    let mut child = Command::new(bin("otpd"))
-        .arg("--config")
-        .arg(config)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("otpd");
-    let status = wait_until("otpd to refuse to start", Duration::from_secs(30), || {
-        child.try_wait().ok().flatten()
-    });
-    let out = child.wait_with_output().expect("output");
-    (
-        status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 /// Medium: an API key file and a RADIUS secret_file at 0644 were accepted silently. Now
@@ -302,8 +267,8 @@ fn credential_files_others_can_read_are_refused() {
                 text.contains(&fix),
                 "{extra} {mode:o}: names the file and the fix: {text}"
             );
-            let (code, text) = run_to_exit(&config);
-            assert_eq!(code, Some(2), "{text}");
+            let (status, text) = run_to_exit(&config);
+            assert_eq!(status.code(), Some(2), "{text}");
             assert!(text.contains(&fix), "{text}");
             chmod(&cred, 0o600);
             let (code, text) = check_config(&config);
@@ -363,8 +328,8 @@ fn check_config_makes_every_start_time_refusal() {
     assert_eq!(code, Some(2), "{text}");
     assert!(text.contains("chmod 700"), "{text}");
     // The start says the same, before anything is served.
-    let (code, text) = run_to_exit(&config);
-    assert_eq!(code, Some(1), "{text}");
+    let (status, text) = run_to_exit(&config);
+    assert_eq!(status.code(), Some(1), "{text}");
     assert!(
         text.contains("data_dir") && text.contains("chmod 700"),
         "{text}"
@@ -549,19 +514,7 @@ fn unknown_fields_are_refused_in_the_products_words() {
 #[test]
 fn the_setup_audit_line_names_the_links_owner() {
     let d = Otpd::start("");
-    d.ctl_ok(&["user", "add", "taro", "--password-stdin"], "pw\n");
-    d.ctl_ok(
-        &[
-            "token",
-            "issue",
-            "taro",
-            "--email",
-            "taro@docomo.example.jp",
-            "--activation-password-stdin",
-        ],
-        "act-pass-1234\n",
-    );
-    let code = link_code_from_mail_dir(&d, "taro@docomo.example.jp");
+    let code = issue(&d, "taro", "pw");
     let r = post_json(
         http_addr(&d),
         &format!("/api/v1/enroll/{code}"),

@@ -1,45 +1,10 @@
 //! Startup refusals through the real binary: otpd will not run with a sealing key that
 //! others can read, nor put its admin socket where anyone could replace it.
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use otpd_tests::daemon::{bin, free_tcp_port, free_udp_port, wait_until, Otpd};
-
-/// A config in a fresh folder (the harness defaults plus `extra`).
-fn site(extra: &str) -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("otpd.toml");
-    std::fs::write(
-        &config,
-        Otpd::config_text(free_udp_port(), free_tcp_port(), extra),
-    )
-    .expect("config");
-    (dir, config)
-}
-
-/// Runs otpd until it exits by itself (or kills it after 30 s); status and stderr.
-fn run_to_exit(config: &Path) -> (ExitStatus, String) {
-    let mut child = Command::new(bin("otpd"))
-        .arg("--config")
-        .arg(config)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("otpd");
-    let status = wait_until("otpd to refuse to start", Duration::from_secs(30), || {
-        child.try_wait().ok().flatten()
-    });
-    let out = child.wait_with_output().expect("output");
-    (status, String::from_utf8_lossy(&out.stderr).into_owned())
-}
-
-fn chmod(path: &Path, mode: u32) {
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
-}
+use otpd_tests::daemon::{bin, chmod, run_to_exit, unstarted as site, wait_until};
 
 #[test]
 fn a_key_file_others_can_read_is_refused_at_start() {
