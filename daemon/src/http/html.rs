@@ -1,5 +1,6 @@
 //! The customer's pages: Japanese first, English below, readable on a phone, no
-//! JavaScript. Everything echoed is escaped here; handlers pass plain strings.
+//! JavaScript but the setup success page's import into the token app (same-origin files,
+//! never inline). Everything echoed is escaped here; handlers pass plain strings.
 
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
@@ -28,11 +29,20 @@ pub fn escape(s: &str) -> String {
 pub struct Page {
     pub status: StatusCode,
     pub html: String,
+    /// A policy of the page's own; otherwise the edge's, which allows no script.
+    pub csp: Option<&'static str>,
 }
 
 impl IntoResponse for Page {
     fn into_response(self) -> Response {
-        (self.status, Html(self.html)).into_response()
+        let mut r = (self.status, Html(self.html)).into_response();
+        if let Some(csp) = self.csp {
+            r.headers_mut().insert(
+                axum::http::header::CONTENT_SECURITY_POLICY,
+                axum::http::HeaderValue::from_static(csp),
+            );
+        }
+        r
     }
 }
 
@@ -66,7 +76,10 @@ a.app .en{color:#e9f6ef}\
 nav a{display:block;margin:.6rem 0}\
 button .en{color:inherit;opacity:.9}\
 button.sub{background:#fff;color:#0b5cad;border:1px solid #0b5cad}\
-button.danger{background:#c0262d}";
+button.danger{background:#c0262d}\
+button.app{background:#18794e}\
+h3{font-size:1rem;margin:1.2rem 0 .4rem}\
+[hidden]{display:none!important}";
 
 pub(super) fn layout(title_ja: &str, title_en: &str, service_id: &str, body: &str) -> String {
     format!(
@@ -162,6 +175,7 @@ pub(super) fn error_box(code: &str) -> String {
 pub fn error_page(status: StatusCode, code: &str, service_id: &str) -> Page {
     Page {
         status,
+        csp: None,
         html: layout(
             "お手続きできませんでした",
             "This could not be done",
@@ -230,12 +244,13 @@ pub fn enroll_form(
         "type=\"password\" maxlength=\"120\" autocomplete=\"off\"",
     ));
     body.push_str(
-        "<button type=\"submit\">初期設定する / Set up</button>\n</form>\n\
+        "<button type=\"submit\" id=\"setup-button\">初期設定する<span class=\"en\" lang=\"en\">Set up</span></button>\n</form>\n\
 <p class=\"note\">続けて間違えると、このURLは使用できなくなります。<br>\
 <span lang=\"en\">After several wrong attempts this link stops working.</span></p>\n",
     );
     Page {
         status,
+        csp: None,
         html: layout(
             "ワンタイムパスワード 初期設定",
             "One-time password: initial setup",
@@ -267,15 +282,39 @@ pub fn enrolled(service_id: &str, e: &Enrolled, qr_svg: Option<&str>) -> Page {
         Some(svg) => format!("<div class=\"qr\">{svg}</div>\n"),
         None => String::new(),
     };
+    // First way: the token app on this phone. The button shows only where import.js runs
+    // (and WebCrypto with it); its data- attributes carry what the app's store keeps.
+    let import = format!(
+        "<h2>1. トークンアプリに登録する<span class=\"en\" lang=\"en\">1. Add it to the token app</span></h2>\n\
+<p>このスマートフォンでお使いの場合は、ボタンを押すとトークンアプリに登録されます（おすすめ）。60秒ごとのワンタイムパスワードを表示し、有効期限の更新もアプリからできます。</p>\n\
+<p class=\"en\" lang=\"en\">On this phone, the button adds the token to the token app (recommended): it shows the 60-second codes and offers renewal itself.</p>\n\
+<button type=\"button\" class=\"app\" id=\"import-app\" hidden \
+data-secret=\"{secret}\" data-issuer=\"{issuer}\" data-account=\"{account}\" data-period=\"{period}\" \
+data-digits=\"{digits}\" data-algorithm=\"{alg}\" data-expires-at=\"{expires_at}\" \
+data-renewal-available-from=\"{from}\">トークンアプリに登録する<span class=\"en\" lang=\"en\">Add to the token app</span></button>\n\
+<div class=\"error\" id=\"import-failed\" role=\"alert\" tabindex=\"-1\" hidden><p>トークンアプリに登録できませんでした。下のQRコードかキーで、他のアプリに登録してください。</p>\
+<p lang=\"en\">The token could not be added to the token app. Please use the QR code or the key below with another app.</p></div>\n\
+<p class=\"note\">ボタンが表示されない場合は、下のQRコードかキーをお使いください。<br>\
+<span lang=\"en\">If no button shows, use the QR code or the key below.</span></p>\n",
+        secret = escape(&e.secret),
+        issuer = escape(&e.issuer),
+        account = escape(&e.account),
+        period = e.period,
+        digits = e.digits,
+        alg = escape(&e.algorithm),
+        expires_at = escape(&e.expires_at),
+        from = escape(&e.renewal_available_from),
+    );
     let body = format!(
         "<div class=\"ok\"><p>トークンの初期設定が完了しました。</p><p lang=\"en\">Your token is set up.</p></div>\n\
-<h2>1. アプリに登録する<span class=\"en\" lang=\"en\">1. Add it to your authenticator app</span></h2>\n\
-<p>ワンタイムパスワードのアプリ（トークン）で、次のQRコードを読み取ってください。</p>\n\
-<p class=\"en\" lang=\"en\">Scan this QR code with your one-time password app.</p>\n\
+{import}\
+<h2>他の認証アプリをお使いの場合<span class=\"en\" lang=\"en\">With another authenticator app</span></h2>\n\
+<p>お使いの認証アプリで、次のQRコードを読み取ってください。</p>\n\
+<p class=\"en\" lang=\"en\">Scan this QR code with your authenticator app.</p>\n\
 {qr}\
 <p>この画面をスマートフォンで表示している場合は、<a href=\"{uri}\">こちらをタップ</a>してアプリに登録することもできます。</p>\n\
 <p class=\"en\" lang=\"en\">On the phone itself, you can <a href=\"{uri}\">tap here</a> to add it.</p>\n\
-<h2>手動で入力する場合<span class=\"en\" lang=\"en\">Manual entry</span></h2>\n\
+<h3>手動で入力する場合<span class=\"en\" lang=\"en\">Manual entry</span></h3>\n\
 <dl>\n<dt>キー <span lang=\"en\">Key</span></dt><dd class=\"key\" id=\"key\">{key}</dd>\n\
 <dt>アカウント <span lang=\"en\">Account</span></dt><dd>{issuer}: {account}</dd>\n\
 <dt>方式 <span lang=\"en\">Type</span></dt><dd>TOTP（時間ベース / time-based）, {period}秒 / {period} s, {digits}桁 / {digits} digits, {alg}</dd>\n\
@@ -287,7 +326,8 @@ pub fn enrolled(service_id: &str, e: &Enrolled, qr_svg: Option<&str>) -> Page {
 <p>アプリに表示される{digits}桁のワンタイムパスワードで、利用開始のお手続きを行ってください。</p>\n\
 <p class=\"en\" lang=\"en\">Then start using the token with a {digits}-digit one-time password the app shows.</p>\n\
 <p class=\"note\">この画面は一度しか表示されません。キーやQRコードを他人に見せたり、保存したりしないでください。<br>\
-<span lang=\"en\">This page is shown only once. Do not show or keep the key or the QR code anywhere else.</span></p>\n",
+<span lang=\"en\">This page is shown only once. Do not show or keep the key or the QR code anywhere else.</span></p>\n\
+<script src=\"/app/store.js\"></script>\n<script src=\"/app/import.js\"></script>\n",
         uri = escape(&e.otpauth_uri),
         key = escape(&group4(&e.secret)),
         issuer = escape(&e.issuer),
@@ -301,6 +341,7 @@ pub fn enrolled(service_id: &str, e: &Enrolled, qr_svg: Option<&str>) -> Page {
     Page {
         status: StatusCode::OK,
         html: layout("初期設定完了", "Setup complete", service_id, &body),
+        csp: Some(super::edge::CSP_WITH_SCRIPTS),
     }
 }
 
@@ -332,9 +373,10 @@ Renewal opens {window_days} days before the token expires, and stays open after 
         "",
         "maxlength=\"10\" inputmode=\"numeric\" pattern=\"[0-9]*\" autocomplete=\"one-time-code\"",
     ));
-    body.push_str("<button type=\"submit\">更新する / Renew</button>\n</form>\n");
+    body.push_str("<button type=\"submit\" id=\"renew-button\">更新する<span class=\"en\" lang=\"en\">Renew</span></button>\n</form>\n");
     Page {
         status,
+        csp: None,
         html: layout("トークン有効期限の更新", "Token renewal", service_id, &body),
     }
 }
@@ -353,6 +395,7 @@ pub fn renewed(service_id: &str, expires_at: Option<&str>) -> Page {
     );
     Page {
         status: StatusCode::OK,
+        csp: None,
         html: layout("更新完了", "Renewal complete", service_id, &body),
     }
 }
@@ -366,6 +409,7 @@ pub fn renew_too_early(service_id: &str, available_from: UnixTime) -> Page {
     );
     Page {
         status: StatusCode::CONFLICT,
+        csp: None,
         html: layout(
             "まだ更新できません",
             "Renewal not yet available",

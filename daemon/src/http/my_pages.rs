@@ -73,6 +73,7 @@ fn error_box(code: &str) -> String {
 fn page(web: &Shared, status: StatusCode, ja: &str, en: &str, body: &str) -> Page {
     Page {
         status,
+        csp: None,
         html: layout(ja, en, &web.service_id, body),
     }
 }
