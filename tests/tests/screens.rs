@@ -592,7 +592,7 @@ fn the_setup_success_page_adds_the_token_to_the_app() {
     assert!(b.text().contains("初期設定が完了しました"), "{}", b.text());
     b.wait_for(
         "the import button",
-        "!document.getElementById('import-app').hidden",
+        "!document.getElementById('import').hidden",
     );
     // The page's own key (grouped by four), as the test's independent copy.
     let secret: String = b
@@ -608,6 +608,12 @@ fn the_setup_success_page_adds_the_token_to_the_app() {
         order,
         json!(true),
         "the token app first, the QR code second"
+    );
+    // On a computer the QR code is what the customer needs: it stays on the first screen.
+    assert_eq!(
+        b.eval("document.querySelector('.qr svg').getBoundingClientRect().bottom <= innerHeight"),
+        json!(true),
+        "the QR code on the first screen"
     );
     b.screenshot(&shot("enrolled"));
     b.size(320, 640);

@@ -102,7 +102,7 @@ pub(super) fn layout(title_ja: &str, title_en: &str, service_id: &str, body: &st
 pub fn friendly(code: &str) -> (&'static str, &'static str) {
     match code {
         "setup_refused" => (
-            "サービスID、ユーザーID、または利用開始パスワードが正しくありません。",
+            "サービスID、ユーザID、または利用開始パスワードが正しくありません。",
             "The service ID, user ID or activation password is not correct.",
         ),
         "unknown_link" => (
@@ -118,11 +118,11 @@ pub fn friendly(code: &str) -> (&'static str, &'static str) {
             "Too many wrong attempts: this link no longer works. Please apply for a new token issuance.",
         ),
         "bad_otp" => (
-            "サービスID、ユーザーID、またはワンタイムパスワードが正しくありません。",
+            "サービスID、ユーザID、またはワンタイムパスワードが正しくありません。",
             "The service ID, user ID or one-time password is not correct.",
         ),
         "renew_refused" => (
-            "サービスID、ユーザーID、またはワンタイムパスワードが正しくないか、誤った入力が続いています。次のパスワードが表示されてから、もう一度入力してください。",
+            "サービスID、ユーザID、またはワンタイムパスワードが正しくないか、誤った入力が続いています。次のパスワードが表示されてから、もう一度入力してください。",
             "The service ID, user ID or one-time password is not correct, or too many attempts were made. Please wait for the next code and try again.",
         ),
         "otp_replayed" => (
@@ -203,7 +203,7 @@ fn identity_inputs(typed_service_id: &str, typed_user_id: &str) -> String {
         "maxlength=\"64\" autocomplete=\"off\" autocapitalize=\"characters\" spellcheck=\"false\"",
     ) + &input(
         "user_id",
-        "ユーザーID",
+        "ユーザID",
         "User ID",
         typed_user_id,
         "maxlength=\"64\" autocomplete=\"username\" autocapitalize=\"none\" spellcheck=\"false\"",
@@ -231,7 +231,7 @@ pub fn enroll_form(
         code = escape(link_code)
     ));
     body.push_str(
-        "<p>メールでご案内したサービスIDとユーザーID、トークン発行のお申し込み時にお決めいただいた利用開始パスワードを入力してください。</p>\n\
+        "<p>メールでご案内したサービスIDとユーザID、トークン発行のお申し込み時にお決めいただいた利用開始パスワードを入力してください。</p>\n\
 <p class=\"en\" lang=\"en\">Enter the service ID and user ID from the e-mail, and the activation password you chose when you applied for the token.</p>\n\
 <form method=\"post\">\n",
     );
@@ -282,20 +282,19 @@ pub fn enrolled(service_id: &str, e: &Enrolled, qr_svg: Option<&str>) -> Page {
         Some(svg) => format!("<div class=\"qr\">{svg}</div>\n"),
         None => String::new(),
     };
-    // First way: the token app on this phone. The button shows only where import.js runs
-    // (and WebCrypto with it); its data- attributes carry what the app's store keeps.
+    // First way: the token app on this phone. The block shows only where import.js runs
+    // (and WebCrypto with it); the button's data- attributes carry what the app's store
+    // keeps. Kept short: on a computer's screen the QR code below stays in sight.
     let import = format!(
-        "<h2>1. トークンアプリに登録する<span class=\"en\" lang=\"en\">1. Add it to the token app</span></h2>\n\
-<p>このスマートフォンでお使いの場合は、ボタンを押すとトークンアプリに登録されます（おすすめ）。60秒ごとのワンタイムパスワードを表示し、有効期限の更新もアプリからできます。</p>\n\
-<p class=\"en\" lang=\"en\">On this phone, the button adds the token to the token app (recommended): it shows the 60-second codes and offers renewal itself.</p>\n\
-<button type=\"button\" class=\"app\" id=\"import-app\" hidden \
+        "<section id=\"import\" hidden aria-labelledby=\"import-title\">\n\
+<h2 id=\"import-title\">トークンアプリに登録する（おすすめ）<span class=\"en\" lang=\"en\">Add it to the token app (recommended)</span></h2>\n\
+<button type=\"button\" class=\"app\" id=\"import-app\" \
 data-secret=\"{secret}\" data-issuer=\"{issuer}\" data-account=\"{account}\" data-period=\"{period}\" \
 data-digits=\"{digits}\" data-algorithm=\"{alg}\" data-expires-at=\"{expires_at}\" \
 data-renewal-available-from=\"{from}\">トークンアプリに登録する<span class=\"en\" lang=\"en\">Add to the token app</span></button>\n\
 <div class=\"error\" id=\"import-failed\" role=\"alert\" tabindex=\"-1\" hidden><p>トークンアプリに登録できませんでした。下のQRコードかキーで、他のアプリに登録してください。</p>\
 <p lang=\"en\">The token could not be added to the token app. Please use the QR code or the key below with another app.</p></div>\n\
-<p class=\"note\">ボタンが表示されない場合は、下のQRコードかキーをお使いください。<br>\
-<span lang=\"en\">If no button shows, use the QR code or the key below.</span></p>\n",
+</section>\n",
         secret = escape(&e.secret),
         issuer = escape(&e.issuer),
         account = escape(&e.account),
@@ -322,7 +321,7 @@ data-renewal-available-from=\"{from}\">トークンアプリに登録する<span
 <dt>URI</dt><dd class=\"uri\" id=\"uri\">{uri}</dd>\n</dl>\n\
 <p class=\"note\" id=\"apps-60\">60秒ごとに変わるパスワードに対応したアプリをお使いください（FreeOTP、Aegis など）。Android版 Google Authenticator など、一部のアプリは60秒の設定を無視して30秒ごとのパスワードを表示すると報告されています。その場合はトークンアプリをお使いください。<br>\
 <span lang=\"en\">Use an app that honours 60-second periods (e.g. FreeOTP, Aegis). Some apps, such as Google Authenticator on Android, are reported to ignore period=60 and show 30-second codes that will not work; use the token app instead.</span></p>\n\
-<h2>2. 利用開始<span class=\"en\" lang=\"en\">2. Start using it</span></h2>\n\
+<h2>利用開始<span class=\"en\" lang=\"en\">Start using it</span></h2>\n\
 <p>アプリに表示される{digits}桁のワンタイムパスワードで、利用開始のお手続きを行ってください。</p>\n\
 <p class=\"en\" lang=\"en\">Then start using the token with a {digits}-digit one-time password the app shows.</p>\n\
 <p class=\"note\">この画面は一度しか表示されません。キーやQRコードを他人に見せたり、保存したりしないでください。<br>\
@@ -359,7 +358,7 @@ pub fn renew_form(
         body.push_str(&error_box(code));
     }
     body.push_str(&format!(
-        "<p>トークンの有効期限を更新します。サービスID、ユーザーID、アプリに表示されているワンタイムパスワードを入力してください。\
+        "<p>トークンの有効期限を更新します。サービスID、ユーザID、アプリに表示されているワンタイムパスワードを入力してください。\
 更新は有効期限の{window_days}日前から、また有効期限が切れた後もできます。</p>\n\
 <p class=\"en\" lang=\"en\">Renew your token: enter the service ID, your user ID and the one-time password the app shows now. \
 Renewal opens {window_days} days before the token expires, and stays open after it expired.</p>\n\
@@ -454,6 +453,18 @@ mod tests {
             .find("activation password is not correct")
             .expect("en");
         assert!(ja < en, "Japanese first");
+    }
+
+    /// The guide's three words, as the mail and the token app write them.
+    #[test]
+    fn the_setup_form_names_the_fields_as_the_guide_does() {
+        let p = enroll_form(StatusCode::OK, "BANK", "0123456789abcdef", None, "", "");
+        for word in ["サービスID", "ユーザID", "利用開始パスワード"] {
+            assert!(p.html.contains(word), "{word}");
+        }
+        assert!(!p.html.contains("ユーザーID"));
+        let app = include_str!("assets/index.html");
+        assert!(app.contains("ユーザID") && !app.contains("ユーザーID"));
     }
 
     #[test]

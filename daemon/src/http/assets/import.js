@@ -4,10 +4,11 @@
 'use strict';
 
 (() => {
+  const section = document.getElementById('import');
   const button = document.getElementById('import-app');
-  if (!button || !window.indexedDB || !window.crypto || !crypto.subtle) return;
+  if (!section || !button || !window.indexedDB || !window.crypto || !crypto.subtle) return;
   const failed = document.getElementById('import-failed');
-  button.hidden = false;
+  section.hidden = false;
   button.addEventListener('click', async () => {
     const d = button.dataset;
     button.disabled = true;
