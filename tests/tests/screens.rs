@@ -190,6 +190,7 @@ fn the_guide_from_sign_in_to_cancellation() {
     // BOT001: the address twice (checked), the activation password twice (must match).
     b.click_and_wait("go-issue");
     b.screenshot(&shot("my-bot001"));
+    fits_320(&mut b, "my-bot001");
     let email = format!("{who}@docomo.ne.jp");
     b.fill("email", &email);
     b.fill("email_confirmation", "taro@docomo.ne.jq");
@@ -290,13 +291,7 @@ fn the_guide_from_sign_in_to_cancellation() {
     );
 
     // Readable at 320 px: nothing wider than the screen.
-    b.size(320, 640);
-    assert_eq!(
-        b.eval("document.documentElement.scrollWidth <= 320"),
-        json!(true)
-    );
-    b.screenshot(&shot("app-code-320"));
-    b.size(390, 844);
+    fits_320(&mut b, "app-code");
 
     // Start of use on the menu with the app's code.
     b.open(&otpd.url("/my/"));
@@ -318,14 +313,7 @@ fn the_guide_from_sign_in_to_cancellation() {
     );
     assert!(b.text().contains("利用中"));
     b.screenshot(&shot("my-bop001-active"));
-    b.size(320, 640);
-    assert_eq!(
-        b.eval("document.documentElement.scrollWidth <= 320"),
-        json!(true),
-        "the menu fits 320 px"
-    );
-    b.screenshot(&shot("my-bop001-active-320"));
-    b.size(390, 844);
+    fits_320(&mut b, "my-bop001-active");
     assert_eq!(show(&otpd, who)["state"], "active");
 
     // Once active, signing in needs the OTP too.
@@ -585,6 +573,8 @@ fn the_setup_success_page_adds_the_token_to_the_app() {
         .to_string();
     let mut b = Browser::launch();
     b.open(&form_link);
+    b.screenshot(&shot("enroll-form"));
+    fits_320(&mut b, "enroll-form");
     b.fill("service_id", SID);
     b.fill("user_id", who);
     b.fill("activation_password", ACT);
@@ -616,14 +606,7 @@ fn the_setup_success_page_adds_the_token_to_the_app() {
         "the QR code on the first screen"
     );
     b.screenshot(&shot("enrolled"));
-    b.size(320, 640);
-    assert_eq!(
-        b.eval("document.documentElement.scrollWidth <= 320"),
-        json!(true),
-        "the success page fits 320 px"
-    );
-    b.screenshot(&shot("enrolled-320"));
-    b.size(390, 844);
+    fits_320(&mut b, "enrolled");
 
     b.click_and_wait("import-app");
     b.wait_for("the app", "document.body.dataset.ready === '1'");
@@ -706,6 +689,19 @@ fn the_setup_success_page_adds_the_token_to_the_app() {
         !log.contains(&secret) && !log.contains(ACT),
         "a secret is in the log"
     );
+}
+
+/// Readable at 320 px: nothing wider than the screen. Saves `<name>-320` and goes back to
+/// the phone's size.
+fn fits_320(b: &mut Browser, name: &str) {
+    b.size(320, 640);
+    assert_eq!(
+        b.eval("document.documentElement.scrollWidth <= 320"),
+        json!(true),
+        "{name} fits 320 px"
+    );
+    b.screenshot(&shot(&format!("{name}-320")));
+    b.size(390, 844);
 }
 
 /// Opens the app with the browser's clock at `at`; returns the offset in seconds and

@@ -192,7 +192,7 @@ async function tick() {
       c.code.textContent = value;
       c.code.dataset.step = String(Math.floor(now / 1000 / p));
     }
-    c.left.textContent = 'あと' + s + '秒 / ' + s + ' s left';
+    c.left.replaceChildren('あと' + s + '秒', el('span', { class: 'en', lang: 'en', text: s + ' s left' }));
     c.bar.style.width = (100 * s / p) + '%';
   }
 }

@@ -163,6 +163,32 @@ async fn the_token_app_is_served_under_its_own_strict_policy() {
     assert!(menu.body.contains("name=\"login_id\""));
 }
 
+/// The sign-in form has no CSRF token yet: a browser's cross-site post is refused before
+/// the password is looked at; its own pages' posts go on.
+#[tokio::test]
+async fn the_sign_in_form_refuses_a_post_from_another_site() {
+    let f = fixture(&[]);
+    f.ops
+        .service()
+        .add_user("goro", "login-pw", crate::clock::now())
+        .expect("add");
+    let post = |site: &str| {
+        Request::post("/my/sign-in")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header("sec-fetch-site", site)
+            .body(Body::from("login_id=goro&password=login-pw&otp="))
+            .expect("request")
+    };
+    for site in ["cross-site", "same-site"] {
+        let a = call(&f.app, post(site)).await;
+        assert_eq!(a.status, StatusCode::FORBIDDEN, "{site}: {}", a.body);
+        assert!(a.headers.get(header::SET_COOKIE).is_none(), "{site}");
+    }
+    let a = call(&f.app, post("same-origin")).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+    assert!(cookie_of(&a).starts_with("otpd_my="));
+}
+
 /// The setup success page offers the token app first: a button whose data- attributes
 /// carry the token, same-origin scripts only (no inline one), the QR code below it.
 #[tokio::test]
