@@ -692,8 +692,26 @@ fn the_setup_success_page_adds_the_token_to_the_app() {
 }
 
 /// Readable at 320 px: nothing wider than the screen. Saves `<name>-320` and goes back to
-/// the phone's size.
+/// the phone's size. For a screen reader: the page says it is Japanese, every field has a
+/// label, every button a name, and the focus follows the page's order (no positive
+/// tabindex).
 fn fits_320(b: &mut Browser, name: &str) {
+    let basics = b.eval(
+        "(() => {
+            const bad = [];
+            if (document.documentElement.lang !== 'ja') bad.push('lang');
+            for (const e of document.querySelectorAll('input:not([type=hidden]), select, textarea'))
+                if (!e.labels || e.labels.length === 0) bad.push('unlabelled #' + e.id);
+            for (const e of document.querySelectorAll('button, a'))
+                if (!e.textContent.trim() && !e.getAttribute('aria-label')) bad.push('nameless ' + e.outerHTML.slice(0, 60));
+            for (const e of document.querySelectorAll('[tabindex]'))
+                if (e.tabIndex > 0) bad.push('tabindex #' + e.id);
+            for (const e of document.querySelectorAll('.en'))
+                if (!e.closest('[lang=en]')) bad.push('English without lang: ' + e.textContent.slice(0, 30));
+            return bad;
+        })()",
+    );
+    assert_eq!(basics, json!([]), "{name}");
     b.size(320, 640);
     assert_eq!(
         b.eval("document.documentElement.scrollWidth <= 320"),
