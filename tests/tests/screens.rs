@@ -190,6 +190,7 @@ fn the_guide_from_sign_in_to_cancellation() {
     // BOT001: the address twice (checked), the activation password twice (must match).
     b.click_and_wait("go-issue");
     b.screenshot(&shot("my-bot001"));
+    fits_320(&mut b, "my-bot001");
     let email = format!("{who}@docomo.ne.jp");
     b.fill("email", &email);
     b.fill("email_confirmation", "taro@docomo.ne.jq");
@@ -290,13 +291,7 @@ fn the_guide_from_sign_in_to_cancellation() {
     );
 
     // Readable at 320 px: nothing wider than the screen.
-    b.size(320, 640);
-    assert_eq!(
-        b.eval("document.documentElement.scrollWidth <= 320"),
-        json!(true)
-    );
-    b.screenshot(&shot("app-code-320"));
-    b.size(390, 844);
+    fits_320(&mut b, "app-code");
 
     // Start of use on the menu with the app's code.
     b.open(&otpd.url("/my/"));
@@ -318,14 +313,7 @@ fn the_guide_from_sign_in_to_cancellation() {
     );
     assert!(b.text().contains("利用中"));
     b.screenshot(&shot("my-bop001-active"));
-    b.size(320, 640);
-    assert_eq!(
-        b.eval("document.documentElement.scrollWidth <= 320"),
-        json!(true),
-        "the menu fits 320 px"
-    );
-    b.screenshot(&shot("my-bop001-active-320"));
-    b.size(390, 844);
+    fits_320(&mut b, "my-bop001-active");
     assert_eq!(show(&otpd, who)["state"], "active");
 
     // Once active, signing in needs the OTP too.
@@ -560,6 +548,178 @@ fn the_app_shows_its_renewal_menu_from_thirty_days_before_expiry() {
             .is_err()
             .then_some(())
     });
+}
+
+/// The setup form's way, on the phone: the link's `/enroll/{code}` page, the three fields,
+/// and the success page's first button puts the token into the token app, which then
+/// opens with it. The key is as non-extractable there as after the app's own setup.
+#[test]
+fn the_setup_success_page_adds_the_token_to_the_app() {
+    let site = site();
+    let sink = SmtpSink::start(site.smtp_port, &site.path("relay"));
+    let otpd = site.start();
+    let who = "shiro";
+    let email = format!("{who}@softbank.ne.jp");
+    otpd.admin_ok(json!({"op": "user_add", "login_id": who, "password": LOGIN_PW}));
+    otpd.admin_ok(json!({
+        "op": "token_issue", "login_id": who, "email": email, "activation_password": ACT
+    }));
+    let mail = sink.wait_for(&email, DEADLINE);
+    let form_link = mail
+        .body
+        .split_whitespace()
+        .find(|w| w.starts_with("http://") && w.contains("/enroll/"))
+        .unwrap_or_else(|| panic!("no setup form link in the mail:\n{}", mail.body))
+        .to_string();
+    let mut b = Browser::launch();
+    b.open(&form_link);
+    b.screenshot(&shot("enroll-form"));
+    fits_320(&mut b, "enroll-form");
+    b.fill("service_id", SID);
+    b.fill("user_id", who);
+    b.fill("activation_password", ACT);
+    b.click_and_wait("setup-button");
+    assert!(b.text().contains("初期設定が完了しました"), "{}", b.text());
+    b.wait_for(
+        "the import button",
+        "!document.getElementById('import').hidden",
+    );
+    // The page's own key (grouped by four), as the test's independent copy.
+    let secret: String = b
+        .text_of("key")
+        .expect("the key")
+        .split_whitespace()
+        .collect();
+    let order = b.eval(
+        "(() => { const a = document.getElementById('import-app'), q = document.querySelector('.qr svg');
+                  return !!(a.compareDocumentPosition(q) & Node.DOCUMENT_POSITION_FOLLOWING); })()",
+    );
+    assert_eq!(
+        order,
+        json!(true),
+        "the token app first, the QR code second"
+    );
+    // On a computer the QR code is what the customer needs: it stays on the first screen.
+    assert_eq!(
+        b.eval("document.querySelector('.qr svg').getBoundingClientRect().bottom <= innerHeight"),
+        json!(true),
+        "the QR code on the first screen"
+    );
+    b.screenshot(&shot("enrolled"));
+    fits_320(&mut b, "enrolled");
+
+    b.click_and_wait("import-app");
+    b.wait_for("the app", "document.body.dataset.ready === '1'");
+    assert!(b.exists("setup-done"), "{}", b.text());
+    assert_eq!(
+        b.url(),
+        otpd.url("/app/"),
+        "nothing left in the address bar"
+    );
+    let (code, step) = app_code(&mut b);
+    assert_eq!(code, oathtool(&secret, Some(step * 60)), "the app's code");
+    b.screenshot(&shot("app-imported"));
+    let stored = b.eval(
+        "(async () => {
+            const db = await new Promise((ok, no) => { const r = indexedDB.open('otpd-token-app'); r.onsuccess = () => ok(r.result); r.onerror = () => no(r.error); });
+            const all = await new Promise((ok) => { const q = db.transaction('tokens').objectStore('tokens').getAll(); q.onsuccess = () => ok(q.result); });
+            const t = all[0];
+            let exported = 'exported';
+            try { await crypto.subtle.exportKey('raw', t.key); } catch (e) { exported = 'refused:' + e.name; }
+            return { count: all.length, extractable: t.key.extractable, usages: t.key.usages, exported,
+                     fields: Object.keys(t).sort(), issuer: t.issuer, account: t.account, period: t.period,
+                     digits: t.digits, algorithm: t.algorithm, expires_at: t.expires_at,
+                     from: t.renewal_available_from,
+                     local: localStorage.length, session: sessionStorage.length };
+        })()",
+    );
+    assert_eq!(stored["count"], 1, "{stored}");
+    assert_eq!(stored["extractable"], false, "{stored}");
+    assert_eq!(stored["usages"], json!(["sign"]));
+    assert_eq!(stored["exported"], "refused:InvalidAccessError", "{stored}");
+    assert_eq!(
+        stored["fields"],
+        json!([
+            "account",
+            "algorithm",
+            "digits",
+            "expires_at",
+            "id",
+            "issuer",
+            "key",
+            "period",
+            "renewal_available_from"
+        ])
+    );
+    assert_eq!(
+        (&stored["issuer"], &stored["account"]),
+        (&json!(SID), &json!(who))
+    );
+    assert_eq!(
+        (&stored["period"], &stored["digits"], &stored["algorithm"]),
+        (&json!(60), &json!(6), &json!("SHA1"))
+    );
+    let user = show(&otpd, who);
+    assert_eq!(user["state"], "provisioned");
+    let expires = user["expires_at"].as_str().expect("expires_at");
+    assert_eq!(stored["expires_at"], json!(expires));
+    let expires = rfc3339(expires);
+    assert_eq!(
+        rfc3339(stored["from"].as_str().expect("renewal_available_from")),
+        expires - 30 * DAY
+    );
+    assert_eq!(
+        (stored["local"].clone(), stored["session"].clone()),
+        (json!(0), json!(0))
+    );
+    // The renewal menu works from the imported dates.
+    let url = otpd.url("/app/");
+    let (_, shown) = app_at(
+        &mut b,
+        &url,
+        expires - 31 * DAY,
+        "app-imported-31-days-before",
+    );
+    assert!(!shown, "no renewal menu 31 days before expiry");
+    let (_, shown) = app_at(&mut b, &url, expires - 30 * DAY, "app-imported-renewal");
+    assert!(shown, "the renewal menu 30 days before expiry");
+
+    let log = site.log_text();
+    assert!(
+        !log.contains(&secret) && !log.contains(ACT),
+        "a secret is in the log"
+    );
+}
+
+/// Readable at 320 px: nothing wider than the screen. Saves `<name>-320` and goes back to
+/// the phone's size. For a screen reader: the page says it is Japanese, every field has a
+/// label, every button a name, and the focus follows the page's order (no positive
+/// tabindex).
+fn fits_320(b: &mut Browser, name: &str) {
+    let basics = b.eval(
+        "(() => {
+            const bad = [];
+            if (document.documentElement.lang !== 'ja') bad.push('lang');
+            for (const e of document.querySelectorAll('input:not([type=hidden]), select, textarea'))
+                if (!e.labels || e.labels.length === 0) bad.push('unlabelled #' + e.id);
+            for (const e of document.querySelectorAll('button, a'))
+                if (!e.textContent.trim() && !e.getAttribute('aria-label')) bad.push('nameless ' + e.outerHTML.slice(0, 60));
+            for (const e of document.querySelectorAll('[tabindex]'))
+                if (e.tabIndex > 0) bad.push('tabindex #' + e.id);
+            for (const e of document.querySelectorAll('.en'))
+                if (!e.closest('[lang=en]')) bad.push('English without lang: ' + e.textContent.slice(0, 30));
+            return bad;
+        })()",
+    );
+    assert_eq!(basics, json!([]), "{name}");
+    b.size(320, 640);
+    assert_eq!(
+        b.eval("document.documentElement.scrollWidth <= 320"),
+        json!(true),
+        "{name} fits 320 px"
+    );
+    b.screenshot(&shot(&format!("{name}-320")));
+    b.size(390, 844);
 }
 
 /// Opens the app with the browser's clock at `at`; returns the offset in seconds and

@@ -53,6 +53,18 @@ fn assert_guarded(r: &http::Response) {
     assert_eq!(r.header("referrer-policy"), Some("no-referrer"));
 }
 
+/// The setup success page's headers: the pages' policy plus same-origin scripts (the token
+/// app's import), never inline ones.
+fn assert_guarded_with_scripts(r: &http::Response) {
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    assert_eq!(
+        r.header("content-security-policy"),
+        Some("default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; img-src data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+    );
+    assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(r.header("referrer-policy"), Some("no-referrer"));
+}
+
 /// The text between `start` and the next `end` in `html`.
 fn between<'a>(html: &'a str, start: &str, end: &str) -> &'a str {
     let i = html
@@ -221,7 +233,7 @@ fn setup_from_the_mailed_link_to_start_of_use() {
         ],
     );
     assert_eq!(done.status, 200, "{}", done.text());
-    assert_guarded(&done);
+    assert_guarded_with_scripts(&done);
     let html = done.text();
     assert!(html.contains("<svg"), "inline QR code");
     let uri = page_uri(&html);

@@ -9,6 +9,8 @@ pub const APP_CSP: &str = "default-src 'none'; script-src 'self'; connect-src 's
 
 const INDEX: &str = include_str!("assets/index.html");
 const SCRIPT: &str = include_str!("assets/app.js");
+const STORE: &str = include_str!("assets/store.js");
+const IMPORT: &str = include_str!("assets/import.js");
 const WORKER: &str = include_str!("assets/sw.js");
 const MANIFEST: &str = include_str!("assets/manifest.webmanifest");
 const ICON: &str = include_str!("assets/icon.svg");
@@ -34,6 +36,16 @@ pub async fn index() -> Response {
 
 pub async fn script() -> Response {
     asset("text/javascript; charset=utf-8", SCRIPT)
+}
+
+/// The token store, shared by the app and the setup success page.
+pub async fn store() -> Response {
+    asset("text/javascript; charset=utf-8", STORE)
+}
+
+/// The setup success page's import into the app's store.
+pub async fn import() -> Response {
+    asset("text/javascript; charset=utf-8", IMPORT)
 }
 
 pub async fn worker() -> Response {

@@ -20,6 +20,10 @@ pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
+/// The setup success page's: the same, plus this origin's scripts (the import into the
+/// token app), never inline ones.
+pub const CSP_WITH_SCRIPTS: &str = "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; img-src data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
 pub async fn edge(req: Request, next: Next) -> Response {
     let api = req.uri().path().starts_with("/api/");
     let (parts, body) = req.into_parts();

@@ -1,5 +1,6 @@
 //! The customer's pages: Japanese first, English below, readable on a phone, no
-//! JavaScript. Everything echoed is escaped here; handlers pass plain strings.
+//! JavaScript but the setup success page's import into the token app (same-origin files,
+//! never inline). Everything echoed is escaped here; handlers pass plain strings.
 
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
@@ -28,11 +29,20 @@ pub fn escape(s: &str) -> String {
 pub struct Page {
     pub status: StatusCode,
     pub html: String,
+    /// A policy of the page's own; otherwise the edge's, which allows no script.
+    pub csp: Option<&'static str>,
 }
 
 impl IntoResponse for Page {
     fn into_response(self) -> Response {
-        (self.status, Html(self.html)).into_response()
+        let mut r = (self.status, Html(self.html)).into_response();
+        if let Some(csp) = self.csp {
+            r.headers_mut().insert(
+                axum::http::header::CONTENT_SECURITY_POLICY,
+                axum::http::HeaderValue::from_static(csp),
+            );
+        }
+        r
     }
 }
 
@@ -66,7 +76,10 @@ a.app .en{color:#e9f6ef}\
 nav a{display:block;margin:.6rem 0}\
 button .en{color:inherit;opacity:.9}\
 button.sub{background:#fff;color:#0b5cad;border:1px solid #0b5cad}\
-button.danger{background:#c0262d}";
+button.danger{background:#c0262d}\
+button.app{background:#18794e}\
+h3{font-size:1rem;margin:1.2rem 0 .4rem}\
+[hidden]{display:none!important}";
 
 pub(super) fn layout(title_ja: &str, title_en: &str, service_id: &str, body: &str) -> String {
     format!(
@@ -89,7 +102,7 @@ pub(super) fn layout(title_ja: &str, title_en: &str, service_id: &str, body: &st
 pub fn friendly(code: &str) -> (&'static str, &'static str) {
     match code {
         "setup_refused" => (
-            "サービスID、ユーザーID、または利用開始パスワードが正しくありません。",
+            "サービスID、ユーザID、または利用開始パスワードが正しくありません。",
             "The service ID, user ID or activation password is not correct.",
         ),
         "unknown_link" => (
@@ -105,11 +118,11 @@ pub fn friendly(code: &str) -> (&'static str, &'static str) {
             "Too many wrong attempts: this link no longer works. Please apply for a new token issuance.",
         ),
         "bad_otp" => (
-            "サービスID、ユーザーID、またはワンタイムパスワードが正しくありません。",
+            "サービスID、ユーザID、またはワンタイムパスワードが正しくありません。",
             "The service ID, user ID or one-time password is not correct.",
         ),
         "renew_refused" => (
-            "サービスID、ユーザーID、またはワンタイムパスワードが正しくないか、誤った入力が続いています。次のパスワードが表示されてから、もう一度入力してください。",
+            "サービスID、ユーザID、またはワンタイムパスワードが正しくないか、誤った入力が続いています。次のパスワードが表示されてから、もう一度入力してください。",
             "The service ID, user ID or one-time password is not correct, or too many attempts were made. Please wait for the next code and try again.",
         ),
         "otp_replayed" => (
@@ -162,6 +175,7 @@ pub(super) fn error_box(code: &str) -> String {
 pub fn error_page(status: StatusCode, code: &str, service_id: &str) -> Page {
     Page {
         status,
+        csp: None,
         html: layout(
             "お手続きできませんでした",
             "This could not be done",
@@ -189,7 +203,7 @@ fn identity_inputs(typed_service_id: &str, typed_user_id: &str) -> String {
         "maxlength=\"64\" autocomplete=\"off\" autocapitalize=\"characters\" spellcheck=\"false\"",
     ) + &input(
         "user_id",
-        "ユーザーID",
+        "ユーザID",
         "User ID",
         typed_user_id,
         "maxlength=\"64\" autocomplete=\"username\" autocapitalize=\"none\" spellcheck=\"false\"",
@@ -217,7 +231,7 @@ pub fn enroll_form(
         code = escape(link_code)
     ));
     body.push_str(
-        "<p>メールでご案内したサービスIDとユーザーID、トークン発行のお申し込み時にお決めいただいた利用開始パスワードを入力してください。</p>\n\
+        "<p>メールでご案内したサービスIDとユーザID、トークン発行のお申し込み時にお決めいただいた利用開始パスワードを入力してください。</p>\n\
 <p class=\"en\" lang=\"en\">Enter the service ID and user ID from the e-mail, and the activation password you chose when you applied for the token.</p>\n\
 <form method=\"post\">\n",
     );
@@ -230,12 +244,13 @@ pub fn enroll_form(
         "type=\"password\" maxlength=\"120\" autocomplete=\"off\"",
     ));
     body.push_str(
-        "<button type=\"submit\">初期設定する / Set up</button>\n</form>\n\
+        "<button type=\"submit\" id=\"setup-button\">初期設定する<span class=\"en\" lang=\"en\">Set up</span></button>\n</form>\n\
 <p class=\"note\">続けて間違えると、このURLは使用できなくなります。<br>\
 <span lang=\"en\">After several wrong attempts this link stops working.</span></p>\n",
     );
     Page {
         status,
+        csp: None,
         html: layout(
             "ワンタイムパスワード 初期設定",
             "One-time password: initial setup",
@@ -267,15 +282,38 @@ pub fn enrolled(service_id: &str, e: &Enrolled, qr_svg: Option<&str>) -> Page {
         Some(svg) => format!("<div class=\"qr\">{svg}</div>\n"),
         None => String::new(),
     };
+    // First way: the token app on this phone. The block shows only where import.js runs
+    // (and WebCrypto with it); the button's data- attributes carry what the app's store
+    // keeps. Kept short: on a computer's screen the QR code below stays in sight.
+    let import = format!(
+        "<section id=\"import\" hidden aria-labelledby=\"import-title\">\n\
+<h2 id=\"import-title\">トークンアプリに登録する（おすすめ）<span class=\"en\" lang=\"en\">Add it to the token app (recommended)</span></h2>\n\
+<button type=\"button\" class=\"app\" id=\"import-app\" \
+data-secret=\"{secret}\" data-issuer=\"{issuer}\" data-account=\"{account}\" data-period=\"{period}\" \
+data-digits=\"{digits}\" data-algorithm=\"{alg}\" data-expires-at=\"{expires_at}\" \
+data-renewal-available-from=\"{from}\">トークンアプリに登録する<span class=\"en\" lang=\"en\">Add to the token app</span></button>\n\
+<div class=\"error\" id=\"import-failed\" role=\"alert\" tabindex=\"-1\" hidden><p>トークンアプリに登録できませんでした。下のQRコードかキーで、他のアプリに登録してください。</p>\
+<p lang=\"en\">The token could not be added to the token app. Please use the QR code or the key below with another app.</p></div>\n\
+</section>\n",
+        secret = escape(&e.secret),
+        issuer = escape(&e.issuer),
+        account = escape(&e.account),
+        period = e.period,
+        digits = e.digits,
+        alg = escape(&e.algorithm),
+        expires_at = escape(&e.expires_at),
+        from = escape(&e.renewal_available_from),
+    );
     let body = format!(
         "<div class=\"ok\"><p>トークンの初期設定が完了しました。</p><p lang=\"en\">Your token is set up.</p></div>\n\
-<h2>1. アプリに登録する<span class=\"en\" lang=\"en\">1. Add it to your authenticator app</span></h2>\n\
-<p>ワンタイムパスワードのアプリ（トークン）で、次のQRコードを読み取ってください。</p>\n\
-<p class=\"en\" lang=\"en\">Scan this QR code with your one-time password app.</p>\n\
+{import}\
+<h2>他の認証アプリをお使いの場合<span class=\"en\" lang=\"en\">With another authenticator app</span></h2>\n\
+<p>お使いの認証アプリで、次のQRコードを読み取ってください。</p>\n\
+<p class=\"en\" lang=\"en\">Scan this QR code with your authenticator app.</p>\n\
 {qr}\
 <p>この画面をスマートフォンで表示している場合は、<a href=\"{uri}\">こちらをタップ</a>してアプリに登録することもできます。</p>\n\
 <p class=\"en\" lang=\"en\">On the phone itself, you can <a href=\"{uri}\">tap here</a> to add it.</p>\n\
-<h2>手動で入力する場合<span class=\"en\" lang=\"en\">Manual entry</span></h2>\n\
+<h3>手動で入力する場合<span class=\"en\" lang=\"en\">Manual entry</span></h3>\n\
 <dl>\n<dt>キー <span lang=\"en\">Key</span></dt><dd class=\"key\" id=\"key\">{key}</dd>\n\
 <dt>アカウント <span lang=\"en\">Account</span></dt><dd>{issuer}: {account}</dd>\n\
 <dt>方式 <span lang=\"en\">Type</span></dt><dd>TOTP（時間ベース / time-based）, {period}秒 / {period} s, {digits}桁 / {digits} digits, {alg}</dd>\n\
@@ -283,11 +321,12 @@ pub fn enrolled(service_id: &str, e: &Enrolled, qr_svg: Option<&str>) -> Page {
 <dt>URI</dt><dd class=\"uri\" id=\"uri\">{uri}</dd>\n</dl>\n\
 <p class=\"note\" id=\"apps-60\">60秒ごとに変わるパスワードに対応したアプリをお使いください（FreeOTP、Aegis など）。Android版 Google Authenticator など、一部のアプリは60秒の設定を無視して30秒ごとのパスワードを表示すると報告されています。その場合はトークンアプリをお使いください。<br>\
 <span lang=\"en\">Use an app that honours 60-second periods (e.g. FreeOTP, Aegis). Some apps, such as Google Authenticator on Android, are reported to ignore period=60 and show 30-second codes that will not work; use the token app instead.</span></p>\n\
-<h2>2. 利用開始<span class=\"en\" lang=\"en\">2. Start using it</span></h2>\n\
+<h2>利用開始<span class=\"en\" lang=\"en\">Start using it</span></h2>\n\
 <p>アプリに表示される{digits}桁のワンタイムパスワードで、利用開始のお手続きを行ってください。</p>\n\
 <p class=\"en\" lang=\"en\">Then start using the token with a {digits}-digit one-time password the app shows.</p>\n\
 <p class=\"note\">この画面は一度しか表示されません。キーやQRコードを他人に見せたり、保存したりしないでください。<br>\
-<span lang=\"en\">This page is shown only once. Do not show or keep the key or the QR code anywhere else.</span></p>\n",
+<span lang=\"en\">This page is shown only once. Do not show or keep the key or the QR code anywhere else.</span></p>\n\
+<script src=\"/app/store.js\"></script>\n<script src=\"/app/import.js\"></script>\n",
         uri = escape(&e.otpauth_uri),
         key = escape(&group4(&e.secret)),
         issuer = escape(&e.issuer),
@@ -301,6 +340,7 @@ pub fn enrolled(service_id: &str, e: &Enrolled, qr_svg: Option<&str>) -> Page {
     Page {
         status: StatusCode::OK,
         html: layout("初期設定完了", "Setup complete", service_id, &body),
+        csp: Some(super::edge::CSP_WITH_SCRIPTS),
     }
 }
 
@@ -318,7 +358,7 @@ pub fn renew_form(
         body.push_str(&error_box(code));
     }
     body.push_str(&format!(
-        "<p>トークンの有効期限を更新します。サービスID、ユーザーID、アプリに表示されているワンタイムパスワードを入力してください。\
+        "<p>トークンの有効期限を更新します。サービスID、ユーザID、アプリに表示されているワンタイムパスワードを入力してください。\
 更新は有効期限の{window_days}日前から、また有効期限が切れた後もできます。</p>\n\
 <p class=\"en\" lang=\"en\">Renew your token: enter the service ID, your user ID and the one-time password the app shows now. \
 Renewal opens {window_days} days before the token expires, and stays open after it expired.</p>\n\
@@ -332,9 +372,10 @@ Renewal opens {window_days} days before the token expires, and stays open after 
         "",
         "maxlength=\"10\" inputmode=\"numeric\" pattern=\"[0-9]*\" autocomplete=\"one-time-code\"",
     ));
-    body.push_str("<button type=\"submit\">更新する / Renew</button>\n</form>\n");
+    body.push_str("<button type=\"submit\" id=\"renew-button\">更新する<span class=\"en\" lang=\"en\">Renew</span></button>\n</form>\n");
     Page {
         status,
+        csp: None,
         html: layout("トークン有効期限の更新", "Token renewal", service_id, &body),
     }
 }
@@ -353,6 +394,7 @@ pub fn renewed(service_id: &str, expires_at: Option<&str>) -> Page {
     );
     Page {
         status: StatusCode::OK,
+        csp: None,
         html: layout("更新完了", "Renewal complete", service_id, &body),
     }
 }
@@ -366,6 +408,7 @@ pub fn renew_too_early(service_id: &str, available_from: UnixTime) -> Page {
     );
     Page {
         status: StatusCode::CONFLICT,
+        csp: None,
         html: layout(
             "まだ更新できません",
             "Renewal not yet available",
@@ -410,6 +453,18 @@ mod tests {
             .find("activation password is not correct")
             .expect("en");
         assert!(ja < en, "Japanese first");
+    }
+
+    /// The guide's three words, as the mail and the token app write them.
+    #[test]
+    fn the_setup_form_names_the_fields_as_the_guide_does() {
+        let p = enroll_form(StatusCode::OK, "BANK", "0123456789abcdef", None, "", "");
+        for word in ["サービスID", "ユーザID", "利用開始パスワード"] {
+            assert!(p.html.contains(word), "{word}");
+        }
+        assert!(!p.html.contains("ユーザーID"));
+        let app = include_str!("assets/index.html");
+        assert!(app.contains("ユーザID") && !app.contains("ユーザーID"));
     }
 
     #[test]

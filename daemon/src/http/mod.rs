@@ -120,6 +120,8 @@ fn customer_routes() -> Router<Shared> {
         .route("/app", get(app::root))
         .route("/app/", get(app::index))
         .route("/app/app.js", get(app::script))
+        .route("/app/store.js", get(app::store))
+        .route("/app/import.js", get(app::import))
         .route("/app/sw.js", get(app::worker))
         .route("/app/manifest.webmanifest", get(app::manifest))
         .route("/app/icon.svg", get(app::icon))

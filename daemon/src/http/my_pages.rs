@@ -73,6 +73,7 @@ fn error_box(code: &str) -> String {
 fn page(web: &Shared, status: StatusCode, ja: &str, en: &str, body: &str) -> Page {
     Page {
         status,
+        csp: None,
         html: layout(ja, en, &web.service_id, body),
     }
 }
@@ -198,11 +199,26 @@ fn error_page(web: &Shared, e: &ApiError) -> Response {
     html::error_page(e.status, &e.error, &web.service_id).into_response()
 }
 
+/// A browser's word that the form was posted from another site. Sign-in has no session
+/// (nor CSRF token) yet; this keeps another site from signing a customer in to its own
+/// account (login CSRF). Browsers without the header post as before.
+fn cross_site(headers: &HeaderMap) -> bool {
+    headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| !matches!(v, "same-origin" | "none"))
+}
+
 /// `POST /my/sign-in`.
 pub async fn sign_in(
     State(web): State<Shared>,
+    headers: HeaderMap,
     form: Result<Form<SignInForm>, FormRejection>,
 ) -> Response {
+    if cross_site(&headers) {
+        return html::error_page(StatusCode::FORBIDDEN, "csrf_mismatch", &web.service_id)
+            .into_response();
+    }
     let Ok(Form(f)) = form else {
         return sign_in_page(&web, StatusCode::BAD_REQUEST, Some("bad_request"), "")
             .into_response();

@@ -32,7 +32,7 @@ const BUILTIN_BODY: &str = "\
 
 ■ 初期設定で入力していただく項目
   サービスID　　　　: {service_id}
-  ユーザーID　　　　: ログインID（{login_id}）
+  ユーザID　　　　　: ログインID（{login_id}）
   利用開始パスワード: トークン発行のお申し込み時にお決めいただいたもの
 
 ■ URLの有効期限

@@ -1,53 +1,7 @@
 // The token app: initial setup through the e-mailed link, the one-time passwords of every
-// token on this phone, and 有効期限更新 from the renewal window on. The secret becomes a
-// non-extractable WebCrypto HMAC key kept in IndexedDB; the bytes never go anywhere else.
+// token on this phone, and 有効期限更新 from the renewal window on. Tokens are kept by
+// store.js (loaded first), which the setup success page's import shares.
 'use strict';
-
-const DB_NAME = 'otpd-token-app';
-const STORE = 'tokens';
-
-function openDb() {
-  return new Promise((resolve, reject) => {
-    const r = indexedDB.open(DB_NAME, 1);
-    r.onupgradeneeded = () => r.result.createObjectStore(STORE, { keyPath: 'id' });
-    r.onsuccess = () => resolve(r.result);
-    r.onerror = () => reject(r.error);
-  });
-}
-
-async function tx(mode, f) {
-  const db = await openDb();
-  return new Promise((resolve, reject) => {
-    const t = db.transaction(STORE, mode);
-    const req = f(t.objectStore(STORE));
-    t.oncomplete = () => resolve(req && req.result);
-    t.onerror = () => reject(t.error);
-  });
-}
-
-const allTokens = () => tx('readonly', (s) => s.getAll());
-const putToken = (t) => tx('readwrite', (s) => s.put(t));
-const deleteToken = (id) => tx('readwrite', (s) => s.delete(id));
-
-function base32Bytes(b32) {
-  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
-  const clean = b32.replace(/[\s=]/g, '').toUpperCase();
-  const out = new Uint8Array(Math.floor((clean.length * 5) / 8));
-  let bits = 0, value = 0, i = 0;
-  for (const c of clean) {
-    const v = alphabet.indexOf(c);
-    if (v < 0) throw new Error('bad base32');
-    value = (value << 5) | v;
-    bits += 5;
-    if (bits >= 8) {
-      out[i++] = (value >>> (bits - 8)) & 0xff;
-      bits -= 8;
-    }
-  }
-  return out;
-}
-
-const HASHES = { SHA1: 'SHA-1', SHA256: 'SHA-256', SHA512: 'SHA-512' };
 
 async function totp(t, nowMs) {
   const counter = Math.floor(nowMs / 1000 / t.period);
@@ -154,23 +108,7 @@ async function setup(code, form) {
     sayError(r.error);
     return;
   }
-  const e = r.json;
-  const raw = base32Bytes(e.secret);
-  const key = await crypto.subtle.importKey('raw', raw, { name: 'HMAC', hash: HASHES[e.algorithm] || 'SHA-1' }, false, ['sign']);
-  raw.fill(0);
-  delete e.secret;
-  delete e.otpauth_uri;
-  await putToken({
-    id: e.issuer + '\u0000' + e.account,
-    issuer: e.issuer,
-    account: e.account,
-    period: e.period,
-    digits: e.digits,
-    algorithm: e.algorithm,
-    expires_at: e.expires_at,
-    renewal_available_from: e.renewal_available_from,
-    key,
-  });
+  await saveEnrolled(r.json);
   form.reset();
   // The link is spent: drop it from the address bar and the history entry.
   history.replaceState(null, '', '/app/');
@@ -254,7 +192,7 @@ async function tick() {
       c.code.textContent = value;
       c.code.dataset.step = String(Math.floor(now / 1000 / p));
     }
-    c.left.textContent = 'あと' + s + '秒 / ' + s + ' s left';
+    c.left.replaceChildren('あと' + s + '秒', el('span', { class: 'en', lang: 'en', text: s + ' s left' }));
     c.bar.style.width = (100 * s / p) + '%';
   }
 }
@@ -272,6 +210,9 @@ async function main() {
   if ('serviceWorker' in navigator) {
     navigator.serviceWorker.register('/app/sw.js', { scope: '/app/' }).catch(() => {});
   }
+  // Arrived from the setup success page, whose import stored the token.
+  const imported = location.hash === '#/imported';
+  if (imported) history.replaceState(null, '', '/app/');
   const code = linkCode();
   if (code) {
     const section = document.getElementById('setup');
@@ -283,6 +224,10 @@ async function main() {
     await render();
   } catch (e) {
     say('error', 'この端末ではトークンを表示できません。', 'This browser cannot show the tokens.', 'error');
+  }
+  if (imported && cards.length) {
+    say('ok', '初期設定が正常に完了しました', 'Initial setup completed successfully.', 'setup-done');
+    document.getElementById('title').focus();
   }
   document.body.dataset.ready = '1';
   setInterval(() => { tick(); }, 1000);

@@ -3,8 +3,8 @@
 // The API is never cached.
 'use strict';
 
-const CACHE = 'otpd-token-app-v1';
-const FILES = ['/app/', '/app/app.js', '/app/manifest.webmanifest', '/app/icon.svg'];
+const CACHE = 'otpd-token-app-v2';
+const FILES = ['/app/', '/app/store.js', '/app/app.js', '/app/manifest.webmanifest', '/app/icon.svg'];
 
 self.addEventListener('install', (e) => {
   e.waitUntil(caches.open(CACHE).then((c) => c.addAll(FILES)).then(() => self.skipWaiting()));

@@ -130,6 +130,8 @@ async fn the_token_app_is_served_under_its_own_strict_policy() {
     for (path, kind) in [
         ("/app/", "text/html"),
         ("/app/app.js", "text/javascript"),
+        ("/app/store.js", "text/javascript"),
+        ("/app/import.js", "text/javascript"),
         ("/app/sw.js", "text/javascript"),
         ("/app/manifest.webmanifest", "application/manifest+json"),
         ("/app/icon.svg", "image/svg+xml"),
@@ -159,6 +161,101 @@ async fn the_token_app_is_served_under_its_own_strict_policy() {
     assert_eq!(menu.status, StatusCode::OK);
     assert_guarded(&menu);
     assert!(menu.body.contains("name=\"login_id\""));
+}
+
+/// The sign-in form has no CSRF token yet: a browser's cross-site post is refused before
+/// the password is looked at; its own pages' posts go on.
+#[tokio::test]
+async fn the_sign_in_form_refuses_a_post_from_another_site() {
+    let f = fixture(&[]);
+    f.ops
+        .service()
+        .add_user("goro", "login-pw", crate::clock::now())
+        .expect("add");
+    let post = |site: &str| {
+        Request::post("/my/sign-in")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header("sec-fetch-site", site)
+            .body(Body::from("login_id=goro&password=login-pw&otp="))
+            .expect("request")
+    };
+    for site in ["cross-site", "same-site"] {
+        let a = call(&f.app, post(site)).await;
+        assert_eq!(a.status, StatusCode::FORBIDDEN, "{site}: {}", a.body);
+        assert!(a.headers.get(header::SET_COOKIE).is_none(), "{site}");
+    }
+    let a = call(&f.app, post("same-origin")).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+    assert!(cookie_of(&a).starts_with("otpd_my="));
+}
+
+/// The setup success page offers the token app first: a button whose data- attributes
+/// carry the token, same-origin scripts only (no inline one), the QR code below it.
+#[tokio::test]
+async fn the_setup_success_page_imports_into_the_token_app_first() {
+    let f = fixture(&[]);
+    let code = issue(&f, "taro");
+    let form = call(&f.app, get(&format!("/enroll/{code}"))).await;
+    assert_guarded(&form);
+    assert!(!form.body.contains("<script"), "the form runs no script");
+    let a = call(
+        &f.app,
+        Request::post(format!("/enroll/{code}"))
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(
+                "service_id=EXAMPLE-BANK&user_id=taro&activation_password=act-pass",
+            ))
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let csp = a.headers[header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .expect("ascii");
+    assert_eq!(csp, super::edge::CSP_WITH_SCRIPTS);
+    assert_eq!(a.headers[header::CACHE_CONTROL], "no-store");
+    // Every script is a same-origin file.
+    assert_eq!(
+        a.body.matches("<script").count(),
+        a.body.matches("<script src=\"/app/").count()
+    );
+    assert!(a.body.contains("<script src=\"/app/store.js\"></script>"));
+    assert!(a.body.contains("<script src=\"/app/import.js\"></script>"));
+    let button = a.body.find("id=\"import-app\"").expect("the import button");
+    let qr = a.body.find("<svg").expect("the QR code");
+    assert!(button < qr, "the token app first, the QR code second");
+    assert!(a.body.find("トークンアプリに登録する") < a.body.find("Add to the token app"));
+    let attr = |name: &str| {
+        let at = a
+            .body
+            .find(&format!("{name}=\""))
+            .unwrap_or_else(|| panic!("{name}"));
+        let rest = &a.body[at + name.len() + 2..];
+        rest[..rest.find('"').expect("closing quote")].to_string()
+    };
+    let secret = attr("data-secret");
+    assert!(
+        secret.len() >= 26
+            && secret
+                .bytes()
+                .all(|b| b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567".contains(&b)),
+        "{secret}"
+    );
+    assert_eq!(attr("data-issuer"), "EXAMPLE-BANK");
+    assert_eq!(attr("data-account"), "taro");
+    assert_eq!(attr("data-period"), "60");
+    assert_eq!(attr("data-digits"), "6");
+    assert_eq!(attr("data-algorithm"), "SHA1");
+    let expires = crate::mail::parse_rfc3339(&attr("data-expires-at")).expect("expires");
+    let from = crate::mail::parse_rfc3339(&attr("data-renewal-available-from")).expect("from");
+    assert_eq!(expires - from, 30 * 86_400);
+    assert!(
+        a.body.contains(&super::html::group4(&secret)),
+        "the key below"
+    );
+    // The other pages keep the policy without scripts.
+    let renew = call(&f.app, get("/renew")).await;
+    assert_guarded(&renew);
 }
 
 /// A second node over the same store and key file, as two otpd behind one name would be.
