@@ -305,7 +305,7 @@ data-renewal-available-from=\"{from}\">トークンアプリに登録する<span
         from = escape(&e.renewal_available_from),
     );
     let body = format!(
-        "<div class=\"ok\"><p>トークンの初期設定が完了しました。</p><p lang=\"en\">Your token is set up.</p></div>\n\
+        "<div class=\"ok\"><p>初期設定が正常に完了しました。</p><p lang=\"en\">Initial setup completed successfully.</p></div>\n\
 {import}\
 <h2>他の認証アプリをお使いの場合<span class=\"en\" lang=\"en\">With another authenticator app</span></h2>\n\
 <p>お使いの認証アプリで、次のQRコードを読み取ってください。</p>\n\
