@@ -445,3 +445,48 @@ async fn requests_over_the_in_flight_limit_are_dropped() {
         Inbound::Work(_)
     ));
 }
+
+#[tokio::test]
+async fn table_sizes_are_read_when_asked_and_forget_what_expired_while_idle() {
+    let cfg = config();
+    let (e, _, _) = setup_with(cfg.clone());
+    let tables = super::super::RadiusStatsHandle::new(&e);
+    let request = Req::access("alice", "pw").bytes();
+    let reply = e.process(&request, gw_src()).await.unwrap();
+    assert_eq!(
+        verify_reply(&reply, &request, SECRET).get_code(),
+        Code::AccessChallenge
+    );
+    let now = Instant::now();
+    let sizes = |at| tables.table_sizes(at);
+    assert_eq!(
+        sizes(now),
+        super::super::TableSizes {
+            reply_cache: 1,
+            challenge_states: 1
+        }
+    );
+    // What the scrape prints: the sizes at the time it is asked, with no request since.
+    let metrics = crate::metrics::Metrics::new();
+    metrics.tables(sizes(now));
+    let page = metrics.text();
+    assert!(
+        page.contains("\notpd_radius_challenge_states 1\n"),
+        "{page}"
+    );
+    assert!(
+        page.contains("\notpd_radius_reply_cache_entries 1\n"),
+        "{page}"
+    );
+    let later = now + cfg.state_ttl.max(cfg.reply_cache_ttl) + Duration::from_secs(1);
+    metrics.tables(sizes(later));
+    let page = metrics.text();
+    assert!(
+        page.contains("\notpd_radius_challenge_states 0\n"),
+        "{page}"
+    );
+    assert!(
+        page.contains("\notpd_radius_reply_cache_entries 0\n"),
+        "{page}"
+    );
+}
