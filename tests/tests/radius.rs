@@ -677,22 +677,7 @@ fn a_tls_client_without_a_trusted_certificate_is_refused_before_any_radius() {
         Ma::Good,
     );
     for cert in [Some("proxy.test-rogue-ca"), None] {
-        let mut cmd = std::process::Command::new("openssl");
-        cmd.args(["s_client", "-quiet", "-connect", &tls.to_string()])
-            .arg("-CAfile")
-            .arg(pki.path("ca.pem"));
-        if let Some(c) = cert {
-            cmd.arg("-cert")
-                .arg(pki.path(&format!("{c}.pem")))
-                .arg("-key")
-                .arg(pki.path(&format!("{c}.key")));
-        }
-        let mut child = cmd
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("openssl s_client");
+        let mut child = pki.s_client(tls.port(), cert, false);
         use std::io::Write;
         let _ = child.stdin.take().expect("stdin").write_all(&packet);
         let out = child.wait_with_output().expect("s_client");
@@ -732,21 +717,7 @@ fn status_server_is_answered_over_the_tls_connection_and_an_idle_one_is_closed()
         .replace("idle_timeout_seconds = 30", "idle_timeout_seconds = 1");
     let _d = Otpd::start(&config);
     let status = Request::new(9).encode(STATUS_SERVER, b"radsec", Ma::Good);
-    let mut child = std::process::Command::new("openssl")
-        .args(["s_client", "-quiet", "-ign_eof"])
-        .arg("-connect")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("-CAfile")
-        .arg(pki.path("ca.pem"))
-        .arg("-cert")
-        .arg(pki.path("proxy.test-ca.pem"))
-        .arg("-key")
-        .arg(pki.path("proxy.test-ca.key"))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("openssl s_client");
+    let mut child = pki.s_client(port, Some("proxy.test-ca"), true);
     use std::io::Write;
     child
         .stdin
@@ -785,23 +756,7 @@ fn tls_connections_beyond_the_bound_are_refused() {
         "idle_timeout_seconds = 30\nmax_connections = 1\n",
     );
     let d = Otpd::start(&config);
-    let s_client = || {
-        std::process::Command::new("openssl")
-            .args(["s_client", "-quiet", "-ign_eof"])
-            .arg("-connect")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("-CAfile")
-            .arg(pki.path("ca.pem"))
-            .arg("-cert")
-            .arg(pki.path("proxy.test-ca.pem"))
-            .arg("-key")
-            .arg(pki.path("proxy.test-ca.key"))
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("openssl s_client")
-    };
+    let s_client = || pki.s_client(port, Some("proxy.test-ca"), true);
     // The first holds the only connection (it answers a Status-Server, so it is set up).
     let mut first = s_client();
     use std::io::{Read, Write};

@@ -129,6 +129,40 @@ pub(crate) struct TlsDoor {
     refusals: Refusals,
 }
 
+impl TlsDoor {
+    pub(crate) fn new(settings: &TlsSettings) -> TlsDoor {
+        let clients = settings
+            .clients
+            .iter()
+            .map(|c| {
+                (
+                    c.clone(),
+                    Arc::new(Client {
+                        name: Arc::from(c.name.as_str()),
+                        network: c.network,
+                        secret: Zeroizing::new(RADSEC_SECRET.to_vec()),
+                        require_message_authenticator: false,
+                        over_tls: true,
+                    }),
+                )
+            })
+            .collect();
+        TlsDoor {
+            settings: settings.clone(),
+            clients,
+            refusals: Refusals::new(REFUSAL_LOG_INTERVAL),
+        }
+    }
+
+    /// The configured client whose certificate names and address `names` and `ip` are.
+    fn client(&self, names: &[String], ip: IpAddr) -> Option<Arc<Client>> {
+        self.clients
+            .iter()
+            .find(|(c, _)| c.network.contains(&ip) && names.contains(&c.certificate))
+            .map(|(_, client)| Arc::clone(client))
+    }
+}
+
 /// Why a connection was closed before any RADIUS was read: the `reason` label of
 /// `otpd_radius_tls_refused_total` and the key of its rate-limited log line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -197,40 +231,6 @@ impl Refusals {
                 reason.as_str()
             ));
         }
-    }
-}
-
-impl TlsDoor {
-    pub(crate) fn new(settings: &TlsSettings) -> TlsDoor {
-        let clients = settings
-            .clients
-            .iter()
-            .map(|c| {
-                (
-                    c.clone(),
-                    Arc::new(Client {
-                        name: Arc::from(c.name.as_str()),
-                        network: c.network,
-                        secret: Zeroizing::new(RADSEC_SECRET.to_vec()),
-                        require_message_authenticator: false,
-                        over_tls: true,
-                    }),
-                )
-            })
-            .collect();
-        TlsDoor {
-            settings: settings.clone(),
-            clients,
-            refusals: Refusals::new(REFUSAL_LOG_INTERVAL),
-        }
-    }
-
-    /// The configured client whose certificate names and address `names` and `ip` are.
-    fn client(&self, names: &[String], ip: IpAddr) -> Option<Arc<Client>> {
-        self.clients
-            .iter()
-            .find(|(c, _)| c.network.contains(&ip) && names.contains(&c.certificate))
-            .map(|(_, client)| Arc::clone(client))
     }
 }
 
