@@ -15,39 +15,59 @@ fn unexpected(data: AdminData) -> Failure {
     Failure::Unreachable(format!("unexpected answer from otpd: {data:?}"))
 }
 
+/// Asks for page after page (`ask(after)`) until otpd says there is no next one, handing
+/// each page to `take` as it comes; `page` reads a reply as (items, next cursor), or
+/// refuses one of another kind.
+fn every_page<C, T>(
+    conn: &mut Connection,
+    ask: impl Fn(Option<C>) -> AdminRequest,
+    page: impl Fn(AdminData) -> Result<(Vec<T>, Option<C>), Failure>,
+    mut take: impl FnMut(Vec<T>) -> Result<(), Failure>,
+) -> Result<(), Failure> {
+    let mut after = None;
+    loop {
+        let (items, next) = page(conn.call(&ask(after.take()))?)?;
+        take(items)?;
+        match next {
+            Some(n) => after = Some(n),
+            None => return Ok(()),
+        }
+    }
+}
+
 /// Prints every user, one a line (with `json`, one JSON array, written as it comes).
 pub fn list(socket: &Path, json: bool) -> Result<(), Failure> {
     let mut conn = Connection::open(socket)?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let broken = |e: std::io::Error| Failure::Usage(format!("cannot write the list: {e}"));
-    let mut after = None;
     let mut first = true;
     if json {
         write!(out, "[").map_err(broken)?;
     }
-    loop {
-        let (users, next) = match conn.call(&AdminRequest::UserPage {
-            after: after.take(),
+    every_page(
+        &mut conn,
+        |after| AdminRequest::UserPage {
+            after,
             limit: MAX_PAGE,
-        })? {
-            AdminData::UserPage { users, next } => (users, next),
-            other => return Err(unexpected(other)),
-        };
-        for u in &users {
-            if json {
-                let v = serde_json::to_string(u).map_err(|e| Failure::Usage(e.to_string()))?;
-                write!(out, "{}{v}", if first { "" } else { "," }).map_err(broken)?;
-                first = false;
-            } else {
-                writeln!(out, "{}", crate::user_line(u)).map_err(broken)?;
+        },
+        |data| match data {
+            AdminData::UserPage { users, next } => Ok((users, next)),
+            other => Err(unexpected(other)),
+        },
+        |users| {
+            for u in &users {
+                if json {
+                    let v = serde_json::to_string(u).map_err(|e| Failure::Usage(e.to_string()))?;
+                    write!(out, "{}{v}", if first { "" } else { "," }).map_err(broken)?;
+                    first = false;
+                } else {
+                    writeln!(out, "{}", crate::user_line(u)).map_err(broken)?;
+                }
             }
-        }
-        match next {
-            Some(n) => after = Some(n),
-            None => break,
-        }
-    }
+            Ok(())
+        },
+    )?;
     if json {
         writeln!(out, "]").map_err(broken)?;
     }
@@ -58,21 +78,18 @@ pub fn list(socket: &Path, json: bool) -> Result<(), Failure> {
 pub fn backup(socket: &Path, path: &Path, json: bool) -> Result<(), Failure> {
     let mut conn = Connection::open(socket)?;
     let mut file = BackupFile::create(path)?;
-    let mut after = None;
-    loop {
-        let (rows, next) = match conn.call(&AdminRequest::BackupPage {
-            after: after.take(),
+    every_page(
+        &mut conn,
+        |after| AdminRequest::BackupPage {
+            after,
             limit: MAX_PAGE,
-        })? {
-            AdminData::BackupPage { rows, next } => (rows, next),
-            other => return Err(unexpected(other)),
-        };
-        file.write(&rows)?;
-        match next {
-            Some(n) => after = Some(n),
-            None => break,
-        }
-    }
+        },
+        |data| match data {
+            AdminData::BackupPage { rows, next } => Ok((rows, next)),
+            other => Err(unexpected(other)),
+        },
+        |rows| file.write(&rows),
+    )?;
     let (records, users) = file.finish()?;
     if json {
         println!(

@@ -280,21 +280,15 @@ impl Service {
             }),
             AdminRequest::UserPage { after, limit } => {
                 let users = self.list_page(after.as_deref(), *limit, now)?;
-                let next = (users.len() == (*limit).clamp(1, MAX_PAGE))
-                    .then(|| users.last().map(|u| u.login_id.clone()))
-                    .flatten();
+                let next = next_cursor(&users, *limit, |u| u.login_id.clone());
                 Ok(AdminData::UserPage { users, next })
             }
             AdminRequest::BackupPage { after, limit } => {
                 let rows = self.backup_page(after.as_ref(), *limit)?;
-                let next = (rows.len() == (*limit).clamp(1, MAX_PAGE))
-                    .then(|| {
-                        rows.last().map(|r| BackupCursor {
-                            tree: r.tree.clone(),
-                            key: r.key.clone(),
-                        })
-                    })
-                    .flatten();
+                let next = next_cursor(&rows, *limit, |r| BackupCursor {
+                    tree: r.tree.clone(),
+                    key: r.key.clone(),
+                });
                 Ok(AdminData::BackupPage { rows, next })
             }
             AdminRequest::ImportBegin
@@ -376,12 +370,10 @@ impl Service {
         limit: usize,
         now: UnixTime,
     ) -> Result<Vec<UserView>, OpError> {
-        Ok(self
-            .store
-            .users_after(after, limit.clamp(1, MAX_PAGE))?
-            .iter()
-            .map(|u| self.view(u, now))
-            .collect())
+        Ok(self.views(
+            &self.store.users_after(after, limit.clamp(1, MAX_PAGE))?,
+            now,
+        ))
     }
 
     /// Up to `limit` backup records (at most [`MAX_PAGE`]) after `after`.
@@ -398,29 +390,17 @@ impl Service {
                 None => None,
             };
         let after = after.zip(key.as_deref()).map(|(c, k)| (c.tree.as_str(), k));
-        Ok(self
-            .store
-            .export_after(after, limit.clamp(1, MAX_PAGE))?
-            .into_iter()
-            .map(|(tree, k, v)| BackupRow {
-                tree,
-                key: hex(&k),
-                value: hex(&v),
-            })
-            .collect())
+        Ok(backup_rows(
+            self.store.export_after(after, limit.clamp(1, MAX_PAGE))?,
+        ))
     }
 
     pub fn backup(&self) -> Result<Vec<BackupRow>, OpError> {
-        Ok(self
-            .store
-            .export()?
-            .into_iter()
-            .map(|(tree, k, v)| BackupRow {
-                tree,
-                key: hex(&k),
-                value: hex(&v),
-            })
-            .collect())
+        Ok(backup_rows(self.store.export()?))
+    }
+
+    fn views(&self, users: &[UserRecord], now: UnixTime) -> Vec<UserView> {
+        users.iter().map(|u| self.view(u, now)).collect()
     }
 
     /// Replaces a legacy or outdated hash once the password was proven; true if it did.
@@ -455,12 +435,7 @@ impl Service {
     }
 
     pub fn list(&self, now: UnixTime) -> Result<Vec<UserView>, OpError> {
-        Ok(self
-            .store
-            .users()?
-            .iter()
-            .map(|u| self.view(u, now))
-            .collect())
+        Ok(self.views(&self.store.users()?, now))
     }
 
     pub fn delete_user(&self, login_id: &str) -> Result<(), OpError> {
@@ -961,6 +936,27 @@ fn pct(s: &str) -> String {
             }
         })
         .collect()
+}
+
+/// The store's records as the backup prints them: keys and values in hex.
+fn backup_rows(rows: Vec<crate::store::ExportRow>) -> Vec<BackupRow> {
+    rows.into_iter()
+        .map(|(tree, k, v)| BackupRow {
+            tree,
+            key: hex(&k),
+            value: hex(&v),
+        })
+        .collect()
+}
+
+/// Where the page after `page` starts: a full page (of `limit`, as clamped) may have more
+/// after its last item; a shorter one is the last.
+fn next_cursor<T, C>(page: &[T], limit: usize, cursor: impl FnOnce(&T) -> C) -> Option<C> {
+    if page.len() == limit.clamp(1, MAX_PAGE) {
+        page.last().map(cursor)
+    } else {
+        None
+    }
 }
 
 #[cfg(test)]

@@ -127,6 +127,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     let radius_log_handle = log.clone();
     let radius_addrs = radius.local_addrs();
     let tls_addrs = radius.tls_addrs();
+    let radius_stats = radius.stats();
     let radius_stop = wait_for(stop_rx.clone());
     tasks.spawn(async move {
         if let Err(e) = radius.run(radius_stop).await {
@@ -139,6 +140,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         tasks.spawn(crate::metrics::serve(
             listener,
             ops.clone(),
+            radius_stats,
             wait_for(stop_rx.clone()),
         ));
     }

@@ -17,6 +17,14 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
 use crate::ops::Ops;
+use crate::radius::{RadiusStatsHandle, TableSizes};
+
+/// What a scrape samples: the store through `ops`, the RADIUS tables through `radius`.
+#[derive(Clone)]
+struct Sources {
+    ops: Arc<Ops>,
+    radius: RadiusStatsHandle,
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -30,6 +38,11 @@ pub struct DropLabels {
     pub reason: &'static str,
     /// The configured client name; `-` for a source that matches none.
     pub client: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -54,6 +67,7 @@ pub struct Metrics {
     registry: Registry,
     pub radius_requests: Family<RequestLabels, Counter>,
     pub radius_dropped: Family<DropLabels, Counter>,
+    pub radius_tls_refused: Family<ReasonLabels, Counter>,
     pub request_seconds: Histograms<DoorLabels>,
     pub commit_batch: Histogram,
     pub commit_seconds: Histogram,
@@ -67,11 +81,12 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    fn new() -> Metrics {
+    pub(crate) fn new() -> Metrics {
         let mut registry = Registry::with_prefix("otpd");
         let m = Metrics {
             radius_requests: Family::default(),
             radius_dropped: Family::default(),
+            radius_tls_refused: Family::default(),
             request_seconds: Family::new_with_constructor(latency_histogram),
             commit_batch: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
             commit_seconds: Histogram::new(exponential_buckets(0.000_1, 2.0, 14)),
@@ -94,6 +109,11 @@ impl Metrics {
             "radius_dropped",
             "RADIUS datagrams dropped unanswered, by reason and client",
             m.radius_dropped.clone(),
+        );
+        r.register(
+            "radius_tls_refused",
+            "RADIUS-over-TLS connections closed before any RADIUS was read, by reason",
+            m.radius_tls_refused.clone(),
         );
         r.register(
             "request_duration_seconds",
@@ -156,12 +176,22 @@ impl Metrics {
         }
     }
 
-    fn text(&self) -> String {
+    /// The RADIUS tables' sizes as they are now.
+    pub(crate) fn tables(&self, sizes: TableSizes) {
+        self.reply_cache.set(gauge(sizes.reply_cache));
+        self.challenge_states.set(gauge(sizes.challenge_states));
+    }
+
+    pub(crate) fn text(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
+}
+
+fn gauge<N: TryInto<i64>>(n: N) -> i64 {
+    n.try_into().unwrap_or(i64::MAX)
 }
 
 /// The process's metrics.
@@ -185,11 +215,15 @@ pub async fn time_http(
 pub async fn serve(
     listener: TcpListener,
     ops: Arc<Ops>,
+    radius: RadiusStatsHandle,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
     let app = axum::Router::new()
         .route("/metrics", axum::routing::get(scrape))
-        .with_state(ops.clone());
+        .with_state(Sources {
+            ops: ops.clone(),
+            radius,
+        });
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
@@ -198,14 +232,16 @@ pub async fn serve(
     }
 }
 
-/// Samples what is counted from the store (users by state, locks, the outbox), then prints
-/// every series. Sampling reads every user: scrape every 30 s or slower at a million users.
-async fn scrape(State(ops): State<Arc<Ops>>) -> Response {
+/// Samples what is counted from the store (users by state, locks, the outbox) and the
+/// RADIUS tables' sizes, then prints every series. Sampling reads every user: scrape every
+/// 30 s or slower at a million users.
+async fn scrape(State(Sources { ops, radius }): State<Sources>) -> Response {
+    let m = get();
+    m.tables(radius.table_sizes(tokio::time::Instant::now()));
     let sampled = ops
         .run(|svc, now| Ok::<_, otpd_core::OpError>((svc.status(now)?, svc.outbox_summary(now)?)))
         .await
         .and_then(|r| r);
-    let m = get();
     match sampled {
         Ok((status, (queued, oldest))) => {
             for (state, n) in &status.by_state {
@@ -213,12 +249,10 @@ async fn scrape(State(ops): State<Arc<Ops>>) -> Response {
                     .get_or_create(&StateLabels {
                         state: state.clone(),
                     })
-                    .set(i64::try_from(*n).unwrap_or(i64::MAX));
+                    .set(gauge(*n));
             }
-            m.users_locked
-                .set(i64::try_from(status.locked).unwrap_or(i64::MAX));
-            m.outbox_messages
-                .set(i64::try_from(queued).unwrap_or(i64::MAX));
+            m.users_locked.set(gauge(status.locked));
+            m.outbox_messages.set(gauge(queued));
             m.outbox_oldest_age.set(oldest);
         }
         Err(e) => ops

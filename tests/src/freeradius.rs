@@ -3,10 +3,9 @@
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
-use crate::daemon::{free_udp_port, wait_until, RADIUS_SECRET};
-use crate::radius::{Client, Ma, Request, STATUS_SERVER};
+use crate::daemon::{free_udp_port, RADIUS_SECRET};
+use crate::radius::wait_for_status_server;
 
 pub const GATEWAY_SECRET: &str = "gateway-secret-0123456789";
 
@@ -141,25 +140,20 @@ server default {{
             addr,
             child: Some(child),
         };
-        let probe = Client::new(addr, GATEWAY_SECRET);
-        wait_until(
-            "FreeRADIUS to answer Status-Server",
-            Duration::from_secs(30),
-            || {
-                if let Some(Ok(Some(status))) = fr.child.as_mut().map(Child::try_wait) {
-                    panic!("freeradius exited ({status}): {}", fr.log());
-                }
-                let req = Request::new(1);
-                probe.send_raw(&req.encode(STATUS_SERVER, GATEWAY_SECRET.as_bytes(), Ma::Good));
-                probe.recv_raw(Duration::from_millis(200)).map(|_| ())
-            },
-        );
+        let dir = fr.dir.path().to_owned();
+        wait_for_status_server("freeradius", addr, GATEWAY_SECRET, &mut fr.child, || {
+            log_in(&dir)
+        });
         fr
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("freeradius.log")).unwrap_or_default()
+        log_in(self.dir.path())
     }
+}
+
+fn log_in(dir: &std::path::Path) -> String {
+    std::fs::read_to_string(dir.join("freeradius.log")).unwrap_or_default()
 }
 
 /// The home server, pool and realm of `packaging/otpd-freeradius-proxy.conf`, pointed at

@@ -239,3 +239,27 @@ impl Client {
         self.exchange(&Request::access(id, user, password, &self.secret))
     }
 }
+
+/// Sends Status-Server to the proxy `name` on `addr` until it answers (30 s at most);
+/// panics with `log()` if its process `child` exits first.
+pub fn wait_for_status_server(
+    name: &str,
+    addr: SocketAddr,
+    secret: &str,
+    child: &mut Option<std::process::Child>,
+    log: impl Fn() -> String,
+) {
+    let probe = Client::new(addr, secret);
+    crate::daemon::wait_until(
+        &format!("{name} to answer Status-Server"),
+        Duration::from_secs(30),
+        || {
+            if let Some(Ok(Some(status))) = child.as_mut().map(std::process::Child::try_wait) {
+                panic!("{name} exited ({status}): {}", log());
+            }
+            let req = Request::new(1);
+            probe.send_raw(&req.encode(STATUS_SERVER, secret.as_bytes(), Ma::Good));
+            probe.recv_raw(Duration::from_millis(200)).map(|_| ())
+        },
+    );
+}

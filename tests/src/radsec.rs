@@ -4,11 +4,10 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
-use crate::daemon::{free_tcp_port, free_udp_port, wait_until};
+use crate::daemon::{free_tcp_port, free_udp_port};
 use crate::freeradius::GATEWAY_SECRET;
-use crate::radius::{Client, Ma, Request, STATUS_SERVER};
+use crate::radius::wait_for_status_server;
 
 /// A CA, otpd's server certificate (127.0.0.1, otpd.test), a client certificate named
 /// `proxy.test` signed by the CA, and one named the same but signed by another CA.
@@ -105,6 +104,32 @@ impl Pki {
         self.dir.path().join(name)
     }
 
+    /// `openssl s_client` connected to otpd's TLS listener on `port`, with stdin and stdout
+    /// piped: presenting `cert` (`<cert>.pem` and `.key` in this folder) or no certificate,
+    /// and with `keep_open`, staying connected after its stdin ends until otpd closes.
+    pub fn s_client(&self, port: u16, cert: Option<&str>, keep_open: bool) -> Child {
+        let mut cmd = Command::new("openssl");
+        cmd.args(["s_client", "-quiet"])
+            .arg("-connect")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("-CAfile")
+            .arg(self.path("ca.pem"));
+        if keep_open {
+            cmd.arg("-ign_eof");
+        }
+        if let Some(c) = cert {
+            cmd.arg("-cert")
+                .arg(self.path(&format!("{c}.pem")))
+                .arg("-key")
+                .arg(self.path(&format!("{c}.key")));
+        }
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("openssl s_client (Debian package openssl)")
+    }
+
     /// otpd's `[radius.tls]` on `port`, trusting clients named `proxy.test` from loopback.
     pub fn otpd_config(&self, port: u16) -> String {
         format!(
@@ -194,26 +219,21 @@ realm * {{
             addr,
             child: Some(child),
         };
-        let probe = Client::new(addr, GATEWAY_SECRET);
-        wait_until(
-            "radsecproxy to answer Status-Server",
-            Duration::from_secs(30),
-            || {
-                if let Some(Ok(Some(status))) = p.child.as_mut().map(Child::try_wait) {
-                    panic!("radsecproxy exited ({status}): {}", p.log());
-                }
-                let req = Request::new(1);
-                probe.send_raw(&req.encode(STATUS_SERVER, GATEWAY_SECRET.as_bytes(), Ma::Good));
-                probe.recv_raw(Duration::from_millis(200)).map(|_| ())
-            },
-        );
+        let dir = p.dir.path().to_owned();
+        wait_for_status_server("radsecproxy", addr, GATEWAY_SECRET, &mut p.child, || {
+            log_in(&dir)
+        });
         p
     }
 
     pub fn log(&self) -> String {
-        let read = |n: &str| std::fs::read_to_string(self.dir.path().join(n)).unwrap_or_default();
-        format!("{}{}", read("stderr.log"), read("radsecproxy.log"))
+        log_in(self.dir.path())
     }
+}
+
+fn log_in(dir: &Path) -> String {
+    let read = |n: &str| std::fs::read_to_string(dir.join(n)).unwrap_or_default();
+    format!("{}{}", read("stderr.log"), read("radsecproxy.log"))
 }
 
 impl Drop for RadsecProxy {

@@ -677,33 +677,19 @@ fn a_tls_client_without_a_trusted_certificate_is_refused_before_any_radius() {
         Ma::Good,
     );
     for cert in [Some("proxy.test-rogue-ca"), None] {
-        let mut cmd = std::process::Command::new("openssl");
-        cmd.args(["s_client", "-quiet", "-connect", &tls.to_string()])
-            .arg("-CAfile")
-            .arg(pki.path("ca.pem"));
-        if let Some(c) = cert {
-            cmd.arg("-cert")
-                .arg(pki.path(&format!("{c}.pem")))
-                .arg("-key")
-                .arg(pki.path(&format!("{c}.key")));
-        }
-        let mut child = cmd
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("openssl s_client");
+        let mut child = pki.s_client(tls.port(), cert, false);
         use std::io::Write;
         let _ = child.stdin.take().expect("stdin").write_all(&packet);
         let out = child.wait_with_output().expect("s_client");
         assert!(out.stdout.is_empty(), "no RADIUS reply: {:?}", out.stdout);
     }
-    let log = wait_until_logged(&d, "refused");
+    let log = wait_until_logged(&d, "reason=no_certificate");
     assert_eq!(
         log.matches("radius tls: handshake with 127.0.0.1").count(),
         2,
         "both refused in the handshake: {log}"
     );
+    assert!(log.contains("reason=untrusted_certificate"), "{log}");
     assert!(!log.contains("audit radius"), "no RADIUS was read: {log}");
 }
 
@@ -731,21 +717,7 @@ fn status_server_is_answered_over_the_tls_connection_and_an_idle_one_is_closed()
         .replace("idle_timeout_seconds = 30", "idle_timeout_seconds = 1");
     let _d = Otpd::start(&config);
     let status = Request::new(9).encode(STATUS_SERVER, b"radsec", Ma::Good);
-    let mut child = std::process::Command::new("openssl")
-        .args(["s_client", "-quiet", "-ign_eof"])
-        .arg("-connect")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("-CAfile")
-        .arg(pki.path("ca.pem"))
-        .arg("-cert")
-        .arg(pki.path("proxy.test-ca.pem"))
-        .arg("-key")
-        .arg(pki.path("proxy.test-ca.key"))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("openssl s_client");
+    let mut child = pki.s_client(port, Some("proxy.test-ca"), true);
     use std::io::Write;
     child
         .stdin
@@ -784,23 +756,7 @@ fn tls_connections_beyond_the_bound_are_refused() {
         "idle_timeout_seconds = 30\nmax_connections = 1\n",
     );
     let d = Otpd::start(&config);
-    let s_client = || {
-        std::process::Command::new("openssl")
-            .args(["s_client", "-quiet", "-ign_eof"])
-            .arg("-connect")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("-CAfile")
-            .arg(pki.path("ca.pem"))
-            .arg("-cert")
-            .arg(pki.path("proxy.test-ca.pem"))
-            .arg("-key")
-            .arg(pki.path("proxy.test-ca.key"))
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("openssl s_client")
-    };
+    let s_client = || pki.s_client(port, Some("proxy.test-ca"), true);
     // The first holds the only connection (it answers a Status-Server, so it is set up).
     let mut first = s_client();
     use std::io::{Read, Write};
@@ -822,7 +778,49 @@ fn tls_connections_beyond_the_bound_are_refused() {
         Duration::from_secs(20),
         || second.try_wait().ok().flatten(),
     );
-    wait_until_logged(&d, "1 connections open already");
+    let log = wait_until_logged(&d, "reason=too_many_connections");
+    assert!(log.contains("1 connections open already"), "{log}");
     let _ = first.kill();
     let _ = first.wait();
+}
+
+#[test]
+fn a_burst_of_bad_tls_handshakes_logs_one_line_and_counts_every_one() {
+    const BURST: usize = 30;
+    let pki = otpd_tests::radsec::Pki::new();
+    let (port, metrics_port) = (
+        otpd_tests::radsec::free_port(),
+        otpd_tests::daemon::free_tcp_port(),
+    );
+    let d = Otpd::start(&format!(
+        "[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n{}",
+        pki.otpd_config(port)
+    ));
+    use std::io::{Read, Write};
+    for _ in 0..BURST {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        s.write_all(b"not a TLS ClientHello\r\n").expect("send");
+        // otpd answers with an alert at most, then closes.
+        let _ = s.read_to_end(&mut Vec::new());
+    }
+    let metrics: SocketAddr = format!("127.0.0.1:{metrics_port}").parse().expect("addr");
+    let series = r#"otpd_radius_tls_refused_total{reason="handshake_failed"}"#;
+    let page =
+        otpd_tests::daemon::wait_until("every refusal counted", Duration::from_secs(10), || {
+            let page = otpd_tests::http::get(metrics, "/metrics").text();
+            (page.contains(series) && value_of(&page, series) >= BURST as f64).then_some(page)
+        });
+    assert_eq!(value_of(&page, series), BURST as f64, "{page}");
+    assert!(
+        !page.contains("127.0.0.1:"),
+        "no address in a label:\n{page}"
+    );
+    let log = d.stderr();
+    assert_eq!(
+        log.matches("reason=handshake_failed").count(),
+        1,
+        "one line for the burst:\n{log}"
+    );
 }

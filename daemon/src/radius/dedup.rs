@@ -121,7 +121,9 @@ impl ReplyCache {
         }
     }
 
-    pub(crate) fn len(&self) -> (usize, usize) {
+    /// Replies kept and requests in progress at `now` (expired replies are forgotten first).
+    pub(crate) fn len(&mut self, now: Instant) -> (usize, usize) {
+        self.expire(now);
         (self.done.len(), self.in_progress.len())
     }
 

@@ -16,7 +16,7 @@ use super::clients::{Client, ClientTable};
 use super::dedup::{DedupKey, ReplyCache, Seen};
 use super::events::{DropReason, InputKind, Outcome, RadiusEvent, RadiusLog};
 use super::ratelimit::DropLimiter;
-use super::server::{RadiusError, RadiusStats};
+use super::server::{RadiusError, RadiusStats, TableSizes};
 use super::state::StateStore;
 use super::wire::{self, attr, code};
 use super::{AccessHandler, AccessInput, AccessRequest, ClientInfo, Decision, RadiusConfig};
@@ -131,6 +131,24 @@ fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
+/// The engine's bounded tables, shared with the metrics scrape so that their sizes are
+/// read when asked (and expired entries dropped first), not only when a request is answered.
+#[derive(Clone)]
+pub(crate) struct Tables {
+    cache: Arc<Mutex<ReplyCache>>,
+    states: Arc<Mutex<StateStore>>,
+}
+
+impl Tables {
+    pub(crate) fn sizes(&self, now: Instant) -> TableSizes {
+        let (done, in_progress) = lock(&self.cache).len(now);
+        TableSizes {
+            reply_cache: done + in_progress,
+            challenge_states: lock(&self.states).len(now),
+        }
+    }
+}
+
 pub(crate) struct Engine<H> {
     handler: Arc<H>,
     log: Arc<dyn RadiusLog>,
@@ -138,7 +156,7 @@ pub(crate) struct Engine<H> {
     reject_delay: Duration,
     pub(crate) drop_log_interval: Duration,
     cache: Arc<Mutex<ReplyCache>>,
-    states: Mutex<StateStore>,
+    states: Arc<Mutex<StateStore>>,
     drops: Mutex<DropLimiter>,
     pub(crate) permits: Arc<Semaphore>,
     pub(crate) max_in_flight: u32,
@@ -201,7 +219,10 @@ impl<H: AccessHandler> Engine<H> {
                 cfg.reply_cache_capacity,
                 REPLY_CACHE_MAX_BYTES,
             ))),
-            states: Mutex::new(StateStore::new(cfg.state_ttl, cfg.state_capacity)),
+            states: Arc::new(Mutex::new(StateStore::new(
+                cfg.state_ttl,
+                cfg.state_capacity,
+            ))),
             drops: Mutex::new(DropLimiter::new(cfg.drop_log_interval)),
             permits,
             max_in_flight,
@@ -469,15 +490,7 @@ impl<H: AccessHandler> Engine<H> {
                 None
             }
         };
-        let metrics = crate::metrics::get();
-        metrics.observe("radius", start.elapsed());
-        metrics
-            .challenge_states
-            .set(i64::try_from(lock(&self.states).len()).unwrap_or(i64::MAX));
-        let (done, in_progress) = lock(&self.cache).len();
-        metrics
-            .reply_cache
-            .set(i64::try_from(done + in_progress).unwrap_or(i64::MAX));
+        crate::metrics::get().observe("radius", start.elapsed());
         let delay = if reply_code == code::ACCESS_REJECT {
             self.reject_delay
         } else {
@@ -512,6 +525,14 @@ impl<H: AccessHandler> Engine<H> {
         Inbound::Dropped(reason)
     }
 
+    /// The duplicate cache and the State table, for reading their sizes at any time.
+    pub(crate) fn tables(&self) -> Tables {
+        Tables {
+            cache: Arc::clone(&self.cache),
+            states: Arc::clone(&self.states),
+        }
+    }
+
     /// A line about a RADIUS-over-TLS connection.
     pub(crate) fn log_line(&self, message: &str) {
         self.log.event(&RadiusEvent::Tls {
@@ -530,6 +551,19 @@ impl<H: AccessHandler> Engine<H> {
     #[cfg(test)]
     pub(crate) fn stats(&self) -> RadiusStats {
         self.counters.snapshot()
+    }
+
+    /// Evaluates `job`, holds a reject back for the reject delay, and hands back the reply
+    /// to send (none when it was decided to send nothing). The request stays "in progress"
+    /// during the delay: a retransmission meanwhile is dropped rather than answered early.
+    pub(crate) async fn answer(&self, job: Box<Job>) -> Option<Arc<[u8]>> {
+        let reply = self.evaluate(job).await;
+        if !reply.delay.is_zero() {
+            tokio::time::sleep(reply.delay).await;
+        }
+        let bytes = reply.bytes.clone();
+        reply.complete(Instant::now());
+        bytes
     }
 
     /// The whole path for one datagram without socket or delay (tests and fuzzing).

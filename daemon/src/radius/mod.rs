@@ -48,7 +48,7 @@ use zeroize::Zeroizing;
 pub use clients::parse_client_network;
 pub use engine::PacketPath;
 pub use events::{DropReason, InputKind, Outcome, RadiusEvent, RadiusLog, Severity};
-pub use server::{serve, RadiusError, RadiusServer, RadiusStats, RadiusStatsHandle};
+pub use server::{serve, RadiusError, RadiusServer, RadiusStats, RadiusStatsHandle, TableSizes};
 
 /// The RADIUS client (NAS) a request came from, as configured and as seen on the wire.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::engine::{Counters, Engine, Inbound, Job};
+use super::engine::{Counters, Engine, Inbound, Tables};
 use super::events::{DropReason, RadiusLog};
 use super::wire::MAX_PACKET_LEN;
 use super::{AccessHandler, RadiusConfig};
@@ -70,13 +70,37 @@ impl RadiusStats {
     }
 }
 
-/// Reads the counters of a running (or finished) server.
+/// How full the duplicate cache and the State table are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableSizes {
+    /// Replies kept for retransmissions, and requests being answered.
+    pub reply_cache: usize,
+    /// Access-Challenge States waiting for their OTP.
+    pub challenge_states: usize,
+}
+
+/// Reads the counters and table sizes of a running (or finished) server.
 #[derive(Clone)]
-pub struct RadiusStatsHandle(Arc<Counters>);
+pub struct RadiusStatsHandle {
+    counters: Arc<Counters>,
+    tables: Tables,
+}
 
 impl RadiusStatsHandle {
+    pub(crate) fn new<H: AccessHandler>(engine: &Engine<H>) -> Self {
+        RadiusStatsHandle {
+            counters: Arc::clone(&engine.counters),
+            tables: engine.tables(),
+        }
+    }
+
     pub fn snapshot(&self) -> RadiusStats {
-        self.0.snapshot()
+        self.counters.snapshot()
+    }
+
+    /// The tables' sizes at `now`, entries expired by then not counted.
+    pub fn table_sizes(&self, now: Instant) -> TableSizes {
+        self.tables.sizes(now)
     }
 }
 
@@ -92,8 +116,7 @@ pub struct RadiusServer<H> {
 
 struct TlsListeners {
     listeners: Vec<(SocketAddr, tokio::net::TcpListener)>,
-    settings: Arc<super::tls::TlsSettings>,
-    clients: Arc<Vec<(super::tls::TlsClient, Arc<super::clients::Client>)>>,
+    door: Arc<super::tls::TlsDoor>,
 }
 
 impl<H: AccessHandler> RadiusServer<H> {
@@ -125,8 +148,7 @@ impl<H: AccessHandler> RadiusServer<H> {
                 }
                 Some(TlsListeners {
                     listeners,
-                    clients: Arc::new(super::tls::engine_clients(settings)),
-                    settings: Arc::new(settings.clone()),
+                    door: Arc::new(super::tls::TlsDoor::new(settings)),
                 })
             }
         };
@@ -166,7 +188,7 @@ impl<H: AccessHandler> RadiusServer<H> {
     }
 
     pub fn stats(&self) -> RadiusStatsHandle {
-        RadiusStatsHandle(Arc::clone(&self.engine.counters))
+        RadiusStatsHandle::new(&self.engine)
     }
 
     /// Serves until `shutdown` completes, then stops receiving and gives requests in flight
@@ -176,14 +198,13 @@ impl<H: AccessHandler> RadiusServer<H> {
         let mut loops = JoinSet::new();
         if let Some(tls) = self.tls.take() {
             for (_, listener) in tls.listeners {
-                let (engine, settings, clients, stop) = (
+                let (engine, door, stop) = (
                     Arc::clone(&self.engine),
-                    Arc::clone(&tls.settings),
-                    Arc::clone(&tls.clients),
+                    Arc::clone(&tls.door),
                     stop_rx.clone(),
                 );
                 loops.spawn(async move {
-                    super::tls::accept_loop(engine, listener, settings, clients, stop).await;
+                    super::tls::accept_loop(engine, listener, door, stop).await;
                     Ok(())
                 });
             }
@@ -260,7 +281,12 @@ async fn receive_loop<H: AccessHandler>(
                 let _ = socket.send_to(&bytes, src).await;
             }
             Inbound::Work(job) => {
-                tokio::spawn(answer(Arc::clone(&engine), Arc::clone(&socket), job, src));
+                let (engine, socket) = (Arc::clone(&engine), Arc::clone(&socket));
+                tokio::spawn(async move {
+                    if let Some(bytes) = engine.answer(job).await {
+                        let _ = socket.send_to(&bytes, src).await;
+                    }
+                });
             }
         }
     }
@@ -278,25 +304,6 @@ fn is_transient(e: &io::Error) -> bool {
             | io::ErrorKind::HostUnreachable
             | io::ErrorKind::NetworkUnreachable
     )
-}
-
-async fn answer<H: AccessHandler>(
-    engine: Arc<Engine<H>>,
-    socket: Arc<UdpSocket>,
-    job: Box<Job>,
-    src: SocketAddr,
-) {
-    let reply = engine.evaluate(job).await;
-    // The request stays "in progress" during the delay: a retransmission meanwhile is
-    // dropped rather than answered early.
-    if !reply.delay.is_zero() {
-        tokio::time::sleep(reply.delay).await;
-    }
-    let bytes = reply.bytes.clone();
-    reply.complete(Instant::now());
-    if let Some(bytes) = bytes {
-        let _ = socket.send_to(&bytes, src).await;
-    }
 }
 
 async fn flush_loop<H: AccessHandler>(

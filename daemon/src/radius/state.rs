@@ -112,7 +112,9 @@ impl StateStore {
         }
     }
 
-    pub(crate) fn len(&self) -> usize {
+    /// States still usable at `now` (expired ones are forgotten first).
+    pub(crate) fn len(&mut self, now: Instant) -> usize {
+        self.expire(now);
         self.entries.len()
     }
 }

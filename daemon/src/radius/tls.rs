@@ -4,14 +4,14 @@
 //! connects from the client's address; its packets then go through the same [`Engine`] as
 //! UDP ones, with the shared secret `radsec` that the RFC fixes.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use ipnet::IpNet;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, WriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Mutex, Semaphore};
 use tokio::time::Instant;
@@ -23,12 +23,16 @@ use super::clients::Client;
 use super::engine::{Engine, Inbound};
 use super::events::DropReason;
 use super::AccessHandler;
+use crate::limit::LineLimiter;
 
 /// The shared secret of every RADIUS-over-TLS packet (RFC 6614 §2.3).
 pub const RADSEC_SECRET: &[u8] = b"radsec";
 
 /// Longest a handshake may take before the connection is closed.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One refusal line per reason in this time; the rest are counted (`suppressed=N`).
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// RADIUS over TLS as configured under `[radius.tls]`.
 #[derive(Clone, Debug)]
@@ -116,38 +120,130 @@ pub(crate) fn certificate_names(der: &[u8]) -> Vec<String> {
     names
 }
 
-/// The engine's view of each TLS client: its name, the `radsec` secret, and no
-/// Message-Authenticator requirement beyond Status-Server's (the connection protects the
-/// packets).
-pub(crate) fn engine_clients(settings: &TlsSettings) -> Vec<(TlsClient, Arc<Client>)> {
-    settings
-        .clients
-        .iter()
-        .map(|c| {
-            (
-                c.clone(),
-                Arc::new(Client {
-                    name: Arc::from(c.name.as_str()),
-                    network: c.network,
-                    secret: Zeroizing::new(RADSEC_SECRET.to_vec()),
-                    require_message_authenticator: false,
-                    over_tls: true,
-                }),
-            )
-        })
-        .collect()
+/// What every RADIUS-over-TLS listener shares: the settings, the engine's view of each TLS
+/// client (its name, the `radsec` secret, and no Message-Authenticator requirement beyond
+/// Status-Server's, the connection protecting the packets), and the refusal lines.
+pub(crate) struct TlsDoor {
+    settings: TlsSettings,
+    clients: Vec<(TlsClient, Arc<Client>)>,
+    refusals: Refusals,
+}
+
+impl TlsDoor {
+    pub(crate) fn new(settings: &TlsSettings) -> TlsDoor {
+        let clients = settings
+            .clients
+            .iter()
+            .map(|c| {
+                (
+                    c.clone(),
+                    Arc::new(Client {
+                        name: Arc::from(c.name.as_str()),
+                        network: c.network,
+                        secret: Zeroizing::new(RADSEC_SECRET.to_vec()),
+                        require_message_authenticator: false,
+                        over_tls: true,
+                    }),
+                )
+            })
+            .collect();
+        TlsDoor {
+            settings: settings.clone(),
+            clients,
+            refusals: Refusals::new(REFUSAL_LOG_INTERVAL),
+        }
+    }
+
+    /// The configured client whose certificate names and address `names` and `ip` are.
+    fn client(&self, names: &[String], ip: IpAddr) -> Option<Arc<Client>> {
+        self.clients
+            .iter()
+            .find(|(c, _)| c.network.contains(&ip) && names.contains(&c.certificate))
+            .map(|(_, client)| Arc::clone(client))
+    }
+}
+
+/// Why a connection was closed before any RADIUS was read: the `reason` label of
+/// `otpd_radius_tls_refused_total` and the key of its rate-limited log line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Refusal {
+    TooManyConnections,
+    NoCertificate,
+    UntrustedCertificate,
+    HandshakeFailed,
+    HandshakeTimeout,
+    UnknownClient,
+}
+
+impl Refusal {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Refusal::TooManyConnections => "too_many_connections",
+            Refusal::NoCertificate => "no_certificate",
+            Refusal::UntrustedCertificate => "untrusted_certificate",
+            Refusal::HandshakeFailed => "handshake_failed",
+            Refusal::HandshakeTimeout => "handshake_timeout",
+            Refusal::UnknownClient => "unknown_client",
+        }
+    }
+
+    /// The refusal a failed handshake stands for.
+    fn of_handshake(e: &std::io::Error) -> Refusal {
+        match e.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
+            Some(rustls::Error::NoCertificatesPresented) => Refusal::NoCertificate,
+            Some(rustls::Error::InvalidCertificate(_)) => Refusal::UntrustedCertificate,
+            _ => Refusal::HandshakeFailed,
+        }
+    }
+}
+
+/// Connections refused before any RADIUS: each counted, one line per reason per interval.
+pub(crate) struct Refusals(LineLimiter<Refusal>);
+
+impl Refusals {
+    pub(crate) fn new(interval: Duration) -> Refusals {
+        Refusals(LineLimiter::new(interval))
+    }
+
+    /// Counts a refused connection; logs `line()` unless a line of the same reason went out
+    /// less than the interval ago (the next one says how many were not logged).
+    pub(crate) fn refuse<H: AccessHandler>(
+        &self,
+        engine: &Engine<H>,
+        reason: Refusal,
+        line: impl FnOnce() -> String,
+    ) {
+        crate::metrics::get()
+            .radius_tls_refused
+            .get_or_create(&crate::metrics::ReasonLabels {
+                reason: reason.as_str(),
+            })
+            .inc();
+        if let Some(suppressed) = self.0.note(reason, Instant::now()) {
+            let more = if suppressed > 0 {
+                format!(" suppressed={suppressed}")
+            } else {
+                String::new()
+            };
+            engine.log_line(&format!(
+                "radius tls: {} reason={}{more}",
+                line(),
+                reason.as_str()
+            ));
+        }
+    }
 }
 
 /// Accepts connections on `listener` until `stop`.
 pub(crate) async fn accept_loop<H: AccessHandler>(
     engine: Arc<Engine<H>>,
     listener: TcpListener,
-    settings: Arc<TlsSettings>,
-    clients: Arc<Vec<(TlsClient, Arc<Client>)>>,
+    door: Arc<TlsDoor>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let acceptor = TlsAcceptor::from(Arc::clone(&settings.server));
-    let connections = Arc::new(Semaphore::new(settings.max_connections));
+    let acceptor = TlsAcceptor::from(Arc::clone(&door.settings.server));
+    let max_connections = door.settings.max_connections;
+    let connections = Arc::new(Semaphore::new(max_connections));
     loop {
         let accepted = tokio::select! {
             _ = stop.changed() => return,
@@ -155,20 +251,19 @@ pub(crate) async fn accept_loop<H: AccessHandler>(
         };
         let Ok((tcp, src)) = accepted else { continue };
         let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
-            engine.log_line(&format!(
-                "radius tls: {} connections open already; one from {src} refused",
-                settings.max_connections
-            ));
+            door.refusals
+                .refuse(&engine, Refusal::TooManyConnections, || {
+                    format!("{max_connections} connections open already; one from {src} refused")
+                });
             continue;
         };
         let engine = Arc::clone(&engine);
         let acceptor = acceptor.clone();
-        let settings = Arc::clone(&settings);
-        let clients = Arc::clone(&clients);
+        let door = Arc::clone(&door);
         let stop = stop.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            connection(engine, acceptor, tcp, src, settings, clients, stop).await;
+            connection(engine, acceptor, tcp, src, door, stop).await;
         });
     }
 }
@@ -178,18 +273,23 @@ async fn connection<H: AccessHandler>(
     acceptor: TlsAcceptor,
     tcp: TcpStream,
     src: SocketAddr,
-    settings: Arc<TlsSettings>,
-    clients: Arc<Vec<(TlsClient, Arc<Client>)>>,
-    mut stop: watch::Receiver<bool>,
+    door: Arc<TlsDoor>,
+    stop: watch::Receiver<bool>,
 ) {
     let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
-            engine.log_line(&format!("radius tls: handshake with {src} refused: {e}"));
+            door.refusals
+                .refuse(&engine, Refusal::of_handshake(&e), || {
+                    format!("handshake with {src} refused: {e}")
+                });
             return;
         }
         Err(_) => {
-            engine.log_line(&format!("radius tls: handshake with {src} timed out"));
+            door.refusals
+                .refuse(&engine, Refusal::HandshakeTimeout, || {
+                    format!("handshake with {src} timed out")
+                });
             return;
         }
     };
@@ -200,24 +300,47 @@ async fn connection<H: AccessHandler>(
         .and_then(|c| c.first())
         .map(|c| certificate_names(c.as_ref()))
         .unwrap_or_default();
-    let ip = src.ip().to_canonical();
-    let Some(client) = clients
-        .iter()
-        .find(|(c, _)| c.network.contains(&ip) && names.contains(&c.certificate))
-        .map(|(_, client)| Arc::clone(client))
-    else {
-        engine.log_line(&format!(
-            "radius tls: certificate {names:?} from {src} matches no [[radius.tls.clients]] (name and address); connection closed"
-        ));
+    let Some(client) = door.client(&names, src.ip().to_canonical()) else {
+        door.refusals.refuse(&engine, Refusal::UnknownClient, || {
+            format!("certificate {names:?} from {src} matches no [[radius.tls.clients]] (name and address); connection closed")
+        });
         return;
     };
-    let (mut read, write) = tokio::io::split(tls);
+    let in_flight = door.settings.max_in_flight_per_connection;
+    serve_stream(
+        engine,
+        client,
+        tls,
+        src,
+        door.settings.idle_timeout,
+        in_flight,
+        stop,
+    )
+    .await;
+}
+
+/// Reads RADIUS packets off an established connection of `client` and writes the replies
+/// back, with at most `max_in_flight` of its requests being answered at once: beyond it,
+/// nothing more is read until one is answered.
+pub(crate) async fn serve_stream<H, S>(
+    engine: Arc<Engine<H>>,
+    client: Arc<Client>,
+    stream: S,
+    src: SocketAddr,
+    idle_timeout: Duration,
+    max_in_flight: usize,
+    mut stop: watch::Receiver<bool>,
+) where
+    H: AccessHandler,
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (mut read, write) = tokio::io::split(stream);
     let write = Arc::new(Mutex::new(write));
-    let in_flight = Arc::new(Semaphore::new(settings.max_in_flight_per_connection));
+    let in_flight = Arc::new(Semaphore::new(max_in_flight));
     loop {
         let packet = tokio::select! {
             _ = stop.changed() => return,
-            read = tokio::time::timeout(settings.idle_timeout, read_packet(&mut read)) => match read {
+            read = tokio::time::timeout(idle_timeout, read_packet(&mut read)) => match read {
                 Ok(Ok(Some(p))) => p,
                 // Closed, idle, or a length no RADIUS packet has: the stream cannot be
                 // resynchronised, so the connection ends.
@@ -239,26 +362,12 @@ async fn connection<H: AccessHandler>(
                 let write = Arc::clone(&write);
                 tokio::spawn(async move {
                     let _slot = slot;
-                    answer(engine, write, job).await;
+                    if let Some(bytes) = engine.answer(job).await {
+                        let _ = write.lock().await.write_all(&bytes).await;
+                    }
                 });
             }
         }
-    }
-}
-
-async fn answer<H: AccessHandler, S: tokio::io::AsyncWrite>(
-    engine: Arc<Engine<H>>,
-    write: Arc<Mutex<WriteHalf<S>>>,
-    job: Box<super::engine::Job>,
-) {
-    let reply = engine.evaluate(job).await;
-    if !reply.delay.is_zero() {
-        tokio::time::sleep(reply.delay).await;
-    }
-    let bytes = reply.bytes.clone();
-    reply.complete(Instant::now());
-    if let Some(bytes) = bytes {
-        let _ = write.lock().await.write_all(&bytes).await;
     }
 }
 

@@ -445,3 +445,42 @@ async fn requests_over_the_in_flight_limit_are_dropped() {
         Inbound::Work(_)
     ));
 }
+
+#[tokio::test]
+async fn table_sizes_are_read_when_asked_and_forget_what_expired_while_idle() {
+    let cfg = config();
+    let (e, _, _) = setup_with(cfg.clone());
+    let tables = super::super::RadiusStatsHandle::new(&e);
+    let request = Req::access("alice", "pw").bytes();
+    let reply = e.process(&request, gw_src()).await.unwrap();
+    assert_eq!(
+        verify_reply(&reply, &request, SECRET).get_code(),
+        Code::AccessChallenge
+    );
+    let now = Instant::now();
+    let sizes = |at| tables.table_sizes(at);
+    assert_eq!(
+        sizes(now),
+        super::super::TableSizes {
+            reply_cache: 1,
+            challenge_states: 1
+        }
+    );
+    // What the scrape prints: the sizes at the time it is asked, with no request since.
+    let metrics = crate::metrics::Metrics::new();
+    let printed = |at, n| {
+        metrics.tables(sizes(at));
+        let page = metrics.text();
+        for series in [
+            "otpd_radius_challenge_states",
+            "otpd_radius_reply_cache_entries",
+        ] {
+            assert!(page.contains(&format!("\n{series} {n}\n")), "{page}");
+        }
+    };
+    printed(now, 1);
+    printed(
+        now + cfg.state_ttl.max(cfg.reply_cache_ttl) + Duration::from_secs(1),
+        0,
+    );
+}

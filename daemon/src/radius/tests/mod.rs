@@ -7,6 +7,7 @@
 mod engine;
 mod fuzz;
 mod live;
+mod tls;
 mod units;
 
 use std::net::SocketAddr;

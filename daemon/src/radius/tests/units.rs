@@ -196,7 +196,7 @@ fn reply_cache_states_ttl_and_capacity() {
         Seen::Done(Some(bytes))
     );
     assert_eq!(c.seen(&key(1), t0 + Duration::from_secs(30)), Seen::New);
-    assert_eq!(c.len(), (0, 0));
+    assert_eq!(c.len(t0 + Duration::from_secs(30)), (0, 0));
 
     // Capacity: the oldest completed reply goes first.
     for n in 2..=4 {
@@ -207,7 +207,9 @@ fn reply_cache_states_ttl_and_capacity() {
     assert_eq!(c.seen(&key(2), t), Seen::New);
     assert_eq!(c.seen(&key(3), t), Seen::Done(None));
     assert_eq!(c.seen(&key(4), t), Seen::Done(None));
-    assert_eq!(c.len(), (2, 0));
+    assert_eq!(c.len(t), (2, 0));
+    // Read while idle, the size leaves out what has expired since.
+    assert_eq!(c.len(t0 + Duration::from_secs(70)), (0, 0));
 
     // An abandoned request is forgotten.
     c.start(key(9));
@@ -223,7 +225,7 @@ fn reply_cache_is_bounded_by_size_too() {
         c.start(key(n));
         c.finish(key(n), Some(Arc::from(vec![0u8; 4000])), t0);
     }
-    assert_eq!(c.len(), (2, 0));
+    assert_eq!(c.len(t0), (2, 0));
     assert_eq!(c.bytes(), 8000);
     assert_eq!(c.seen(&key(7), t0), Seen::New);
     assert!(matches!(c.seen(&key(9), t0), Seen::Done(Some(_))));
@@ -252,7 +254,11 @@ fn state_is_single_use_bound_and_expires() {
     assert_eq!(s.take(&a[..8], "alice", "gw", t0), Err(StateError::Unknown));
     let late = t0 + Duration::from_secs(120);
     assert!(s.take(&b, "alice", "gw", late).is_err());
-    assert_eq!(s.len(), 0);
+    assert_eq!(s.len(late), 0);
+    // Read while idle, the size leaves out what has expired since.
+    s.issue("alice", &gw, late);
+    assert_eq!(s.len(late), 1);
+    assert_eq!(s.len(late + Duration::from_secs(120)), 0);
 }
 
 #[test]
@@ -261,7 +267,7 @@ fn state_store_is_bounded() {
     let gw: Arc<str> = Arc::from("gw");
     let mut s = StateStore::new(Duration::from_secs(120), 3);
     let states: Vec<_> = (0..10).map(|_| s.issue("alice", &gw, t0)).collect();
-    assert_eq!(s.len(), 3);
+    assert_eq!(s.len(t0), 3);
     assert_eq!(
         s.take(&states[6], "alice", "gw", t0),
         Err(StateError::Unknown)
