@@ -114,7 +114,21 @@ pub fn provision(d: &Otpd, login: &str, password: &str) -> String {
 /// current step stays free for the test). Returns the secret.
 pub fn activate(d: &Otpd, login: &str, password: &str) -> String {
     let secret = provision(d, login, password);
-    let code = oathtool(&secret, Some(now() - 60));
-    d.ctl_ok(&["token", "activate", login, "--otp", &code], "");
-    secret
+    // The code of the step before now is accepted within otp.window = 1 only while now is
+    // still in the step it was computed in: on a loaded machine a step may end between
+    // oathtool and otpd, so a refusal is tried once more with a fresh code (the refused
+    // code was not spent, and one counted failure is far from the lock).
+    for attempt in 0..2 {
+        let code = oathtool(&secret, Some(now() - 60));
+        let out = d.otpctl(&["token", "activate", login, "--otp", &code], "");
+        if out.status.success() {
+            return secret;
+        }
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            attempt == 0 && err.contains("not valid"),
+            "otpctl token activate {login} failed: {err}"
+        );
+    }
+    unreachable!("the loop returns or panics")
 }

@@ -579,7 +579,11 @@ fn the_setup_success_page_adds_the_token_to_the_app() {
     b.fill("user_id", who);
     b.fill("activation_password", ACT);
     b.click_and_wait("setup-button");
-    assert!(b.text().contains("初期設定が完了しました"), "{}", b.text());
+    assert!(
+        b.text().contains("初期設定が正常に完了しました"),
+        "{}",
+        b.text()
+    );
     b.wait_for(
         "the import button",
         "!document.getElementById('import').hidden",
