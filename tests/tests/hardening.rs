@@ -487,6 +487,15 @@ fn unknown_fields_are_refused_in_the_products_words() {
     ] {
         assert!(!msg.contains(internal), "{msg}");
     }
+    // The OTP menu's API too.
+    let r = post_json(
+        http_addr(&d),
+        "/api/v1/my/sign-in",
+        &json!({"login_id": "u", "password": "pw", "remember_me": true}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    let msg = r.json()["message"].as_str().unwrap_or_default().to_string();
+    assert!(msg.contains("\"remember_me\""), "{msg}");
     let r = request(
         http_addr(&d),
         "POST",

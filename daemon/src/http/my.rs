@@ -350,6 +350,7 @@ pub async fn sign_out(web: &Shared, s: &Session) -> Result<(), ApiError> {
 // ---- the JSON API ----------------------------------------------------------------------
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SignInBody {
     login_id: String,
     password: Zeroizing<String>,
@@ -358,6 +359,7 @@ pub struct SignInBody {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct IssueBody {
     email: String,
     email_confirmation: String,
@@ -366,11 +368,13 @@ pub struct IssueBody {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct OtpBody {
     otp: Zeroizing<String>,
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CancelBody {
     #[serde(default)]
     confirm: bool,

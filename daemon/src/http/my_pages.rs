@@ -150,6 +150,7 @@ fn sign_in_page(web: &Shared, status: StatusCode, error: Option<&str>, typed: &s
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SignInForm {
     #[serde(default)]
     login_id: String,
@@ -355,6 +356,40 @@ async fn posted(web: &Shared, headers: &HeaderMap, csrf: Option<&str>) -> Result
     Ok(s)
 }
 
+/// A form that carries the session's CSRF token.
+trait WithCsrf {
+    fn csrf(&self) -> &str;
+}
+
+macro_rules! with_csrf {
+    ($($form:ty),*) => {
+        $(impl WithCsrf for $form {
+            fn csrf(&self) -> &str {
+                &self.csrf
+            }
+        })*
+    };
+}
+
+with_csrf!(IssueForm, OtpForm, CancelForm);
+
+/// A POSTed form and the session it belongs to (its CSRF token checked), or the page that
+/// says why not.
+async fn posted_form<T: WithCsrf>(
+    web: &Shared,
+    headers: &HeaderMap,
+    form: Result<Form<T>, FormRejection>,
+) -> Result<(T, Signed), Response> {
+    let Ok(Form(f)) = form else {
+        return Err(
+            html::error_page(StatusCode::BAD_REQUEST, "bad_request", &web.service_id)
+                .into_response(),
+        );
+    };
+    let s = posted(web, headers, Some(f.csrf())).await?;
+    Ok((f, s))
+}
+
 fn issue_page(
     web: &Shared,
     status: StatusCode,
@@ -424,6 +459,7 @@ pub async fn issue_get(State(web): State<Shared>, headers: HeaderMap) -> Respons
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct IssueForm {
     #[serde(default)]
     csrf: String,
@@ -443,12 +479,8 @@ pub async fn issue_post(
     headers: HeaderMap,
     form: Result<Form<IssueForm>, FormRejection>,
 ) -> Response {
-    let Ok(Form(f)) = form else {
-        return html::error_page(StatusCode::BAD_REQUEST, "bad_request", &web.service_id)
-            .into_response();
-    };
-    let s = match posted(&web, &headers, Some(&f.csrf)).await {
-        Ok(s) => s,
+    let (f, s) = match posted_form(&web, &headers, form).await {
+        Ok(v) => v,
         Err(r) => return r,
     };
     let r = my::issue(
@@ -560,6 +592,7 @@ pub async fn activate_get(State(web): State<Shared>, headers: HeaderMap) -> Resp
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct OtpForm {
     #[serde(default)]
     csrf: String,
@@ -573,12 +606,8 @@ pub async fn activate_post(
     headers: HeaderMap,
     form: Result<Form<OtpForm>, FormRejection>,
 ) -> Response {
-    let Ok(Form(f)) = form else {
-        return html::error_page(StatusCode::BAD_REQUEST, "bad_request", &web.service_id)
-            .into_response();
-    };
-    let s = match posted(&web, &headers, Some(&f.csrf)).await {
-        Ok(s) => s,
+    let (f, s) = match posted_form(&web, &headers, form).await {
+        Ok(v) => v,
         Err(r) => return r,
     };
     match my::activate(&web, &s.session, f.otp).await {
@@ -628,6 +657,7 @@ pub async fn cancel_get(State(web): State<Shared>, headers: HeaderMap) -> Respon
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CancelForm {
     #[serde(default)]
     csrf: String,
@@ -641,12 +671,8 @@ pub async fn cancel_post(
     headers: HeaderMap,
     form: Result<Form<CancelForm>, FormRejection>,
 ) -> Response {
-    let Ok(Form(f)) = form else {
-        return html::error_page(StatusCode::BAD_REQUEST, "bad_request", &web.service_id)
-            .into_response();
-    };
-    let s = match posted(&web, &headers, Some(&f.csrf)).await {
-        Ok(s) => s,
+    let (f, s) = match posted_form(&web, &headers, form).await {
+        Ok(v) => v,
         Err(r) => return r,
     };
     match my::cancel(&web, &s.session, f.confirm == "yes").await {
@@ -678,12 +704,8 @@ pub async fn renew_post(
     headers: HeaderMap,
     form: Result<Form<OtpForm>, FormRejection>,
 ) -> Response {
-    let Ok(Form(f)) = form else {
-        return html::error_page(StatusCode::BAD_REQUEST, "bad_request", &web.service_id)
-            .into_response();
-    };
-    let s = match posted(&web, &headers, Some(&f.csrf)).await {
-        Ok(s) => s,
+    let (f, s) = match posted_form(&web, &headers, form).await {
+        Ok(v) => v,
         Err(r) => return r,
     };
     match my::renew(&web, &s.session, f.otp).await {
@@ -701,6 +723,7 @@ pub async fn renew_post(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CsrfForm {
     #[serde(default)]
     csrf: String,
