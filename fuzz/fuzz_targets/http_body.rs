@@ -33,12 +33,11 @@ fn fixture() -> &'static Fixture {
             s.service.clone(),
             Arc::new(Logger::stderr(Level::Error)),
         ));
-        let web = Arc::new(Web {
+        let web = Arc::new(Web::new(
+            &s.config,
             ops,
-            service_id: otpd_fuzz::SERVICE_ID.into(),
-            keys: ApiKeys::from_pairs(&[("fuzz", API_KEY)]),
-            secure_cookies: false,
-        });
+            ApiKeys::from_pairs(&[("fuzz", API_KEY)]),
+        ));
         Fixture {
             rt: tokio::runtime::Builder::new_current_thread()
                 .enable_all()
