@@ -140,18 +140,12 @@ pub fn parse_network(s: &str) -> Option<ipnet::IpNet> {
 
 impl RadiusClientSection {
     pub fn network(&self) -> Result<ipnet::IpNet, String> {
-        if let Ok(net) = self.address.parse::<ipnet::IpNet>() {
-            return Ok(net.trunc());
-        }
-        self.address
-            .parse::<IpAddr>()
-            .map(ipnet::IpNet::from)
-            .map_err(|_| {
-                format!(
-                    "radius client {:?}: address {:?} is neither an IP nor a CIDR",
-                    self.name, self.address
-                )
-            })
+        parse_network(&self.address).ok_or_else(|| {
+            format!(
+                "radius client {:?}: address {:?} is neither an IP nor a CIDR",
+                self.name, self.address
+            )
+        })
     }
 
     /// The shared secret, from `secret` or the first line of `secret_file`.

@@ -79,7 +79,7 @@ fn counts_as_failure(o: LoginOutcome) -> bool {
 pub struct FailureBudget {
     rate: f64,
     burst: f64,
-    buckets: std::sync::Mutex<std::collections::HashMap<String, (f64, std::time::Instant)>>,
+    buckets: std::sync::Mutex<std::collections::HashMap<String, crate::limit::Bucket>>,
 }
 
 impl FailureBudget {
@@ -94,16 +94,15 @@ impl FailureBudget {
     /// Refills `client`'s bucket up to now and lets `f` look at or take from it, all under
     /// one lock. `None` only if the lock was poisoned.
     fn with_bucket<T>(&self, client: &str, f: impl FnOnce(&mut f64) -> T) -> Option<T> {
-        let now = std::time::Instant::now();
+        let now = tokio::time::Instant::now();
         let mut buckets = self.buckets.lock().ok()?;
         if !buckets.contains_key(client) {
-            buckets.insert(client.to_string(), (self.burst, now));
+            let full = crate::limit::Bucket::full(self.burst, now);
+            buckets.insert(client.to_string(), full);
         }
-        let (level, at) = buckets.get_mut(client)?;
-        let refill = now.saturating_duration_since(*at).as_secs_f64() * self.rate;
-        *level = (*level + refill).min(self.burst);
-        *at = now;
-        Some(f(level))
+        let bucket = buckets.get_mut(client)?;
+        bucket.refill(now, self.rate, self.burst);
+        Some(f(&mut bucket.level))
     }
 
     pub fn has_budget(&self, client: &str) -> bool {

@@ -12,20 +12,22 @@ use tokio::time::Instant;
 
 /// A token bucket: `burst` at once, refilled at `rate` a second.
 #[derive(Debug, Clone, Copy)]
-struct Bucket {
-    level: f64,
+pub struct Bucket {
+    /// Tokens left; one request (or failure) takes one.
+    pub level: f64,
     at: Instant,
 }
 
 impl Bucket {
-    fn full(burst: f64, now: Instant) -> Bucket {
+    pub fn full(burst: f64, now: Instant) -> Bucket {
         Bucket {
             level: burst,
             at: now,
         }
     }
 
-    fn refill(&mut self, now: Instant, rate: f64, burst: f64) {
+    /// Adds what `rate` refilled since the last call, up to `burst`.
+    pub fn refill(&mut self, now: Instant, rate: f64, burst: f64) {
         let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
         self.level = (self.level + elapsed * rate).min(burst);
         self.at = now;
@@ -86,7 +88,7 @@ impl SourceLimiter {
             });
         }
         let room = sources.len() < self.capacity;
-        let own = if room {
+        let mut own = if room {
             Some(
                 sources
                     .entry(source)
@@ -95,21 +97,18 @@ impl SourceLimiter {
         } else {
             sources.get_mut(&source)
         };
-        if let Some(own) = own {
+        if let Some(own) = own.as_deref_mut() {
             own.refill(now, r.per_source, r.source_burst);
             if own.level < 1.0 {
                 return Err(Refused::Source);
             }
-            global.refill(now, r.global, r.global_burst);
-            if global.level < 1.0 {
-                return Err(Refused::Global);
-            }
+        }
+        global.refill(now, r.global, r.global_burst);
+        if global.level < 1.0 {
+            return Err(Refused::Global);
+        }
+        if let Some(own) = own {
             own.level -= 1.0;
-        } else {
-            global.refill(now, r.global, r.global_burst);
-            if global.level < 1.0 {
-                return Err(Refused::Global);
-            }
         }
         global.level -= 1.0;
         Ok(())

@@ -279,7 +279,11 @@ pub mod tests_support {
     }
 
     pub fn ops(dir: &Path) -> Arc<Ops> {
-        let store = SledStore::open(&dir.join("data")).expect("store");
+        ops_on(dir, SledStore::open(&dir.join("data")).expect("store"))
+    }
+
+    /// An `Ops` over an existing store: a second node on the same data.
+    pub fn ops_on(dir: &Path, store: Arc<dyn otpd_core::store::Store>) -> Arc<Ops> {
         let svc = Service::new(
             &config(dir),
             store,

@@ -1,10 +1,6 @@
 //! The OTP menu's API and the token app's files, in process.
 
 use super::*;
-use crate::log::{Level, Logger};
-use otpd_core::config::Config;
-use otpd_core::seal::Sealer;
-use otpd_core::Service;
 
 fn cookie_of(a: &Answer) -> String {
     let set = a
@@ -261,15 +257,8 @@ async fn the_setup_success_page_imports_into_the_token_app_first() {
 /// A second node over the same store and key file, as two otpd behind one name would be.
 fn second_node(f: &Fixture, secure_cookies: bool) -> Router {
     let dir = tempfile::tempdir().expect("tempdir");
-    let text = "service_id = \"EXAMPLE-BANK\"\n[password]\nargon2_memory_kib = 64\nargon2_iterations = 1\n";
-    let config = Config::parse(text, dir.path()).expect("config").config;
-    let store = f.ops.service().store().clone();
-    let svc =
-        Service::new(&config, store, Sealer::from_key(&[5u8; 32]), clock::now()).expect("service");
-    let ops = Arc::new(Ops::new(
-        Arc::new(svc),
-        Arc::new(Logger::stderr(Level::Error)),
-    ));
+    let config = crate::ops::tests_support::config(dir.path());
+    let ops = crate::ops::tests_support::ops_on(dir.path(), f.ops.service().store().clone());
     let mut web = Web::new(&config, ops, ApiKeys::from_pairs(&[]));
     web.secure_cookies = secure_cookies;
     router(Arc::new(web))
