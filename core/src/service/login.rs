@@ -1,0 +1,157 @@
+//! Logins: the password, the password followed by the OTP, or the OTP answering a
+//! challenge; failures counted on the user's lock.
+
+use crate::lifecycle::TokenState;
+use crate::password;
+use crate::store::Versioned;
+use crate::user::UserRecord;
+use crate::{OpError, Service, UnixTime};
+
+/// Why a login was refused; the names appear in audit lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectReason {
+    UnknownUser,
+    BadPassword,
+    BadOtp,
+    OtpReplayed,
+    Locked,
+    OtpRequired,
+    Expired,
+    Store,
+}
+
+impl RejectReason {
+    pub fn name(self) -> &'static str {
+        match self {
+            RejectReason::UnknownUser => "unknown_user",
+            RejectReason::BadPassword => "bad_password",
+            RejectReason::BadOtp => "bad_otp",
+            RejectReason::OtpReplayed => "otp_replayed",
+            RejectReason::Locked => "locked",
+            RejectReason::OtpRequired => "otp_required",
+            RejectReason::Expired => "expired",
+            RejectReason::Store => "store_error",
+        }
+    }
+}
+
+/// The answer to one login step: accepted, the OTP still needed, or refused with the reason
+/// the audit line names. RADIUS, the PAM module's server side and the OTP menu all read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginOutcome {
+    Accept {
+        with_otp: bool,
+    },
+    /// The password is proven; the one-time password is still needed.
+    NeedOtp,
+    Reject(RejectReason),
+}
+
+impl Service {
+    /// A login with `User-Password`: the password, or the password followed by the OTP.
+    pub fn login(&self, login_id: &str, user_password: &str, now: UnixTime) -> LoginOutcome {
+        let read = match self.store.get_user(login_id) {
+            Ok(Some(v)) => v,
+            Ok(None) => {
+                let _ = password::verify(&self.dummy_hash, user_password);
+                return LoginOutcome::Reject(RejectReason::UnknownUser);
+            }
+            Err(_) => return LoginOutcome::Reject(RejectReason::Store),
+        };
+        let user = &read.value;
+        if user.lock.is_locked(now) {
+            let _ = password::verify(&self.dummy_hash, user_password);
+            return LoginOutcome::Reject(RejectReason::Locked);
+        }
+        let state = user.token.state(now);
+        if matches!(state, TokenState::Active | TokenState::Expired) {
+            let digits = self.otp.digits;
+            if let Some(split) = user_password.len().checked_sub(digits).filter(|&s| s > 0) {
+                let (pw, code) = user_password
+                    .split_at_checked(split)
+                    .unwrap_or((user_password, ""));
+                if code.bytes().all(|b| b.is_ascii_digit())
+                    && password::verify(&user.password_hash, pw)
+                {
+                    if self.upgrade_hash(user, pw) {
+                        return self.login_otp(login_id, code, now);
+                    }
+                    return self.login_otp_from(login_id, code, now, Some(read));
+                }
+            }
+            if password::verify(&user.password_hash, user_password) {
+                self.upgrade_hash(user, user_password);
+                return LoginOutcome::NeedOtp;
+            }
+            return self.count_failure(login_id, now, RejectReason::BadPassword);
+        }
+        if !password::verify(&user.password_hash, user_password) {
+            return self.count_failure(login_id, now, RejectReason::BadPassword);
+        }
+        self.upgrade_hash(user, user_password);
+        if self.otp_required {
+            return LoginOutcome::Reject(RejectReason::OtpRequired);
+        }
+        if user.lock.failures > 0 {
+            let reset = self.update(login_id, |u| {
+                u.lock.record_success();
+                Ok(())
+            });
+            if reset.is_err() {
+                return LoginOutcome::Reject(RejectReason::Store);
+            }
+        }
+        LoginOutcome::Accept { with_otp: false }
+    }
+
+    /// The OTP of a login whose password is already proven (same request, or the answer to
+    /// a challenge). An accepted step is recorded before this returns.
+    pub fn login_otp(&self, login_id: &str, otp: &str, now: UnixTime) -> LoginOutcome {
+        self.login_otp_from(login_id, otp, now, None)
+    }
+
+    fn login_otp_from(
+        &self,
+        login_id: &str,
+        otp: &str,
+        now: UnixTime,
+        read: Option<Versioned<UserRecord>>,
+    ) -> LoginOutcome {
+        let result = self.update_from(login_id, read, |u| match u.token.state(now) {
+            TokenState::Active => {
+                let step = self.prove_otp(u, otp, now)?;
+                u.token = u.token.spend_step(step);
+                Ok(LoginOutcome::Accept { with_otp: true })
+            }
+            TokenState::Expired => {
+                // Proven but expired: say so, and leave the OTP unspent for renewal.
+                let mut probe = u.clone();
+                self.prove_otp(&mut probe, otp, now)?;
+                u.lock = probe.lock;
+                Ok(LoginOutcome::Reject(RejectReason::Expired))
+            }
+            _ => Err(OpError::BadOtp),
+        });
+        match result {
+            Ok(outcome) => outcome,
+            Err(OpError::Locked) => LoginOutcome::Reject(RejectReason::Locked),
+            Err(OpError::OtpReplayed) => LoginOutcome::Reject(RejectReason::OtpReplayed),
+            Err(OpError::BadOtp) | Err(OpError::WrongState { .. }) => {
+                LoginOutcome::Reject(RejectReason::BadOtp)
+            }
+            Err(OpError::UnknownUser(_)) => LoginOutcome::Reject(RejectReason::UnknownUser),
+            Err(_) => LoginOutcome::Reject(RejectReason::Store),
+        }
+    }
+
+    fn count_failure(&self, login_id: &str, now: UnixTime, reason: RejectReason) -> LoginOutcome {
+        let r = self.update(login_id, |u| {
+            u.lock.record_failure(now, &self.lock);
+            Ok(())
+        });
+        match r {
+            Ok(()) => LoginOutcome::Reject(reason),
+            Err(_) => LoginOutcome::Reject(RejectReason::Store),
+        }
+    }
+}

@@ -1,0 +1,67 @@
+use super::*;
+
+#[test]
+fn otp_required_refuses_password_only_users() {
+    let f = fixture("[otp]\nrequired = true\n");
+    f.svc.add_user("u", "pw", NOW).expect("add");
+    assert_eq!(
+        f.svc.login("u", "pw", NOW),
+        LoginOutcome::Reject(RejectReason::OtpRequired)
+    );
+}
+
+#[test]
+fn lockout_and_unlock() {
+    let f = fixture("[otp]\nmax_failures = 3\nlockout_seconds = 600\n");
+    let svc = &f.svc;
+    let secret = provision(svc, "u");
+    svc.activate("u", &code(svc, &secret, NOW), NOW)
+        .expect("activate");
+    let t = NOW + 120;
+    for _ in 0..3 {
+        assert_eq!(
+            svc.login("u", "pw-of-000000", t),
+            LoginOutcome::Reject(RejectReason::BadOtp)
+        );
+    }
+    // Locked: even the right password and OTP are refused.
+    let good = format!("pw-of-{}", code(svc, &secret, t));
+    assert_eq!(
+        svc.login("u", &good, t),
+        LoginOutcome::Reject(RejectReason::Locked)
+    );
+    assert!(svc.view(&svc.get("u").expect("u"), t).locked);
+    // Unlocked by time ...
+    let good_later = format!("pw-of-{}", code(svc, &secret, t + 600));
+    assert_eq!(
+        svc.login("u", &good_later, t + 600),
+        LoginOutcome::Accept { with_otp: true }
+    );
+    // ... or by an administrator.
+    for _ in 0..3 {
+        svc.login("u", "bad", t + 700);
+    }
+    assert!(svc.view(&svc.get("u").expect("u"), t + 700).locked);
+    let v = svc.unlock("u", t + 700).expect("unlock");
+    assert!(!v.locked);
+    assert_eq!(v.failures, 0);
+}
+
+#[test]
+fn concurrent_logins_accept_a_code_once() {
+    let f = fixture("");
+    let svc = std::sync::Arc::new(f.svc);
+    let secret = provision(&svc, "u");
+    svc.activate("u", &code(&svc, &secret, NOW), NOW)
+        .expect("activate");
+    let t = NOW + 60;
+    let pw = format!("pw-of-{}", code(&svc, &secret, t));
+    let accepted: usize = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..8).map(|_| s.spawn(|| svc.login("u", &pw, t))).collect();
+        hs.into_iter()
+            .map(|h| h.join().expect("thread"))
+            .filter(|o| *o == LoginOutcome::Accept { with_otp: true })
+            .count()
+    });
+    assert_eq!(accepted, 1);
+}
