@@ -1,8 +1,11 @@
-//! The refusals an operation can answer with. Each has a stable snake_case code (shown by
-//! otpctl --json and the HTTP API) and a sentence that tells the caller what to do.
+//! The refusals an operation can answer with. Each is a [`Refusal`] (its stable snake_case
+//! code, shown by otpctl --json and the HTTP API, and its status and sentences) and carries
+//! a message that tells the caller what to do.
 
-use crate::UnixTime;
+use crate::{Refusal, UnixTime};
 
+/// Why an operation of the core was refused: the [`Refusal`] it shows outside, with the
+/// details its message needs (which user, which state, when renewal opens).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OpError {
     #[error("user {0:?} already exists")]
@@ -41,24 +44,29 @@ pub enum OpError {
 }
 
 impl OpError {
-    /// The stable machine-readable reason.
-    pub fn code(&self) -> &'static str {
+    /// The refusal this error is, as the outside sees it.
+    pub fn refusal(&self) -> Refusal {
         match self {
-            OpError::UserExists(_) => "user_exists",
-            OpError::UnknownUser(_) => "unknown_user",
-            OpError::BadLoginId => "bad_login_id",
-            OpError::BadInput(_) => "bad_input",
-            OpError::WrongState { .. } => "wrong_state",
-            OpError::BadOtp => "bad_otp",
-            OpError::OtpReplayed => "otp_replayed",
-            OpError::Locked => "locked",
-            OpError::RenewalNotYetAvailable { .. } => "renewal_not_yet_available",
-            OpError::UnknownLink => "unknown_link",
-            OpError::LinkGone => "link_gone",
-            OpError::LinkExhausted => "attempts_exhausted",
-            OpError::SetupRefused => "setup_refused",
-            OpError::Store(_) => "store_error",
+            OpError::UserExists(_) => Refusal::UserExists,
+            OpError::UnknownUser(_) => Refusal::UnknownUser,
+            OpError::BadLoginId => Refusal::BadLoginId,
+            OpError::BadInput(_) => Refusal::BadInput,
+            OpError::WrongState { .. } => Refusal::WrongState,
+            OpError::BadOtp => Refusal::BadOtp,
+            OpError::OtpReplayed => Refusal::OtpReplayed,
+            OpError::Locked => Refusal::Locked,
+            OpError::RenewalNotYetAvailable { .. } => Refusal::RenewalNotYetAvailable,
+            OpError::UnknownLink => Refusal::UnknownLink,
+            OpError::LinkGone => Refusal::LinkGone,
+            OpError::LinkExhausted => Refusal::AttemptsExhausted,
+            OpError::SetupRefused => Refusal::SetupRefused,
+            OpError::Store(_) => Refusal::StoreError,
         }
+    }
+
+    /// The stable machine-readable reason: the code of [`OpError::refusal`].
+    pub fn code(&self) -> &'static str {
+        self.refusal().as_str()
     }
 }
 

@@ -11,12 +11,14 @@ pub mod lifecycle;
 pub mod lockout;
 pub mod otp;
 pub mod password;
+pub mod refusal;
 pub mod seal;
 pub mod service;
 pub mod store;
 pub mod user;
 
 pub use error::OpError;
+pub use refusal::Refusal;
 pub use service::Service;
 
 /// Seconds since the Unix epoch: the one time unit the core speaks.

@@ -5,9 +5,9 @@ use crate::lifecycle::TokenState;
 use crate::password;
 use crate::store::Versioned;
 use crate::user::UserRecord;
-use crate::{OpError, Service, UnixTime};
+use crate::{OpError, Refusal, Service, UnixTime};
 
-/// Why a login was refused; the names appear in audit lines.
+/// Why a login was refused: one of the [`Refusal`]s, whose codes the audit lines name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RejectReason {
     UnknownUser,
@@ -21,17 +21,23 @@ pub enum RejectReason {
 }
 
 impl RejectReason {
-    pub fn name(self) -> &'static str {
+    /// The refusal this reason is, as the outside sees it.
+    pub fn refusal(self) -> Refusal {
         match self {
-            RejectReason::UnknownUser => "unknown_user",
-            RejectReason::BadPassword => "bad_password",
-            RejectReason::BadOtp => "bad_otp",
-            RejectReason::OtpReplayed => "otp_replayed",
-            RejectReason::Locked => "locked",
-            RejectReason::OtpRequired => "otp_required",
-            RejectReason::Expired => "expired",
-            RejectReason::Store => "store_error",
+            RejectReason::UnknownUser => Refusal::UnknownUser,
+            RejectReason::BadPassword => Refusal::BadPassword,
+            RejectReason::BadOtp => Refusal::BadOtp,
+            RejectReason::OtpReplayed => Refusal::OtpReplayed,
+            RejectReason::Locked => Refusal::Locked,
+            RejectReason::OtpRequired => Refusal::OtpRequired,
+            RejectReason::Expired => Refusal::Expired,
+            RejectReason::Store => Refusal::StoreError,
         }
+    }
+
+    /// The word of the audit line: the refusal's code.
+    pub fn name(self) -> &'static str {
+        self.refusal().as_str()
     }
 }
 
