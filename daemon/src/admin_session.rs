@@ -5,7 +5,7 @@
 
 use otpd_core::admin::{AdminData, AdminFailure, AdminReply, AdminRequest};
 use otpd_core::import::ImportStage;
-use otpd_core::OpError;
+use otpd_core::{OpError, Refusal};
 
 use crate::ops::Ops;
 
@@ -76,7 +76,7 @@ impl Session {
 
 fn not_begun() -> AdminFailure {
     AdminFailure {
-        error: "bad_request".into(),
+        error: Refusal::BadRequest.as_str().into(),
         message: "no import in progress on this connection (send import_begin first; a refused batch ends the import)".into(),
     }
 }

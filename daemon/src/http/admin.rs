@@ -151,8 +151,11 @@ async fn require_key(State(web): State<Shared>, mut req: Request, next: Next) ->
                 "http admin API: refused a request from {peer}: {kind} bearer key{more}"
             ));
         }
-        let mut r =
-            ApiError::new("unauthorized", "a valid bearer API key is required").into_response();
+        let mut r = ApiError::new(
+            otpd_core::Refusal::Unauthorized,
+            "a valid bearer API key is required",
+        )
+        .into_response();
         r.headers_mut()
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         return r;

@@ -4,6 +4,7 @@ use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::Json;
 use otpd_core::service::Enrolled;
+use otpd_core::Refusal;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
@@ -41,7 +42,7 @@ pub fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     match b {
         Ok(Json(v)) => Ok(v),
         Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::new(
-            "unsupported_media_type",
+            Refusal::UnsupportedMediaType,
             "send the body as Content-Type: application/json",
         )),
         Err(e) => Err(ApiError::bad_request(
@@ -108,8 +109,8 @@ pub const RENEW_REFUSED: &str = "service ID, user ID or one-time password is wro
 /// The core words a wrong service ID for setup; at renewal the third answer is the OTP.
 pub fn renew_error(e: otpd_core::OpError) -> ApiError {
     match e {
-        otpd_core::OpError::SetupRefused => ApiError::new("setup_refused", RENEW_REFUSED),
-        otpd_core::OpError::BadOtp => ApiError::new("bad_otp", RENEW_REFUSED),
+        otpd_core::OpError::SetupRefused => ApiError::new(Refusal::SetupRefused, RENEW_REFUSED),
+        otpd_core::OpError::BadOtp => ApiError::new(Refusal::BadOtp, RENEW_REFUSED),
         e => e.into(),
     }
 }

@@ -10,7 +10,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
-use super::error::ApiError;
+use otpd_core::Refusal;
+
+use super::error::{status, ApiError};
 use super::html;
 
 /// Largest request body: a setup form is a few hundred bytes.
@@ -33,18 +35,28 @@ pub async fn edge(req: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let mut response = if declared.is_some_and(|n| n > BODY_LIMIT as u64) {
-        refusal(api, "payload_too_large", "the request body is too large")
+        refusal(
+            api,
+            Refusal::PayloadTooLarge,
+            "the request body is too large",
+        )
     } else {
         match tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, BODY_LIMIT).collect()).await {
             Err(_) => refusal(
                 api,
-                "request_timeout",
+                Refusal::RequestTimeout,
                 "the request body did not arrive in time",
             ),
-            Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
-                refusal(api, "payload_too_large", "the request body is too large")
-            }
-            Ok(Err(_)) => refusal(api, "bad_request", "the request body could not be read"),
+            Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => refusal(
+                api,
+                Refusal::PayloadTooLarge,
+                "the request body is too large",
+            ),
+            Ok(Err(_)) => refusal(
+                api,
+                Refusal::BadRequest,
+                "the request body could not be read",
+            ),
             Ok(Ok(collected)) => {
                 next.run(Request::from_parts(parts, Body::from(collected.to_bytes())))
                     .await
@@ -92,7 +104,7 @@ pub async fn customer_limit(
             let api = req.uri().path().starts_with("/api/");
             let mut r = refusal(
                 api,
-                "rate_limited",
+                Refusal::RateLimited,
                 "too many requests; wait a moment and try again",
             );
             r.headers_mut()
@@ -137,25 +149,29 @@ pub fn source_of(
 }
 
 /// A refusal in the caller's language: JSON under /api/, a page elsewhere.
-fn refusal(api: bool, code: &str, message: &str) -> Response {
+fn refusal(api: bool, r: Refusal, message: &str) -> Response {
     if api {
-        ApiError::new(code, message).into_response()
+        ApiError::new(r, message).into_response()
     } else {
-        html::error_page(super::status_for(code), code, "").into_response()
+        html::error_page(status(r), r.as_str(), "").into_response()
     }
 }
 
 pub async fn not_found(req: Request) -> Response {
     refusal(
         req.uri().path().starts_with("/api/"),
-        "not_found",
+        Refusal::NotFound,
         "no such resource",
     )
 }
 
 pub async fn method_not_allowed(req: Request) -> Response {
     let api = req.uri().path().starts_with("/api/");
-    let mut r = refusal(api, "method_not_allowed", "this method is not allowed here");
+    let mut r = refusal(
+        api,
+        Refusal::MethodNotAllowed,
+        "this method is not allowed here",
+    );
     *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
     r
 }

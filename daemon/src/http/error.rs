@@ -1,29 +1,21 @@
-//! One table from a refusal's code to its HTTP status, for the JSON API and the pages.
+//! The JSON API's refusal body, and a refusal's HTTP status (from [`Refusal`]).
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use otpd_core::admin::AdminFailure;
-use otpd_core::OpError;
+use otpd_core::{OpError, Refusal};
 use serde::Serialize;
 
-/// The status for a refusal code (`OpError::code()`, or one of the HTTP layer's own).
+/// The status of a refusal.
+pub fn status(r: Refusal) -> StatusCode {
+    StatusCode::from_u16(r.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+/// The status for a refusal code (`OpError::code()`, or one of the HTTP layer's own); an
+/// unknown code is a 500.
 pub fn status_for(code: &str) -> StatusCode {
-    match code {
-        "bad_request" | "bad_input" | "bad_login_id" => StatusCode::BAD_REQUEST,
-        "setup_refused" | "bad_otp" | "otp_replayed" | "unauthorized" => StatusCode::UNAUTHORIZED,
-        "unknown_link" | "unknown_user" | "not_found" => StatusCode::NOT_FOUND,
-        "method_not_allowed" => StatusCode::METHOD_NOT_ALLOWED,
-        "request_timeout" => StatusCode::REQUEST_TIMEOUT,
-        "renewal_not_yet_available" | "user_exists" | "wrong_state" => StatusCode::CONFLICT,
-        "link_gone" => StatusCode::GONE,
-        "payload_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
-        "unsupported_media_type" => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "locked" => StatusCode::LOCKED,
-        "attempts_exhausted" | "rate_limited" => StatusCode::TOO_MANY_REQUESTS,
-        "store_error" => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    }
+    Refusal::from_code(code).map_or(StatusCode::INTERNAL_SERVER_ERROR, status)
 }
 
 /// A JSON error: `{"error","message"}`, plus `available_from` for an early renewal.
@@ -38,27 +30,27 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(code: &str, message: impl Into<String>) -> ApiError {
+    pub fn new(refusal: Refusal, message: impl Into<String>) -> ApiError {
         ApiError {
-            status: status_for(code),
-            error: code.into(),
+            status: status(refusal),
+            error: refusal.as_str().into(),
             message: message.into(),
             available_from: None,
         }
     }
 
     pub fn bad_request(message: impl Into<String>) -> ApiError {
-        ApiError::new("bad_request", message)
+        ApiError::new(Refusal::BadRequest, message)
     }
 
     pub fn not_found() -> ApiError {
-        ApiError::new("not_found", "no such resource")
+        ApiError::new(Refusal::NotFound, "no such resource")
     }
 }
 
 impl From<OpError> for ApiError {
     fn from(e: OpError) -> ApiError {
-        let mut a = ApiError::new(e.code(), e.to_string());
+        let mut a = ApiError::new(e.refusal(), e.to_string());
         if let OpError::RenewalNotYetAvailable { available_from } = e {
             a.available_from = Some(otpd_core::rfc3339(available_from));
         }
@@ -68,7 +60,14 @@ impl From<OpError> for ApiError {
 
 impl From<AdminFailure> for ApiError {
     fn from(f: AdminFailure) -> ApiError {
-        ApiError::new(&f.error, f.message)
+        // The admin socket's code is a string on the wire: one this build does not know
+        // answers 500.
+        ApiError {
+            status: status_for(&f.error),
+            error: f.error,
+            message: f.message,
+            available_from: None,
+        }
     }
 }
 

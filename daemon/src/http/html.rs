@@ -4,8 +4,9 @@
 
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
+use otpd_core::refusal::FALLBACK_SENTENCE;
 use otpd_core::service::Enrolled;
-use otpd_core::UnixTime;
+use otpd_core::{Refusal, UnixTime};
 
 use crate::mail::{jst_date, jst_datetime_en};
 
@@ -98,68 +99,11 @@ pub(super) fn layout(title_ja: &str, title_en: &str, service_id: &str, body: &st
     )
 }
 
-/// A message in both languages, for a refusal code.
+/// A message in both languages, for a refusal code: the setup and renewal pages' sentence.
 pub fn friendly(code: &str) -> (&'static str, &'static str) {
-    match code {
-        "setup_refused" => (
-            "サービスID、ユーザID、または利用開始パスワードが正しくありません。",
-            "The service ID, user ID or activation password is not correct.",
-        ),
-        "unknown_link" => (
-            "このURLは無効です。メールに記載されたURLをもう一度ご確認ください。",
-            "This link is not valid. Please check the link in the e-mail.",
-        ),
-        "link_gone" => (
-            "このURLは使用済みか、有効期限が切れています。あらためてトークン発行をお申し込みください。",
-            "This link has already been used or has expired. Please apply for a new token issuance.",
-        ),
-        "attempts_exhausted" => (
-            "誤った入力が続いたため、このURLは使用できなくなりました。あらためてトークン発行をお申し込みください。",
-            "Too many wrong attempts: this link no longer works. Please apply for a new token issuance.",
-        ),
-        "bad_otp" => (
-            "サービスID、ユーザID、またはワンタイムパスワードが正しくありません。",
-            "The service ID, user ID or one-time password is not correct.",
-        ),
-        "renew_refused" => (
-            "サービスID、ユーザID、またはワンタイムパスワードが正しくないか、誤った入力が続いています。次のパスワードが表示されてから、もう一度入力してください。",
-            "The service ID, user ID or one-time password is not correct, or too many attempts were made. Please wait for the next code and try again.",
-        ),
-        "otp_replayed" => (
-            "このワンタイムパスワードは使用済みです。次のパスワードが表示されてから入力してください。",
-            "This one-time password was already used. Please wait for the next one.",
-        ),
-        "locked" => (
-            "誤った入力が続いたため、ご利用を一時停止しています。しばらくしてからお試しいただくか、お取引店にお問い合わせください。",
-            "Locked after too many wrong attempts. Please try again later or contact your branch.",
-        ),
-        "wrong_state" => (
-            "現在のトークンの状態では、このお手続きはできません。",
-            "This is not possible in the token's current state.",
-        ),
-        "store_error" => (
-            "ただいまご利用いただけません。しばらくしてからもう一度お試しください。",
-            "The service is temporarily unavailable. Please try again later.",
-        ),
-        "bad_request" | "bad_input" | "bad_login_id" => (
-            "入力内容をご確認ください。",
-            "Please check what you entered.",
-        ),
-        "payload_too_large" => ("入力内容が長すぎます。", "What you entered is too long."),
-        "request_timeout" => (
-            "通信がタイムアウトしました。もう一度お試しください。",
-            "The request timed out. Please try again.",
-        ),
-        "not_found" => ("ページが見つかりません。", "Page not found."),
-        "rate_limited" => (
-            "ただいまアクセスが集中しています。少し時間をおいてからもう一度お試しください。",
-            "Too many requests right now. Please wait a moment and try again.",
-        ),
-        _ => (
-            "エラーが発生しました。しばらくしてからもう一度お試しください。",
-            "Something went wrong. Please try again later.",
-        ),
-    }
+    Refusal::from_code(code)
+        .and_then(Refusal::page_sentence)
+        .unwrap_or(FALLBACK_SENTENCE)
 }
 
 pub(super) fn error_box(code: &str) -> String {

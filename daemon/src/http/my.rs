@@ -9,14 +9,14 @@
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use otpd_core::admin::{AdminData, AdminRequest, Secret};
 use otpd_core::customer::{Session, IDLE_SECONDS};
 use otpd_core::service::{LoginOutcome, RejectReason};
 use otpd_core::user::{check_email, check_login_id, UserView};
-use otpd_core::OpError;
+use otpd_core::{OpError, Refusal};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
@@ -32,42 +32,9 @@ pub const CSRF_HEADER: &str = "x-csrf-token";
 /// Who the audit lines name for the menu's operations.
 const ACTOR: &str = "otp-menu";
 
-/// A refusal of the menu: its code, status and both sentences.
-pub fn refusal(code: &str) -> ApiError {
-    let (status, en) = match code {
-        "sign_in_refused" => (
-            StatusCode::UNAUTHORIZED,
-            "login ID or password (or one-time password) is wrong, or sign-in is locked after too many attempts",
-        ),
-        "otp_required" => (
-            StatusCode::UNAUTHORIZED,
-            "the token is in use: sign in with the one-time password too",
-        ),
-        "not_signed_in" => (
-            StatusCode::UNAUTHORIZED,
-            "not signed in, or the session ended; sign in again",
-        ),
-        "csrf_mismatch" => (
-            StatusCode::FORBIDDEN,
-            "the request does not carry this session's CSRF token",
-        ),
-        "email_mismatch" => (StatusCode::BAD_REQUEST, "the two e-mail addresses differ"),
-        "password_mismatch" => (
-            StatusCode::BAD_REQUEST,
-            "the activation password and its confirmation differ",
-        ),
-        "confirmation_required" => (
-            StatusCode::BAD_REQUEST,
-            "cancellation needs the confirmation (\"confirm\": true)",
-        ),
-        _ => return ApiError::new(code, "the request was refused"),
-    };
-    ApiError {
-        status,
-        error: code.into(),
-        message: en.into(),
-        available_from: None,
-    }
+/// A refusal of the menu: its code, status and English message (from [`Refusal`]).
+pub fn refusal(r: Refusal) -> ApiError {
+    ApiError::new(r, r.api_message().unwrap_or("the request was refused"))
 }
 
 /// The customer's view: what BOP001 shows, and the CSRF token for the next POST.
@@ -151,7 +118,7 @@ fn cookie_value(headers: &HeaderMap) -> Option<String> {
 /// The request's session, if its cookie opens and is still alive on this node's clock.
 pub async fn session(web: &Shared, headers: &HeaderMap) -> Result<Signed, ApiError> {
     let Some(raw) = cookie_value(headers) else {
-        return Err(refusal("not_signed_in"));
+        return Err(refusal(Refusal::NotSignedIn));
     };
     let opened = web
         .ops
@@ -164,7 +131,7 @@ pub async fn session(web: &Shared, headers: &HeaderMap) -> Result<Signed, ApiErr
         })
         .await
         .and_then(|r| r)?;
-    opened.ok_or_else(|| refusal("not_signed_in"))
+    opened.ok_or_else(|| refusal(Refusal::NotSignedIn))
 }
 
 /// The `Set-Cookie` value for a sealed session (`None`: the sign-out that clears it).
@@ -198,12 +165,12 @@ pub async fn sign_in(
     let ops = &web.ops;
     if check_login_id(&login_id).is_err() || password.is_empty() {
         ops.refusal_floor(started).await;
-        return Err(refusal("sign_in_refused"));
+        return Err(refusal(Refusal::SignInRefused));
     }
     let mut outcome = ops.login(login_id.clone(), password).await;
     if outcome == LoginOutcome::NeedOtp {
         if otp.is_empty() {
-            return Err(refusal("otp_required"));
+            return Err(refusal(Refusal::OtpRequired));
         }
         outcome = ops.login_otp(login_id.clone(), otp).await;
     }
@@ -218,7 +185,7 @@ pub async fn sign_in(
         LoginOutcome::Reject(RejectReason::Store) => {
             Some(OpError::Store("the store is unavailable".into()).into())
         }
-        _ => Some(refusal("sign_in_refused")),
+        _ => Some(refusal(Refusal::SignInRefused)),
     };
     let reason = match (&refused, outcome) {
         (Some(_), LoginOutcome::Reject(r)) => r.name(),
@@ -277,10 +244,10 @@ pub async fn issue(
     fields_fit(&[email, email_again, &activation_password, again])?;
     check_email(email)?;
     if email != email_again {
-        return Err(refusal("email_mismatch"));
+        return Err(refusal(Refusal::EmailMismatch));
     }
     if !bool::from(activation_password.as_bytes().ct_eq(again.as_bytes())) {
-        return Err(refusal("password_mismatch"));
+        return Err(refusal(Refusal::PasswordMismatch));
     }
     user_op(
         web,
@@ -313,7 +280,7 @@ pub async fn activate(
 /// 利用解除, once confirmed.
 pub async fn cancel(web: &Shared, s: &Session, confirmed: bool) -> Result<UserView, ApiError> {
     if !confirmed {
-        return Err(refusal("confirmation_required"));
+        return Err(refusal(Refusal::ConfirmationRequired));
     }
     user_op(
         web,
@@ -393,7 +360,7 @@ async fn posted(web: &Shared, headers: &HeaderMap) -> Result<Signed, ApiError> {
     let signed = session(web, headers).await?;
     let given = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
     if !csrf_ok(&signed.session, given) {
-        return Err(refusal("csrf_mismatch"));
+        return Err(refusal(Refusal::CsrfMismatch));
     }
     Ok(signed)
 }
@@ -523,7 +490,9 @@ mod tests {
             ("password_mismatch", 400),
             ("confirmation_required", 400),
         ] {
-            assert_eq!(refusal(code).status.as_u16(), status, "{code}");
+            let r = Refusal::from_code(code).expect("a refusal");
+            assert_eq!(refusal(r).status.as_u16(), status, "{code}");
+            assert_eq!(refusal(r).error, code);
         }
     }
 }

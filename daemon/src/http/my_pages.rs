@@ -8,7 +8,8 @@ use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Form;
-use otpd_core::OpError;
+use otpd_core::refusal::FALLBACK_SENTENCE;
+use otpd_core::{OpError, Refusal};
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
@@ -19,45 +20,9 @@ use super::Shared;
 
 /// Both languages for a refusal code of the menu or the core.
 fn friendly(code: &str) -> (&'static str, &'static str) {
-    match code {
-        "sign_in_refused" => (
-            "ログインID、ログインパスワード、またはワンタイムパスワードが正しくないか、誤った入力が続いたためロックされています。",
-            "The login ID, login password or one-time password is not correct, or sign-in is locked after too many attempts.",
-        ),
-        "otp_required" => (
-            "ワンタイムパスワードのご利用中です。ワンタイムパスワードも入力してください。",
-            "Your token is in use: please enter the one-time password too.",
-        ),
-        "not_signed_in" => (
-            "ログインしていないか、一定時間操作がなかったためログアウトしました。もう一度ログインしてください。",
-            "You are not signed in, or were signed out after a while without activity. Please sign in again.",
-        ),
-        "csrf_mismatch" => (
-            "画面の有効期限が切れました。もう一度操作してください。",
-            "This screen has expired. Please try again.",
-        ),
-        "email_mismatch" => (
-            "メールアドレスと確認用のメールアドレスが一致しません。",
-            "The e-mail address and its confirmation differ.",
-        ),
-        "bad_email" => (
-            "メールアドレスの形式が正しくありません。",
-            "This is not a valid e-mail address.",
-        ),
-        "password_mismatch" => (
-            "利用開始パスワードと確認用のパスワードが一致しません。",
-            "The activation password and its confirmation differ.",
-        ),
-        "bad_otp" => (
-            "ワンタイムパスワードが正しくありません。",
-            "The one-time password is not correct.",
-        ),
-        "renewal_not_yet_available" => (
-            "有効期限更新はまだお手続きいただけません。",
-            "Renewal is not open yet.",
-        ),
-        other => html::friendly(other),
-    }
+    Refusal::from_code(code)
+        .and_then(Refusal::menu_sentence)
+        .unwrap_or(FALLBACK_SENTENCE)
 }
 
 fn error_box(code: &str) -> String {
@@ -217,12 +182,21 @@ pub async fn sign_in(
     form: Result<Form<SignInForm>, FormRejection>,
 ) -> Response {
     if cross_site(&headers) {
-        return html::error_page(StatusCode::FORBIDDEN, "csrf_mismatch", &web.service_id)
-            .into_response();
+        return html::error_page(
+            StatusCode::FORBIDDEN,
+            Refusal::CsrfMismatch.as_str(),
+            &web.service_id,
+        )
+        .into_response();
     }
     let Ok(Form(f)) = form else {
-        return sign_in_page(&web, StatusCode::BAD_REQUEST, Some("bad_request"), "")
-            .into_response();
+        return sign_in_page(
+            &web,
+            StatusCode::BAD_REQUEST,
+            Some(Refusal::BadRequest.as_str()),
+            "",
+        )
+        .into_response();
     };
     let typed = f.login_id.clone();
     match my::sign_in(&web, f.login_id, f.password, f.otp).await {
@@ -348,10 +322,12 @@ async fn signed(web: &Shared, headers: &HeaderMap) -> Result<Signed, Response> {
 async fn posted(web: &Shared, headers: &HeaderMap, csrf: Option<&str>) -> Result<Signed, Response> {
     let s = signed(web, headers).await?;
     if !my::csrf_ok(&s.session, csrf) {
-        return Err(
-            html::error_page(StatusCode::FORBIDDEN, "csrf_mismatch", &web.service_id)
-                .into_response(),
-        );
+        return Err(html::error_page(
+            StatusCode::FORBIDDEN,
+            Refusal::CsrfMismatch.as_str(),
+            &web.service_id,
+        )
+        .into_response());
     }
     Ok(s)
 }
@@ -381,10 +357,12 @@ async fn posted_form<T: WithCsrf>(
     form: Result<Form<T>, FormRejection>,
 ) -> Result<(T, Signed), Response> {
     let Ok(Form(f)) = form else {
-        return Err(
-            html::error_page(StatusCode::BAD_REQUEST, "bad_request", &web.service_id)
-                .into_response(),
-        );
+        return Err(html::error_page(
+            StatusCode::BAD_REQUEST,
+            Refusal::BadRequest.as_str(),
+            &web.service_id,
+        )
+        .into_response());
     };
     let s = posted(web, headers, Some(f.csrf())).await?;
     Ok((f, s))
@@ -518,8 +496,8 @@ pub async fn issue_post(
         }
         Err(e) => {
             // A format error of the address comes from the core as bad_input.
-            let code = if e.error == "bad_input" {
-                "bad_email"
+            let code = if e.error == Refusal::BadInput.as_str() {
+                Refusal::BadEmail.as_str()
             } else {
                 e.error.as_str()
             };
@@ -712,7 +690,7 @@ pub async fn renew_post(
         Ok(_) => to_menu(&web, Some(&s.cookie), "renewed"),
         Err(e) => {
             let code = match &e {
-                OpError::SetupRefused => "bad_otp",
+                OpError::SetupRefused => Refusal::BadOtp.as_str(),
                 e => e.code(),
             };
             let status = ApiError::from(e.clone()).status;

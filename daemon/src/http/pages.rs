@@ -4,13 +4,14 @@ use axum::extract::rejection::{FormRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Form;
-use otpd_core::OpError;
+use otpd_core::{OpError, Refusal};
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use super::api::{fields_fit, link_code};
+use super::error::status;
 use super::html::{self, Page};
-use super::{qr, status_for, Shared};
+use super::{qr, Shared};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -34,8 +35,8 @@ pub struct RenewForm {
     otp: Zeroizing<String>,
 }
 
-fn error_page(web: &Shared, code: &str) -> Page {
-    html::error_page(status_for(code), code, &web.service_id)
+fn error_page(web: &Shared, r: Refusal) -> Page {
+    html::error_page(status(r), r.as_str(), &web.service_id)
 }
 
 /// `GET /enroll/{code}`: the form, or why the link no longer works.
@@ -45,7 +46,7 @@ pub async fn enroll_get(
 ) -> Page {
     let code = match link_code(code) {
         Ok(c) => c,
-        Err(e) => return error_page(&web, &e.error),
+        Err(e) => return html::error_page(e.status, &e.error, &web.service_id),
     };
     let link = code.clone();
     match web
@@ -54,7 +55,7 @@ pub async fn enroll_get(
         .await
     {
         Ok(Ok(())) => html::enroll_form(StatusCode::OK, &web.service_id, &code, None, "", ""),
-        Ok(Err(e)) | Err(e) => error_page(&web, e.code()),
+        Ok(Err(e)) | Err(e) => error_page(&web, e.refusal()),
     }
 }
 
@@ -66,13 +67,13 @@ pub async fn enroll_post(
 ) -> Page {
     let code = match link_code(code) {
         Ok(c) => c,
-        Err(e) => return error_page(&web, &e.error),
+        Err(e) => return html::error_page(e.status, &e.error, &web.service_id),
     };
     let Ok(Form(f)) = form else {
-        return error_page(&web, "bad_request");
+        return error_page(&web, Refusal::BadRequest);
     };
     if fields_fit(&[&f.service_id, &f.user_id, &f.activation_password]).is_err() {
-        return error_page(&web, "bad_request");
+        return error_page(&web, Refusal::BadRequest);
     }
     let (typed_sid, typed_uid) = (f.service_id.clone(), f.user_id.clone());
     let link = code.clone();
@@ -86,11 +87,11 @@ pub async fn enroll_post(
             StatusCode::UNAUTHORIZED,
             &web.service_id,
             &link,
-            Some("setup_refused"),
+            Some(Refusal::SetupRefused.as_str()),
             &typed_sid,
             &typed_uid,
         ),
-        Err(e) => error_page(&web, e.code()),
+        Err(e) => error_page(&web, e.refusal()),
     }
 }
 
@@ -116,10 +117,10 @@ pub async fn renew_post(
     form: Result<Form<RenewForm>, FormRejection>,
 ) -> Page {
     let Ok(Form(f)) = form else {
-        return error_page(&web, "bad_request");
+        return error_page(&web, Refusal::BadRequest);
     };
     if fields_fit(&[&f.service_id, &f.user_id, &f.otp]).is_err() {
-        return error_page(&web, "bad_request");
+        return error_page(&web, Refusal::BadRequest);
     }
     let (typed_sid, typed_uid) = (f.service_id.clone(), f.user_id.clone());
     let again = |status: StatusCode, code: &str| {
@@ -139,8 +140,8 @@ pub async fn renew_post(
         }
         // The core answers every refusal before the OTP is proven with BadOtp.
         Err(OpError::SetupRefused) | Err(OpError::BadOtp) => {
-            again(StatusCode::UNAUTHORIZED, "renew_refused")
+            again(StatusCode::UNAUTHORIZED, Refusal::RenewRefused.as_str())
         }
-        Err(e) => error_page(&web, e.code()),
+        Err(e) => error_page(&web, e.refusal()),
     }
 }
