@@ -3,8 +3,8 @@
 //! word of a RADIUS login's audit line, and the sentences the pages show. The core has no
 //! HTTP crate, so the status is a plain `u16` that the daemon converts.
 
-/// One refusal the outside can see. Each variant's row in the table below holds all it
-/// knows; [`Refusal::ALL`] lists them for lookups by code and for the tests.
+/// Declares [`Refusal`] from one list, each variant with its row, and [`Refusal::ALL`] for
+/// the lookups by code and the tests.
 macro_rules! refusals {
     ($($(#[$doc:meta])* $name:ident = $row:expr;)*) => {
         /// A refusal of otpd, as the outside sees it: its code, HTTP status, RADIUS audit
