@@ -49,10 +49,7 @@ fn hmac_md5_matches_rfc2104_vectors() {
 }
 
 #[test]
-fn user_password_hiding_matches_rfc2865_section_7_1() {
-    let hidden = hide_password(b"arctangent", RFC_SECRET, &auth(RFC_REQUEST_AUTH)).expect("fits");
-    assert_eq!(hidden, hex("0dbe708d93d413ce3196e43f782a0aee"));
-
+fn user_password_of_rfc2865_section_7_1_is_unhidden() {
     let request = hex(RFC_REQUEST);
     let request = packet(&request).expect("a packet");
     let attrs = parse_attributes(request).expect("framed");
@@ -284,17 +281,41 @@ fn lengths_beyond_radius_are_refused() {
     assert!(over.finish_reply(b"s").is_ok());
 }
 
+fn rfc_authenticator() -> Authenticator {
+    auth(RFC_REQUEST_AUTH)
+}
+
 #[test]
-fn the_second_block_is_chained_to_the_first() {
-    let a = auth(RFC_REQUEST_AUTH);
-    let hidden = hide_password(b"0123456789abcdefX", RFC_SECRET, &a).expect("fits");
-    let first = hide_password(b"0123456789abcdef", RFC_SECRET, &a).expect("fits");
+fn pap_hiding_matches_rfc2865_section_7_1() {
+    let hidden = hide_password(b"arctangent", RFC_SECRET, &rfc_authenticator()).expect("fits");
+    assert_eq!(hidden, hex("0dbe708d93d413ce3196e43f782a0aee"));
+}
+
+#[test]
+fn pap_hiding_chains_blocks_and_pads() {
+    use md5::{Digest, Md5};
+    let hide = |pw: &[u8], a: &Authenticator| hide_password(pw, RFC_SECRET, a).expect("fits");
+    // 17 bytes need two blocks; the second block's pad is keyed by the first cipher block.
+    let auth = rfc_authenticator();
+    let hidden = hide(b"0123456789abcdefX", &auth);
+    assert_eq!(hidden.len(), 32);
+    let first = hide(b"0123456789abcdef", &auth);
     assert_eq!(hidden[..16], first[..]);
-    let mut second = [0u8; 16];
-    second[0] = b'X';
-    let chained: Authenticator = hidden[..16].try_into().expect("16 octets");
-    hide_blocks(&mut second, RFC_SECRET, &chained);
+    let mut md5 = Md5::new();
+    md5.update(RFC_SECRET);
+    md5.update(&hidden[..16]);
+    let pad = md5.finalize();
+    let mut plain = [0u8; 16];
+    plain[0] = b'X';
+    let second: Vec<u8> = plain.iter().zip(pad.iter()).map(|(p, k)| p ^ k).collect();
     assert_eq!(hidden[16..], second[..]);
+    // An empty password still occupies one block.
+    assert_eq!(hide(b"", &auth).len(), 16);
+    assert_eq!(hide(&[b'a'; 128], &auth).len(), 128);
+    // The same second block, hidden on its own chained to the first cipher block.
+    let chained: Authenticator = hidden[..16].try_into().expect("16 octets");
+    hide_blocks(&mut plain, RFC_SECRET, &chained);
+    assert_eq!(hidden[16..], plain[..]);
 }
 
 fn attribute() -> impl Strategy<Value = (u8, Vec<u8>)> {
