@@ -4,13 +4,12 @@
 //! Message-Authenticator first, Proxy-States echoed, Reply-Message split and shortened to
 //! fit, Response Authenticator last.
 
-use otpd_wire::{Error, Writer};
+use otpd_wire::{Error, Writer, MAX_ATTR_VALUE};
 use radius::core::packet::Packet;
 use zeroize::Zeroizing;
 
-pub(crate) use otpd_wire::{
-    attr, code, verify_message_authenticator, MAX_ATTR_VALUE, MAX_PACKET_LEN,
-};
+// The names the engine, the server and the tests know the wire by.
+pub(crate) use otpd_wire::{attr, code, verify_message_authenticator, MAX_PACKET_LEN};
 // The radius tests sign the requests they build and check the replies with these.
 #[cfg(test)]
 pub(crate) use otpd_wire::{message_authenticator, sign_message_authenticator};
