@@ -1,27 +1,13 @@
-//! The little of RADIUS the load generator speaks: it builds PAP Access-Requests with a
-//! Message-Authenticator as the first attribute (RFC 2865 §5.2 password hiding, RFC 3579
-//! §3.2 HMAC-MD5) and checks a reply's Response Authenticator and, when present, its
-//! Message-Authenticator. Written by hand rather than with the `radius` crate so the
-//! attribute order is ours and a request costs one allocation.
+//! The little of RADIUS the load generator speaks, on `otpd_wire`: it builds PAP
+//! Access-Requests with a Message-Authenticator as the first attribute and checks a reply's
+//! Response Authenticator and, when present, its Message-Authenticator. Written on the
+//! primitives rather than with the `radius` crate so the attribute order is ours.
 
-use hmac::{Hmac, Mac};
-use md5::{Digest, Md5};
+use otpd_wire::{attr, code, Writer, HEADER_LEN};
 
-pub const ACCESS_REQUEST: u8 = 1;
-pub const ACCESS_ACCEPT: u8 = 2;
-pub const ACCESS_REJECT: u8 = 3;
-pub const ACCESS_CHALLENGE: u8 = 11;
-
-const USER_NAME: u8 = 1;
-const USER_PASSWORD: u8 = 2;
-const NAS_IDENTIFIER: u8 = 32;
-const MESSAGE_AUTHENTICATOR: u8 = 80;
-
-const HEADER: usize = 20;
+pub use otpd_wire::code::{ACCESS_ACCEPT, ACCESS_CHALLENGE, ACCESS_REJECT, ACCESS_REQUEST};
 /// RFC 2865 §5.2: a hidden password is at most 128 bytes.
-pub const MAX_PASSWORD: usize = 128;
-
-type HmacMd5 = Hmac<Md5>;
+pub use otpd_wire::MAX_PASSWORD_LEN as MAX_PASSWORD;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BuildError {
@@ -47,75 +33,30 @@ pub fn access_request(
     password: &[u8],
     nas_identifier: &str,
 ) -> Result<Request, BuildError> {
-    if password.len() > MAX_PASSWORD {
-        return Err(BuildError::PasswordTooLong);
-    }
-    let hidden_len = password.len().div_ceil(16).max(1) * 16;
-    let mut b = Vec::with_capacity(HEADER + 18 + 2 + user_name.len() + 2 + hidden_len + 40);
-    b.extend_from_slice(&[ACCESS_REQUEST, id, 0, 0]);
-    b.extend_from_slice(&authenticator);
+    let hidden = otpd_wire::hide_password(password, secret, &authenticator)
+        .map_err(|_| BuildError::PasswordTooLong)?;
+    let mut b = Writer::new(code::ACCESS_REQUEST, id, &authenticator);
     // Message-Authenticator first, zeroed until the packet is complete (BlastRADIUS).
-    b.extend_from_slice(&[MESSAGE_AUTHENTICATOR, 18]);
-    let ma_at = b.len();
-    b.extend_from_slice(&[0u8; 16]);
-    push_attr(&mut b, USER_NAME, user_name.as_bytes())?;
-    b.push(USER_PASSWORD);
-    b.push(u8::try_from(2 + hidden_len).map_err(|_| BuildError::AttributeTooLong)?);
-    hide_password(&mut b, secret, &authenticator, password, hidden_len);
-    push_attr(&mut b, NAS_IDENTIFIER, nas_identifier.as_bytes())?;
-    let len = u16::try_from(b.len()).map_err(|_| BuildError::AttributeTooLong)?;
-    b[2..4].copy_from_slice(&len.to_be_bytes());
-    let ma = hmac_md5(secret, &b);
-    b[ma_at..ma_at + 16].copy_from_slice(&ma);
+    b.push_message_authenticator();
+    push_attr(&mut b, attr::USER_NAME, user_name.as_bytes())?;
+    b.push(attr::USER_PASSWORD, &hidden)
+        .map_err(|_| BuildError::AttributeTooLong)?;
+    push_attr(&mut b, attr::NAS_IDENTIFIER, nas_identifier.as_bytes())?;
     Ok(Request {
-        bytes: b,
+        bytes: b
+            .finish_request(secret)
+            .map_err(|_| BuildError::AttributeTooLong)?,
         id,
         authenticator,
     })
 }
 
-fn push_attr(b: &mut Vec<u8>, typ: u8, value: &[u8]) -> Result<(), BuildError> {
-    if value.is_empty() || value.len() > 253 {
+/// One attribute the bench sends: never empty, at most 253 octets.
+fn push_attr(b: &mut Writer, typ: u8, value: &[u8]) -> Result<(), BuildError> {
+    if value.is_empty() {
         return Err(BuildError::AttributeTooLong);
     }
-    b.push(typ);
-    b.push(u8::try_from(value.len() + 2).map_err(|_| BuildError::AttributeTooLong)?);
-    b.extend_from_slice(value);
-    Ok(())
-}
-
-/// RFC 2865 §5.2: c(1) = p(1) xor MD5(S + RA), c(i) = p(i) xor MD5(S + c(i-1)).
-fn hide_password(
-    out: &mut Vec<u8>,
-    secret: &[u8],
-    authenticator: &[u8; 16],
-    password: &[u8],
-    hidden_len: usize,
-) {
-    let mut prev: [u8; 16] = *authenticator;
-    for chunk in 0..hidden_len / 16 {
-        let mut h = Md5::new();
-        h.update(secret);
-        h.update(prev);
-        let key = h.finalize();
-        let mut block = [0u8; 16];
-        for (i, slot) in block.iter_mut().enumerate() {
-            let p = password.get(chunk * 16 + i).copied().unwrap_or(0);
-            *slot = p ^ key[i];
-        }
-        out.extend_from_slice(&block);
-        prev = block;
-    }
-}
-
-fn hmac_md5(secret: &[u8], data: &[u8]) -> [u8; 16] {
-    // HMAC accepts keys of any length.
-    let mut mac = match HmacMd5::new_from_slice(secret) {
-        Ok(m) => m,
-        Err(_) => return [0u8; 16],
-    };
-    mac.update(data);
-    mac.finalize().into_bytes().into()
+    b.push(typ, value).map_err(|_| BuildError::AttributeTooLong)
 }
 
 /// What a reply was, once it proved authentic.
@@ -140,66 +81,36 @@ pub enum ReplyError {
 /// Checks `reply` against the request it answers: identifier, length, Response
 /// Authenticator (RFC 2865 §3) and a Message-Authenticator if there is one (RFC 3579 §3.2).
 pub fn check_reply(secret: &[u8], request: &Request, reply: &[u8]) -> Result<Reply, ReplyError> {
-    if reply.len() < HEADER {
+    if reply.len() < HEADER_LEN {
         return Err(ReplyError::Malformed);
     }
     if reply[1] != request.id {
         return Err(ReplyError::NotOurs);
     }
-    let len = usize::from(u16::from_be_bytes([reply[2], reply[3]]));
-    if !(HEADER..=reply.len()).contains(&len) {
-        return Err(ReplyError::Malformed);
-    }
-    let reply = &reply[..len];
-    let mut h = Md5::new();
-    h.update(&reply[..4]);
-    h.update(request.authenticator);
-    h.update(&reply[HEADER..]);
-    h.update(secret);
-    if h.finalize().as_slice() != &reply[4..HEADER] {
+    let reply = otpd_wire::packet(reply).map_err(|_| ReplyError::Malformed)?;
+    if !otpd_wire::verify_response_authenticator(reply, &request.authenticator, secret) {
         // An answer to an earlier request with the same identifier fails here too.
         return Err(ReplyError::BadResponseAuthenticator);
     }
-    let mut at = HEADER;
-    let mut ma_at = None;
-    let mut first = true;
-    let mut ma_first = false;
-    while at < len {
-        if at + 2 > len {
-            return Err(ReplyError::Malformed);
-        }
-        let (typ, alen) = (reply[at], usize::from(reply[at + 1]));
-        if alen < 2 || at + alen > len {
-            return Err(ReplyError::Malformed);
-        }
-        if typ == MESSAGE_AUTHENTICATOR {
-            if alen != 18 || ma_at.is_some() {
-                return Err(ReplyError::Malformed);
-            }
-            ma_at = Some(at + 2);
-            ma_first = first;
-        }
-        first = false;
-        at += alen;
-    }
+    let ma_at = otpd_wire::find_message_authenticator(reply).map_err(|_| ReplyError::Malformed)?;
     if let Some(m) = ma_at {
-        let mut copy = reply.to_vec();
-        copy[4..HEADER].copy_from_slice(&request.authenticator);
-        copy[m..m + 16].fill(0);
-        if hmac_md5(secret, &copy) != reply[m..m + 16] {
+        if !otpd_wire::verify_reply_message_authenticator(reply, m, &request.authenticator, secret)
+        {
             return Err(ReplyError::BadMessageAuthenticator);
         }
     }
     Ok(Reply {
         code: reply[0],
         message_authenticator: ma_at.is_some(),
-        message_authenticator_first: ma_first,
+        message_authenticator_first: ma_at == Some(HEADER_LEN + 2),
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use otpd_wire::attr::MESSAGE_AUTHENTICATOR;
+    use otpd_wire::{message_authenticator, HEADER_LEN as HEADER};
     use radius::core::code::Code;
     use radius::core::packet::Packet;
     use radius::core::rfc2865;
@@ -242,7 +153,7 @@ mod tests {
         let mut zeroed = req.bytes.clone();
         zeroed[HEADER + 2..HEADER + 18].fill(0);
         assert_eq!(
-            hmac_md5(SECRET, &zeroed),
+            message_authenticator(&zeroed, SECRET),
             req.bytes[HEADER + 2..HEADER + 18]
         );
         assert_eq!(
@@ -252,25 +163,12 @@ mod tests {
     }
 
     fn reply_to(req: &Request, code: u8, with_ma: bool) -> Vec<u8> {
-        let mut b = vec![code, req.id, 0, 0];
-        b.extend_from_slice(&req.authenticator);
+        let mut b = Writer::new(code, req.id, &req.authenticator);
         if with_ma {
-            b.extend_from_slice(&[MESSAGE_AUTHENTICATOR, 18]);
-            b.extend_from_slice(&[0; 16]);
+            b.push_message_authenticator();
         }
-        b.extend_from_slice(&[18, 4, b'o', b'k']);
-        let len = b.len() as u16;
-        b[2..4].copy_from_slice(&len.to_be_bytes());
-        if with_ma {
-            let ma = hmac_md5(SECRET, &b);
-            b[HEADER + 2..HEADER + 18].copy_from_slice(&ma);
-        }
-        let mut h = Md5::new();
-        h.update(&b);
-        h.update(SECRET);
-        let auth = h.finalize();
-        b[4..HEADER].copy_from_slice(&auth);
-        b
+        b.push(attr::REPLY_MESSAGE, b"ok").expect("attribute");
+        b.finish_reply(SECRET).expect("reply")
     }
 
     #[test]

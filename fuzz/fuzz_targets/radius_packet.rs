@@ -17,18 +17,16 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use hmac::{Hmac, Mac};
 use libfuzzer_sys::fuzz_target;
-use md5::{Digest, Md5};
 use otpd::radius::{
     AccessHandler, AccessInput, AccessRequest, Decision, PacketPath, RadiusClient, RadiusConfig,
     RadiusEvent,
 };
 
+use otpd_wire::attr::{MESSAGE_AUTHENTICATOR as MA, STATE, USER_PASSWORD};
+use otpd_wire::code;
+
 const SECRET: &[u8] = b"fuzz-shared-secret-0123456789";
-const MA: u8 = 80;
-const USER_PASSWORD: u8 = 2;
-const STATE: u8 = 24;
 
 /// "pw" → challenge, "pw123456" → accept, challenge answer "123456" → accept; else reject.
 struct Handler;
@@ -87,25 +85,12 @@ fn fixture() -> &'static Fixture {
     })
 }
 
-/// Offsets of the attributes, as far as they are well framed.
+/// Offsets, types and lengths of the attributes, as far as they are well framed.
 fn attributes(p: &[u8]) -> Vec<(usize, u8, usize)> {
-    let mut out = Vec::new();
-    let mut i = 20;
-    while i + 2 <= p.len() {
-        let len = usize::from(p[i + 1]);
-        if len < 2 || i + len > p.len() {
-            break;
-        }
-        out.push((i, p[i], len));
-        i += len;
-    }
-    out
-}
-
-fn hmac_md5(data: &[u8]) -> [u8; 16] {
-    let mut m = <Hmac<Md5> as Mac>::new_from_slice(SECRET).expect("any key");
-    m.update(data);
-    m.finalize().into_bytes().into()
+    otpd_wire::attributes(p)
+        .map_while(Result::ok)
+        .map(|a| (a.offset, a.typ, a.value.len() + 2))
+        .collect()
 }
 
 fn prepare(flags: u8, mut p: Vec<u8>) -> Vec<u8> {
@@ -126,24 +111,13 @@ fn prepare(flags: u8, mut p: Vec<u8>) -> Vec<u8> {
         let auth: [u8; 16] = p[4..20].try_into().expect("16 octets");
         for &(at, typ, len) in &attrs {
             if typ == USER_PASSWORD && (len - 2) % 16 == 0 && len > 2 {
-                let mut prev = auth.to_vec();
-                for block in p[at + 2..at + len].chunks_mut(16) {
-                    let mut h = Md5::new();
-                    h.update(SECRET);
-                    h.update(&prev);
-                    for (b, k) in block.iter_mut().zip(h.finalize()) {
-                        *b ^= k;
-                    }
-                    prev = block.to_vec();
-                }
+                otpd_wire::hide_blocks(&mut p[at + 2..at + len], SECRET, &auth);
             }
         }
     }
     if flags & 0x01 != 0 {
         if let Some(&(at, _, 18)) = attrs.iter().find(|a| a.1 == MA) {
-            p[at + 2..at + 18].fill(0);
-            let mac = hmac_md5(&p);
-            p[at + 2..at + 18].copy_from_slice(&mac);
+            otpd_wire::sign_message_authenticator(&mut p, at + 2, SECRET);
         }
     }
     p
@@ -157,16 +131,18 @@ fn verify(reply: &[u8], req: &[u8]) {
         reply.len(),
         "length field"
     );
-    assert!(matches!(reply[0], 2 | 3 | 11), "reply code {}", reply[0]);
+    assert!(
+        matches!(
+            reply[0],
+            code::ACCESS_ACCEPT | code::ACCESS_REJECT | code::ACCESS_CHALLENGE
+        ),
+        "reply code {}",
+        reply[0]
+    );
     assert_eq!(reply[1], req[1], "identifier");
-    let mut h = Md5::new();
-    h.update(&reply[..4]);
-    h.update(&req[4..20]);
-    h.update(&reply[20..]);
-    h.update(SECRET);
-    assert_eq!(
-        h.finalize().as_slice(),
-        &reply[4..20],
+    let request_auth = otpd_wire::authenticator(req).expect("a request has a header");
+    assert!(
+        otpd_wire::verify_response_authenticator(reply, &request_auth, SECRET),
         "Response Authenticator"
     );
     let attrs = attributes(reply);
@@ -177,15 +153,11 @@ fn verify(reply: &[u8], req: &[u8]) {
         Some((MA, 18)),
         "MA first"
     );
-    let mut zeroed = reply.to_vec();
-    zeroed[4..20].copy_from_slice(&req[4..20]);
-    zeroed[22..38].fill(0);
-    assert_eq!(
-        hmac_md5(&zeroed),
-        reply[22..38],
+    assert!(
+        otpd_wire::verify_reply_message_authenticator(reply, 22, &request_auth, SECRET),
         "Message-Authenticator value"
     );
-    if reply[0] == 11 {
+    if reply[0] == code::ACCESS_CHALLENGE {
         let state = attrs
             .iter()
             .find(|a| a.1 == STATE)

@@ -4,22 +4,15 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
-use hmac::{Hmac, Mac};
-use md5::{Digest, Md5};
+use otpd_wire::HEADER_LEN;
 use rand::RngCore;
 
-pub const ACCESS_REQUEST: u8 = 1;
-pub const ACCESS_ACCEPT: u8 = 2;
-pub const ACCESS_REJECT: u8 = 3;
-pub const ACCESS_CHALLENGE: u8 = 11;
-pub const STATUS_SERVER: u8 = 12;
-
-pub const USER_NAME: u8 = 1;
-pub const USER_PASSWORD: u8 = 2;
-pub const REPLY_MESSAGE: u8 = 18;
-pub const STATE: u8 = 24;
-pub const PROXY_STATE: u8 = 33;
-pub const MESSAGE_AUTHENTICATOR: u8 = 80;
+pub use otpd_wire::attr::{
+    MESSAGE_AUTHENTICATOR, PROXY_STATE, REPLY_MESSAGE, STATE, USER_NAME, USER_PASSWORD,
+};
+pub use otpd_wire::code::{
+    ACCESS_ACCEPT, ACCESS_CHALLENGE, ACCESS_REJECT, ACCESS_REQUEST, STATUS_SERVER,
+};
 
 /// How to sign a request.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -63,24 +56,21 @@ impl Request {
         self
     }
 
-    /// The packet bytes, signed per `ma` with `secret`.
+    /// The packet bytes, signed per `ma` with `secret`. The Length is written as it
+    /// comes, so a test may build a packet the server must refuse.
     pub fn encode(&self, code: u8, secret: &[u8], ma: Ma) -> Vec<u8> {
         let mut p = vec![code, self.id, 0, 0];
         p.extend_from_slice(&self.authenticator);
         if ma != Ma::Missing {
-            p.extend_from_slice(&[MESSAGE_AUTHENTICATOR, 18]);
-            p.extend_from_slice(&[0u8; 16]);
+            otpd_wire::push_attr(&mut p, MESSAGE_AUTHENTICATOR, &[0u8; 16]).expect("fits");
         }
         for (t, v) in &self.attrs {
-            p.push(*t);
-            p.push(u8::try_from(v.len() + 2).expect("attribute fits"));
-            p.extend_from_slice(v);
+            otpd_wire::push_attr(&mut p, *t, v).expect("attribute fits");
         }
         let len = u16::try_from(p.len()).expect("packet fits");
         p[2..4].copy_from_slice(&len.to_be_bytes());
         if ma != Ma::Missing {
-            let mac = hmac_md5(secret, &p);
-            p[22..38].copy_from_slice(&mac);
+            otpd_wire::sign_message_authenticator(&mut p, 22, secret);
             if ma == Ma::Corrupt {
                 p[22] ^= 1;
             }
@@ -89,28 +79,9 @@ impl Request {
     }
 }
 
-pub fn hmac_md5(key: &[u8], data: &[u8]) -> [u8; 16] {
-    let mut m = <Hmac<Md5> as Mac>::new_from_slice(key).expect("hmac takes any key");
-    m.update(data);
-    m.finalize().into_bytes().into()
-}
-
+/// A PAP User-Password value for `pw` (at most 128 octets).
 pub fn hide_password(pw: &[u8], secret: &[u8], auth: &[u8; 16]) -> Vec<u8> {
-    let mut padded = pw.to_vec();
-    let len = padded.len().div_ceil(16).max(1) * 16;
-    padded.resize(len, 0);
-    let mut out = Vec::with_capacity(len);
-    let mut prev: Vec<u8> = auth.to_vec();
-    for chunk in padded.chunks(16) {
-        let mut h = Md5::new();
-        h.update(secret);
-        h.update(&prev);
-        let b = h.finalize();
-        let c: Vec<u8> = chunk.iter().zip(b.iter()).map(|(p, k)| p ^ k).collect();
-        out.extend_from_slice(&c);
-        prev = c;
-    }
-    out
+    otpd_wire::hide_password(pw, secret, auth).expect("a password RADIUS can carry")
 }
 
 #[derive(Debug, Clone)]
@@ -146,39 +117,25 @@ impl Reply {
 /// Parses `raw` and checks it answers `req` under `secret`: Response Authenticator and a
 /// Message-Authenticator that is valid and first. Panics on any violation.
 pub fn verify_reply(raw: &[u8], req: &Request, secret: &[u8]) -> Reply {
-    assert!(raw.len() >= 20, "short reply");
+    assert!(raw.len() >= HEADER_LEN, "short reply");
     let len = usize::from(u16::from_be_bytes([raw[2], raw[3]]));
     assert_eq!(len, raw.len(), "length field");
     assert_eq!(raw[1], req.id, "identifier");
-    let mut h = Md5::new();
-    h.update(&raw[..4]);
-    h.update(req.authenticator);
-    h.update(&raw[20..]);
-    h.update(secret);
-    assert_eq!(
-        h.finalize().as_slice(),
-        &raw[4..20],
+    assert!(
+        otpd_wire::verify_response_authenticator(raw, &req.authenticator, secret),
         "Response Authenticator"
     );
-    let mut attrs = Vec::new();
-    let mut i = 20;
-    while i < raw.len() {
-        let (t, l) = (raw[i], usize::from(raw[i + 1]));
-        assert!(l >= 2 && i + l <= raw.len(), "attribute framing");
-        attrs.push((t, raw[i + 2..i + l].to_vec()));
-        i += l;
-    }
+    let attrs: Vec<(u8, Vec<u8>)> = otpd_wire::attributes(raw)
+        .map(|a| a.expect("attribute framing"))
+        .map(|a| (a.typ, a.value.to_vec()))
+        .collect();
     assert_eq!(
         attrs.first().map(|a| a.0),
         Some(MESSAGE_AUTHENTICATOR),
         "Message-Authenticator must be first"
     );
-    let mut zeroed = raw.to_vec();
-    zeroed[4..20].copy_from_slice(&req.authenticator);
-    zeroed[22..38].fill(0);
-    assert_eq!(
-        hmac_md5(secret, &zeroed).as_slice(),
-        &raw[22..38],
+    assert!(
+        otpd_wire::verify_reply_message_authenticator(raw, 22, &req.authenticator, secret),
         "Message-Authenticator value"
     );
     Reply {

@@ -1,5 +1,5 @@
-//! An in-process RADIUS server for tests, written apart from the module's own codec so the
-//! two check each other: it verifies every request's Message-Authenticator, decodes the
+//! An in-process RADIUS server for tests, on the `otpd_wire` primitives (which have their
+//! own known-answer tests): it verifies every request's Message-Authenticator, decodes the
 //! hidden User-Password, records what it saw, and answers with proper authenticators
 //! (or deliberately broken ones).
 #![allow(dead_code)]
@@ -10,8 +10,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use hmac::{Hmac, Mac};
-use md5::{Digest, Md5};
+use otpd_wire::{attr, code, Writer, HEADER_LEN};
 
 /// What the server saw in one Access-Request that passed its checks.
 #[derive(Debug, Clone)]
@@ -240,75 +239,44 @@ fn serve(
     }
 }
 
-fn hmac_md5(secret: &[u8], data: &[u8]) -> [u8; 16] {
-    let mut mac = <Hmac<Md5> as Mac>::new_from_slice(secret).expect("hmac key");
-    mac.update(data);
-    mac.finalize().into_bytes().into()
-}
-
 fn check_request(raw: &[u8], secret: &[u8], number: usize) -> Result<Seen, String> {
-    if raw.len() < 20 {
+    if raw.len() < HEADER_LEN {
         return Err(format!("short datagram ({} bytes)", raw.len()));
     }
-    if raw[0] != 1 {
+    if raw[0] != code::ACCESS_REQUEST {
         return Err(format!("code {} is not Access-Request", raw[0]));
     }
     let len = usize::from(u16::from_be_bytes([raw[2], raw[3]]));
     if len != raw.len() {
         return Err(format!("length field {len} but datagram {}", raw.len()));
     }
-    let authenticator = &raw[4..20];
-    let mut attrs = Vec::new();
-    let mut at = 20;
-    while at < raw.len() {
-        if at + 2 > raw.len() || raw[at + 1] < 2 || at + usize::from(raw[at + 1]) > raw.len() {
-            return Err("bad attribute framing".into());
-        }
-        let l = usize::from(raw[at + 1]);
-        attrs.push((raw[at], at, raw[at + 2..at + l].to_vec()));
-        at += l;
-    }
+    let authenticator = otpd_wire::authenticator(raw).ok_or("short header")?;
+    let attrs =
+        otpd_wire::parse_attributes(raw).map_err(|_| "bad attribute framing".to_string())?;
 
-    let ma: Vec<_> = attrs.iter().filter(|a| a.0 == 80).collect();
-    if ma.len() != 1 || ma[0].2.len() != 16 {
-        return Err("no single 16-byte Message-Authenticator".into());
-    }
-    let mut zeroed = raw.to_vec();
-    let off = ma[0].1 + 2;
-    zeroed[off..off + 16].fill(0);
-    if hmac_md5(secret, &zeroed)[..] != ma[0].2[..] {
+    let ma = match otpd_wire::find_message_authenticator(raw) {
+        Ok(Some(offset)) => offset,
+        _ => return Err("no single 16-byte Message-Authenticator".into()),
+    };
+    if !otpd_wire::verify_message_authenticator(raw, ma, secret) {
         return Err("Message-Authenticator does not verify".into());
     }
 
-    let find = |t: u8| attrs.iter().find(|a| a.0 == t).map(|a| a.2.clone());
-    let user = find(1).ok_or("no User-Name")?;
-    let hidden = find(2).ok_or("no User-Password")?;
-    if hidden.is_empty() || hidden.len() % 16 != 0 || hidden.len() > 128 {
-        return Err(format!("User-Password length {}", hidden.len()));
-    }
-    // RFC 2865 §5.2, run backwards.
-    let mut password = Vec::with_capacity(hidden.len());
-    let mut previous = authenticator.to_vec();
-    for block in hidden.chunks(16) {
-        let mut md5 = Md5::new();
-        md5.update(secret);
-        md5.update(&previous);
-        let pad = md5.finalize();
-        password.extend(block.iter().zip(pad.iter()).map(|(c, k)| c ^ k));
-        previous = block.to_vec();
-    }
-    while password.last() == Some(&0) {
-        password.pop();
-    }
+    let find = |t: u8| attrs.iter().find(|a| a.typ == t).map(|a| a.value.to_vec());
+    let user = find(attr::USER_NAME).ok_or("no User-Name")?;
+    let hidden = find(attr::USER_PASSWORD).ok_or("no User-Password")?;
+    let password = otpd_wire::unhide_password(&hidden, secret, &authenticator)
+        .map_err(|_| format!("User-Password length {}", hidden.len()))?;
 
     Ok(Seen {
         number,
         raw: raw.to_vec(),
         user: String::from_utf8(user).map_err(|_| "User-Name not UTF-8")?,
-        password,
-        state: find(24),
-        nas_identifier: find(32).map(|v| String::from_utf8_lossy(&v).into_owned()),
-        attr_types: attrs.iter().map(|a| a.0).collect(),
+        password: password.to_vec(),
+        state: find(attr::STATE),
+        nas_identifier: find(attr::NAS_IDENTIFIER)
+            .map(|v| String::from_utf8_lossy(&v).into_owned()),
+        attr_types: attrs.iter().map(|a| a.typ).collect(),
     })
 }
 
@@ -318,40 +286,27 @@ fn encode_reply(answer: &Answer, request: &[u8], secret: &[u8]) -> Vec<u8> {
     } else {
         request[1]
     };
-    let mut p = vec![answer.code, id, 0, 0];
-    p.extend_from_slice(&request[4..20]);
+    let request_auth = otpd_wire::authenticator(request).expect("a checked request");
+    let mut w = Writer::new(answer.code, id, &request_auth);
     if !answer.no_message_authenticator {
-        p.extend_from_slice(&[80, 18]);
-        p.extend_from_slice(&[0; 16]);
+        w.push_message_authenticator();
     }
     for m in &answer.messages {
-        p.push(18);
-        p.push((m.len() + 2) as u8);
-        p.extend_from_slice(m.as_bytes());
+        w.push(attr::REPLY_MESSAGE, m.as_bytes())
+            .expect("message fits");
     }
     if let Some(state) = &answer.state {
-        p.push(24);
-        p.push((state.len() + 2) as u8);
-        p.extend_from_slice(state);
+        w.push(attr::STATE, state).expect("state fits");
     }
-    let len = p.len() as u16;
-    p[2..4].copy_from_slice(&len.to_be_bytes());
-    if !answer.no_message_authenticator {
-        // RFC 2869 §5.14: over the reply with the Request Authenticator in place.
-        let mut ma = hmac_md5(secret, &p);
-        if answer.bad_message_authenticator {
-            ma[0] ^= 0xff;
-        }
-        p[22..38].copy_from_slice(&ma);
+    let mut p = w.finish_reply(secret).expect("reply fits");
+    if answer.bad_message_authenticator && !answer.no_message_authenticator {
+        // Wrong, under a Response Authenticator that is right for it.
+        p[22] ^= 0xff;
+        otpd_wire::sign_response(&mut p, &request_auth, secret);
     }
-    let mut md5 = Md5::new();
-    md5.update(&p);
-    md5.update(secret);
-    let mut response_auth: [u8; 16] = md5.finalize().into();
     if answer.bad_response_authenticator {
-        response_auth[15] ^= 0x01;
+        p[19] ^= 0x01;
     }
-    p[4..20].copy_from_slice(&response_auth);
     p
 }
 

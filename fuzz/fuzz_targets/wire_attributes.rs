@@ -1,0 +1,53 @@
+//! The `otpd_wire` readers on arbitrary bytes: nothing panics; the attributes found tile the
+//! packet exactly unless a framing fault is reported; a Message-Authenticator found lies
+//! inside the packet and verifies once signed; a User-Password of a valid size unhides to a
+//! password that hides and unhides back to itself.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use otpd_wire::attr::USER_PASSWORD;
+use otpd_wire::HEADER_LEN;
+
+const SECRET: &[u8] = b"fuzz-shared-secret-0123456789";
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(p) = otpd_wire::packet(data) else {
+        return;
+    };
+    let mut end = HEADER_LEN;
+    let mut fault = false;
+    for a in otpd_wire::attributes(p) {
+        match a {
+            Ok(a) => {
+                assert!(!fault, "nothing after a fault");
+                assert_eq!(a.offset, end, "attributes follow each other");
+                end += a.value.len() + 2;
+            }
+            Err(_) => fault = true,
+        }
+    }
+    assert!(fault || end == p.len(), "attributes tile the packet");
+    assert_eq!(fault, otpd_wire::parse_attributes(p).is_err());
+
+    if let Ok(Some(offset)) = otpd_wire::find_message_authenticator(p) {
+        assert!(offset + 16 <= p.len(), "Message-Authenticator inside");
+        let mut signed = p.to_vec();
+        otpd_wire::sign_message_authenticator(&mut signed, offset, SECRET);
+        assert!(otpd_wire::verify_message_authenticator(
+            &signed, offset, SECRET
+        ));
+    }
+
+    let auth = otpd_wire::authenticator(p).expect("a packet has a header");
+    for a in otpd_wire::attributes(p).map_while(Result::ok) {
+        if a.typ != USER_PASSWORD {
+            continue;
+        }
+        if let Ok(plain) = otpd_wire::unhide_password(a.value, SECRET, &auth) {
+            let hidden = otpd_wire::hide_password(&plain, SECRET, &auth).expect("fits");
+            let again = otpd_wire::unhide_password(&hidden, SECRET, &auth).expect("valid");
+            assert_eq!(&again[..], &plain[..]);
+        }
+    }
+});
