@@ -450,7 +450,7 @@ async fn requests_over_the_in_flight_limit_are_dropped() {
 async fn table_sizes_are_read_when_asked_and_forget_what_expired_while_idle() {
     let cfg = config();
     let (e, _, _) = setup_with(cfg.clone());
-    let tables = super::super::RadiusStatsHandle::new(&e);
+    let tables = e.stats_handle();
     let request = Req::access("alice", "pw").bytes();
     let reply = e.process(&request, gw_src()).await.unwrap();
     assert_eq!(

@@ -330,7 +330,7 @@ fn bad_client_configurations_are_refused() {
 fn drop_lines_are_rate_limited_per_reason_and_client() {
     let t0 = Instant::now();
     let every = Duration::from_secs(10);
-    let mut l = DropLimiter::new(every);
+    let l = DropLimiter::new(every);
     let gw: Arc<str> = Arc::from("gw");
     let src = gw_src();
     assert!(l.note(DropReason::Malformed, Some(&gw), src, t0).is_some());
