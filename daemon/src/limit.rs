@@ -206,7 +206,7 @@ mod tests {
 
     #[test]
     fn a_source_gets_its_burst_then_its_rate() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::instant();
         let l = SourceLimiter::new(RATES, 100, t0);
         for _ in 0..3 {
             assert_eq!(l.admit(ip(1), t0), Ok(()));
@@ -222,7 +222,7 @@ mod tests {
 
     #[test]
     fn the_global_bucket_caps_all_sources_together() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::instant();
         let l = SourceLimiter::new(RATES, 100, t0);
         let admitted = (1..=20).filter(|n| l.admit(ip(*n), t0).is_ok()).count();
         assert_eq!(admitted, 5, "global burst");
@@ -232,7 +232,7 @@ mod tests {
 
     #[test]
     fn the_source_table_stays_bounded() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::instant();
         let rates = Rates {
             global: 1e9,
             global_burst: 1e9,
@@ -251,7 +251,7 @@ mod tests {
 
     #[test]
     fn lines_are_limited_per_key_with_a_count() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::instant();
         let l = LineLimiter::new(Duration::from_secs(10));
         assert_eq!(l.note("key", t0), Some(0));
         assert_eq!(l.note("key", t0 + Duration::from_secs(1)), None);
@@ -262,7 +262,7 @@ mod tests {
 
     #[test]
     fn flushing_closes_the_windows_that_are_over_and_counts_what_they_kept_quiet() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::instant();
         let every = Duration::from_secs(10);
         let l = LineLimiter::new(every);
         assert_eq!(l.note("loud", t0), Some(0));
