@@ -200,7 +200,7 @@ mod tests {
 
     #[test]
     fn failure_budget_is_per_client_and_refills() {
-        let t0 = Instant::now();
+        let t0 = clock::instant();
         let b = FailureBudget::new(1000, 3);
         assert!(b.has_budget("gw1", t0));
         assert!(!b.spend("gw1", t0));
