@@ -26,6 +26,8 @@
 //! }
 //! ```
 
+// Dependencies go one way: `server` (and `tls`) → `engine` → `clients`, `dedup`, `state`,
+// `stats`, `ratelimit`, `events`, `wire`; `error` is shared; nothing depends on `server`.
 mod clients;
 mod dedup;
 mod engine;
