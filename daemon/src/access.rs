@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use otpd_core::service::{LoginOutcome, RejectReason};
+use tokio::time::Instant;
 
+use crate::clock;
 use crate::ops::Ops;
 use crate::radius::{AccessHandler, AccessInput, AccessRequest, Decision};
 
@@ -18,6 +20,8 @@ pub const EXPIRED: &str =
 pub const OTP_REQUIRED: &str =
     "ワンタイムパスワードの利用登録が必要です / A one-time password token is required: ask for token issuance";
 
+/// The daemon's [`AccessHandler`]: owns the per-gateway failure budget and the wording of
+/// the replies; the login itself is the core's, through [`Ops`].
 pub struct Access {
     ops: Arc<Ops>,
     budget: FailureBudget,
@@ -36,7 +40,7 @@ impl AccessHandler for Access {
     async fn decide(&self, req: AccessRequest) -> Decision {
         // A gateway that already spent its failure budget is refused before anything is
         // evaluated, so its flood locks no customer out and costs no password hash.
-        if !self.budget.has_budget(&req.client.name) {
+        if !self.budget.has_budget(&req.client.name, clock::instant()) {
             return Decision::Reject {
                 reply_message: Some(LOGIN_FAILED.to_string()),
                 reason: "client_rate_limited",
@@ -47,7 +51,7 @@ impl AccessHandler for Access {
             AccessInput::Password(pw) => (self.ops.login(user, pw).await, false),
             AccessInput::ChallengeResponse { otp } => (self.ops.login_otp(user, otp).await, true),
         };
-        if counts_as_failure(outcome) && self.budget.spend(&req.client.name) {
+        if counts_as_failure(outcome) && self.budget.spend(&req.client.name, clock::instant()) {
             self.ops.log.warn(&format!(
                 "radius client {:?} exceeded its failed-login budget; its requests are refused until it recovers",
                 req.client.name
@@ -91,10 +95,14 @@ impl FailureBudget {
         }
     }
 
-    /// Refills `client`'s bucket up to now and lets `f` look at or take from it, all under
+    /// Refills `client`'s bucket up to `now` and lets `f` look at or take from it, all under
     /// one lock. `None` only if the lock was poisoned.
-    fn with_bucket<T>(&self, client: &str, f: impl FnOnce(&mut f64) -> T) -> Option<T> {
-        let now = tokio::time::Instant::now();
+    fn with_bucket<T>(
+        &self,
+        client: &str,
+        now: Instant,
+        f: impl FnOnce(&mut f64) -> T,
+    ) -> Option<T> {
         let mut buckets = self.buckets.lock().ok()?;
         if !buckets.contains_key(client) {
             let full = crate::limit::Bucket::full(self.burst, now);
@@ -105,14 +113,15 @@ impl FailureBudget {
         Some(f(&mut bucket.level))
     }
 
-    pub fn has_budget(&self, client: &str) -> bool {
-        self.with_bucket(client, |level| *level >= 1.0)
+    /// Whether `client` may still fail at `now`.
+    pub fn has_budget(&self, client: &str, now: Instant) -> bool {
+        self.with_bucket(client, now, |level| *level >= 1.0)
             .unwrap_or(true)
     }
 
-    /// Takes one failure; true when this emptied the bucket.
-    pub fn spend(&self, client: &str) -> bool {
-        self.with_bucket(client, |level| {
+    /// Takes one failure at `now`; true when this emptied the bucket.
+    pub fn spend(&self, client: &str, now: Instant) -> bool {
+        self.with_bucket(client, now, |level| {
             if *level < 1.0 {
                 return false;
             }
@@ -149,6 +158,8 @@ pub fn decision(outcome: LoginOutcome, challenged: bool) -> Decision {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn message(d: &Decision) -> Option<&str> {
@@ -189,18 +200,56 @@ mod tests {
 
     #[test]
     fn failure_budget_is_per_client_and_refills() {
+        let t0 = clock::instant();
         let b = FailureBudget::new(1000, 3);
-        assert!(b.has_budget("gw1"));
-        assert!(!b.spend("gw1"));
-        assert!(!b.spend("gw1"));
-        assert!(b.spend("gw1"), "the third failure empties the bucket");
-        assert!(!b.has_budget("gw1"));
-        assert!(b.has_budget("gw2"), "other gateways are unaffected");
-        let refilled = std::time::Instant::now() + std::time::Duration::from_millis(5);
-        while std::time::Instant::now() < refilled {
-            std::hint::spin_loop();
-        }
-        assert!(b.has_budget("gw1"), "refilled at 1000/s after 5 ms");
+        assert!(b.has_budget("gw1", t0));
+        assert!(!b.spend("gw1", t0));
+        assert!(!b.spend("gw1", t0));
+        assert!(b.spend("gw1", t0), "the third failure empties the bucket");
+        assert!(!b.has_budget("gw1", t0));
+        assert!(b.has_budget("gw2", t0), "other gateways are unaffected");
+        let half = t0 + Duration::from_micros(500);
+        assert!(
+            !b.has_budget("gw1", half),
+            "half a failure refilled after 0.5 ms"
+        );
+        assert!(
+            b.has_budget("gw1", t0 + Duration::from_millis(5)),
+            "refilled at 1000/s after 5 ms"
+        );
+    }
+
+    /// What `decide` reads: tokio's clock, moved here by `advance` with no real wait.
+    #[tokio::test(start_paused = true)]
+    async fn failure_budget_refills_on_tokio_s_clock() {
+        let b = FailureBudget::new(2, 2);
+        assert!(!b.spend("gw1", clock::instant()));
+        assert!(b.spend("gw1", clock::instant()), "the burst is spent");
+        let real = std::time::Instant::now();
+        tokio::time::advance(Duration::from_millis(250)).await;
+        assert!(
+            !b.has_budget("gw1", clock::instant()),
+            "half a failure back"
+        );
+        tokio::time::advance(Duration::from_millis(250)).await;
+        assert!(
+            b.has_budget("gw1", clock::instant()),
+            "one failure back at 2/s"
+        );
+        assert!(
+            b.spend("gw1", clock::instant()),
+            "the failure that came back is spent"
+        );
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        assert!(
+            !b.spend("gw1", clock::instant()),
+            "refilled up to the burst only"
+        );
+        assert!(b.spend("gw1", clock::instant()));
+        assert!(
+            real.elapsed() < Duration::from_secs(1),
+            "the clock was virtual"
+        );
     }
 
     #[test]

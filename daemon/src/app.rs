@@ -12,7 +12,7 @@ use tokio::sync::watch;
 
 use crate::access::Access;
 use crate::admin_socket::AdminSocket;
-use crate::clock;
+use crate::clock::{self, Clock};
 use crate::http::HttpServer;
 use crate::log::Logger;
 use crate::mail::Mailer;
@@ -88,15 +88,20 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     let refused = preflight(&config);
     anyhow::ensure!(refused.is_empty(), "{}", refused.join("; "));
     let sealer = Sealer::load_or_create(&config.key_file).context("key_file")?;
-    let started = std::time::Instant::now();
+    let started = clock::instant();
     let store = SledStore::open(&config.data_dir).context("data_dir")?;
     store.observe_commits(Box::new(|batch, took, failed| {
         crate::metrics::get().commit(batch, took, failed)
     }));
-    let svc = Arc::new(Service::new(&config, store.clone(), sealer, clock::now())?);
-    let ops = Arc::new(Ops::new(svc.clone(), log.clone()).with_refusal_delay(
-        std::time::Duration::from_millis(config.radius.reject_delay_ms),
-    ));
+    let clock = Clock::system();
+    let svc = Arc::new(Service::new(&config, store.clone(), sealer, clock.now())?);
+    let ops = Arc::new(
+        Ops::new(svc.clone(), log.clone())
+            .with_clock(clock)
+            .with_refusal_delay(std::time::Duration::from_millis(
+                config.radius.reject_delay_ms,
+            )),
+    );
     let radius = RadiusServer::bind(
         radius_config(&config)?,
         Arc::new(Access::new(

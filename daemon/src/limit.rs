@@ -143,7 +143,7 @@ impl<K: Eq + Hash> LineLimiter<K> {
     /// `Some(suppressed)` when this event is to be logged, with the number of events of
     /// the same key that were not logged since the last line; `None` to stay quiet.
     pub fn note(&self, key: K, now: Instant) -> Option<u64> {
-        let mut w = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut w = self.windows();
         match w.get_mut(&key) {
             Some((started, suppressed)) if now.duration_since(*started) < self.interval => {
                 *suppressed += 1;
@@ -158,6 +158,34 @@ impl<K: Eq + Hash> LineLimiter<K> {
                 Some(0)
             }
         }
+    }
+
+    /// Closes the windows that are over at `now` and forgets them, so the table only holds
+    /// recent keys: returns each closed key that suppressed lines, with its count.
+    pub fn flush(&self, now: Instant) -> Vec<(K, u64)>
+    where
+        K: Clone,
+    {
+        let mut closed = Vec::new();
+        self.windows().retain(|key, (started, suppressed)| {
+            if now.duration_since(*started) < self.interval {
+                return true;
+            }
+            if *suppressed > 0 {
+                closed.push((key.clone(), *suppressed));
+            }
+            false
+        });
+        closed
+    }
+
+    /// The window length.
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    fn windows(&self) -> std::sync::MutexGuard<'_, HashMap<K, (Instant, u64)>> {
+        self.windows.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -178,7 +206,7 @@ mod tests {
 
     #[test]
     fn a_source_gets_its_burst_then_its_rate() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::instant();
         let l = SourceLimiter::new(RATES, 100, t0);
         for _ in 0..3 {
             assert_eq!(l.admit(ip(1), t0), Ok(()));
@@ -194,7 +222,7 @@ mod tests {
 
     #[test]
     fn the_global_bucket_caps_all_sources_together() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::instant();
         let l = SourceLimiter::new(RATES, 100, t0);
         let admitted = (1..=20).filter(|n| l.admit(ip(*n), t0).is_ok()).count();
         assert_eq!(admitted, 5, "global burst");
@@ -204,7 +232,7 @@ mod tests {
 
     #[test]
     fn the_source_table_stays_bounded() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::instant();
         let rates = Rates {
             global: 1e9,
             global_burst: 1e9,
@@ -223,12 +251,30 @@ mod tests {
 
     #[test]
     fn lines_are_limited_per_key_with_a_count() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::instant();
         let l = LineLimiter::new(Duration::from_secs(10));
         assert_eq!(l.note("key", t0), Some(0));
         assert_eq!(l.note("key", t0 + Duration::from_secs(1)), None);
         assert_eq!(l.note("key", t0 + Duration::from_secs(2)), None);
         assert_eq!(l.note("other", t0 + Duration::from_secs(2)), Some(0));
         assert_eq!(l.note("key", t0 + Duration::from_secs(11)), Some(2));
+    }
+
+    #[test]
+    fn flushing_closes_the_windows_that_are_over_and_counts_what_they_kept_quiet() {
+        let t0 = crate::clock::instant();
+        let every = Duration::from_secs(10);
+        let l = LineLimiter::new(every);
+        assert_eq!(l.note("loud", t0), Some(0));
+        assert_eq!(l.note("loud", t0), None);
+        assert_eq!(l.note("quiet", t0), Some(0));
+        assert_eq!(l.note("late", t0 + Duration::from_secs(5)), Some(0));
+        assert_eq!(l.note("late", t0 + Duration::from_secs(6)), None);
+        // At t0 + 10 s only the windows opened at t0 are over; the quiet one is forgotten
+        // without a line.
+        assert_eq!(l.flush(t0 + every), vec![("loud", 1)]);
+        assert_eq!(l.note("loud", t0 + every), Some(0), "a fresh window");
+        assert_eq!(l.flush(t0 + Duration::from_secs(15)), vec![("late", 1)]);
+        assert!(l.flush(t0 + Duration::from_secs(100)).is_empty());
     }
 }

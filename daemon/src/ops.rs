@@ -11,11 +11,15 @@ use otpd_core::user::UserView;
 use otpd_core::{OpError, Service, UnixTime};
 use tokio::sync::{watch, Notify, Semaphore};
 
-use crate::clock;
+use crate::clock::{self, Clock};
 use crate::log::Logger;
 
+/// The front doors' way into the core: owns the blocking pool's bound, the wall clock each
+/// operation is handed as `now`, the durability wait and the audit lines.
 pub struct Ops {
     svc: Arc<Service>,
+    /// The wall time handed to the core (the system's, a settable one in tests).
+    clock: Clock,
     /// Permits = cores: at most that many argon2 hashes at once, the rest queue here.
     pool: Semaphore,
     pub log: Arc<Logger>,
@@ -38,12 +42,24 @@ impl Ops {
             .unwrap_or(2);
         Ops {
             svc,
+            clock: Clock::system(),
             pool: Semaphore::new(cores),
             log,
             mail_wake: Arc::new(Notify::new()),
             store_failed: watch::channel(None).0,
             refusal_delay: std::time::Duration::ZERO,
         }
+    }
+
+    /// Reads the wall time from `clock` instead of the system's.
+    pub fn with_clock(mut self, clock: Clock) -> Ops {
+        self.clock = clock;
+        self
+    }
+
+    /// The wall clock the core is told.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     /// Sets the floor under a customer's refusal (see the field).
@@ -80,8 +96,8 @@ impl Ops {
             .acquire()
             .await
             .map_err(|_| OpError::Store("shutting down".into()))?;
-        let svc = self.svc.clone();
-        tokio::task::spawn_blocking(move || f(&svc, clock::now()))
+        let (svc, clock) = (self.svc.clone(), self.clock.clone());
+        tokio::task::spawn_blocking(move || f(&svc, clock.now()))
             .await
             .map_err(|e| OpError::Store(format!("worker failed: {e}")))
     }
@@ -243,7 +259,7 @@ impl Ops {
         user_id: String,
         otp: zeroize::Zeroizing<String>,
     ) -> Result<UserView, OpError> {
-        let started = tokio::time::Instant::now();
+        let started = clock::instant();
         let user = user_id.clone();
         let r = self
             .write(move |svc, now| svc.renew_with_otp(&service_id, &user_id, &otp, now))
@@ -270,6 +286,7 @@ pub mod tests_support {
     use otpd_core::Service;
 
     use super::Ops;
+    use crate::clock::Clock;
     use crate::log::{Level, Logger};
 
     pub const CONFIG: &str = "service_id = \"EXAMPLE-BANK\"\n[password]\nargon2_memory_kib = 64\nargon2_iterations = 1\n[token]\nsetup_max_attempts = 3\n";
@@ -284,16 +301,67 @@ pub mod tests_support {
 
     /// An `Ops` over an existing store: a second node on the same data.
     pub fn ops_on(dir: &Path, store: Arc<dyn otpd_core::store::Store>) -> Arc<Ops> {
+        ops_with(dir, store, Clock::system())
+    }
+
+    /// An `Ops` on a fresh store in `dir` whose wall time is `clock`'s.
+    pub fn ops_at(dir: &Path, clock: Clock) -> Arc<Ops> {
+        ops_with(
+            dir,
+            SledStore::open(&dir.join("data")).expect("store"),
+            clock,
+        )
+    }
+
+    fn ops_with(dir: &Path, store: Arc<dyn otpd_core::store::Store>, clock: Clock) -> Arc<Ops> {
         let svc = Service::new(
             &config(dir),
             store,
             Sealer::from_key(&[5u8; 32]),
-            crate::clock::now(),
+            clock.now(),
         )
         .expect("service");
-        Arc::new(Ops::new(
-            Arc::new(svc),
-            Arc::new(Logger::stderr(Level::Error)),
-        ))
+        Arc::new(Ops::new(Arc::new(svc), Arc::new(Logger::stderr(Level::Error))).with_clock(clock))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use otpd_core::OpError;
+
+    use super::tests_support::ops_at;
+    use crate::clock::Clock;
+
+    const T0: i64 = 1_800_000_000;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_core_is_handed_the_clock_s_time() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let clock = Clock::starting_at(T0);
+        let ops = ops_at(dir.path(), clock.clone());
+        let now = ops.run(|_, now| now).await.expect("run");
+        assert_eq!(now, T0);
+        tokio::time::advance(Duration::from_secs(90)).await;
+        assert_eq!(ops.run(|_, now| now).await.expect("run"), T0 + 90);
+        clock.set(T0 + 86_400);
+        let now = ops.write(|_, now| Ok::<_, OpError>(now)).await;
+        assert_eq!(now.expect("write"), T0 + 86_400);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn what_the_core_decides_follows_the_clock() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let clock = Clock::starting_at(T0);
+        let ops = ops_at(dir.path(), clock.clone());
+        let added = ops
+            .write(|svc, now| svc.add_user("taro", "login-pw", now))
+            .await;
+        added.expect("add");
+        let listed = ops.run(|svc, now| svc.list(now)).await.expect("run");
+        let listed = listed.expect("list");
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].created_at, otpd_core::rfc3339(T0), "{listed:?}");
     }
 }

@@ -21,7 +21,6 @@ use otpd_core::service::MailJob;
 use otpd_core::UnixTime;
 use zeroize::Zeroizing;
 
-use crate::clock;
 use crate::ops::Ops;
 pub use template::{jst_date, jst_datetime, jst_datetime_en, parse_rfc3339, Fields, Template};
 pub use transport::Transport;
@@ -36,6 +35,17 @@ pub fn backoff(attempts: u32) -> i64 {
     (BACKOFF_FIRST << doublings).min(BACKOFF_MAX)
 }
 
+/// How long the mailer sleeps at `now` when the next retry is due at `next` (at least a
+/// second); with nothing to retry, an hour (an issuance wakes it sooner).
+fn until_next(next: Option<UnixTime>, now: UnixTime) -> Duration {
+    match next {
+        Some(at) => Duration::from_secs(u64::try_from(at - now).unwrap_or(0).max(1)),
+        None => Duration::from_secs(3600),
+    }
+}
+
+/// The outbox's sender: owns the transport, the template and the sender's address; its
+/// wall time is the [`Ops`] clock's.
 pub struct Mailer {
     transport: Transport,
     template: Template,
@@ -116,12 +126,7 @@ impl Mailer {
                 next = self.pass(&ops, ignore_schedule, &mut unreadable) => next,
             };
             ignore_schedule = false;
-            let wait = match next {
-                Some(at) => {
-                    Duration::from_secs(u64::try_from(at - clock::now()).unwrap_or(0).max(1))
-                }
-                None => Duration::from_secs(3600),
-            };
+            let wait = until_next(next, ops.clock().now());
             tokio::select! {
                 _ = &mut shutdown => return,
                 _ = ops.mail_wake.notified() => {}
@@ -143,7 +148,7 @@ impl Mailer {
                 ops.log.error(&format!(
                     "mail: cannot read the outbox: {e}; trying again soon"
                 ));
-                return Some(clock::now() + BACKOFF_FIRST);
+                return Some(ops.clock().now() + BACKOFF_FIRST);
             }
         };
         let mut next: Option<UnixTime> = None;
@@ -159,7 +164,7 @@ impl Mailer {
                     continue;
                 }
             };
-            let now = clock::now();
+            let now = ops.clock().now();
             let user = job.login_id.clone();
             if job.link_expires_at <= now {
                 ops.log.warn(&format!(
@@ -196,7 +201,7 @@ impl Mailer {
                 }
                 Err(e) => {
                     job.attempts = attempt;
-                    job.next_try_at = clock::now() + backoff(attempt);
+                    job.next_try_at = ops.clock().now() + backoff(attempt);
                     let retry_at = job.next_try_at;
                     let saved = ops
                         .run(move |svc, _| svc.mail_retry_later(id, &job))

@@ -3,7 +3,11 @@ use otpd_core::seal::Sealer;
 use otpd_core::store::SledStore;
 use otpd_core::Service;
 
+use crate::clock::Clock;
 use crate::log::{Level, Logger};
+
+/// The fixtures' wall time at start (2027-01-15 08:00 UTC).
+const T0: UnixTime = 1_800_000_000;
 
 struct Fixture {
     dir: tempfile::TempDir,
@@ -12,24 +16,27 @@ struct Fixture {
 }
 
 fn fixture(mail: &str) -> Fixture {
+    fixture_logging(mail, |_| Logger::stderr(Level::Error))
+}
+
+/// A fixture whose log is `log(dir)`.
+fn fixture_logging(mail: &str, log: impl FnOnce(&std::path::Path) -> Logger) -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     let text = format!(
         "service_id = \"EXAMPLE-BANK\"\n[password]\nargon2_memory_kib = 64\nargon2_iterations = 1\n[http]\npublic_url = \"https://otp.example.jp/\"\n[mail]\n{mail}\n"
     );
     let config = Config::parse(&text, dir.path()).expect("config").config;
     let store = SledStore::open(&dir.path().join("data")).expect("store");
+    let clock = Clock::starting_at(T0);
     let svc =
-        Service::new(&config, store, Sealer::from_key(&[7u8; 32]), clock::now()).expect("service");
-    let ops = Arc::new(Ops::new(
-        Arc::new(svc),
-        Arc::new(Logger::stderr(Level::Error)),
-    ));
+        Service::new(&config, store, Sealer::from_key(&[7u8; 32]), clock.now()).expect("service");
+    let ops = Arc::new(Ops::new(Arc::new(svc), Arc::new(log(dir.path()))).with_clock(clock));
     Fixture { dir, ops, config }
 }
 
 fn issue(f: &Fixture, who: &str) -> MailJob {
     let svc = f.ops.service();
-    let now = clock::now();
+    let now = f.ops.clock().now();
     svc.add_user(who, "login-pw", now).expect("add");
     svc.issue(who, &format!("{who}@docomo.ne.jp"), "act-pass", now)
         .expect("issue");
@@ -104,23 +111,27 @@ async fn file_transport_writes_one_eml_and_empties_the_outbox() {
     let _ = job;
 }
 
-#[tokio::test]
-async fn a_refused_delivery_stays_queued_with_its_backoff() {
-    // A port nothing listens on: bind, note it, close.
+/// A relay that refuses every connection: a port nothing listens on (bound, noted, closed).
+fn refusing_relay() -> String {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
         .local_addr()
         .expect("addr")
         .port();
-    let f = fixture(&format!("smtp_host = \"127.0.0.1\"\nsmtp_port = {port}"));
+    format!("smtp_host = \"127.0.0.1\"\nsmtp_port = {port}")
+}
+
+#[tokio::test]
+async fn a_refused_delivery_stays_queued_with_its_backoff() {
+    let f = fixture(&refusing_relay());
     issue(&f, "jiro");
     let mailer = Mailer::new(&f.config).expect("mailer");
-    let before = clock::now();
+    let before = f.ops.clock().now();
     let next = mailer
         .pass(&f.ops, false, &mut HashSet::new())
         .await
         .expect("a retry is scheduled");
-    assert!(next >= before + BACKOFF_FIRST && next <= clock::now() + BACKOFF_FIRST);
+    assert!(next >= before + BACKOFF_FIRST && next <= f.ops.clock().now() + BACKOFF_FIRST);
     let queued = f.ops.service().pending_mail().expect("outbox");
     assert_eq!(queued.len(), 1);
     let job = queued[0].1.as_ref().expect("opens");
@@ -135,4 +146,119 @@ async fn a_refused_delivery_stays_queued_with_its_backoff() {
     mailer.pass(&f.ops, true, &mut HashSet::new()).await;
     let job = &f.ops.service().pending_mail().expect("outbox")[0].1;
     assert_eq!(job.as_ref().expect("opens").attempts, 2);
+}
+
+#[test]
+fn the_wait_is_until_the_next_retry_at_least_a_second() {
+    assert_eq!(until_next(Some(T0 + 10), T0), Duration::from_secs(10));
+    assert_eq!(until_next(Some(T0), T0), Duration::from_secs(1));
+    assert_eq!(until_next(Some(T0 - 30), T0), Duration::from_secs(1));
+    assert_eq!(until_next(None, T0), Duration::from_secs(3600));
+}
+
+/// Attempts made so far on the only queued message.
+fn attempts(f: &Fixture) -> u32 {
+    let queued = f.ops.service().pending_mail().expect("outbox");
+    assert_eq!(queued.len(), 1, "one message queued");
+    queued[0].1.as_ref().expect("opens").attempts
+}
+
+/// The lines the mailer logs, read off a syslog socket the test binds: what the mailer
+/// logs after recording a failed attempt tells that it is going to sleep.
+struct LogLines {
+    socket: std::os::unix::net::UnixDatagram,
+    seen: Vec<String>,
+}
+
+impl LogLines {
+    fn bind(dir: &std::path::Path) -> LogLines {
+        let socket = std::os::unix::net::UnixDatagram::bind(dir.join("log.sock")).expect("bind");
+        socket.set_nonblocking(true).expect("nonblocking");
+        LogLines {
+            socket,
+            seen: Vec::new(),
+        }
+    }
+
+    fn logger(dir: &std::path::Path) -> Logger {
+        Logger::new(&otpd_core::config::LogSection {
+            level: "warn".into(),
+            syslog: true,
+            syslog_socket: dir.join("log.sock"),
+        })
+    }
+
+    /// Whether a line containing `text` has been logged so far.
+    fn contains(&mut self, text: &str) -> bool {
+        let mut buf = [0u8; 2048];
+        while let Ok(n) = self.socket.recv(&mut buf) {
+            self.seen
+                .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        self.seen.iter().any(|l| l.contains(text))
+    }
+}
+
+/// Lets the mailer's task (and the blocking pool) run until `cond` holds, without moving
+/// tokio's paused clock; fails after a real-time deadline.
+async fn until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !cond() {
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_running_mailer_waits_its_backoff_then_retries() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = LogLines::bind(dir.path());
+    let f = fixture_logging(&refusing_relay(), |_| LogLines::logger(dir.path()));
+    issue(&f, "saburo");
+    let mailer = Mailer::new(&f.config).expect("mailer");
+    let real = std::time::Instant::now();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(mailer.run(Arc::clone(&f.ops), async move {
+        let _ = stopped.await;
+    }));
+    // At start everything queued is tried at once. The line comes once the failure is
+    // recorded, and the mailer goes to sleep in the same step.
+    until("the first attempt", || log.contains("(attempt 1)")).await;
+    assert_eq!(attempts(&f), 1);
+    let first = f.ops.service().pending_mail().expect("outbox")[0]
+        .1
+        .as_ref()
+        .expect("opens")
+        .next_try_at;
+    assert_eq!(first, T0 + BACKOFF_FIRST);
+
+    // One second short of the backoff: still waiting.
+    tokio::time::advance(Duration::from_secs(9)).await;
+    for _ in 0..100 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(attempts(&f), 1, "no retry before the backoff is over");
+    assert!(!log.contains("(attempt 2)"));
+
+    // The backoff is over: the second attempt, and the next backoff doubles.
+    tokio::time::advance(Duration::from_secs(1)).await;
+    until("the retry", || log.contains("(attempt 2)")).await;
+    assert_eq!(attempts(&f), 2);
+    let second = f.ops.service().pending_mail().expect("outbox")[0]
+        .1
+        .as_ref()
+        .expect("opens")
+        .next_try_at;
+    assert_eq!(second, T0 + BACKOFF_FIRST + backoff(2));
+    assert!(
+        log.seen.iter().all(|l| !l.contains("/enroll/")),
+        "no link in the log"
+    );
+
+    let _ = stop.send(());
+    run.await.expect("the mailer stops");
+    assert!(
+        real.elapsed() < Duration::from_secs(10),
+        "the clock was virtual"
+    );
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use ipnet::IpNet;
 use zeroize::Zeroizing;
 
-use super::server::RadiusError;
+use super::error::RadiusError;
 use super::RadiusClient;
 
 /// Parses a client address as configured: an IP (a single host) or a CIDR network.

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+/// What makes two datagrams the same request (RFC 5080 §2.2.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct DedupKey {
     pub src: SocketAddr,
@@ -18,6 +19,7 @@ pub(crate) struct DedupKey {
     pub authenticator: [u8; 16],
 }
 
+/// What the cache knows of a request.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Seen {
     /// Never seen (or forgotten): evaluate it.
@@ -34,6 +36,8 @@ struct Entry {
     reply: Option<Arc<[u8]>>,
 }
 
+/// The duplicate cache: owns the replies already sent (until they expire) and the keys of
+/// the requests being answered.
 pub(crate) struct ReplyCache {
     ttl: Duration,
     capacity: usize,

@@ -1,10 +1,10 @@
 //! What happens to one datagram, without the socket: checks, duplicate detection, the
 //! handler call, the challenge State and the reply bytes. The receive loop in `server.rs`
-//! only moves bytes and timers around this.
+//! only moves bytes and timers around this. Times come in as `now` where the caller has
+//! one, and otherwise from [`clock::instant`] (tokio's clock, which tests pause).
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use radius::core::rfc2865;
@@ -14,12 +14,14 @@ use zeroize::Zeroizing;
 
 use super::clients::{Client, ClientTable};
 use super::dedup::{DedupKey, ReplyCache, Seen};
+use super::error::RadiusError;
 use super::events::{DropReason, InputKind, Outcome, RadiusEvent, RadiusLog};
 use super::ratelimit::DropLimiter;
-use super::server::{RadiusError, RadiusStats, TableSizes};
 use super::state::StateStore;
+use super::stats::{bump, Counters, RadiusStatsHandle, Tables};
 use super::wire::{self, attr, code};
-use super::{AccessHandler, AccessInput, AccessRequest, ClientInfo, Decision, RadiusConfig};
+use super::{lock, AccessHandler, AccessInput, AccessRequest, ClientInfo, Decision, RadiusConfig};
+use crate::clock;
 
 /// Total size of cached replies. Typical replies are under 100 octets; only a client that
 /// holds the secret can make them large (by sending Proxy-State).
@@ -50,6 +52,7 @@ pub(crate) struct Job {
     work: Work,
 }
 
+/// Who decides a [`Job`]: the handler, or this layer already.
 enum Work {
     Ask(AccessRequest),
     /// Decided by this layer (bad State, missing attributes): the handler is not asked.
@@ -94,61 +97,9 @@ impl Drop for Ticket {
     }
 }
 
-/// The numbers behind [`RadiusStats`]; shared with stats handles, so not generic.
-pub(crate) struct Counters {
-    received: AtomicU64,
-    accepted: AtomicU64,
-    rejected: AtomicU64,
-    challenged: AtomicU64,
-    status_server: AtomicU64,
-    resent: AtomicU64,
-    dropped: [AtomicU64; DropReason::ALL.len()],
-    permits: Arc<Semaphore>,
-    max_in_flight: u32,
-}
-
-impl Counters {
-    pub(crate) fn snapshot(&self) -> RadiusStats {
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        RadiusStats {
-            received: get(&self.received),
-            accepted: get(&self.accepted),
-            rejected: get(&self.rejected),
-            challenged: get(&self.challenged),
-            status_server: get(&self.status_server),
-            resent_from_cache: get(&self.resent),
-            dropped: DropReason::ALL
-                .iter()
-                .map(|r| (*r, get(&self.dropped[r.index()])))
-                .collect(),
-            in_flight: (self.max_in_flight as usize)
-                .saturating_sub(self.permits.available_permits()),
-        }
-    }
-}
-
-fn bump(counter: &AtomicU64) {
-    counter.fetch_add(1, Ordering::Relaxed);
-}
-
-/// The engine's bounded tables, shared with the metrics scrape so that their sizes are
-/// read when asked (and expired entries dropped first), not only when a request is answered.
-#[derive(Clone)]
-pub(crate) struct Tables {
-    cache: Arc<Mutex<ReplyCache>>,
-    states: Arc<Mutex<StateStore>>,
-}
-
-impl Tables {
-    pub(crate) fn sizes(&self, now: Instant) -> TableSizes {
-        let (done, in_progress) = lock(&self.cache).len(now);
-        TableSizes {
-            reply_cache: done + in_progress,
-            challenge_states: lock(&self.states).len(now),
-        }
-    }
-}
-
+/// The packet path of the RADIUS layer: owns the client table, the duplicate cache, the
+/// challenge States, the drop-line limiter, the in-flight bound and the counters, and asks
+/// the handler for each new request's [`Decision`].
 pub(crate) struct Engine<H> {
     handler: Arc<H>,
     log: Arc<dyn RadiusLog>,
@@ -157,16 +108,10 @@ pub(crate) struct Engine<H> {
     pub(crate) drop_log_interval: Duration,
     cache: Arc<Mutex<ReplyCache>>,
     states: Arc<Mutex<StateStore>>,
-    drops: Mutex<DropLimiter>,
+    drops: DropLimiter,
     pub(crate) permits: Arc<Semaphore>,
     pub(crate) max_in_flight: u32,
     pub(crate) counters: Arc<Counters>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Critical sections never panic half-way through an update; a poisoned lock still
-    // holds consistent data.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The fields of an Access-Request, read before any state is touched.
@@ -197,17 +142,7 @@ impl<H: AccessHandler> Engine<H> {
             return Err(RadiusError::Config("drop_log_interval must not be zero"));
         }
         let permits = Arc::new(Semaphore::new(cfg.max_in_flight));
-        let counters = Arc::new(Counters {
-            received: AtomicU64::new(0),
-            accepted: AtomicU64::new(0),
-            rejected: AtomicU64::new(0),
-            challenged: AtomicU64::new(0),
-            status_server: AtomicU64::new(0),
-            resent: AtomicU64::new(0),
-            dropped: Default::default(),
-            permits: Arc::clone(&permits),
-            max_in_flight,
-        });
+        let counters = Arc::new(Counters::new(Arc::clone(&permits), max_in_flight));
         Ok(Engine {
             handler,
             log,
@@ -223,7 +158,7 @@ impl<H: AccessHandler> Engine<H> {
                 cfg.state_ttl,
                 cfg.state_capacity,
             ))),
-            drops: Mutex::new(DropLimiter::new(cfg.drop_log_interval)),
+            drops: DropLimiter::new(cfg.drop_log_interval),
             permits,
             max_in_flight,
             counters,
@@ -419,7 +354,7 @@ impl<H: AccessHandler> Engine<H> {
             input,
             work,
         } = *job;
-        let start = Instant::now();
+        let start = clock::instant();
         let decision = match work {
             Work::Ask(req) => self.handler.decide(req).await,
             Work::Decided(decision) => decision,
@@ -445,7 +380,7 @@ impl<H: AccessHandler> Engine<H> {
             Decision::NeedOtp { reply_message } => {
                 // Only a valid UTF-8 name reaches the handler, so this is the name itself.
                 let name = String::from_utf8_lossy(&audit_user);
-                let state = lock(&self.states).issue(&name, &client.name, Instant::now());
+                let state = lock(&self.states).issue(&name, &client.name, clock::instant());
                 (
                     code::ACCESS_CHALLENGE,
                     Outcome::Challenge,
@@ -485,7 +420,7 @@ impl<H: AccessHandler> Engine<H> {
                     DropReason::ReplyTooLarge,
                     Some(&client.name),
                     src,
-                    Instant::now(),
+                    clock::instant(),
                 );
                 None
             }
@@ -518,19 +453,20 @@ impl<H: AccessHandler> Engine<H> {
                 client: client.map_or_else(|| "-".to_string(), |c| c.to_string()),
             })
             .inc();
-        let line = lock(&self.drops).note(reason, client, src, now);
+        let line = self.drops.note(reason, client, src, now);
         if let Some(line) = line {
             self.log.event(&line);
         }
         Inbound::Dropped(reason)
     }
 
-    /// The duplicate cache and the State table, for reading their sizes at any time.
-    pub(crate) fn tables(&self) -> Tables {
-        Tables {
+    /// Reads the counters, and the duplicate cache's and State table's sizes, at any time.
+    pub(crate) fn stats_handle(&self) -> RadiusStatsHandle {
+        let tables = Tables {
             cache: Arc::clone(&self.cache),
             states: Arc::clone(&self.states),
-        }
+        };
+        RadiusStatsHandle::new(Arc::clone(&self.counters), tables)
     }
 
     /// A line about a RADIUS-over-TLS connection.
@@ -542,14 +478,14 @@ impl<H: AccessHandler> Engine<H> {
 
     /// Logs the counts of drops that were suppressed in windows now over.
     pub(crate) fn flush_drop_log(&self, now: Instant) {
-        let lines = lock(&self.drops).flush(now);
+        let lines = self.drops.flush(now);
         for line in &lines {
             self.log.event(line);
         }
     }
 
     #[cfg(test)]
-    pub(crate) fn stats(&self) -> RadiusStats {
+    pub(crate) fn stats(&self) -> super::RadiusStats {
         self.counters.snapshot()
     }
 
@@ -562,19 +498,19 @@ impl<H: AccessHandler> Engine<H> {
             tokio::time::sleep(reply.delay).await;
         }
         let bytes = reply.bytes.clone();
-        reply.complete(Instant::now());
+        reply.complete(clock::instant());
         bytes
     }
 
     /// The whole path for one datagram without socket or delay (tests and fuzzing).
     pub(crate) async fn process(&self, datagram: &[u8], src: SocketAddr) -> Option<Arc<[u8]>> {
-        match self.inbound(datagram, src, Instant::now()) {
+        match self.inbound(datagram, src, clock::instant()) {
             Inbound::Dropped(_) => None,
             Inbound::Send(bytes) => Some(bytes),
             Inbound::Work(job) => {
                 let reply = self.evaluate(job).await;
                 let bytes = reply.bytes.clone();
-                reply.complete(Instant::now());
+                reply.complete(clock::instant());
                 bytes
             }
         }

@@ -26,13 +26,17 @@
 //! }
 //! ```
 
+// Dependencies go one way: `server` (and `tls`) → `engine` → `clients`, `dedup`, `state`,
+// `stats`, `ratelimit`, `events`, `wire`; `error` is shared; nothing depends on `server`.
 mod clients;
 mod dedup;
 mod engine;
+mod error;
 mod events;
 mod ratelimit;
 mod server;
 mod state;
+mod stats;
 pub mod tls;
 mod wire;
 
@@ -41,14 +45,23 @@ mod tests;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use zeroize::Zeroizing;
 
 pub use clients::parse_client_network;
 pub use engine::PacketPath;
+pub use error::RadiusError;
 pub use events::{DropReason, InputKind, Outcome, RadiusEvent, RadiusLog, Severity};
-pub use server::{serve, RadiusError, RadiusServer, RadiusStats, RadiusStatsHandle, TableSizes};
+pub use server::{serve, RadiusServer};
+pub use stats::{RadiusStats, RadiusStatsHandle, TableSizes};
+
+/// Locks one of the layer's tables. Critical sections never panic half-way through an
+/// update, so a poisoned lock still holds consistent data.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// The RADIUS client (NAS) a request came from, as configured and as seen on the wire.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,7 +104,8 @@ pub struct AccessRequest {
     pub nas_identifier: Option<String>,
 }
 
-/// The handler's answer.
+/// The handler's answer: the reply's kind and the text it carries; the State, the reject
+/// delay and the encoding are the layer's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     /// Access-Accept, with an optional `Reply-Message`.
@@ -107,7 +121,8 @@ pub enum Decision {
     NeedOtp { reply_message: String },
 }
 
-/// The login decision, implemented by the daemon on top of the core library.
+/// The login decision, implemented by the daemon on top of the core library: owns
+/// everything about the user, nothing about the wire.
 ///
 /// Called at most once per distinct request: retransmissions are answered from the cache.
 /// Calls run concurrently (up to [`RadiusConfig::max_in_flight`]); a handler doing heavy

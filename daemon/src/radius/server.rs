@@ -10,101 +10,17 @@ use std::time::Duration;
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tokio::time::Instant;
 
-use super::engine::{Counters, Engine, Inbound, Tables};
-use super::events::{DropReason, RadiusLog};
+use super::engine::{Engine, Inbound};
+use super::error::RadiusError;
+use super::events::RadiusLog;
+use super::stats::RadiusStatsHandle;
 use super::wire::MAX_PACKET_LEN;
 use super::{AccessHandler, RadiusConfig};
+use crate::clock;
 
-/// Why the RADIUS front door could not start or stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum RadiusError {
-    #[error("radius: no listen address configured; set [radius] listen")]
-    NoListenAddress,
-    #[error("radius client {name:?}: {problem}")]
-    Client { name: String, problem: &'static str },
-    #[error("radius: {0}")]
-    Config(&'static str),
-    #[error("radius: cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        #[source]
-        source: io::Error,
-    },
-    #[error("radius: receiving on {addr} failed: {source}")]
-    Receive {
-        addr: SocketAddr,
-        #[source]
-        source: io::Error,
-    },
-    #[error("radius: a receive loop stopped unexpectedly")]
-    LoopDied,
-}
-
-/// Counters since start, for `otpctl status`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RadiusStats {
-    pub received: u64,
-    pub accepted: u64,
-    pub rejected: u64,
-    pub challenged: u64,
-    pub status_server: u64,
-    /// Retransmissions answered from the duplicate cache.
-    pub resent_from_cache: u64,
-    pub dropped: Vec<(DropReason, u64)>,
-    /// Requests being evaluated or held back by the reject delay right now.
-    pub in_flight: usize,
-}
-
-impl RadiusStats {
-    pub fn dropped_total(&self) -> u64 {
-        self.dropped.iter().map(|(_, n)| n).sum()
-    }
-
-    pub fn dropped(&self, reason: DropReason) -> u64 {
-        self.dropped
-            .iter()
-            .find(|(r, _)| *r == reason)
-            .map_or(0, |(_, n)| *n)
-    }
-}
-
-/// How full the duplicate cache and the State table are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TableSizes {
-    /// Replies kept for retransmissions, and requests being answered.
-    pub reply_cache: usize,
-    /// Access-Challenge States waiting for their OTP.
-    pub challenge_states: usize,
-}
-
-/// Reads the counters and table sizes of a running (or finished) server.
-#[derive(Clone)]
-pub struct RadiusStatsHandle {
-    counters: Arc<Counters>,
-    tables: Tables,
-}
-
-impl RadiusStatsHandle {
-    pub(crate) fn new<H: AccessHandler>(engine: &Engine<H>) -> Self {
-        RadiusStatsHandle {
-            counters: Arc::clone(&engine.counters),
-            tables: engine.tables(),
-        }
-    }
-
-    pub fn snapshot(&self) -> RadiusStats {
-        self.counters.snapshot()
-    }
-
-    /// The tables' sizes at `now`, entries expired by then not counted.
-    pub fn table_sizes(&self, now: Instant) -> TableSizes {
-        self.tables.sizes(now)
-    }
-}
-
-/// A bound RADIUS server: [`RadiusServer::bind`], read [`RadiusServer::local_addrs`]
+/// A bound RADIUS server: owns the UDP sockets, the TLS listeners and the engine they feed.
+/// [`RadiusServer::bind`], read [`RadiusServer::local_addrs`]
 /// (tests bind port 0), then [`RadiusServer::run`].
 pub struct RadiusServer<H> {
     sockets: Vec<(SocketAddr, Arc<UdpSocket>)>,
@@ -114,6 +30,7 @@ pub struct RadiusServer<H> {
     shutdown_grace: Duration,
 }
 
+/// The RADIUS-over-TLS side of a server: its bound listeners and the door they share.
 struct TlsListeners {
     listeners: Vec<(SocketAddr, tokio::net::TcpListener)>,
     door: Arc<super::tls::TlsDoor>,
@@ -188,7 +105,7 @@ impl<H: AccessHandler> RadiusServer<H> {
     }
 
     pub fn stats(&self) -> RadiusStatsHandle {
-        RadiusStatsHandle::new(&self.engine)
+        self.engine.stats_handle()
     }
 
     /// Serves until `shutdown` completes, then stops receiving and gives requests in flight
@@ -274,7 +191,7 @@ async fn receive_loop<H: AccessHandler>(
                 Err(source) => return Err(RadiusError::Receive { addr, source }),
             },
         };
-        match engine.inbound(&buf[..n], src, Instant::now()) {
+        match engine.inbound(&buf[..n], src, clock::instant()) {
             Inbound::Dropped(_) => {}
             Inbound::Send(bytes) => {
                 // A lost reply is recovered by the client's retransmission.
@@ -314,7 +231,7 @@ async fn flush_loop<H: AccessHandler>(
     loop {
         tokio::select! {
             _ = stop.changed() => return Ok(()),
-            _ = tick.tick() => engine.flush_drop_log(Instant::now()),
+            _ = tick.tick() => engine.flush_drop_log(clock::instant()),
         }
     }
 }

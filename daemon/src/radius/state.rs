@@ -12,6 +12,7 @@ use tokio::time::Instant;
 
 pub(crate) const STATE_LEN: usize = 16;
 
+/// Why a State was not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum StateError {
     Unknown,
@@ -26,6 +27,8 @@ struct Entry {
     client: Arc<str>,
 }
 
+/// Owns the outstanding challenge States: who and which client each was issued to, and
+/// until when it is valid.
 pub(crate) struct StateStore {
     ttl: Duration,
     capacity: usize,

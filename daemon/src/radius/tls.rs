@@ -14,7 +14,6 @@ use ipnet::IpNet;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Mutex, Semaphore};
-use tokio::time::Instant;
 use tokio_rustls::rustls;
 use tokio_rustls::TlsAcceptor;
 use zeroize::Zeroizing;
@@ -23,6 +22,7 @@ use super::clients::Client;
 use super::engine::{Engine, Inbound};
 use super::events::DropReason;
 use super::AccessHandler;
+use crate::clock;
 use crate::limit::LineLimiter;
 
 /// The shared secret of every RADIUS-over-TLS packet (RFC 6614 §2.3).
@@ -219,7 +219,7 @@ impl Refusals {
                 reason: reason.as_str(),
             })
             .inc();
-        if let Some(suppressed) = self.0.note(reason, Instant::now()) {
+        if let Some(suppressed) = self.0.note(reason, clock::instant()) {
             let more = if suppressed > 0 {
                 format!(" suppressed={suppressed}")
             } else {
@@ -350,7 +350,7 @@ pub(crate) async fn serve_stream<H, S>(
         let Ok(slot) = Arc::clone(&in_flight).acquire_owned().await else {
             return;
         };
-        match engine.inbound_from(&client, &packet, src, Instant::now()) {
+        match engine.inbound_from(&client, &packet, src, clock::instant()) {
             Inbound::Dropped(_) => {}
             Inbound::Send(bytes) => {
                 if write.lock().await.write_all(&bytes).await.is_err() {

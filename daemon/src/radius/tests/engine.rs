@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::time::Instant;
+use crate::clock;
 
 use super::super::engine::Inbound;
 use super::super::events::{DropReason, Outcome, RadiusEvent};
@@ -20,7 +20,7 @@ fn setup_with(cfg: RadiusConfig) -> (Engine<Mock>, Arc<Mock>, Events) {
 }
 
 fn dropped(e: &Engine<Mock>, bytes: &[u8], src: SocketAddr) -> Option<DropReason> {
-    match e.inbound(bytes, src, Instant::now()) {
+    match e.inbound(bytes, src, clock::instant()) {
         Inbound::Dropped(reason) => Some(reason),
         _ => None,
     }
@@ -121,7 +121,7 @@ async fn same_identifier_from_another_port_is_a_new_request() {
 async fn duplicate_while_in_progress_is_dropped() {
     let (e, mock, _) = setup();
     let request = Req::access("alice", "pw123456").bytes();
-    let Inbound::Work(job) = e.inbound(&request, gw_src(), Instant::now()) else {
+    let Inbound::Work(job) = e.inbound(&request, gw_src(), clock::instant()) else {
         panic!("expected work");
     };
     assert_eq!(
@@ -130,8 +130,8 @@ async fn duplicate_while_in_progress_is_dropped() {
     );
     let reply = e.evaluate(job).await;
     let sent = reply.bytes.clone().unwrap();
-    reply.complete(Instant::now());
-    match e.inbound(&request, gw_src(), Instant::now()) {
+    reply.complete(clock::instant());
+    match e.inbound(&request, gw_src(), clock::instant()) {
         Inbound::Send(bytes) => assert_eq!(bytes, sent),
         _ => panic!("expected the cached reply"),
     }
@@ -218,7 +218,7 @@ async fn expired_challenge_state_is_refused() {
     let (e, mock, events) = setup();
     let state = challenge(&e, "alice", 1).await;
     let request = answer("alice", &state, "123456", 2);
-    let later = Instant::now() + Duration::from_secs(121);
+    let later = clock::instant() + Duration::from_secs(121);
     let Inbound::Work(job) = e.inbound(&request, gw_src(), later) else {
         panic!("expected work");
     };
@@ -247,7 +247,7 @@ async fn only_rejects_are_delayed() {
     ] {
         let mut req = Req::access("alice", password);
         req.id = id;
-        let Inbound::Work(job) = e.inbound(&req.bytes(), gw_src(), Instant::now()) else {
+        let Inbound::Work(job) = e.inbound(&req.bytes(), gw_src(), clock::instant()) else {
             panic!("expected work");
         };
         assert_eq!(e.evaluate(job).await.delay, delay, "{password}");
@@ -432,7 +432,7 @@ async fn requests_over_the_in_flight_limit_are_dropped() {
     let mut second = Req::access("alice", "pw123456");
     second.id = 99;
     let second = second.bytes();
-    let Inbound::Work(job) = e.inbound(&first, gw_src(), Instant::now()) else {
+    let Inbound::Work(job) = e.inbound(&first, gw_src(), clock::instant()) else {
         panic!("expected work");
     };
     assert_eq!(e.stats().in_flight, 1);
@@ -441,7 +441,7 @@ async fn requests_over_the_in_flight_limit_are_dropped() {
     drop(job);
     assert_eq!(e.stats().in_flight, 0);
     assert!(matches!(
-        e.inbound(&first, gw_src(), Instant::now()),
+        e.inbound(&first, gw_src(), clock::instant()),
         Inbound::Work(_)
     ));
 }
@@ -450,14 +450,14 @@ async fn requests_over_the_in_flight_limit_are_dropped() {
 async fn table_sizes_are_read_when_asked_and_forget_what_expired_while_idle() {
     let cfg = config();
     let (e, _, _) = setup_with(cfg.clone());
-    let tables = super::super::RadiusStatsHandle::new(&e);
+    let tables = e.stats_handle();
     let request = Req::access("alice", "pw").bytes();
     let reply = e.process(&request, gw_src()).await.unwrap();
     assert_eq!(
         verify_reply(&reply, &request, SECRET).get_code(),
         Code::AccessChallenge
     );
-    let now = Instant::now();
+    let now = clock::instant();
     let sizes = |at| tables.table_sizes(at);
     assert_eq!(
         sizes(now),
@@ -483,4 +483,99 @@ async fn table_sizes_are_read_when_asked_and_forget_what_expired_while_idle() {
         now + cfg.state_ttl.max(cfg.reply_cache_ttl) + Duration::from_secs(1),
         0,
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cached_reply_expires_exactly_after_its_lifetime() {
+    let cfg = config();
+    let ttl = cfg.reply_cache_ttl;
+    let (e, mock, _) = setup_with(cfg);
+    let request = Req::access("alice", "pw123456").bytes();
+    let first = e.process(&request, gw_src()).await.unwrap();
+    tokio::time::advance(ttl - Duration::from_millis(1)).await;
+    assert_eq!(e.process(&request, gw_src()).await.unwrap(), first);
+    assert_eq!(mock.calls(), 1, "answered from the cache");
+    tokio::time::advance(Duration::from_millis(1)).await;
+    e.process(&request, gw_src()).await.unwrap();
+    assert_eq!(mock.calls(), 2, "evaluated again once its lifetime is over");
+    assert_eq!(e.stats().resent_from_cache, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_challenge_state_expires_exactly_after_its_lifetime() {
+    let cfg = config();
+    let ttl = cfg.state_ttl;
+    let (e, mock, events) = setup_with(cfg);
+    let state = challenge(&e, "alice", 1).await;
+    tokio::time::advance(ttl - Duration::from_millis(1)).await;
+    let request = answer("alice", &state, "123456", 2);
+    let reply = e.process(&request, gw_src()).await.unwrap();
+    assert_eq!(
+        verify_reply(&reply, &request, SECRET).get_code(),
+        Code::AccessAccept,
+        "still valid a moment before its lifetime is over"
+    );
+    let state = challenge(&e, "alice", 3).await;
+    tokio::time::advance(ttl).await;
+    let request = answer("alice", &state, "123456", 4);
+    let reply = e.process(&request, gw_src()).await.unwrap();
+    assert_eq!(
+        verify_reply(&reply, &request, SECRET).get_code(),
+        Code::AccessReject
+    );
+    assert_eq!(
+        events.decisions().last().unwrap(),
+        &(Outcome::Reject, Some("bad_state"))
+    );
+    assert_eq!(
+        mock.calls(),
+        3,
+        "the expired State's answer is not evaluated"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_reject_delay_holds_the_answer_for_exactly_its_time() {
+    let mut cfg = config();
+    cfg.reject_delay = Duration::from_millis(1500);
+    let (e, _, events) = setup_with(cfg);
+    let e = Arc::new(e);
+    let request = Req::access("alice", "wrong").bytes();
+    let started = clock::instant();
+    let Inbound::Work(job) = e.inbound(&request, gw_src(), started) else {
+        panic!("expected work");
+    };
+    let answering = tokio::spawn({
+        let e = Arc::clone(&e);
+        async move { e.answer(job).await }
+    });
+    // The audit line is written when the reject is decided, right before the delay starts.
+    for polls in 0.. {
+        if !events.decisions().is_empty() {
+            break;
+        }
+        assert!(polls < 1000, "the reject was never decided");
+        tokio::task::yield_now().await;
+    }
+    tokio::time::advance(Duration::from_millis(1499)).await;
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert!(!answering.is_finished(), "held back");
+    assert_eq!(
+        dropped(&e, &request, gw_src()),
+        Some(DropReason::DuplicateInProgress),
+        "a retransmission meanwhile is dropped"
+    );
+    tokio::time::advance(Duration::from_millis(1)).await;
+    let reply = answering.await.unwrap().expect("a reject");
+    assert_eq!(clock::instant() - started, Duration::from_millis(1500));
+    assert_eq!(
+        verify_reply(&reply, &request, SECRET).get_code(),
+        Code::AccessReject
+    );
+    match e.inbound(&request, gw_src(), clock::instant()) {
+        Inbound::Send(bytes) => assert_eq!(bytes, reply, "then resent from the cache"),
+        _ => panic!("expected the cached reply"),
+    }
 }

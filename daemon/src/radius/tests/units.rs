@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::time::Instant;
+use crate::clock;
 
 use super::super::clients::ClientTable;
 use super::super::dedup::{DedupKey, ReplyCache, Seen};
@@ -183,7 +183,7 @@ fn key(n: u8) -> DedupKey {
 
 #[test]
 fn reply_cache_states_ttl_and_capacity() {
-    let t0 = Instant::now();
+    let t0 = clock::instant();
     let mut c = ReplyCache::new(Duration::from_secs(30), 2, 1 << 20);
     assert_eq!(c.seen(&key(1), t0), Seen::New);
     c.start(key(1));
@@ -219,7 +219,7 @@ fn reply_cache_states_ttl_and_capacity() {
 
 #[test]
 fn reply_cache_is_bounded_by_size_too() {
-    let t0 = Instant::now();
+    let t0 = clock::instant();
     let mut c = ReplyCache::new(Duration::from_secs(30), 1000, 10_000);
     for n in 0..10 {
         c.start(key(n));
@@ -235,7 +235,7 @@ fn reply_cache_is_bounded_by_size_too() {
 
 #[test]
 fn state_is_single_use_bound_and_expires() {
-    let t0 = Instant::now();
+    let t0 = clock::instant();
     let gw: Arc<str> = Arc::from("gw");
     let mut s = StateStore::new(Duration::from_secs(120), 100);
     let a = s.issue("alice", &gw, t0);
@@ -263,7 +263,7 @@ fn state_is_single_use_bound_and_expires() {
 
 #[test]
 fn state_store_is_bounded() {
-    let t0 = Instant::now();
+    let t0 = clock::instant();
     let gw: Arc<str> = Arc::from("gw");
     let mut s = StateStore::new(Duration::from_secs(120), 3);
     let states: Vec<_> = (0..10).map(|_| s.issue("alice", &gw, t0)).collect();
@@ -328,9 +328,9 @@ fn bad_client_configurations_are_refused() {
 
 #[test]
 fn drop_lines_are_rate_limited_per_reason_and_client() {
-    let t0 = Instant::now();
+    let t0 = clock::instant();
     let every = Duration::from_secs(10);
-    let mut l = DropLimiter::new(every);
+    let l = DropLimiter::new(every);
     let gw: Arc<str> = Arc::from("gw");
     let src = gw_src();
     assert!(l.note(DropReason::Malformed, Some(&gw), src, t0).is_some());
