@@ -30,7 +30,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use otpd_core::admin::{AdminData, AdminRequest, Secret};
-use otpd_core::config::HttpSection;
+use crate::config::HttpSection;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;

@@ -16,7 +16,7 @@ use lettre::message::header::{ContentTransferEncoding, ContentType};
 use lettre::message::Body;
 use lettre::message::Mailbox;
 use lettre::Message;
-use otpd_core::config::Config;
+use crate::config::Config;
 use otpd_core::service::MailJob;
 use otpd_core::UnixTime;
 use zeroize::Zeroizing;
