@@ -12,8 +12,8 @@ use args::{Cli, Command, TokenCmd, UserCmd};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use otpd_proto::{AdminData, AdminRequest, Secret};
 use otpd_proto::UserView;
+use otpd_proto::{AdminData, AdminRequest, Secret};
 
 const DEFAULT_SOCKET: &str = "/run/otpd/admin.sock";
 

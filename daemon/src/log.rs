@@ -25,7 +25,9 @@ impl TryFrom<String> for Level {
             "warn" => Ok(Level::Warn),
             "info" => Ok(Level::Info),
             "debug" => Ok(Level::Debug),
-            _ => Err(format!("`log.level` {s:?}: one of error, warn, info, debug")),
+            _ => Err(format!(
+                "`log.level` {s:?}: one of error, warn, info, debug"
+            )),
         }
     }
 }

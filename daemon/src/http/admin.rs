@@ -21,6 +21,7 @@
 
 use std::net::SocketAddr;
 
+use crate::config::HttpSection;
 use anyhow::Context;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Request, State};
@@ -30,7 +31,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use otpd_core::admin::{AdminData, AdminRequest, Secret};
-use crate::config::HttpSection;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;

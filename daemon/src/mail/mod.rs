@@ -11,12 +11,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::Config;
 use anyhow::Context;
 use lettre::message::header::{ContentTransferEncoding, ContentType};
 use lettre::message::Body;
 use lettre::message::Mailbox;
 use lettre::Message;
-use crate::config::Config;
 use otpd_core::service::MailJob;
 use otpd_core::UnixTime;
 use zeroize::Zeroizing;

@@ -40,7 +40,10 @@ pub enum ClientFinding {
     EmptySecret,
     SameName,
     /// Two clients on one network: a request could not tell which shared secret is meant.
-    SameAddress { other: String, network: IpNet },
+    SameAddress {
+        other: String,
+        network: IpNet,
+    },
     /// A warning: a shared secret shorter than [`MIN_SECRET_LEN`].
     ShortSecret,
     /// A warning: `require_message_authenticator = false` on this client.
@@ -53,10 +56,7 @@ pub const MIN_SECRET_LEN: usize = 16;
 impl ClientFinding {
     /// A warning leaves the client usable; anything else refuses the configuration.
     pub fn is_warning(&self) -> bool {
-        matches!(
-            self,
-            ClientFinding::ShortSecret | ClientFinding::NoMessageAuthenticator
-        )
+        self.problem().is_none()
     }
 
     /// The sentence the configuration check says about client `name`.
@@ -73,20 +73,19 @@ impl ClientFinding {
                 "radius client {name:?}: require_message_authenticator = false accepts requests without integrity protection (BlastRADIUS, CVE-2024-3596); turn it on once the gateway sends Message-Authenticator"
             ),
             ClientFinding::EmptyName | ClientFinding::EmptySecret => {
-                format!("radius client {name:?}: {}", self.problem())
+                format!("radius client {name:?}: {}", self.problem().unwrap_or(""))
             }
         }
     }
 
-    /// The problem as [`RadiusError::Client`] says it.
-    fn problem(&self) -> &'static str {
+    /// The problem as [`RadiusError::Client`] says it; none for a warning.
+    fn problem(&self) -> Option<&'static str> {
         match self {
-            ClientFinding::EmptyName => "the name is empty",
-            ClientFinding::EmptySecret => "the shared secret is empty",
-            ClientFinding::SameName => "another client has the same name",
-            ClientFinding::SameAddress { .. } => "another client has the same address",
-            ClientFinding::ShortSecret => "the shared secret is short",
-            ClientFinding::NoMessageAuthenticator => "Message-Authenticator is not required",
+            ClientFinding::EmptyName => Some("the name is empty"),
+            ClientFinding::EmptySecret => Some("the shared secret is empty"),
+            ClientFinding::SameName => Some("another client has the same name"),
+            ClientFinding::SameAddress { .. } => Some("another client has the same address"),
+            ClientFinding::ShortSecret | ClientFinding::NoMessageAuthenticator => None,
         }
     }
 }
@@ -129,14 +128,11 @@ impl ClientTable {
         configured: &[RadiusClient],
         require_message_authenticator: bool,
     ) -> Result<Self, RadiusError> {
-        if let Some((name, f)) = check_clients(configured)
+        if let Some((name, problem)) = check_clients(configured)
             .into_iter()
-            .find(|(_, f)| !f.is_warning())
+            .find_map(|(name, f)| f.problem().map(|p| (name, p)))
         {
-            return Err(RadiusError::Client {
-                name,
-                problem: f.problem(),
-            });
+            return Err(RadiusError::Client { name, problem });
         }
         let mut clients: Vec<Arc<Client>> = configured
             .iter()
