@@ -21,7 +21,6 @@
 
 use std::net::SocketAddr;
 
-use crate::config::HttpSection;
 use anyhow::Context;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Request, State};
@@ -38,6 +37,7 @@ use subtle::ConstantTimeEq;
 use super::api::body;
 use super::error::ApiError;
 use super::Shared;
+use crate::config::HttpSection;
 
 /// The connecting address, set by the server for each connection.
 #[derive(Debug, Clone, Copy)]

@@ -9,7 +9,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config::Config;
 use anyhow::Context;
 use axum::body::Body;
 use axum::Router;
@@ -24,6 +23,7 @@ use tower::ServiceExt;
 
 use super::admin::{ApiKeys, Peer};
 use super::{router, Web};
+use crate::config::Config;
 use crate::ops::Ops;
 
 const MAX_CONNECTIONS: usize = 256;

@@ -11,7 +11,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::Config;
 use anyhow::Context;
 use lettre::message::header::{ContentTransferEncoding, ContentType};
 use lettre::message::Body;
@@ -22,6 +21,7 @@ use otpd_core::UnixTime;
 use zeroize::Zeroizing;
 
 use crate::clock;
+use crate::config::Config;
 use crate::ops::Ops;
 pub use template::{jst_date, jst_datetime, jst_datetime_en, parse_rfc3339, Fields, Template};
 pub use transport::Transport;
