@@ -1,4 +1,5 @@
-//! The configured RADIUS clients, matched by source address: the most specific network wins.
+//! The configured RADIUS clients, matched by source address (the most specific network
+//! wins), and the one list of rules a set of clients must keep ([`check_clients`]).
 
 use std::net::IpAddr;
 use std::sync::Arc;
