@@ -5,7 +5,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use otpd_core::admin::{AdminData, AdminReply, AdminRequest};
+use otpd_proto::{AdminData, AdminReply, AdminRequest};
 
 use crate::Failure;
 

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use otpd_core::admin::{BackupRow, ImportRow};
+use otpd_proto::{BackupRow, ImportRow};
 
 use crate::Failure;
 

@@ -6,7 +6,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use otpd_core::admin::{AdminData, AdminRequest, ImportRow};
+use otpd_proto::{AdminData, AdminRequest, ImportRow};
 
 use crate::client::Connection;
 use crate::files::parse_import_line;

@@ -12,8 +12,7 @@ use args::{Cli, Command, TokenCmd, UserCmd};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use otpd_core::admin::{AdminData, AdminRequest, Secret};
-use otpd_core::user::UserView;
+use otpd_proto::{AdminData, AdminRequest, Secret, UserView};
 
 const DEFAULT_SOCKET: &str = "/run/otpd/admin.sock";
 

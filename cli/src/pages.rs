@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use otpd_core::admin::{AdminData, AdminRequest, MAX_PAGE};
+use otpd_proto::{AdminData, AdminRequest, MAX_PAGE};
 
 use crate::client::Connection;
 use crate::files::BackupFile;

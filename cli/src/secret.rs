@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, IsTerminal};
 
-use otpd_core::admin::Secret;
+use otpd_proto::Secret;
 use zeroize::Zeroizing;
 
 use crate::Failure;

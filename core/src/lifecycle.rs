@@ -12,28 +12,7 @@ pub const DAY: i64 = 86_400;
 /// The customer guide promises at least four years.
 pub const MIN_VALIDITY_DAYS: u32 = 1461;
 
-/// The state names every interface shows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TokenState {
-    Unregistered,
-    Issued,
-    Provisioned,
-    Active,
-    Expired,
-}
-
-impl TokenState {
-    pub fn name(self) -> &'static str {
-        match self {
-            TokenState::Unregistered => "unregistered",
-            TokenState::Issued => "issued",
-            TokenState::Provisioned => "provisioned",
-            TokenState::Active => "active",
-            TokenState::Expired => "expired",
-        }
-    }
-}
+pub use otpd_proto::TokenState;
 
 /// The setup link of an issued token. Only the code's hash is kept.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

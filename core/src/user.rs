@@ -2,9 +2,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::lifecycle::{Token, TokenPolicy, TokenState};
+use crate::lifecycle::{Token, TokenPolicy};
 use crate::lockout::LockState;
 use crate::{rfc3339, OpError, UnixTime};
+
+pub use otpd_proto::UserView;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserRecord {
@@ -23,25 +25,6 @@ pub struct UserRecord {
     /// was made in, so one sign-out ends that user's sessions on every node.
     #[serde(default)]
     pub session_generation: u64,
-}
-
-/// What `otpctl user show --json` and the admin API print.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UserView {
-    pub login_id: String,
-    pub state: TokenState,
-    pub locked: bool,
-    pub failures: u32,
-    /// Customer renewal over HTTP is locked (its failures count apart from logins).
-    #[serde(default)]
-    pub renewal_locked: bool,
-    #[serde(default)]
-    pub renewal_failures: u32,
-    pub email: Option<String>,
-    pub expires_at: Option<String>,
-    pub renewal_available: bool,
-    pub renewal_available_from: Option<String>,
-    pub created_at: String,
 }
 
 impl UserRecord {

@@ -4,7 +4,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
-use otpd_core::config::{Config, Loaded};
 use otpd_core::seal::Sealer;
 use otpd_core::store::SledStore;
 use otpd_core::Service;
@@ -13,11 +12,12 @@ use tokio::sync::watch;
 use crate::access::Access;
 use crate::admin_socket::AdminSocket;
 use crate::clock::{self, Clock};
+use crate::config::{Config, Loaded};
 use crate::http::HttpServer;
 use crate::log::Logger;
 use crate::mail::Mailer;
 use crate::ops::Ops;
-use crate::radius::{RadiusClient, RadiusConfig, RadiusEvent, RadiusLog, RadiusServer, Severity};
+use crate::radius::{RadiusConfig, RadiusEvent, RadiusLog, RadiusServer, Severity};
 
 /// The configuration as `otpd` reads it at start: Ok, or every problem found.
 pub fn check_config(path: &Path) -> Result<Loaded, Vec<String>> {
@@ -208,16 +208,7 @@ pub fn radius_config(config: &Config) -> anyhow::Result<RadiusConfig> {
         .iter()
         .map(|a| a.parse().with_context(|| format!("radius.listen {a:?}")))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let mut clients = Vec::new();
-    for c in &r.clients {
-        clients.push(RadiusClient {
-            name: c.name.clone(),
-            network: c.network().map_err(anyhow::Error::msg)?,
-            secret: c.secret().map_err(anyhow::Error::msg)?,
-            require_message_authenticator: c.require_message_authenticator,
-        });
-    }
-    let mut rc = RadiusConfig::new(listen, clients);
+    let mut rc = RadiusConfig::new(listen, config.radius_clients.clone());
     rc.require_message_authenticator = r.require_message_authenticator;
     rc.reject_delay = std::time::Duration::from_millis(r.reject_delay_ms);
     if let Some(t) = &r.tls {
@@ -243,7 +234,7 @@ pub fn radius_config(config: &Config) -> anyhow::Result<RadiusConfig> {
                     Ok(tls::TlsClient {
                         name: c.name.clone(),
                         certificate: c.certificate.clone(),
-                        network: otpd_core::config::parse_network(&c.address).ok_or_else(|| {
+                        network: crate::config::parse_network(&c.address).ok_or_else(|| {
                             anyhow::anyhow!("radius TLS client {:?}: bad address", c.name)
                         })?,
                     })

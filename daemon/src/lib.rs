@@ -7,6 +7,7 @@ pub mod admin_socket;
 pub mod app;
 pub mod cli;
 pub mod clock;
+pub mod config;
 pub mod http;
 pub mod limit;
 pub mod log;

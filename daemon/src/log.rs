@@ -5,7 +5,10 @@ use std::sync::Mutex;
 
 use syslog::{Facility, Formatter3164, Logger as Syslog, LoggerBackend};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// How much is logged (`[log] level`): a line is written when its level is at or above
+/// this one. Read once, with the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Deserialize)]
+#[serde(try_from = "String")]
 pub enum Level {
     Error,
     Warn,
@@ -13,15 +16,23 @@ pub enum Level {
     Debug,
 }
 
-impl Level {
-    pub fn parse(s: &str) -> Level {
-        match s {
-            "error" => Level::Error,
-            "warn" => Level::Warn,
-            "debug" => Level::Debug,
-            _ => Level::Info,
+impl TryFrom<String> for Level {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Level, String> {
+        match s.as_str() {
+            "error" => Ok(Level::Error),
+            "warn" => Ok(Level::Warn),
+            "info" => Ok(Level::Info),
+            "debug" => Ok(Level::Debug),
+            _ => Err(format!(
+                "`log.level` {s:?}: one of error, warn, info, debug"
+            )),
         }
     }
+}
+
+impl Level {
     fn name(self) -> &'static str {
         match self {
             Level::Error => "error",
@@ -46,8 +57,8 @@ impl Logger {
         }
     }
 
-    pub fn new(cfg: &otpd_core::config::LogSection) -> Logger {
-        let level = Level::parse(&cfg.level);
+    pub fn new(cfg: &crate::config::LogSection) -> Logger {
+        let level = cfg.level;
         if !cfg.syslog {
             return Logger::stderr(level);
         }

@@ -280,7 +280,7 @@ pub mod tests_support {
     use std::path::Path;
     use std::sync::Arc;
 
-    use otpd_core::config::Config;
+    use crate::config::Config;
     use otpd_core::seal::Sealer;
     use otpd_core::store::SledStore;
     use otpd_core::Service;

@@ -11,7 +11,7 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use otpd_core::config::Config;
+use otpd::config::Config;
 
 /// A folder with the files a config may name: a secret, an API key, a mail template.
 fn base() -> &'static std::path::Path {

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use otpd_core::config::Config;
+use otpd::config::Config;
 use otpd_core::seal::Sealer;
 use otpd_core::store::SledStore;
 use otpd_core::Service;

@@ -30,7 +30,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use otpd_core::admin::{AdminData, AdminRequest, Secret};
-use otpd_core::config::HttpSection;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -38,6 +37,7 @@ use subtle::ConstantTimeEq;
 use super::api::body;
 use super::error::ApiError;
 use super::Shared;
+use crate::config::HttpSection;
 
 /// The connecting address, set by the server for each connection.
 #[derive(Debug, Clone, Copy)]

@@ -40,7 +40,7 @@ pub struct Web {
 }
 
 impl Web {
-    pub fn new(config: &otpd_core::config::Config, ops: Arc<Ops>, keys: ApiKeys) -> Web {
+    pub fn new(config: &crate::config::Config, ops: Arc<Ops>, keys: ApiKeys) -> Web {
         let h = &config.http;
         Web {
             ops,

@@ -14,7 +14,6 @@ use axum::body::Body;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use otpd_core::config::Config;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
@@ -24,6 +23,7 @@ use tower::ServiceExt;
 
 use super::admin::{ApiKeys, Peer};
 use super::{router, Web};
+use crate::config::Config;
 use crate::ops::Ops;
 
 const MAX_CONNECTIONS: usize = 256;

@@ -16,11 +16,11 @@ use lettre::message::header::{ContentTransferEncoding, ContentType};
 use lettre::message::Body;
 use lettre::message::Mailbox;
 use lettre::Message;
-use otpd_core::config::Config;
 use otpd_core::service::MailJob;
 use otpd_core::UnixTime;
 use zeroize::Zeroizing;
 
+use crate::config::Config;
 use crate::ops::Ops;
 pub use template::{jst_date, jst_datetime, jst_datetime_en, parse_rfc3339, Fields, Template};
 pub use transport::Transport;

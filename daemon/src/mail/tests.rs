@@ -181,8 +181,8 @@ impl LogLines {
     }
 
     fn logger(dir: &std::path::Path) -> Logger {
-        Logger::new(&otpd_core::config::LogSection {
-            level: "warn".into(),
+        Logger::new(&crate::config::LogSection {
+            level: crate::log::Level::Warn,
             syslog: true,
             syslog_socket: dir.join("log.sock"),
         })

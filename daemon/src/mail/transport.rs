@@ -7,7 +7,8 @@ use std::time::Duration;
 use anyhow::Context;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use otpd_core::config::{MailSection, MailTransport};
+
+use crate::config::{MailSection, MailTransport};
 
 /// How long one SMTP conversation may take before it counts as a failed attempt.
 const SMTP_TIMEOUT: Duration = Duration::from_secs(30);

@@ -50,7 +50,7 @@ use std::time::Duration;
 
 use zeroize::Zeroizing;
 
-pub use clients::parse_client_network;
+pub use clients::{check_clients, parse_client_network, ClientFinding};
 pub use engine::PacketPath;
 pub use error::RadiusError;
 pub use events::{DropReason, InputKind, Outcome, RadiusEvent, RadiusLog, Severity};

@@ -1,0 +1,136 @@
+//! The checks of the values by themselves: pure, nothing is read here.
+
+use std::net::SocketAddr;
+
+use super::{parse_network, Config};
+
+impl Config {
+    /// Pushes every problem and warning the values show by themselves; reads nothing.
+    pub fn check(&self, problems: &mut Vec<String>, warnings: &mut Vec<String>) {
+        self.core.check(problems, warnings);
+        self.check_radius(problems, warnings);
+        self.check_http(problems, warnings);
+        let m = &self.mail;
+        if !m.from.contains('@') {
+            problems.push(format!("`mail.from` {:?} needs an e-mail address", m.from));
+        }
+        if m.username.is_some() != m.password_file.is_some() {
+            problems.push("`mail.username` and `mail.password_file` go together".into());
+        }
+        if let Some(m) = &self.metrics {
+            if m.listen.parse::<SocketAddr>().is_err() {
+                problems.push(format!(
+                    "`metrics.listen`: {:?} is not an IP:port",
+                    m.listen
+                ));
+            }
+        }
+    }
+
+    fn check_radius(&self, problems: &mut Vec<String>, warnings: &mut Vec<String>) {
+        let r = &self.radius;
+        if r.listen.is_empty() {
+            problems.push("`radius.listen` needs at least one address".into());
+        }
+        for l in &r.listen {
+            if l.parse::<SocketAddr>().is_err() {
+                problems.push(format!("`radius.listen`: {l:?} is not an IP:port"));
+            }
+        }
+        for c in &r.clients {
+            if let Err(e) = c.network() {
+                problems.push(e);
+            }
+            if let Err(e) = c.secret_source() {
+                problems.push(e);
+            }
+        }
+        if !r.require_message_authenticator {
+            warnings.push("`radius.require_message_authenticator = false`: requests without Message-Authenticator are accepted, which BlastRADIUS (CVE-2024-3596) exploits; turn it on once every gateway sends one".into());
+        }
+        if r.reject_delay_ms == 0 {
+            warnings.push("`radius.reject_delay_ms = 0`: refusals are answered at once, which lets a client guess passwords at full speed; 1000 is the default".into());
+        }
+        let Some(t) = &r.tls else {
+            return;
+        };
+        if t.listen.is_empty() {
+            problems.push("`radius.tls.listen` needs at least one address".into());
+        }
+        for l in &t.listen {
+            if l.parse::<SocketAddr>().is_err() {
+                problems.push(format!("`radius.tls.listen`: {l:?} is not an IP:port"));
+            }
+        }
+        if t.clients.is_empty() {
+            problems.push("`radius.tls` needs at least one [[radius.tls.clients]]".into());
+        }
+        if t.max_connections == 0 || t.max_in_flight_per_connection == 0 {
+            problems.push("`radius.tls.max_connections` and `max_in_flight_per_connection` must be at least 1".into());
+        }
+        for c in &t.clients {
+            if r.clients.iter().any(|u| u.name == c.name)
+                || t.clients.iter().filter(|o| o.name == c.name).count() > 1
+            {
+                problems.push(format!("radius client name {:?} appears twice", c.name));
+            }
+            if c.certificate.is_empty() {
+                problems.push(format!(
+                    "radius TLS client {:?}: `certificate` is empty",
+                    c.name
+                ));
+            }
+            if parse_network(&c.address).is_none() {
+                problems.push(format!(
+                    "radius TLS client {:?}: address {:?} is neither an IP nor a CIDR",
+                    c.name, c.address
+                ));
+            }
+        }
+    }
+
+    fn check_http(&self, problems: &mut Vec<String>, warnings: &mut Vec<String>) {
+        let h = &self.http;
+        match h.listen.parse::<SocketAddr>() {
+            Err(_) => problems.push(format!("`http.listen`: {:?} is not an IP:port", h.listen)),
+            Ok(a) if !a.ip().is_loopback() && h.tls_cert_file.is_none() => {
+                warnings.push(format!(
+                    "`http.listen` {a} is off loopback and serves plain HTTP: activation passwords and one-time passwords would cross the network in clear; set http.tls_cert_file/tls_key_file or listen on loopback behind a TLS proxy"
+                ));
+            }
+            Ok(_) => {}
+        }
+        let url = h.public_url.trim_end_matches('/');
+        match url.split_once("://") {
+            Some(("https", rest)) if !rest.is_empty() => {}
+            Some(("http", rest)) if !rest.is_empty() => {
+                let host = rest.split(['/', ':']).next().unwrap_or("");
+                if !(host == "localhost" || host.starts_with("127.") || host == "[") {
+                    warnings.push(format!(
+                        "`http.public_url` {url:?} is plain http off loopback: activation passwords would cross the network in clear; put TLS in front"
+                    ));
+                }
+            }
+            _ => problems.push(format!(
+                "`http.public_url`: {:?} must start with http:// or https://",
+                h.public_url
+            )),
+        }
+        if !(h.customer_rate > 0.0 && h.customer_rate_total > 0.0)
+            || h.customer_burst == 0
+            || h.customer_burst_total == 0
+        {
+            problems.push("`http.customer_rate`, `customer_burst`, `customer_rate_total` and `customer_burst_total` must be above 0".into());
+        }
+        for p in &h.trusted_proxies {
+            if parse_network(p).is_none() {
+                problems.push(format!(
+                    "`http.trusted_proxies`: {p:?} is neither an IP nor a CIDR"
+                ));
+            }
+        }
+        if h.tls_cert_file.is_some() != h.tls_key_file.is_some() {
+            problems.push("`http.tls_cert_file` and `http.tls_key_file` go together".into());
+        }
+    }
+}

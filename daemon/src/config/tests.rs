@@ -1,0 +1,218 @@
+//! The configuration file's checks, and the shipped examples.
+
+use std::net::IpAddr;
+
+use super::*;
+use crate::log::Level;
+
+fn parse(text: &str) -> Result<Loaded, Vec<String>> {
+    Config::parse(text, Path::new("/etc/otpd"))
+}
+
+#[test]
+fn minimal_config_takes_the_defaults() {
+    let l = parse("service_id = \"BANK\"\n").expect("valid");
+    let c = &l.config;
+    assert_eq!(c.otp.period, 60);
+    assert_eq!(c.otp.digits, 6);
+    assert_eq!(c.token.validity_days, 1461);
+    assert_eq!(c.radius.reject_delay_ms, 1000);
+    assert!(c.radius.require_message_authenticator);
+    assert_eq!(c.admin.socket, PathBuf::from("/run/otpd/admin.sock"));
+    assert_eq!(c.log.level, Level::Info);
+    assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+}
+
+#[test]
+fn metrics_are_off_unless_a_listen_address_is_given() {
+    assert!(parse("service_id = \"B\"\n")
+        .expect("valid")
+        .config
+        .metrics
+        .is_none());
+    let on = parse("service_id = \"B\"\n[metrics]\nlisten = \"127.0.0.1:9812\"\n").expect("valid");
+    assert_eq!(
+        on.config.metrics.map(|m| m.listen).as_deref(),
+        Some("127.0.0.1:9812")
+    );
+    let e = parse("service_id = \"B\"\n[metrics]\nlisten = \"localhost\"\nport = 1\n")
+        .expect_err("refused");
+    assert!(e.iter().any(|p| p.contains("`metrics.listen`")), "{e:?}");
+    assert!(e.iter().any(|p| p.contains("`metrics.port`")), "{e:?}");
+}
+
+#[test]
+fn every_unknown_key_is_listed() {
+    let e = parse("service_id = \"B\"\ncolour = 1\n[otp]\nperiodd = 60\n[radius]\nlisten=[\"127.0.0.1:1\"]\nfoo = true\n")
+        .expect_err("refused");
+    assert!(e.iter().any(|p| p.contains("`colour`")), "{e:?}");
+    assert!(e.iter().any(|p| p.contains("`otp.periodd`")), "{e:?}");
+    assert!(e.iter().any(|p| p.contains("`radius.foo`")), "{e:?}");
+}
+
+#[test]
+fn every_problem_is_listed() {
+    let e = parse(
+        "[token]\nvalidity_days = 1000\n[otp]\ndigits = 4\n[http]\npublic_url = \"ftp://x\"\n[[radius.clients]]\nname = \"gw\"\naddress = \"not-an-ip\"\n",
+    )
+    .expect_err("refused");
+    for needle in [
+        "service_id",
+        "validity_days",
+        "otp.digits",
+        "public_url",
+        "not-an-ip",
+        "secret",
+    ] {
+        assert!(
+            e.iter().any(|p| p.contains(needle)),
+            "missing {needle}: {e:?}"
+        );
+    }
+}
+
+#[test]
+fn relative_paths_follow_the_file() {
+    let l = parse("service_id=\"B\"\ndata_dir=\"data\"\nkey_file=\"/abs/key\"\n[admin]\nsocket=\"run/a.sock\"\n").expect("valid");
+    assert_eq!(l.config.data_dir, PathBuf::from("/etc/otpd/data"));
+    assert_eq!(l.config.key_file, PathBuf::from("/abs/key"));
+    assert_eq!(l.config.admin.socket, PathBuf::from("/etc/otpd/run/a.sock"));
+}
+
+#[test]
+fn clients_and_warnings() {
+    let l = parse(
+        "service_id=\"B\"\n[password]\nargon2_memory_kib = 64\nargon2_iterations = 1\n[[radius.clients]]\nname=\"gw\"\naddress=\"10.0.0.0/8\"\nsecret=\"short\"\n",
+    )
+    .expect("valid");
+    assert!(
+        l.warnings.iter().any(|w| w.contains("shorter than 16")),
+        "{:?}",
+        l.warnings
+    );
+    assert!(
+        l.warnings.iter().any(|w| w.contains("OWASP")),
+        "{:?}",
+        l.warnings
+    );
+    let c = &l.config.radius.clients[0];
+    assert!(c
+        .network()
+        .expect("cidr")
+        .contains(&"10.1.2.3".parse::<IpAddr>().expect("ip")));
+    let both = parse("service_id=\"B\"\n[[radius.clients]]\nname=\"gw\"\naddress=\"1.2.3.4\"\nsecret=\"x\"\nsecret_file=\"f\"\n");
+    assert!(both
+        .expect_err("refused")
+        .iter()
+        .any(|p| p.contains("not both")));
+}
+
+#[test]
+fn duplicate_clients_are_named_once_each() {
+    let e = parse(
+        "service_id=\"B\"\n[[radius.clients]]\nname=\"a\"\naddress=\"10.0.0.0/8\"\nsecret=\"a-long-shared-secret-0123\"\n[[radius.clients]]\nname=\"a\"\naddress=\"10.2.3.4/8\"\nsecret=\"a-long-shared-secret-0123\"\n",
+    )
+    .expect_err("refused");
+    assert_eq!(
+        e,
+        [
+            "radius client name \"a\" appears twice",
+            "radius clients \"a\" and \"a\" have the same address 10.0.0.0/8: a request could not tell which shared secret is meant",
+        ],
+        "{e:?}"
+    );
+}
+
+#[test]
+fn the_log_level_is_one_of_four() {
+    for (text, level) in [
+        ("error", Level::Error),
+        ("warn", Level::Warn),
+        ("info", Level::Info),
+        ("debug", Level::Debug),
+    ] {
+        let l = parse(&format!("service_id=\"B\"\n[log]\nlevel = \"{text}\"\n")).expect("valid");
+        assert_eq!(l.config.log.level, level);
+    }
+    let e = parse("service_id=\"B\"\n[log]\nlevel = \"verbose\"\n").expect_err("refused");
+    assert!(
+        e.iter()
+            .any(|p| p.contains("`log.level` \"verbose\": one of error, warn, info, debug")),
+        "{e:?}"
+    );
+}
+
+/// The client rules run once, at load: the short-secret warning is said once, and the
+/// RADIUS client table built from the loaded clients at start adds nothing to the log.
+#[tokio::test]
+async fn a_short_secret_is_warned_about_once_at_start() {
+    use std::sync::{Arc, Mutex};
+
+    use crate::radius::{
+        AccessHandler, AccessRequest, Decision, RadiusEvent, RadiusLog, RadiusServer,
+    };
+
+    struct Refuse;
+    impl AccessHandler for Refuse {
+        async fn decide(&self, _req: AccessRequest) -> Decision {
+            Decision::Reject {
+                reply_message: None,
+                reason: "test",
+            }
+        }
+    }
+
+    let l = parse(
+        "service_id=\"B\"\n[radius]\nlisten = [\"127.0.0.1:0\"]\n[[radius.clients]]\nname=\"short\"\naddress=\"10.1.0.0/16\"\nsecret=\"tiny\"\n",
+    )
+    .expect("valid");
+    let short = |w: &&String| w.contains("shorter than 16 bytes");
+    assert_eq!(
+        l.warnings.iter().filter(short).count(),
+        1,
+        "{:?}",
+        l.warnings
+    );
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seen = lines.clone();
+    let log: Arc<dyn RadiusLog> = Arc::new(move |e: &RadiusEvent| {
+        seen.lock().expect("lines").push(e.to_string());
+    });
+    let cfg = crate::app::radius_config(&l.config).expect("radius settings");
+    let server = RadiusServer::bind(cfg, Arc::new(Refuse), log)
+        .await
+        .expect("the client table accepts a short secret");
+    drop(server);
+    let lines = lines.lock().expect("lines");
+    assert!(
+        !lines.iter().any(|l| l.contains("shorter than")),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn shipped_example_configs_parse() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&root)
+        .expect("packaging/ exists")
+        .flatten()
+    {
+        let p = entry.path();
+        if p.extension().is_some_and(|e| e == "toml") {
+            // Production examples point at files that exist only on a real host; parse
+            // them for shape (unknown keys, types) without looking at the files.
+            let text = std::fs::read_to_string(&p).expect("readable");
+            let parsed = from_toml::<File>(&text);
+            assert!(parsed.is_ok(), "{}: {:?}", p.display(), parsed.err());
+            let unknown = parsed.map(|(_, u)| u).unwrap_or_default();
+            assert!(
+                unknown.is_empty(),
+                "{}: unknown keys {unknown:?}",
+                p.display()
+            );
+            seen += 1;
+        }
+    }
+    assert!(seen >= 1, "no example config found under packaging/");
+}
