@@ -43,9 +43,9 @@ pub fn check_all(path: &Path) -> Result<Loaded, Vec<String>> {
 pub fn preflight(config: &Config) -> Vec<String> {
     use std::os::unix::fs::PermissionsExt;
     let mut problems = Vec::new();
-    if config.key_file.exists() {
-        if let Err(e) = otpd_core::seal::check_private(&config.key_file) {
-            problems.push(format!("key_file {}: {e}", config.key_file.display()));
+    if config.core.key_file.exists() {
+        if let Err(e) = otpd_core::seal::check_private(&config.core.key_file) {
+            problems.push(format!("key_file {}: {e}", config.core.key_file.display()));
         }
     }
     if let Some(dir) = config.admin.socket.parent() {
@@ -60,14 +60,14 @@ pub fn preflight(config: &Config) -> Vec<String> {
             }
         }
     }
-    if let Ok(meta) = std::fs::metadata(&config.data_dir) {
+    if let Ok(meta) = std::fs::metadata(&config.core.data_dir) {
         let mode = meta.permissions().mode();
         if mode & 0o007 != 0 {
             problems.push(format!(
                 "data_dir {} is open to everyone (mode {:o}): it holds password hashes and e-mail addresses; run: chmod 700 {}",
-                config.data_dir.display(),
+                config.core.data_dir.display(),
                 mode & 0o777,
-                config.data_dir.display()
+                config.core.data_dir.display()
             ));
         }
     }
@@ -87,14 +87,14 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     }
     let refused = preflight(&config);
     anyhow::ensure!(refused.is_empty(), "{}", refused.join("; "));
-    let sealer = Sealer::load_or_create(&config.key_file).context("key_file")?;
+    let sealer = Sealer::load_or_create(&config.core.key_file).context("key_file")?;
     let started = clock::instant();
-    let store = SledStore::open(&config.data_dir).context("data_dir")?;
+    let store = SledStore::open(&config.core.data_dir).context("data_dir")?;
     store.observe_commits(Box::new(|batch, took, failed| {
         crate::metrics::get().commit(batch, took, failed)
     }));
     let clock = Clock::system();
-    let svc = Arc::new(Service::new(&config, store.clone(), sealer, clock.now())?);
+    let svc = Arc::new(Service::new(&config.core, store.clone(), sealer, clock.now())?);
     let ops = Arc::new(
         Ops::new(svc.clone(), log.clone())
             .with_clock(clock)
@@ -309,13 +309,13 @@ pub fn restore(config: &Config, backup: &Path, force: bool) -> anyhow::Result<us
         header["records"],
         rows.len()
     );
-    let store = SledStore::open(&config.data_dir)
+    let store = SledStore::open(&config.core.data_dir)
         .map_err(|e| anyhow::anyhow!("{e} (is otpd still running? stop it before restoring)"))?;
     use otpd_core::store::Store;
     anyhow::ensure!(
         force || store.user_count() == 0,
         "{} already holds {} users; restore into an empty data_dir, or add --force",
-        config.data_dir.display(),
+        config.core.data_dir.display(),
         store.user_count()
     );
     store.restore(&rows)?;

@@ -37,7 +37,7 @@ fn main() -> ExitCode {
                 println!(
                     "restored {n} records from {} into {}",
                     backup.display(),
-                    loaded.config.data_dir.display()
+                    loaded.config.core.data_dir.display()
                 );
                 ExitCode::SUCCESS
             }

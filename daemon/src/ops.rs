@@ -315,7 +315,7 @@ pub mod tests_support {
 
     fn ops_with(dir: &Path, store: Arc<dyn otpd_core::store::Store>, clock: Clock) -> Arc<Ops> {
         let svc = Service::new(
-            &config(dir),
+            &config(dir).core,
             store,
             Sealer::from_key(&[5u8; 32]),
             clock.now(),

@@ -29,8 +29,7 @@ pub use sections::{
 };
 
 /// The whole checked configuration: the core's part, and each section the daemon's
-/// sockets, mailer and logger read. It derefs to the core's part, so the core's keys read
-/// as `config.service_id` and `Service::new(&config, …)` takes it as is.
+/// sockets, mailer and logger read; `Service::new(&config.core, …)` takes the core's part.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// What the core's decisions need: the service ID, data, key and policies.
@@ -44,14 +43,6 @@ pub struct Config {
     pub metrics: Option<MetricsSection>,
     /// `[[radius.clients]]` with their shared secrets read (by [`Config::read_files`]).
     pub radius_clients: Vec<RadiusClient>,
-}
-
-impl std::ops::Deref for Config {
-    type Target = otpd_core::config::Config;
-
-    fn deref(&self) -> &Self::Target {
-        &self.core
-    }
 }
 
 /// A configuration that passed every check, and the warnings worth showing at start.

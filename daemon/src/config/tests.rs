@@ -13,9 +13,9 @@ fn parse(text: &str) -> Result<Loaded, Vec<String>> {
 fn minimal_config_takes_the_defaults() {
     let l = parse("service_id = \"BANK\"\n").expect("valid");
     let c = &l.config;
-    assert_eq!(c.otp.period, 60);
-    assert_eq!(c.otp.digits, 6);
-    assert_eq!(c.token.validity_days, 1461);
+    assert_eq!(c.core.otp.period, 60);
+    assert_eq!(c.core.otp.digits, 6);
+    assert_eq!(c.core.token.validity_days, 1461);
     assert_eq!(c.radius.reject_delay_ms, 1000);
     assert!(c.radius.require_message_authenticator);
     assert_eq!(c.admin.socket, PathBuf::from("/run/otpd/admin.sock"));
@@ -74,8 +74,8 @@ fn every_problem_is_listed() {
 #[test]
 fn relative_paths_follow_the_file() {
     let l = parse("service_id=\"B\"\ndata_dir=\"data\"\nkey_file=\"/abs/key\"\n[admin]\nsocket=\"run/a.sock\"\n").expect("valid");
-    assert_eq!(l.config.data_dir, PathBuf::from("/etc/otpd/data"));
-    assert_eq!(l.config.key_file, PathBuf::from("/abs/key"));
+    assert_eq!(l.config.core.data_dir, PathBuf::from("/etc/otpd/data"));
+    assert_eq!(l.config.core.key_file, PathBuf::from("/abs/key"));
     assert_eq!(l.config.admin.socket, PathBuf::from("/etc/otpd/run/a.sock"));
 }
 

@@ -44,7 +44,7 @@ impl Web {
         let h = &config.http;
         Web {
             ops,
-            service_id: config.service_id.clone(),
+            service_id: config.core.service_id.clone(),
             keys,
             customer_limit: crate::limit::SourceLimiter::new(
                 crate::limit::Rates {

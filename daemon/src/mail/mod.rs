@@ -73,7 +73,7 @@ impl Mailer {
             template,
             from,
             public_url: config.http.public_url.trim_end_matches('/').to_string(),
-            service_id: config.service_id.clone(),
+            service_id: config.core.service_id.clone(),
             describe,
         })
     }
