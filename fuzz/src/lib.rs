@@ -70,9 +70,9 @@ pub fn scratch() -> &'static Scratch {
         let config = Config::parse(&config_text(), &dir)
             .expect("the fuzz configuration is valid")
             .config;
-        let store = SledStore::open(&config.data_dir).expect("scratch store");
+        let store = SledStore::open(&config.core.data_dir).expect("scratch store");
         let service =
-            Service::new(&config, store, Sealer::from_key(&[7u8; 32]), now()).expect("service");
+            Service::new(&config.core, store, Sealer::from_key(&[7u8; 32]), now()).expect("service");
         Scratch {
             dir,
             config,
