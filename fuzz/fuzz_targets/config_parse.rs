@@ -52,7 +52,7 @@ fuzz_target!(|data: &[u8]| {
     }
     match Config::parse(text, base()) {
         Ok(loaded) => {
-            let c = loaded.config;
+            let (c, radius) = (loaded.config.core, loaded.config.radius);
             assert!((1..=100).contains(&c.otp.max_failures), "max_failures");
             assert!(c.token.validity_days >= 1461, "validity_days");
             assert!(c.token.renewal_window_days < c.token.validity_days);
@@ -60,7 +60,7 @@ fuzz_target!(|data: &[u8]| {
             assert!((15..=300).contains(&c.otp.period), "period");
             assert!(c.otp.window <= 10, "window");
             assert!(!c.service_id.trim().is_empty() && !c.service_id.contains(':'));
-            assert!(!c.radius.listen.is_empty());
+            assert!(!radius.listen.is_empty());
             assert!(c.data_dir.is_absolute(), "relative paths are resolved");
         }
         Err(problems) => assert!(!problems.is_empty(), "an error names its problem"),
