@@ -1,13 +1,13 @@
-//! The little of RADIUS the load generator speaks, on `otpd_wire`: it builds PAP
+//! The little of RADIUS the load generator speaks, on `radius_wire`: it builds PAP
 //! Access-Requests with a Message-Authenticator as the first attribute and checks a reply's
 //! Response Authenticator and, when present, its Message-Authenticator. Written on the
 //! primitives rather than with the `radius` crate so the attribute order is ours.
 
-use otpd_wire::{attr, code, Writer, HEADER_LEN};
+use radius_wire::{attr, code, Writer, HEADER_LEN};
 
-pub use otpd_wire::code::{ACCESS_ACCEPT, ACCESS_CHALLENGE, ACCESS_REJECT, ACCESS_REQUEST};
+pub use radius_wire::code::{ACCESS_ACCEPT, ACCESS_CHALLENGE, ACCESS_REJECT, ACCESS_REQUEST};
 /// RFC 2865 §5.2: a hidden password is at most 128 bytes.
-pub use otpd_wire::MAX_PASSWORD_LEN as MAX_PASSWORD;
+pub use radius_wire::MAX_PASSWORD_LEN as MAX_PASSWORD;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BuildError {
@@ -33,7 +33,7 @@ pub fn access_request(
     password: &[u8],
     nas_identifier: &str,
 ) -> Result<Request, BuildError> {
-    let hidden = otpd_wire::hide_password(password, secret, &authenticator)
+    let hidden = radius_wire::hide_password(password, secret, &authenticator)
         .map_err(|_| BuildError::PasswordTooLong)?;
     let mut b = Writer::new(code::ACCESS_REQUEST, id, &authenticator);
     // Message-Authenticator first, zeroed until the packet is complete (BlastRADIUS).
@@ -87,14 +87,14 @@ pub fn check_reply(secret: &[u8], request: &Request, reply: &[u8]) -> Result<Rep
     if reply[1] != request.id {
         return Err(ReplyError::NotOurs);
     }
-    let reply = otpd_wire::packet(reply).map_err(|_| ReplyError::Malformed)?;
-    if !otpd_wire::verify_response_authenticator(reply, &request.authenticator, secret) {
+    let reply = radius_wire::packet(reply).map_err(|_| ReplyError::Malformed)?;
+    if !radius_wire::verify_response_authenticator(reply, &request.authenticator, secret) {
         // An answer to an earlier request with the same identifier fails here too.
         return Err(ReplyError::BadResponseAuthenticator);
     }
-    let ma_at = otpd_wire::find_message_authenticator(reply).map_err(|_| ReplyError::Malformed)?;
+    let ma_at = radius_wire::find_message_authenticator(reply).map_err(|_| ReplyError::Malformed)?;
     if let Some(m) = ma_at {
-        if !otpd_wire::verify_reply_message_authenticator(reply, m, &request.authenticator, secret)
+        if !radius_wire::verify_reply_message_authenticator(reply, m, &request.authenticator, secret)
         {
             return Err(ReplyError::BadMessageAuthenticator);
         }
@@ -109,8 +109,8 @@ pub fn check_reply(secret: &[u8], request: &Request, reply: &[u8]) -> Result<Rep
 #[cfg(test)]
 mod tests {
     use super::*;
-    use otpd_wire::attr::MESSAGE_AUTHENTICATOR;
-    use otpd_wire::{message_authenticator, HEADER_LEN as HEADER};
+    use radius_wire::attr::MESSAGE_AUTHENTICATOR;
+    use radius_wire::{message_authenticator, HEADER_LEN as HEADER};
     use radius::core::code::Code;
     use radius::core::packet::Packet;
     use radius::core::rfc2865;

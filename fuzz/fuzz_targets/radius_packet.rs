@@ -23,8 +23,8 @@ use otpd::radius::{
     RadiusEvent,
 };
 
-use otpd_wire::attr::{MESSAGE_AUTHENTICATOR as MA, STATE, USER_PASSWORD};
-use otpd_wire::code;
+use radius_wire::attr::{MESSAGE_AUTHENTICATOR as MA, STATE, USER_PASSWORD};
+use radius_wire::code;
 
 const SECRET: &[u8] = b"fuzz-shared-secret-0123456789";
 
@@ -87,7 +87,7 @@ fn fixture() -> &'static Fixture {
 
 /// Offsets, types and lengths of the attributes, as far as they are well framed.
 fn attributes(p: &[u8]) -> Vec<(usize, u8, usize)> {
-    otpd_wire::attributes(p)
+    radius_wire::attributes(p)
         .map_while(Result::ok)
         .map(|a| (a.offset, a.typ, a.value.len() + 2))
         .collect()
@@ -111,13 +111,13 @@ fn prepare(flags: u8, mut p: Vec<u8>) -> Vec<u8> {
         let auth: [u8; 16] = p[4..20].try_into().expect("16 octets");
         for &(at, typ, len) in &attrs {
             if typ == USER_PASSWORD && (len - 2) % 16 == 0 && len > 2 {
-                otpd_wire::hide_blocks(&mut p[at + 2..at + len], SECRET, &auth);
+                radius_wire::hide_blocks(&mut p[at + 2..at + len], SECRET, &auth);
             }
         }
     }
     if flags & 0x01 != 0 {
         if let Some(&(at, _, 18)) = attrs.iter().find(|a| a.1 == MA) {
-            otpd_wire::sign_message_authenticator(&mut p, at + 2, SECRET);
+            radius_wire::sign_message_authenticator(&mut p, at + 2, SECRET);
         }
     }
     p
@@ -140,9 +140,9 @@ fn verify(reply: &[u8], req: &[u8]) {
         reply[0]
     );
     assert_eq!(reply[1], req[1], "identifier");
-    let request_auth = otpd_wire::authenticator(req).expect("a request has a header");
+    let request_auth = radius_wire::authenticator(req).expect("a request has a header");
     assert!(
-        otpd_wire::verify_response_authenticator(reply, &request_auth, SECRET),
+        radius_wire::verify_response_authenticator(reply, &request_auth, SECRET),
         "Response Authenticator"
     );
     let attrs = attributes(reply);
@@ -154,7 +154,7 @@ fn verify(reply: &[u8], req: &[u8]) {
         "MA first"
     );
     assert!(
-        otpd_wire::verify_reply_message_authenticator(reply, 22, &request_auth, SECRET),
+        radius_wire::verify_reply_message_authenticator(reply, 22, &request_auth, SECRET),
         "Message-Authenticator value"
     );
     if reply[0] == code::ACCESS_CHALLENGE {

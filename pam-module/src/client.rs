@@ -93,7 +93,7 @@ impl UdpClient {
         let packet = packet::encode_request(req, id, &authenticator, &self.secret)
             .map_err(ExchangeError::Encode)?;
 
-        let mut buf = [0u8; otpd_wire::MAX_PACKET_LEN];
+        let mut buf = [0u8; radius_wire::MAX_PACKET_LEN];
         for attempt in 1..=self.retries + 1 {
             log(
                 Priority::Debug,
@@ -249,7 +249,7 @@ mod tests {
         assert_eq!(seen[0].user, "alice");
         assert_eq!(
             seen[0].attr_types[0],
-            otpd_wire::attr::MESSAGE_AUTHENTICATOR
+            radius_wire::attr::MESSAGE_AUTHENTICATOR
         );
         assert_eq!(seen[0].nas_identifier.as_deref(), Some("unit"));
         assert_eq!(seen[0].state, None);

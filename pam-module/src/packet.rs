@@ -1,11 +1,11 @@
-//! The RADIUS exchange as the PAM client needs it, on top of `otpd_wire`: what goes into
+//! The RADIUS exchange as the PAM client needs it, on top of `radius_wire`: what goes into
 //! an Access-Request (Message-Authenticator first, then User-Name, the hidden
 //! User-Password, NAS-Identifier and State) and the checks every reply must pass before it
 //! is believed.
 
 use std::fmt;
 
-use otpd_wire::{attr, code, Writer, MAX_ATTR_VALUE, MAX_PASSWORD_LEN};
+use radius_wire::{attr, code, Writer, MAX_ATTR_VALUE, MAX_PASSWORD_LEN};
 
 /// What goes into one Access-Request.
 pub struct Request<'a> {
@@ -66,7 +66,7 @@ pub fn encode_request(
     packet
         .push(attr::USER_NAME, user)
         .map_err(|_| EncodeError::UserName)?;
-    let hidden = otpd_wire::hide_password(req.password, secret, authenticator)
+    let hidden = radius_wire::hide_password(req.password, secret, authenticator)
         .map_err(|_| EncodeError::PasswordTooLong)?;
     packet
         .push(attr::USER_PASSWORD, &hidden)
@@ -138,8 +138,8 @@ impl fmt::Display for ReplyError {
     }
 }
 
-impl From<otpd_wire::Error> for ReplyError {
-    fn from(e: otpd_wire::Error) -> Self {
+impl From<radius_wire::Error> for ReplyError {
+    fn from(e: radius_wire::Error) -> Self {
         Self::Malformed(e.message())
     }
 }
@@ -152,7 +152,7 @@ pub fn verify_reply(
     secret: &[u8],
 ) -> Result<Reply, ReplyError> {
     // RFC 2865 §3: octets past the Length field are padding and are ignored.
-    let packet = otpd_wire::packet(datagram)?;
+    let packet = radius_wire::packet(datagram)?;
     let kind = match packet[0] {
         code::ACCESS_ACCEPT => ReplyKind::Accept,
         code::ACCESS_REJECT => ReplyKind::Reject,
@@ -163,13 +163,13 @@ pub fn verify_reply(
         return Err(ReplyError::IdentifierMismatch);
     }
 
-    let attrs = otpd_wire::parse_attributes(packet)?;
-    if !otpd_wire::verify_response_authenticator(packet, request_auth, secret) {
+    let attrs = radius_wire::parse_attributes(packet)?;
+    if !radius_wire::verify_response_authenticator(packet, request_auth, secret) {
         return Err(ReplyError::BadResponseAuthenticator);
     }
-    let ma_offset = otpd_wire::find_message_authenticator(packet)?
+    let ma_offset = radius_wire::find_message_authenticator(packet)?
         .ok_or(ReplyError::MissingMessageAuthenticator)?;
-    if !otpd_wire::verify_reply_message_authenticator(packet, ma_offset, request_auth, secret) {
+    if !radius_wire::verify_reply_message_authenticator(packet, ma_offset, request_auth, secret) {
         return Err(ReplyError::BadMessageAuthenticator);
     }
 
@@ -201,7 +201,7 @@ fn printable(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use md5::{Digest, Md5};
-    use otpd_wire::{message_authenticator, parse_attributes};
+    use radius_wire::{message_authenticator, parse_attributes};
 
     use super::*;
 
@@ -426,7 +426,7 @@ mod tests {
         // A correct Response Authenticator over a wrong Message-Authenticator.
         let mut bad_ma = good.clone();
         bad_ma[25] ^= 1;
-        otpd_wire::sign_response(&mut bad_ma, &auth, b"sec");
+        radius_wire::sign_response(&mut bad_ma, &auth, b"sec");
         assert_eq!(
             verify_reply(&bad_ma, 5, &auth, b"sec"),
             Err(ReplyError::BadMessageAuthenticator)

@@ -4,13 +4,13 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
-use otpd_wire::HEADER_LEN;
+use radius_wire::HEADER_LEN;
 use rand::RngCore;
 
-pub use otpd_wire::attr::{
+pub use radius_wire::attr::{
     MESSAGE_AUTHENTICATOR, PROXY_STATE, REPLY_MESSAGE, STATE, USER_NAME, USER_PASSWORD,
 };
-pub use otpd_wire::code::{
+pub use radius_wire::code::{
     ACCESS_ACCEPT, ACCESS_CHALLENGE, ACCESS_REJECT, ACCESS_REQUEST, STATUS_SERVER,
 };
 
@@ -62,15 +62,15 @@ impl Request {
         let mut p = vec![code, self.id, 0, 0];
         p.extend_from_slice(&self.authenticator);
         if ma != Ma::Missing {
-            otpd_wire::push_attr(&mut p, MESSAGE_AUTHENTICATOR, &[0u8; 16]).expect("fits");
+            radius_wire::push_attr(&mut p, MESSAGE_AUTHENTICATOR, &[0u8; 16]).expect("fits");
         }
         for (t, v) in &self.attrs {
-            otpd_wire::push_attr(&mut p, *t, v).expect("attribute fits");
+            radius_wire::push_attr(&mut p, *t, v).expect("attribute fits");
         }
         let len = u16::try_from(p.len()).expect("packet fits");
         p[2..4].copy_from_slice(&len.to_be_bytes());
         if ma != Ma::Missing {
-            otpd_wire::sign_message_authenticator(&mut p, 22, secret);
+            radius_wire::sign_message_authenticator(&mut p, 22, secret);
             if ma == Ma::Corrupt {
                 p[22] ^= 1;
             }
@@ -81,7 +81,7 @@ impl Request {
 
 /// A PAP User-Password value for `pw` (at most 128 octets).
 pub fn hide_password(pw: &[u8], secret: &[u8], auth: &[u8; 16]) -> Vec<u8> {
-    otpd_wire::hide_password(pw, secret, auth).expect("a password RADIUS can carry")
+    radius_wire::hide_password(pw, secret, auth).expect("a password RADIUS can carry")
 }
 
 #[derive(Debug, Clone)]
@@ -122,10 +122,10 @@ pub fn verify_reply(raw: &[u8], req: &Request, secret: &[u8]) -> Reply {
     assert_eq!(len, raw.len(), "length field");
     assert_eq!(raw[1], req.id, "identifier");
     assert!(
-        otpd_wire::verify_response_authenticator(raw, &req.authenticator, secret),
+        radius_wire::verify_response_authenticator(raw, &req.authenticator, secret),
         "Response Authenticator"
     );
-    let attrs: Vec<(u8, Vec<u8>)> = otpd_wire::attributes(raw)
+    let attrs: Vec<(u8, Vec<u8>)> = radius_wire::attributes(raw)
         .map(|a| a.expect("attribute framing"))
         .map(|a| (a.typ, a.value.to_vec()))
         .collect();
@@ -135,7 +135,7 @@ pub fn verify_reply(raw: &[u8], req: &Request, secret: &[u8]) -> Reply {
         "Message-Authenticator must be first"
     );
     assert!(
-        otpd_wire::verify_reply_message_authenticator(raw, 22, &req.authenticator, secret),
+        radius_wire::verify_reply_message_authenticator(raw, 22, &req.authenticator, secret),
         "Message-Authenticator value"
     );
     Reply {

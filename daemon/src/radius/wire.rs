@@ -1,18 +1,18 @@
-//! The server's side of the wire, on top of `otpd_wire`: a request parsed (through the
+//! The server's side of the wire, on top of `radius_wire`: a request parsed (through the
 //! `radius` codec, which the engine reads attributes from) with its Message-Authenticator
 //! located, PAP decoding into a wiped buffer, and a reply written the way otpd answers:
 //! Message-Authenticator first, Proxy-States echoed, Reply-Message split and shortened to
 //! fit, Response Authenticator last.
 
-use otpd_wire::{Error, Writer, MAX_ATTR_VALUE};
+use radius_wire::{Error, Writer, MAX_ATTR_VALUE};
 use radius::core::packet::Packet;
 use zeroize::Zeroizing;
 
 // The names the engine, the server and the tests know the wire by.
-pub(crate) use otpd_wire::{attr, code, verify_message_authenticator, MAX_PACKET_LEN};
+pub(crate) use radius_wire::{attr, code, verify_message_authenticator, MAX_PACKET_LEN};
 // The radius tests sign the requests they build and check the replies with these.
 #[cfg(test)]
-pub(crate) use otpd_wire::{message_authenticator, sign_message_authenticator};
+pub(crate) use radius_wire::{message_authenticator, sign_message_authenticator};
 
 /// A request that passed the structural checks.
 pub(crate) struct Request<'a> {
@@ -31,10 +31,10 @@ pub(crate) fn parse(datagram: &[u8]) -> Result<Request<'_>, &'static str> {
     // The codec checks: header present, 20 <= Length <= 4096, Length <= datagram,
     // and every attribute length within 2..=255 and inside the packet.
     let packet = Packet::decode(datagram, &[]).map_err(|_| "codec rejected the packet")?;
-    let bytes = otpd_wire::packet(datagram).map_err(Error::message)?;
-    let authenticator = otpd_wire::authenticator(bytes).ok_or("short header")?;
+    let bytes = radius_wire::packet(datagram).map_err(Error::message)?;
+    let authenticator = radius_wire::authenticator(bytes).ok_or("short header")?;
     // More than one Message-Authenticator, or one of the wrong size, is malformed.
-    let ma_offset = otpd_wire::find_message_authenticator(bytes).map_err(Error::message)?;
+    let ma_offset = radius_wire::find_message_authenticator(bytes).map_err(Error::message)?;
     Ok(Request {
         code: bytes[0],
         identifier: bytes[1],
@@ -52,7 +52,7 @@ pub(crate) fn decode_pap(
     secret: &[u8],
     request_authenticator: &[u8; 16],
 ) -> Result<Zeroizing<Vec<u8>>, &'static str> {
-    otpd_wire::unhide_password(value, secret, request_authenticator).map_err(Error::message)
+    radius_wire::unhide_password(value, secret, request_authenticator).map_err(Error::message)
 }
 
 /// Encodes a reply to the request (`identifier`, `request_authenticator`):

@@ -1,4 +1,4 @@
-//! An in-process RADIUS server for tests, on the `otpd_wire` primitives (which have their
+//! An in-process RADIUS server for tests, on the `radius_wire` primitives (which have their
 //! own known-answer tests): it verifies every request's Message-Authenticator, decodes the
 //! hidden User-Password, records what it saw, and answers with proper authenticators
 //! (or deliberately broken ones).
@@ -10,7 +10,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use otpd_wire::{attr, code, Writer, HEADER_LEN};
+use radius_wire::{attr, code, Writer, HEADER_LEN};
 
 /// What the server saw in one Access-Request that passed its checks.
 #[derive(Debug, Clone)]
@@ -250,22 +250,22 @@ fn check_request(raw: &[u8], secret: &[u8], number: usize) -> Result<Seen, Strin
     if len != raw.len() {
         return Err(format!("length field {len} but datagram {}", raw.len()));
     }
-    let authenticator = otpd_wire::authenticator(raw).ok_or("short header")?;
+    let authenticator = radius_wire::authenticator(raw).ok_or("short header")?;
     let attrs =
-        otpd_wire::parse_attributes(raw).map_err(|_| "bad attribute framing".to_string())?;
+        radius_wire::parse_attributes(raw).map_err(|_| "bad attribute framing".to_string())?;
 
-    let ma = match otpd_wire::find_message_authenticator(raw) {
+    let ma = match radius_wire::find_message_authenticator(raw) {
         Ok(Some(offset)) => offset,
         _ => return Err("no single 16-byte Message-Authenticator".into()),
     };
-    if !otpd_wire::verify_message_authenticator(raw, ma, secret) {
+    if !radius_wire::verify_message_authenticator(raw, ma, secret) {
         return Err("Message-Authenticator does not verify".into());
     }
 
     let find = |t: u8| attrs.iter().find(|a| a.typ == t).map(|a| a.value.to_vec());
     let user = find(attr::USER_NAME).ok_or("no User-Name")?;
     let hidden = find(attr::USER_PASSWORD).ok_or("no User-Password")?;
-    let password = otpd_wire::unhide_password(&hidden, secret, &authenticator)
+    let password = radius_wire::unhide_password(&hidden, secret, &authenticator)
         .map_err(|_| format!("User-Password length {}", hidden.len()))?;
 
     Ok(Seen {
@@ -286,7 +286,7 @@ fn encode_reply(answer: &Answer, request: &[u8], secret: &[u8]) -> Vec<u8> {
     } else {
         request[1]
     };
-    let request_auth = otpd_wire::authenticator(request).expect("a checked request");
+    let request_auth = radius_wire::authenticator(request).expect("a checked request");
     let mut w = Writer::new(answer.code, id, &request_auth);
     if !answer.no_message_authenticator {
         w.push_message_authenticator();
@@ -302,7 +302,7 @@ fn encode_reply(answer: &Answer, request: &[u8], secret: &[u8]) -> Vec<u8> {
     if answer.bad_message_authenticator && !answer.no_message_authenticator {
         // Wrong, under a Response Authenticator that is right for it.
         p[22] ^= 0xff;
-        otpd_wire::sign_response(&mut p, &request_auth, secret);
+        radius_wire::sign_response(&mut p, &request_auth, secret);
     }
     if answer.bad_response_authenticator {
         p[19] ^= 0x01;
