@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use crate::daemon::{free_tcp_port, free_udp_port};
+use crate::paths::{free_tcp_port, free_udp_port};
 use crate::freeradius::GATEWAY_SECRET;
 use crate::radius::wait_for_status_server;
 
