@@ -17,10 +17,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-pub use crate::paths::{binary as bin, free_tcp_port, free_udp_port};
-pub use crate::wait::{wait_until, DEADLINE};
 use crate::paths::with_clock_offset;
+pub use crate::paths::{binary as bin, free_tcp_port, free_udp_port};
 use crate::wait::try_wait_until;
+pub use crate::wait::{wait_until, DEADLINE};
 
 /// The shared secret of the template's RADIUS client `test` (127.0.0.1).
 pub const RADIUS_SECRET: &str = "test-shared-secret-0123456789";
@@ -62,7 +62,8 @@ impl Builder {
     /// A `(name, content, mode)` file written into the folder before otpd starts (API keys,
     /// secret files: otpd refuses those others may read).
     pub fn file(mut self, name: &str, content: &str, mode: u32) -> Builder {
-        self.files.push((name.to_string(), content.to_string(), mode));
+        self.files
+            .push((name.to_string(), content.to_string(), mode));
         self
     }
 
@@ -341,15 +342,19 @@ impl Otpd {
         Ok(())
     }
 
-    /// SIGTERM, and wait for the exit (SIGKILL if it has not come within the deadline).
+    /// SIGTERM, and wait for the exit.
     pub fn stop(&mut self) -> ExitStatus {
+        self.try_stop().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// SIGTERM, and wait for the exit; SIGKILL and an error if it has not come within the
+    /// deadline (the bench).
+    pub fn try_stop(&mut self) -> Result<ExitStatus, String> {
         let mut child = self.child.take().expect("running");
         signal(child.id(), "TERM");
-        let stopped = try_wait_until("otpd to stop", DEADLINE, || child.try_wait());
-        stopped.unwrap_or_else(|e| {
+        try_wait_until("otpd to stop", DEADLINE, || child.try_wait()).inspect_err(|_| {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("{e}")
         })
     }
 

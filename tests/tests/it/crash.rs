@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use otpd_tests::daemon::{wait_until, Otpd, RADIUS_SECRET};
-use otpd_tests::radius::{Client, ACCESS_ACCEPT, ACCESS_REJECT};
 use otpd_tests::oath::oathtool;
+use otpd_tests::radius::{Client, ACCESS_ACCEPT, ACCESS_REJECT};
 use otpd_tests::token::activate;
 
 const ROUNDS: usize = 5;

@@ -8,12 +8,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use otpd_tests::daemon::{
-    bin, chmod, wait_until, Otpd, RADIUS_SECRET,
-};
+use otpd_tests::daemon::{bin, chmod, wait_until, Otpd, RADIUS_SECRET};
 use otpd_tests::http::{get, post_form, post_json, request};
-use otpd_tests::radius::{Client, ACCESS_ACCEPT};
 use otpd_tests::oath::oathtool;
+use otpd_tests::radius::{Client, ACCESS_ACCEPT};
 use otpd_tests::token::{activate, issue};
 use serde_json::json;
 use std::os::unix::net::UnixStream;
@@ -258,7 +256,7 @@ fn credential_files_others_can_read_are_refused() {
     for (extra, content) in cases {
         for mode in [0o644, 0o640, 0o604] {
             let site = Otpd::builder().config(extra).unstarted();
-            let (dir, config) = (&site.dir, &site.config);
+            let (dir, config) = (&site.dir, site.config.clone());
             let cred = dir.path().join("cred");
             std::fs::write(&cred, content).expect("cred");
             chmod(&cred, mode);
@@ -279,7 +277,7 @@ fn credential_files_others_can_read_are_refused() {
     }
     // A config file everyone may read that holds an inline shared secret: a warning.
     let site = Otpd::builder().unstarted();
-    let (_dir, config) = (&site.dir, &site.config);
+    let config = site.config.clone();
     chmod(&config, 0o644);
     let (code, text) = check_config(&config);
     assert_eq!(code, Some(0), "{text}");
@@ -298,7 +296,7 @@ fn credential_files_others_can_read_are_refused() {
 #[test]
 fn check_config_makes_every_start_time_refusal() {
     let site = Otpd::builder().unstarted();
-    let (dir, config) = (&site.dir, &site.config);
+    let (dir, config) = (&site.dir, site.config.clone());
     let key = dir.path().join("master.key");
     std::fs::write(&key, format!("{}\n", "ab".repeat(32))).expect("key");
     chmod(&key, 0o644);
@@ -312,13 +310,15 @@ fn check_config_makes_every_start_time_refusal() {
     let site = Otpd::builder().config(
         "[[radius.clients]]\nname = \"twin\"\naddress = \"127.0.0.1\"\nsecret = \"another-secret-0123456789\"\n",
     ).unstarted();
-    let (_dir, config) = (&site.dir, &site.config);
+    let config = site.config.clone();
     let (code, text) = check_config(&config);
     assert_eq!(code, Some(2), "{text}");
     assert!(text.contains("same address"), "{text}");
 
-    let site = Otpd::builder().config("[admin]\nsocket = \"run/admin.sock\"\n").unstarted();
-    let (dir, config) = (&site.dir, &site.config);
+    let site = Otpd::builder()
+        .config("[admin]\nsocket = \"run/admin.sock\"\n")
+        .unstarted();
+    let (dir, config) = (&site.dir, site.config.clone());
     let run = dir.path().join("run");
     std::fs::create_dir(&run).expect("mkdir");
     chmod(&run, 0o777);
@@ -327,7 +327,7 @@ fn check_config_makes_every_start_time_refusal() {
     assert!(text.contains("writable by everyone"), "{text}");
 
     let site = Otpd::builder().unstarted();
-    let (dir, config) = (&site.dir, &site.config);
+    let (dir, config) = (&site.dir, site.config.clone());
     let data = dir.path().join("data");
     std::fs::create_dir(&data).expect("mkdir");
     chmod(&data, 0o755);
@@ -364,7 +364,7 @@ fn risky_settings_are_warned_about_once() {
     let site = Otpd::builder().config(
         "[radius]\nrequire_message_authenticator = false\nreject_delay_ms = 0\n[http]\nlisten = \"0.0.0.0:0\"\n",
     ).unstarted();
-    let (_dir, config) = (&site.dir, &site.config);
+    let config = site.config.clone();
     let (code, text) = check_config(&config);
     assert_eq!(code, Some(0), "{text}");
     for needle in [

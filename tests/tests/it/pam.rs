@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use otpd_tests::daemon::{Otpd, RADIUS_SECRET};
 use otpd_tests::fake_radius::DeadServer;
-use otpd_tests::pam::*;
 use otpd_tests::oath::{now, oathtool};
+use otpd_tests::pam::*;
 use otpd_tests::token::activate;
 
 // otpd's Reply-Messages (daemon/src/access.rs), as the person at the prompt reads them.
@@ -213,7 +213,11 @@ fn no_server_answering_is_authinfo_unavail_within_the_bound() {
         "{:?}",
         run.elapsed
     );
-    assert_eq!((a.drain().len(), b.drain().len()), (1, 1), "each asked once");
+    assert_eq!(
+        (a.drain().len(), b.drain().len()),
+        (1, 1),
+        "each asked once"
+    );
     assert!(run.said("no RADIUS server answered"), "{}", run.text);
 }
 

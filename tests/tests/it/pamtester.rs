@@ -100,7 +100,12 @@ fn wrong_password_fails_and_shows_the_reply_message() {
     let h = stack();
     let server = FakeRadius::otpd_like(SECRET.as_bytes());
     h.service("otp", &[h.otpd_line(&[server.addr()], "")]);
-    let run = h.authenticate("otp", OTPD_USER, &[], &[(PASSWORD_PROMPT, "not the password")]);
+    let run = h.authenticate(
+        "otp",
+        OTPD_USER,
+        &[],
+        &[(PASSWORD_PROMPT, "not the password")],
+    );
     run.assert_result(AUTH_ERR, false);
     assert!(run.text.contains("Login failed"), "{}", run.text);
     assert_eq!(server.seen().len(), 1);
@@ -153,10 +158,7 @@ fn no_server_is_authinfo_unavail_within_the_bound() {
     let (a, b) = (DeadServer::bind(), DeadServer::bind());
     h.service(
         "otp",
-        &[h.otpd_line(
-            &[a.addr(), b.addr()],
-            "timeout=1 retries=1",
-        )],
+        &[h.otpd_line(&[a.addr(), b.addr()], "timeout=1 retries=1")],
     );
     let run = h.authenticate("otp", OTPD_USER, &[], &[(PASSWORD_PROMPT, "whatever")]);
     run.assert_result(AUTHINFO_UNAVAIL, false);
@@ -185,10 +187,7 @@ fn no_server_is_authinfo_unavail_within_the_bound() {
 fn unknown_option_is_a_service_error_with_a_log_line() {
     let h = stack();
     let server = FakeRadius::otpd_like(SECRET.as_bytes());
-    h.service(
-        "otp",
-        &[h.otpd_line(&[server.addr()], "frobnicate=yes")],
-    );
+    h.service("otp", &[h.otpd_line(&[server.addr()], "frobnicate=yes")]);
     let run = h.authenticate("otp", OTPD_USER, &[], &[(PASSWORD_PROMPT, OTPD_PASSWORD)]);
     run.assert_result(SERVICE_ERR, false);
     let text = &run.text;
@@ -202,7 +201,8 @@ fn unknown_option_is_a_service_error_with_a_log_line() {
 fn loose_secret_file_is_refused() {
     let h = stack();
     let server = FakeRadius::otpd_like(SECRET.as_bytes());
-    std::fs::set_permissions(h.secret_file(), std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    std::fs::set_permissions(h.secret_file(), std::fs::Permissions::from_mode(0o644))
+        .expect("chmod");
     h.service("otp", &[h.otpd_line(&[server.addr()], "")]);
     let run = h.authenticate("otp", OTPD_USER, &[], &[(PASSWORD_PROMPT, OTPD_PASSWORD)]);
     run.assert_result(SERVICE_ERR, false);

@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use otpd_tests::cdp::{shot, Browser};
 use otpd_tests::daemon::{wait_until, Otpd, DEADLINE};
-use otpd_tests::paths::tool;
 use otpd_tests::http;
-use otpd_tests::smtp::SmtpSink;
 use otpd_tests::oath::{now, oathtool};
+use otpd_tests::paths::tool;
+use otpd_tests::smtp::SmtpSink;
 use serde_json::{json, Value};
 
 const SID: &str = "EXAMPLE-BANK";
@@ -27,7 +27,9 @@ const DAY: i64 = 86_400;
 fn site() -> Otpd {
     Otpd::builder()
         .smtp()
-        .config(&format!("service_id = \"{SID}\"\n[log]\nlevel = \"debug\"\n"))
+        .config(&format!(
+            "service_id = \"{SID}\"\n[log]\nlevel = \"debug\"\n"
+        ))
         .radius_client("ib-gateway", GW_SECRET)
         .unstarted()
 }

@@ -29,8 +29,10 @@ fn a_key_file_others_can_read_is_refused_at_start() {
 
 #[test]
 fn an_admin_socket_folder_anyone_may_write_is_refused_at_start() {
-    let site = Otpd::builder().config("[admin]\nsocket = \"run/admin.sock\"\n").unstarted();
-    let (dir, config) = (&site.dir, &site.config);
+    let site = Otpd::builder()
+        .config("[admin]\nsocket = \"run/admin.sock\"\n")
+        .unstarted();
+    let (dir, config) = (&site.dir, site.config.clone());
     let run = dir.path().join("run");
     std::fs::create_dir(&run).expect("mkdir");
     chmod(&run, 0o777);

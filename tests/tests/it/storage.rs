@@ -9,8 +9,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use otpd_tests::daemon::{bin, wait_until, Otpd, RADIUS_SECRET};
-use otpd_tests::radius::{Client, ACCESS_ACCEPT, ACCESS_REJECT};
 use otpd_tests::oath::oathtool;
+use otpd_tests::radius::{Client, ACCESS_ACCEPT, ACCESS_REJECT};
 use otpd_tests::token::activate;
 
 /// A tmpfs mounted for the test, unmounted when dropped.

@@ -7,9 +7,9 @@
 use std::time::Duration;
 
 use otpd_tests::daemon::{wait_until, Otpd, DEADLINE};
+use otpd_tests::http::{self, html_unescape};
 use otpd_tests::oath::{now, oathtool, oathtool_next};
 use otpd_tests::paths::{artifacts_dir, tool};
-use otpd_tests::http::{self, html_unescape};
 use otpd_tests::smtp::{setup_link, Mail, SmtpSink};
 use otpd_tests::tools;
 use serde_json::{json, Value};
@@ -23,7 +23,9 @@ const DAY: i64 = 86_400;
 fn unstarted(extra: &str) -> Otpd {
     Otpd::builder()
         .smtp()
-        .config(&format!("service_id = \"{SID}\"\n[log]\nlevel = \"debug\"\n"))
+        .config(&format!(
+            "service_id = \"{SID}\"\n[log]\nlevel = \"debug\"\n"
+        ))
         .config(extra)
         .unstarted()
 }
@@ -607,7 +609,9 @@ fn https_when_tls_files_are_configured() {
     let mut otpd = Otpd::builder()
         .smtp()
         .https()
-        .config(&format!("service_id = \"{SID}\"\n[log]\nlevel = \"debug\"\n"))
+        .config(&format!(
+            "service_id = \"{SID}\"\n[log]\nlevel = \"debug\"\n"
+        ))
         .config("[http]\ntls_cert_file = \"tls.crt\"\ntls_key_file = \"tls.key\"")
         .unstarted();
     let out = std::process::Command::new(tool("openssl"))
