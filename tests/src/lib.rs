@@ -14,6 +14,7 @@ pub mod pam;
 pub mod paths;
 pub mod radius;
 pub mod radsec;
+pub mod serial;
 pub mod smtp;
 pub mod token;
 pub mod tools;

@@ -16,6 +16,7 @@ const USERS_PER_ROUND: usize = 16;
 
 #[test]
 fn sigkill_during_a_login_burst_never_allows_a_replay() {
+    let _heavy = otpd_tests::serial::heavy();
     let mut d = Otpd::start("[radius]\nreject_delay_ms = 0\n");
     let server: SocketAddr = format!("127.0.0.1:{}", d.radius_port)
         .parse()

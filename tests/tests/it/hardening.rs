@@ -40,6 +40,7 @@ fn radius_addr(d: &Otpd) -> SocketAddr {
 /// `OTPD_RSS_LOGINS` sets the number of logins (default 2000).
 #[test]
 fn default_argon2_logins_keep_memory_flat() {
+    let _heavy = otpd_tests::serial::heavy();
     let logins: usize = std::env::var("OTPD_RSS_LOGINS")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -175,6 +175,7 @@ fn use_first_pass_takes_the_password_a_stacked_module_set() {
 
 #[test]
 fn a_dead_first_server_fails_over_to_otpd() {
+    let _heavy = otpd_tests::serial::heavy();
     let d = password_user();
     let dead = DeadServer::bind();
     let pam = stack(&[dead.addr(), addr(&d)], "timeout=1 retries=0");
@@ -196,6 +197,7 @@ fn a_dead_first_server_fails_over_to_otpd() {
 
 #[test]
 fn no_server_answering_is_authinfo_unavail_within_the_bound() {
+    let _heavy = otpd_tests::serial::heavy();
     let (a, b) = (DeadServer::bind(), DeadServer::bind());
     let pam = stack(&[a.addr(), b.addr()], "timeout=1 retries=0");
     let run = pam.authenticate("otp", USER, &[], &[(PASSWORD_PROMPT, PASSWORD)]);

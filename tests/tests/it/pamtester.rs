@@ -154,6 +154,7 @@ fn use_first_pass_takes_the_earlier_modules_password() {
 
 #[test]
 fn no_server_is_authinfo_unavail_within_the_bound() {
+    let _heavy = otpd_tests::serial::heavy();
     let h = stack();
     let (a, b) = (DeadServer::bind(), DeadServer::bind());
     h.service(

@@ -196,6 +196,7 @@ fn a_retransmission_gets_the_cached_reply() {
 
 #[test]
 fn rejects_wait_for_the_reject_delay() {
+    let _heavy = otpd_tests::serial::heavy();
     let d = with_user("[radius]\nreject_delay_ms = 700\n");
     let c = Client::new(addr(&d), RADIUS_SECRET);
     let started = Instant::now();
