@@ -1,13 +1,15 @@
 //! What the side-by-side bench needs around the servers: the machine's description and
-//! load, free loopback ports, a server process's peak memory, polling with a deadline, and
-//! the two servers themselves on temp folders ([`FreeRadius`], [`Otpd`]).
+//! load, a server process's peak memory, and the two servers themselves on temp folders
+//! ([`FreeRadius`], and [`Otpd`] through the test kit's one `Otpd`). Ports and the wait
+//! with a deadline are the kit's.
 
 use std::io::{BufRead, BufReader};
-use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use otpd_tests::wait::try_wait_until;
 
 use anyhow::{bail, Context};
 use serde::Serialize;
@@ -111,32 +113,15 @@ pub fn disk_usage(dir: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-pub fn free_udp_port() -> anyhow::Result<u16> {
-    Ok(UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port())
-}
+pub use otpd_tests::paths::{free_tcp_port, free_udp_port};
 
-pub fn free_tcp_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-/// Polls `f` every 5 ms until it returns Some, or fails after `limit`.
+/// Polls `f` until it returns Some, or fails after `limit` (the kit's one wait).
 pub fn wait_until<T>(
     what: &str,
     limit: Duration,
-    mut f: impl FnMut() -> anyhow::Result<Option<T>>,
+    f: impl FnMut() -> anyhow::Result<Option<T>>,
 ) -> anyhow::Result<T> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = f()? {
-            return Ok(v);
-        }
-        if Instant::now() >= deadline {
-            bail!("timed out after {limit:?} waiting for {what}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    try_wait_until(what, limit, f).map_err(anyhow::Error::msg)
 }
 
 /// SIGTERM, then wait (SIGKILL after 20 s).
@@ -359,13 +344,15 @@ pub struct OtpdSettings {
     pub window: u64,
 }
 
-/// A real otpd on a temp folder: config, data_dir and key_file under `dir`.
+/// A real otpd on a bench folder (config, data_dir and key_file under `dir`), started
+/// through the test kit's one `Otpd`: the kit's template, with the bench's knobs merged
+/// over it.
 pub struct Otpd {
     pub dir: PathBuf,
     pub radius_port: u16,
-    /// From spawn until the admin socket accepts.
+    /// From spawn until ready (the admin socket accepts), once started.
     pub startup: Duration,
-    child: Option<Child>,
+    otpd: otpd_tests::daemon::Otpd,
 }
 
 impl Otpd {
@@ -377,23 +364,21 @@ impl Otpd {
         dir.join("master.key")
     }
 
-    /// Writes `dir/otpd.toml` for free loopback ports; returns the RADIUS port.
-    pub fn configure(dir: &Path, secret: &str, s: OtpdSettings) -> anyhow::Result<u16> {
-        std::fs::create_dir_all(dir)?;
-        let radius_port = free_udp_port()?;
-        let http_port = free_tcp_port()?;
-        let text = format!(
+    /// Writes `dir/otpd.toml` for free loopback ports and the `otpd` binary `bin`; not
+    /// started yet, so its store can be seeded first.
+    pub fn configure(
+        bin: &Path,
+        dir: &Path,
+        secret: &str,
+        s: OtpdSettings,
+    ) -> anyhow::Result<Otpd> {
+        let bin_dir = bin.parent().context("the otpd binary's folder")?;
+        let overrides = format!(
             r#"service_id = "BENCH-BANK"
-data_dir = "data"
-key_file = "master.key"
 
 [radius]
-listen = ["127.0.0.1:{radius_port}"]
-
-[[radius.clients]]
-name = "loadgen"
-address = "127.0.0.1"
-secret = "{secret}"
+# The daemon's default, not the tests' shorter delay: refusals cost what they cost.
+reject_delay_ms = 1000
 
 [otp]
 window = {window}
@@ -401,91 +386,47 @@ window = {window}
 [password]
 argon2_memory_kib = {m}
 argon2_iterations = {t}
-
-[http]
-listen = "127.0.0.1:{http_port}"
-public_url = "http://127.0.0.1:{http_port}"
-
-[mail]
-transport = "file"
-dir = "mail"
-
-[admin]
-socket = "admin.sock"
-
-[log]
-syslog = false
 "#,
             window = s.window,
             m = s.argon2_memory_kib,
             t = s.argon2_iterations,
         );
-        std::fs::write(dir.join("otpd.toml"), text)?;
-        Ok(radius_port)
-    }
-
-    /// Starts `otpd --config dir/otpd.toml`; returns once its admin socket accepts.
-    pub fn start(bin: &Path, dir: &Path, radius_port: u16) -> anyhow::Result<Otpd> {
-        let log = std::fs::File::create(dir.join("otpd.stderr"))?;
-        let socket = dir.join("admin.sock");
-        let _ = std::fs::remove_file(&socket);
-        let began = Instant::now();
-        let mut child = Command::new(bin)
-            .arg("--config")
-            .arg(dir.join("otpd.toml"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("cannot start {}", bin.display()))?;
-        let ready = wait_until("otpd's admin socket", Duration::from_secs(120), || {
-            if let Some(status) = child.try_wait()? {
-                let err = std::fs::read_to_string(dir.join("otpd.stderr")).unwrap_or_default();
-                bail!("otpd exited early ({status}): {err}");
-            }
-            Ok(std::os::unix::net::UnixStream::connect(&socket)
-                .ok()
-                .map(|_| ()))
-        });
-        let startup = began.elapsed();
-        // The admin socket is bound just before the RADIUS socket: wait for the line that
-        // says both are up before any load is sent.
-        let ready = ready.and_then(|()| {
-            wait_until("otpd's ready line", Duration::from_secs(30), || {
-                let err = std::fs::read_to_string(dir.join("otpd.stderr")).unwrap_or_default();
-                Ok(err.contains(" ready: ").then_some(()))
-            })
-        });
-        if let Err(e) = ready {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(e);
-        }
+        let otpd = otpd_tests::daemon::Otpd::builder()
+            .in_dir(dir)
+            .bin_dir(bin_dir)
+            .radius_client("loadgen", secret)
+            .config(&overrides)
+            // A large store takes a while to open.
+            .ready_within(Duration::from_secs(120))
+            .try_unstarted()
+            .map_err(anyhow::Error::msg)?;
         Ok(Otpd {
             dir: dir.to_path_buf(),
-            radius_port,
-            startup,
-            child: Some(child),
+            radius_port: otpd.radius_port,
+            startup: Duration::ZERO,
+            otpd,
         })
     }
 
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+    /// Starts otpd; returns once it is ready.
+    pub fn start(&mut self) -> anyhow::Result<()> {
+        self.otpd.try_launch().map_err(anyhow::Error::msg)?;
+        self.startup = self.otpd.startup.unwrap_or_default();
+        Ok(())
     }
 
+    pub fn pid(&self) -> Option<u32> {
+        self.otpd.pid()
+    }
+
+    /// SIGTERM, then wait (SIGKILL if it does not stop in time).
     pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            stop_child(&mut c);
+        if self.otpd.pid().is_some() {
+            let _ = self.otpd.try_stop();
         }
     }
 
     pub fn stderr(&self) -> String {
-        std::fs::read_to_string(self.dir.join("otpd.stderr")).unwrap_or_default()
-    }
-}
-
-impl Drop for Otpd {
-    fn drop(&mut self) {
-        self.stop();
+        self.otpd.stderr()
     }
 }

@@ -12,7 +12,7 @@ pub mod options;
 pub mod packet;
 
 #[cfg(test)]
-#[path = "../tests/support/fake_radius.rs"]
+#[path = "../../tests/src/fake_radius.rs"]
 mod fake_radius;
 
 use hooks::PamOtpd;

@@ -12,7 +12,8 @@ use base64::Engine;
 use rand::RngCore;
 use serde_json::{json, Value};
 
-use crate::harness::{tool, wait_until, DEADLINE};
+use crate::paths::tool;
+use crate::wait::{wait_until, DEADLINE};
 
 /// A WebSocket connection to the browser.
 struct Socket {
@@ -425,5 +426,5 @@ impl Drop for Browser {
 
 /// `target/test-artifacts/screens-<name>.png`.
 pub fn shot(name: &str) -> PathBuf {
-    crate::harness::artifacts_dir().join(format!("screens-{name}.png"))
+    crate::paths::artifacts_dir().join(format!("screens-{name}.png"))
 }

@@ -4,7 +4,8 @@
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 
-use crate::daemon::{free_udp_port, RADIUS_SECRET};
+use crate::daemon::RADIUS_SECRET;
+use crate::paths::free_udp_port;
 use crate::radius::wait_for_status_server;
 
 pub const GATEWAY_SECRET: &str = "gateway-secret-0123456789";

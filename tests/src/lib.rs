@@ -1,15 +1,21 @@
-//! Shared harness for the integration tests: start the real binaries on temp folders and
-//! free loopback ports, poll for readiness with a deadline, stop them on drop; talk to them
-//! like their users do, and drive the outside tools (SMTP relay, oathtool, a browser).
+//! The test kit of otpd's integration tests and bench: one [`daemon::Otpd`] with a builder
+//! (temp folder, free loopback ports, one config template, readiness polled with a
+//! deadline, stopped on drop), the real `otpctl`, and the outside world the daemon meets:
+//! RADIUS clients and servers, PAM through pamtester, an SMTP relay, FreeRADIUS, RadSec,
+//! oathtool, a browser.
 
 pub mod cdp;
 pub mod daemon;
+pub mod fake_radius;
 pub mod freeradius;
-pub mod harness;
 pub mod http;
+pub mod oath;
 pub mod pam;
+pub mod paths;
 pub mod radius;
 pub mod radsec;
+pub mod serial;
 pub mod smtp;
 pub mod token;
 pub mod tools;
+pub mod wait;

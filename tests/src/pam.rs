@@ -12,7 +12,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::daemon::RADIUS_SECRET;
-use crate::harness::{profile_dir, tool};
+use crate::paths::{profile_dir, tool};
 
 /// Where Debian's libpam-wrapper puts its helper modules (`pam_set_items.so`, ...).
 pub const WRAPPER_MODULES: &str = "/usr/lib/x86_64-linux-gnu/pam_wrapper";
@@ -52,8 +52,8 @@ pub fn built_module() -> PathBuf {
         })
 }
 
-/// A temp folder with a copy of the module, a RADIUS secret file for otpd's test secret and
-/// a `services/` folder of PAM service files.
+/// A temp folder with a copy of the module, a RADIUS secret file (otpd's test secret unless
+/// told otherwise) and a `services/` folder of PAM service files.
 pub struct PamStack {
     pub dir: tempfile::TempDir,
     pamtester: PathBuf,
@@ -61,6 +61,11 @@ pub struct PamStack {
 
 impl PamStack {
     pub fn new() -> PamStack {
+        PamStack::with_secret(RADIUS_SECRET)
+    }
+
+    /// A stack whose secret file holds `secret`.
+    pub fn with_secret(secret: &str) -> PamStack {
         let pamtester = tool("pamtester");
         let wrapper = Path::new(WRAPPER_MODULES).with_file_name("libpam_wrapper.so");
         assert!(
@@ -74,7 +79,7 @@ impl PamStack {
         std::fs::copy(built_module(), dir.path().join("pam_otpd.so")).expect("copy module");
         write_file(
             &dir.path().join("pam.secret"),
-            &format!("{RADIUS_SECRET}\n"),
+            &format!("{secret}\n"),
             0o600,
         );
         PamStack { dir, pamtester }
@@ -309,33 +314,4 @@ impl Transcript {
 pub fn write_file(path: &Path, contents: &str, mode: u32) {
     std::fs::write(path, contents).expect("write file");
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
-}
-
-/// A RADIUS server that never answers: a bound socket nobody reads, so what reached it can
-/// be counted afterwards.
-pub struct DeadServer {
-    socket: std::net::UdpSocket,
-}
-
-impl DeadServer {
-    pub fn bind() -> DeadServer {
-        DeadServer {
-            socket: std::net::UdpSocket::bind("127.0.0.1:0").expect("bind dead server"),
-        }
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        self.socket.local_addr().expect("local addr")
-    }
-
-    /// How many datagrams arrived so far.
-    pub fn received(&self) -> usize {
-        self.socket.set_nonblocking(true).expect("nonblocking");
-        let mut buf = [0u8; 4096];
-        let mut n = 0;
-        while self.socket.recv(&mut buf).is_ok() {
-            n += 1;
-        }
-        n
-    }
 }

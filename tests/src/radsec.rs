@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use crate::daemon::{free_tcp_port, free_udp_port};
 use crate::freeradius::GATEWAY_SECRET;
+use crate::paths::{free_tcp_port, free_udp_port};
 use crate::radius::wait_for_status_server;
 
 /// A CA, otpd's server certificate (127.0.0.1, otpd.test), a client certificate named

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::harness::{tool, wait_until, DEADLINE};
+use crate::paths::tool;
+use crate::wait::{wait_until, DEADLINE};
 
 pub struct SmtpSink {
     child: Child,

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::daemon::{wait_until, Otpd};
+use crate::oath::{now, oathtool};
 
 /// The setup link code in the newest mail to `to` in otpd's file-transport mail folder.
 pub fn link_code_from_mail_dir(d: &Otpd, to: &str) -> String {
@@ -50,29 +51,6 @@ pub fn link_code(mail: &str) -> Option<String> {
         .take_while(|c| c.is_ascii_alphanumeric())
         .collect();
     (!code.is_empty()).then_some(code)
-}
-
-/// The current code for a base32 secret, from oathtool (`at`: unix time, or now).
-pub fn oathtool(secret_b32: &str, at: Option<i64>) -> String {
-    let mut cmd = std::process::Command::new("oathtool");
-    cmd.args(["--totp", "-s", "60", "-d", "6", "-b", secret_b32]);
-    if let Some(t) = at {
-        cmd.arg("-N").arg(format!("@{t}"));
-    }
-    let out = cmd.output().expect("oathtool (Debian package oathtool)");
-    assert!(
-        out.status.success(),
-        "oathtool: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 /// Adds `login` with `password` and issues a token (activation password `act-pass-1234`,

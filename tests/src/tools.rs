@@ -1,52 +1,10 @@
-//! The outside tools the tests drive: oathtool for one-time passwords, headless chromium
-//! for what a phone shows, rsvg-convert and zbarimg to scan a QR code.
+//! The outside tools the tests drive for what a phone shows: headless chromium, and
+//! rsvg-convert and zbarimg to scan a QR code (oathtool is in [`crate::oath`]).
 
 use std::path::Path;
 use std::process::Command;
 
-use crate::harness::{libfaketime, tool};
-
-/// The current TOTP (60 s, 6 digits) for a base32 `secret`, on a clock moved by
-/// `offset` (libfaketime syntax) if given, as otpd sees it when run with the same offset.
-pub fn totp(secret: &str, offset: Option<&str>) -> String {
-    let mut cmd = Command::new(tool("oathtool"));
-    cmd.args(["--totp", "-s", "60", "-d", "6", "-b", secret]);
-    if let Some(off) = offset {
-        cmd.env("LD_PRELOAD", libfaketime()).env("FAKETIME", off);
-    }
-    let out = cmd.output().expect("run oathtool");
-    assert!(
-        out.status.success(),
-        "oathtool: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// The TOTP of the time step after the current one: a code that is valid now (window 1)
-/// and not yet spent, for a second proof within the same minute.
-pub fn totp_next(secret: &str) -> String {
-    let out = Command::new(tool("oathtool"))
-        .args([
-            "--totp",
-            "-s",
-            "60",
-            "-d",
-            "6",
-            "-N",
-            "now + 60 seconds",
-            "-b",
-            secret,
-        ])
-        .output()
-        .expect("run oathtool");
-    assert!(
-        out.status.success(),
-        "oathtool: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
+use crate::paths::tool;
 
 /// A phone-sized (390×844) screenshot of `url` by headless chromium.
 pub fn phone_screenshot(url: &str, png: &Path, profile: &Path) {

@@ -429,7 +429,7 @@ fn run(args: &Args) -> anyhow::Result<bool> {
     results.pipeline_hash = Some(cheap);
     let mut fr = None;
     if !args.skip_freeradius {
-        let port = harness::free_udp_port()?;
+        let port = harness::free_udp_port();
         note(&format!(
             "writing a FreeRADIUS users file for {} users",
             plan.users
@@ -448,7 +448,8 @@ fn run(args: &Args) -> anyhow::Result<bool> {
     let mut od = None;
     if !args.skip_otpd {
         let dir = root.join("otpd-pipeline");
-        let port = Otpd::configure(
+        let mut o = Otpd::configure(
+            &tools.otpd,
             &dir,
             SECRET,
             OtpdSettings {
@@ -463,7 +464,7 @@ fn run(args: &Args) -> anyhow::Result<bool> {
             plan.users,
             took.as_secs_f64()
         ));
-        let o = Otpd::start(&tools.otpd, &dir, port)?;
+        o.start()?;
         note(&format!("otpd ready in {} ms", o.startup.as_millis()));
         od = Some(o);
     }
@@ -586,7 +587,8 @@ fn run(args: &Args) -> anyhow::Result<bool> {
             DEFAULT_ARGON2.0, DEFAULT_ARGON2.1, args.production_concurrency, plan.production_duration
         );
         let dir = root.join("otpd-production");
-        let port = Otpd::configure(
+        let mut o = Otpd::configure(
+            &tools.otpd,
             &dir,
             SECRET,
             OtpdSettings {
@@ -601,7 +603,7 @@ fn run(args: &Args) -> anyhow::Result<bool> {
         results
             .production_hash
             .push(hash_bench(&tools, DEFAULT_ARGON2, samples)?);
-        let mut o = Otpd::start(&tools.otpd, &dir, port)?;
+        o.start()?;
         note("production run: otpd");
         let run = measure(
             &tools,
@@ -654,7 +656,8 @@ fn run(args: &Args) -> anyhow::Result<bool> {
         );
         for &n in &plan.scaling {
             let dir = root.join(format!("otpd-scaling-{n}"));
-            let port = Otpd::configure(
+            let mut o = Otpd::configure(
+                &tools.otpd,
                 &dir,
                 SECRET,
                 OtpdSettings {
@@ -664,7 +667,7 @@ fn run(args: &Args) -> anyhow::Result<bool> {
                 },
             )?;
             seed(&tools, &dir, n, CHEAP)?;
-            let mut o = Otpd::start(&tools.otpd, &dir, port)?;
+            o.start()?;
             note(&format!("scaling run: {n} users"));
             let run = measure(
                 &tools,

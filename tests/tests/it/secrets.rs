@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use otpd_tests::daemon::{Otpd, RADIUS_SECRET};
 use otpd_tests::http;
+use otpd_tests::oath::{now, oathtool};
 use otpd_tests::radius::*;
-use otpd_tests::token::{link_code_from_mail_dir, now, oathtool};
+use otpd_tests::token::link_code_from_mail_dir;
 
 const LOGIN_PW: &str = "Login-Pw-Secret-1";
 const NEW_LOGIN_PW: &str = "Login-Pw-Secret-6";

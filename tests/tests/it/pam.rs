@@ -6,8 +6,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use otpd_tests::daemon::{Otpd, RADIUS_SECRET};
+use otpd_tests::fake_radius::DeadServer;
+use otpd_tests::oath::{now, oathtool};
 use otpd_tests::pam::*;
-use otpd_tests::token::{activate, now, oathtool};
+use otpd_tests::token::activate;
 
 // otpd's Reply-Messages (daemon/src/access.rs), as the person at the prompt reads them.
 const ASK_OTP: &str = "ワンタイムパスワードを入力してください / Enter your one-time password: ";
@@ -173,12 +175,13 @@ fn use_first_pass_takes_the_password_a_stacked_module_set() {
 
 #[test]
 fn a_dead_first_server_fails_over_to_otpd() {
+    let _heavy = otpd_tests::serial::heavy();
     let d = password_user();
     let dead = DeadServer::bind();
     let pam = stack(&[dead.addr(), addr(&d)], "timeout=1 retries=0");
     let run = pam.authenticate("otp", USER, &[], &[(PASSWORD_PROMPT, PASSWORD)]);
     run.assert_result(SUCCESS, true);
-    assert_eq!(dead.received(), 1, "the dead server was asked once");
+    assert_eq!(dead.drain().len(), 1, "the dead server was asked once");
     eprintln!("failover run took {:?}", run.elapsed);
     assert!(
         run.elapsed >= Duration::from_millis(900),
@@ -194,6 +197,7 @@ fn a_dead_first_server_fails_over_to_otpd() {
 
 #[test]
 fn no_server_answering_is_authinfo_unavail_within_the_bound() {
+    let _heavy = otpd_tests::serial::heavy();
     let (a, b) = (DeadServer::bind(), DeadServer::bind());
     let pam = stack(&[a.addr(), b.addr()], "timeout=1 retries=0");
     let run = pam.authenticate("otp", USER, &[], &[(PASSWORD_PROMPT, PASSWORD)]);
@@ -211,7 +215,11 @@ fn no_server_answering_is_authinfo_unavail_within_the_bound() {
         "{:?}",
         run.elapsed
     );
-    assert_eq!((a.received(), b.received()), (1, 1), "each asked once");
+    assert_eq!(
+        (a.drain().len(), b.drain().len()),
+        (1, 1),
+        "each asked once"
+    );
     assert!(run.said("no RADIUS server answered"), "{}", run.text);
 }
 

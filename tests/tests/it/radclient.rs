@@ -2,34 +2,25 @@
 //! client tests trust, so here an independent implementation checks it both ways —
 //! FreeRADIUS's Message-Authenticator and PAP hiding must pass the fake server's checks,
 //! and the fake server's replies must pass FreeRADIUS's Response Authenticator and
-//! Message-Authenticator checks. Skipped, with a message, where radclient is not installed.
-
-#[path = "support/fake_radius.rs"]
-mod fake_radius;
+//! Message-Authenticator checks. radclient comes with the test dependencies (`scripts/install-test-deps`).
 
 use std::io::Write;
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
-use std::sync::mpsc;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use fake_radius::{FakeRadius, OTPD_OTP, OTPD_PASSWORD, OTPD_PROMPT, OTPD_USER};
+use otpd_tests::fake_radius::{FakeRadius, OTPD_OTP, OTPD_PASSWORD, OTPD_PROMPT, OTPD_USER};
+use otpd_tests::paths::tool;
+use otpd_tests::wait::try_wait_until;
 
 const SECRET: &str = "radclient shared secret";
 
-fn radclient() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    let found = std::env::split_paths(&path)
-        .map(|dir| dir.join("radclient"))
-        .find(|candidate| candidate.is_file());
-    if found.is_none() {
-        eprintln!("SKIPPED: radclient is not installed (apt-get install freeradius-utils)");
-    }
-    found
+fn radclient() -> PathBuf {
+    tool("radclient")
 }
 
 /// Sends one Access-Request with radclient (`-x` prints the reply's attributes).
-fn send(radclient: &PathBuf, server: &FakeRadius, secret: &str, attrs: &str) -> String {
+fn send(radclient: &Path, server: &FakeRadius, secret: &str, attrs: &str) -> String {
     let mut child = Command::new(radclient)
         .args(["-x", "-r", "1", "-t", "2"])
         .arg(server.addr().to_string())
@@ -42,19 +33,15 @@ fn send(radclient: &PathBuf, server: &FakeRadius, secret: &str, attrs: &str) -> 
     let mut stdin = child.stdin.take().expect("stdin");
     stdin.write_all(attrs.as_bytes()).expect("write attributes");
     drop(stdin);
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    let output: Output = match rx.recv_timeout(Duration::from_secs(20)) {
-        Ok(result) => result.expect("radclient output"),
-        Err(_) => {
-            // SAFETY: plain kill(2) of the child this test spawned.
-            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-            panic!("radclient did not finish in time");
-        }
-    };
+    // Its output is a few lines: the pipes cannot fill while it runs.
+    if let Err(e) = try_wait_until("radclient to finish", Duration::from_secs(20), || {
+        child.try_wait()
+    }) {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{e}");
+    }
+    let output = child.wait_with_output().expect("radclient output");
     format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
@@ -64,7 +51,7 @@ fn send(radclient: &PathBuf, server: &FakeRadius, secret: &str, attrs: &str) -> 
 
 #[test]
 fn radclient_accepts_the_fake_servers_accept() {
-    let Some(radclient) = radclient() else { return };
+    let radclient = radclient();
     let server = FakeRadius::otpd_like(SECRET.as_bytes());
     let text = send(
         &radclient,
@@ -88,7 +75,7 @@ fn radclient_accepts_the_fake_servers_accept() {
 
 #[test]
 fn radclient_reads_the_fake_servers_challenge() {
-    let Some(radclient) = radclient() else { return };
+    let radclient = radclient();
     let server = FakeRadius::otpd_like(SECRET.as_bytes());
     let text = send(
         &radclient,
@@ -110,7 +97,7 @@ fn radclient_reads_the_fake_servers_challenge() {
 
 #[test]
 fn the_fake_server_drops_a_request_signed_with_another_secret() {
-    let Some(radclient) = radclient() else { return };
+    let radclient = radclient();
     let server = FakeRadius::otpd_like(SECRET.as_bytes());
     let text = send(
         &radclient,

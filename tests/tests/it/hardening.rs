@@ -8,12 +8,11 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use otpd_tests::daemon::{
-    bin, chmod, run_to_exit, unstarted as site, wait_until, Otpd, RADIUS_SECRET,
-};
+use otpd_tests::daemon::{bin, chmod, wait_until, Otpd, RADIUS_SECRET};
 use otpd_tests::http::{get, post_form, post_json, request};
+use otpd_tests::oath::oathtool;
 use otpd_tests::radius::{Client, ACCESS_ACCEPT};
-use otpd_tests::token::{activate, issue, oathtool};
+use otpd_tests::token::{activate, issue};
 use serde_json::json;
 use std::os::unix::net::UnixStream;
 
@@ -41,6 +40,7 @@ fn radius_addr(d: &Otpd) -> SocketAddr {
 /// `OTPD_RSS_LOGINS` sets the number of logins (default 2000).
 #[test]
 fn default_argon2_logins_keep_memory_flat() {
+    let _heavy = otpd_tests::serial::heavy();
     let logins: usize = std::env::var("OTPD_RSS_LOGINS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -256,7 +256,8 @@ fn credential_files_others_can_read_are_refused() {
     ];
     for (extra, content) in cases {
         for mode in [0o644, 0o640, 0o604] {
-            let (dir, config) = site(extra);
+            let site = Otpd::builder().config(extra).unstarted();
+            let (dir, config) = (&site.dir, site.config.clone());
             let cred = dir.path().join("cred");
             std::fs::write(&cred, content).expect("cred");
             chmod(&cred, mode);
@@ -267,7 +268,7 @@ fn credential_files_others_can_read_are_refused() {
                 text.contains(&fix),
                 "{extra} {mode:o}: names the file and the fix: {text}"
             );
-            let (status, text) = run_to_exit(&config);
+            let (status, text) = site.run_to_exit();
             assert_eq!(status.code(), Some(2), "{text}");
             assert!(text.contains(&fix), "{text}");
             chmod(&cred, 0o600);
@@ -276,7 +277,8 @@ fn credential_files_others_can_read_are_refused() {
         }
     }
     // A config file everyone may read that holds an inline shared secret: a warning.
-    let (_dir, config) = site("");
+    let site = Otpd::builder().unstarted();
+    let config = site.config.clone();
     chmod(&config, 0o644);
     let (code, text) = check_config(&config);
     assert_eq!(code, Some(0), "{text}");
@@ -294,7 +296,8 @@ fn credential_files_others_can_read_are_refused() {
 /// folder anyone may write to, a data folder anyone may enter.
 #[test]
 fn check_config_makes_every_start_time_refusal() {
-    let (dir, config) = site("");
+    let site = Otpd::builder().unstarted();
+    let (dir, config) = (&site.dir, site.config.clone());
     let key = dir.path().join("master.key");
     std::fs::write(&key, format!("{}\n", "ab".repeat(32))).expect("key");
     chmod(&key, 0o644);
@@ -305,14 +308,18 @@ fn check_config_makes_every_start_time_refusal() {
         "{text}"
     );
 
-    let (_dir, config) = site(
+    let site = Otpd::builder().config(
         "[[radius.clients]]\nname = \"twin\"\naddress = \"127.0.0.1\"\nsecret = \"another-secret-0123456789\"\n",
-    );
+    ).unstarted();
+    let config = site.config.clone();
     let (code, text) = check_config(&config);
     assert_eq!(code, Some(2), "{text}");
     assert!(text.contains("same address"), "{text}");
 
-    let (dir, config) = site("[admin]\nsocket = \"run/admin.sock\"\n");
+    let site = Otpd::builder()
+        .config("[admin]\nsocket = \"run/admin.sock\"\n")
+        .unstarted();
+    let (dir, config) = (&site.dir, site.config.clone());
     let run = dir.path().join("run");
     std::fs::create_dir(&run).expect("mkdir");
     chmod(&run, 0o777);
@@ -320,7 +327,8 @@ fn check_config_makes_every_start_time_refusal() {
     assert_eq!(code, Some(2), "{text}");
     assert!(text.contains("writable by everyone"), "{text}");
 
-    let (dir, config) = site("");
+    let site = Otpd::builder().unstarted();
+    let (dir, config) = (&site.dir, site.config.clone());
     let data = dir.path().join("data");
     std::fs::create_dir(&data).expect("mkdir");
     chmod(&data, 0o755);
@@ -328,7 +336,7 @@ fn check_config_makes_every_start_time_refusal() {
     assert_eq!(code, Some(2), "{text}");
     assert!(text.contains("chmod 700"), "{text}");
     // The start says the same, before anything is served.
-    let (status, text) = run_to_exit(&config);
+    let (status, text) = site.run_to_exit();
     assert_eq!(status.code(), Some(1), "{text}");
     assert!(
         text.contains("data_dir") && text.contains("chmod 700"),
@@ -354,9 +362,10 @@ fn data_dir_is_created_private() {
 /// Low: no warning for risky settings, and the short-secret warning printed twice.
 #[test]
 fn risky_settings_are_warned_about_once() {
-    let (_dir, config) = site(
+    let site = Otpd::builder().config(
         "[radius]\nrequire_message_authenticator = false\nreject_delay_ms = 0\n[http]\nlisten = \"0.0.0.0:0\"\n",
-    );
+    ).unstarted();
+    let config = site.config.clone();
     let (code, text) = check_config(&config);
     assert_eq!(code, Some(0), "{text}");
     for needle in [
@@ -546,10 +555,10 @@ fn the_setup_audit_line_names_the_links_owner() {
 #[test]
 fn exactly_one_well_formed_bearer_header_opens_the_admin_api() {
     let key = "kQ9-integration-key-7d1f0c2b";
-    let d = Otpd::start_with_files(
-        "[[http.api_keys]]\nname = \"ib\"\nkey_file = \"ib.key\"\n",
-        &[("ib.key", &format!("{key}\n"), 0o600)],
-    );
+    let d = Otpd::builder()
+        .config("[[http.api_keys]]\nname = \"ib\"\nkey_file = \"ib.key\"\n")
+        .file("ib.key", &format!("{key}\n"), 0o600)
+        .start();
     let status = |headers: &[(&str, &str)]| {
         request(http_addr(&d), "GET", "/api/v1/admin/status", headers, b"").status
     };

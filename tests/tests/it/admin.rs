@@ -394,8 +394,9 @@ fn backup_restores_into_a_fresh_store() {
 
 #[test]
 fn a_backup_under_load_restores_users_and_replay_marks() {
+    use otpd_tests::oath::oathtool;
     use otpd_tests::radius::{Client, ACCESS_ACCEPT, ACCESS_REJECT};
-    use otpd_tests::token::{activate, oathtool};
+    use otpd_tests::token::activate;
     let mut d = Otpd::start("[radius]\nreject_delay_ms = 0\n");
     let server: std::net::SocketAddr = format!("127.0.0.1:{}", d.radius_port)
         .parse()

@@ -196,6 +196,7 @@ fn a_retransmission_gets_the_cached_reply() {
 
 #[test]
 fn rejects_wait_for_the_reject_delay() {
+    let _heavy = otpd_tests::serial::heavy();
     let d = with_user("[radius]\nreject_delay_ms = 700\n");
     let c = Client::new(addr(&d), RADIUS_SECRET);
     let started = Instant::now();
@@ -321,7 +322,8 @@ fn one_gateways_failure_flood_is_cut_off_without_harming_others() {
     assert_eq!(other.login(1, "d", "right").code, ACCESS_ACCEPT);
 }
 
-use otpd_tests::token::{activate, now, oathtool, provision};
+use otpd_tests::oath::{now, oathtool};
+use otpd_tests::token::{activate, provision};
 
 #[test]
 fn password_and_otp_after_start_of_use_and_replay_refused() {
@@ -489,7 +491,7 @@ fn freeradius_in_front_recovers_within_seconds_of_an_otpd_restart() {
         c.send_raw(&req.encode(ACCESS_REQUEST, GATEWAY_SECRET.as_bytes(), Ma::Good));
         c.recv_raw(Duration::from_millis(500));
     }
-    d.relaunch();
+    d.launch();
     let took = poll_until_accepted(&fr, "taro", "login-pw", Duration::from_secs(60));
     eprintln!("FreeRADIUS accepted logins again {took:?} after otpd was back");
     // One check_interval (6 s) and the answer's round trip, with room for a loaded machine.

@@ -9,10 +9,11 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use otpd_tests::cdp::{shot, Browser};
-use otpd_tests::harness::{tool, wait_until, Otpd, Site, DEADLINE};
+use otpd_tests::daemon::{wait_until, Otpd, DEADLINE};
 use otpd_tests::http;
+use otpd_tests::oath::{now, oathtool};
+use otpd_tests::paths::tool;
 use otpd_tests::smtp::SmtpSink;
-use otpd_tests::token::{now, oathtool};
 use serde_json::{json, Value};
 
 const SID: &str = "EXAMPLE-BANK";
@@ -21,13 +22,19 @@ const ACT: &str = "act-pass-2468";
 const GW_SECRET: &str = "gateway-secret-9";
 const DAY: i64 = 86_400;
 
-fn site() -> Site {
-    Site::new(&format!(
-        "[[radius.clients]]\nname = \"ib-gateway\"\naddress = \"127.0.0.1\"\nsecret = \"{GW_SECRET}\"\n"
-    ))
+/// The bank's otpd, not started: mail over SMTP (start the relay on its `smtp_port()`
+/// first), debug logging, the internet bank's gateway as its one RADIUS client.
+fn site() -> Otpd {
+    Otpd::builder()
+        .smtp()
+        .config(&format!(
+            "service_id = \"{SID}\"\n[log]\nlevel = \"debug\"\n"
+        ))
+        .radius_client("ib-gateway", GW_SECRET)
+        .unstarted()
 }
 
-fn radius_port(site: &Site) -> u16 {
+fn radius_port(site: &Otpd) -> u16 {
     let text = std::fs::read_to_string(&site.config).expect("config");
     let v: toml::Value = toml::from_str(&text).expect("toml");
     let listen = v["radius"]["listen"][0].as_str().expect("radius.listen");
@@ -136,9 +143,9 @@ fn app_code(b: &mut Browser) -> (String, i64) {
 
 #[test]
 fn the_guide_from_sign_in_to_cancellation() {
-    let site = site();
-    let sink = SmtpSink::start(site.smtp_port, &site.path("relay"));
-    let otpd = site.start();
+    let mut otpd = site();
+    let sink = SmtpSink::start(otpd.smtp_port(), &otpd.path("relay"));
+    otpd.launch();
     let who = "taro";
     otpd.admin_ok(json!({"op": "user_add", "login_id": who, "password": LOGIN_PW}));
     let mut b = Browser::launch();
@@ -178,7 +185,7 @@ fn the_guide_from_sign_in_to_cancellation() {
 
     // A POST without the session's CSRF token is refused.
     let forged = http::request(
-        otpd.http,
+        otpd.http(),
         "POST",
         "/api/v1/my/cancel",
         &[("Cookie", &cookie), ("Content-Type", "application/json")],
@@ -318,7 +325,7 @@ fn the_guide_from_sign_in_to_cancellation() {
 
     // Once active, signing in needs the OTP too.
     let r = http::post_json(
-        otpd.http,
+        otpd.http(),
         "/api/v1/my/sign-in",
         &json!({"login_id": who, "password": LOGIN_PW}),
     );
@@ -335,7 +342,7 @@ fn the_guide_from_sign_in_to_cancellation() {
     b.remove_script(&moved);
     assert_ne!(next, code);
     assert_eq!(next, oathtool(&secret, Some(next_step * 60)));
-    let port = radius_port(&site);
+    let port = radius_port(&otpd);
     let verdict = radclient(port, who, &format!("{LOGIN_PW}{next}"));
     assert!(verdict.contains("Access-Accept"), "radclient: {verdict}");
     let again = radclient(port, who, &format!("{LOGIN_PW}{next}"));
@@ -366,7 +373,7 @@ fn the_guide_from_sign_in_to_cancellation() {
         .map(|c| format!("otpd_my={}", c["value"].as_str().unwrap_or_default()))
         .expect("cookie");
     let before = http::request(
-        otpd.http,
+        otpd.http(),
         "GET",
         "/api/v1/my/status",
         &[("Cookie", &cookie)],
@@ -378,7 +385,7 @@ fn the_guide_from_sign_in_to_cancellation() {
     assert!(b.exists("login_id"), "back at the sign-in form");
     b.screenshot(&shot("my-signed-out"));
     let after = http::request(
-        otpd.http,
+        otpd.http(),
         "GET",
         "/api/v1/my/status",
         &[("Cookie", &cookie)],
@@ -388,7 +395,7 @@ fn the_guide_from_sign_in_to_cancellation() {
     assert_eq!(after.json()["error"], "not_signed_in");
 
     // No secret reached the log.
-    let log = site.log_text();
+    let log = otpd.stderr();
     for s in [secret.as_str(), ACT, LOGIN_PW, &cookie["otpd_my=".len()..]] {
         assert!(!log.contains(s), "a secret is in the log");
     }
@@ -398,9 +405,9 @@ fn the_guide_from_sign_in_to_cancellation() {
 
 #[test]
 fn the_app_shows_its_renewal_menu_from_thirty_days_before_expiry() {
-    let site = site();
-    let sink = SmtpSink::start(site.smtp_port, &site.path("relay"));
-    let otpd = site.start();
+    let mut otpd = site();
+    let sink = SmtpSink::start(otpd.smtp_port(), &otpd.path("relay"));
+    otpd.launch();
     let who = "hanako";
     let email = format!("{who}@ezweb.ne.jp");
     otpd.admin_ok(json!({"op": "user_add", "login_id": who, "password": LOGIN_PW}));
@@ -480,8 +487,8 @@ fn the_app_shows_its_renewal_menu_from_thirty_days_before_expiry() {
     assert!(shown, "the renewal menu stays after expiry");
 
     // Renewal through the menu, 10 days after expiry, with otpd's clock moved as far.
-    otpd.stop();
-    let otpd = site.start_with_clock(Some(&format!("+{offset}")));
+    otpd.stop_clean();
+    otpd.relaunch_with_clock(offset);
     assert_eq!(show(&otpd, who)["state"], "expired");
     let id = b.clock_script(offset * 1000);
     b.open(&otpd.url("/app/"));
@@ -538,13 +545,13 @@ fn the_app_shows_its_renewal_menu_from_thirty_days_before_expiry() {
     b.remove_script(&id);
 
     // Offline after the first load: otpd is gone, the app still opens and shows codes.
-    otpd.stop();
-    b.open(&site_url(&site, "/app/"));
+    otpd.stop_clean();
+    b.open(&site_url(&otpd, "/app/"));
     let (code, step) = app_code(&mut b);
     assert_eq!(code, oathtool(&secret, Some(step * 60)));
     b.screenshot(&shot("app-offline"));
     wait_until("nothing listening", Duration::from_secs(5), || {
-        std::net::TcpStream::connect(site.http)
+        std::net::TcpStream::connect(otpd.http())
             .is_err()
             .then_some(())
     });
@@ -555,9 +562,9 @@ fn the_app_shows_its_renewal_menu_from_thirty_days_before_expiry() {
 /// opens with it. The key is as non-extractable there as after the app's own setup.
 #[test]
 fn the_setup_success_page_adds_the_token_to_the_app() {
-    let site = site();
-    let sink = SmtpSink::start(site.smtp_port, &site.path("relay"));
-    let otpd = site.start();
+    let mut otpd = site();
+    let sink = SmtpSink::start(otpd.smtp_port(), &otpd.path("relay"));
+    otpd.launch();
     let who = "shiro";
     let email = format!("{who}@softbank.ne.jp");
     otpd.admin_ok(json!({"op": "user_add", "login_id": who, "password": LOGIN_PW}));
@@ -688,7 +695,7 @@ fn the_setup_success_page_adds_the_token_to_the_app() {
     let (_, shown) = app_at(&mut b, &url, expires - 30 * DAY, "app-imported-renewal");
     assert!(shown, "the renewal menu 30 days before expiry");
 
-    let log = site.log_text();
+    let log = otpd.stderr();
     assert!(
         !log.contains(&secret) && !log.contains(ACT),
         "a secret is in the log"
@@ -740,19 +747,19 @@ fn app_at(b: &mut Browser, url: &str, at: i64, name: &str) -> (i64, bool) {
     (offset, shown)
 }
 
-fn site_url(site: &Site, path: &str) -> String {
-    format!("http://{}{path}", site.http)
+fn site_url(site: &Otpd, path: &str) -> String {
+    format!("http://{}{path}", site.http())
 }
 
 /// The session lives in the cookie alone: it outlives a restart of otpd (or another node
 /// answering), and ends after 15 minutes without a request, on otpd's clock.
 #[test]
 fn a_menu_session_outlives_a_restart_and_ends_when_idle() {
-    let site = site();
-    let otpd = site.start();
+    let mut otpd = site();
+    otpd.launch();
     otpd.admin_ok(json!({"op": "user_add", "login_id": "saburo", "password": LOGIN_PW}));
     let r = http::post_json(
-        otpd.http,
+        otpd.http(),
         "/api/v1/my/sign-in",
         &json!({"login_id": "saburo", "password": LOGIN_PW}),
     );
@@ -763,7 +770,7 @@ fn a_menu_session_outlives_a_restart_and_ends_when_idle() {
     // The status and the refreshed cookie.
     let status = |otpd: &Otpd, cookie: &str| {
         let r = http::request(
-            otpd.http,
+            otpd.http(),
             "GET",
             "/api/v1/my/status",
             &[("Cookie", cookie)],
@@ -776,21 +783,21 @@ fn a_menu_session_outlives_a_restart_and_ends_when_idle() {
             .to_string();
         (r.status, fresh)
     };
-    otpd.stop();
-    let otpd = site.start();
+    otpd.stop_clean();
+    otpd.launch();
     assert_eq!(
         status(&otpd, &cookie).0,
         200,
         "the same session after a restart"
     );
-    otpd.stop();
-    let otpd = site.start_with_clock(Some("+14m"));
+    otpd.stop_clean();
+    otpd.relaunch_with_clock(14 * 60);
     let (code, fresh) = status(&otpd, &cookie);
     assert_eq!(code, 200, "14 minutes idle");
-    otpd.stop();
+    otpd.stop_clean();
     // 28 minutes after sign-in: the first cookie has been idle too long, the one renewed
     // at 14 minutes has not.
-    let otpd = site.start_with_clock(Some("+28m"));
+    otpd.relaunch_with_clock(28 * 60);
     assert_eq!(status(&otpd, &cookie).0, 401, "idle for 28 minutes");
     assert_eq!(status(&otpd, &fresh).0, 200, "idle for 14 minutes");
 }

@@ -6,8 +6,10 @@
 
 use std::time::Duration;
 
-use otpd_tests::harness::{artifacts_dir, tool, wait_until, Otpd, Scheme, Site, DEADLINE};
+use otpd_tests::daemon::{wait_until, Otpd, DEADLINE};
 use otpd_tests::http::{self, html_unescape};
+use otpd_tests::oath::{now, oathtool, oathtool_next};
+use otpd_tests::paths::{artifacts_dir, tool};
 use otpd_tests::smtp::{setup_link, Mail, SmtpSink};
 use otpd_tests::tools;
 use serde_json::{json, Value};
@@ -15,6 +17,18 @@ use serde_json::{json, Value};
 const SID: &str = "EXAMPLE-BANK";
 const ACT: &str = "act-pass-2468";
 const DAY: i64 = 86_400;
+
+/// An otpd as a bank's customers meet it, not started: mail over SMTP (start the relay on
+/// its `smtp_port()` first), debug logging, `extra` merged over the config.
+fn unstarted(extra: &str) -> Otpd {
+    Otpd::builder()
+        .smtp()
+        .config(&format!(
+            "service_id = \"{SID}\"\n[log]\nlevel = \"debug\"\n"
+        ))
+        .config(extra)
+        .unstarted()
+}
 
 fn add_and_issue(otpd: &Otpd, who: &str) -> String {
     let email = format!("{who}@docomo.ne.jp");
@@ -32,7 +46,7 @@ fn state_of(otpd: &Otpd, who: &str) -> Value {
 
 fn enroll_json(otpd: &Otpd, code: &str, sid: &str, uid: &str, pw: &str) -> http::Response {
     http::post_json(
-        otpd.http,
+        otpd.http(),
         &format!("/api/v1/enroll/{code}"),
         &json!({"service_id": sid, "user_id": uid, "activation_password": pw}),
     )
@@ -122,9 +136,9 @@ fn check_issuance_mail(mail: &Mail, otpd: &Otpd, who: &str) {
 /// customer can meet on the way.
 #[test]
 fn setup_from_the_mailed_link_to_start_of_use() {
-    let site = Site::new("");
-    let sink = SmtpSink::start(site.smtp_port, &site.path("mailbox"));
-    let otpd = site.start();
+    let mut otpd = unstarted("");
+    let sink = SmtpSink::start(otpd.smtp_port(), &otpd.path("mailbox"));
+    otpd.launch();
     for who in ["taro", "jiro", "saburo"] {
         add_and_issue(&otpd, who);
     }
@@ -133,7 +147,7 @@ fn setup_from_the_mailed_link_to_start_of_use() {
     let (path, code) = setup_link(&mail.body);
     assert_eq!(code.len(), 40, "160-bit code");
 
-    let page = http::get(otpd.http, &path);
+    let page = http::get(otpd.http(), &path);
     assert_eq!(page.status, 200);
     assert_guarded(&page);
     let html = page.text();
@@ -186,7 +200,7 @@ fn setup_from_the_mailed_link_to_start_of_use() {
     let again = enroll_json(&otpd, &code, SID, "taro", ACT);
     assert_eq!(again.status, 410);
     assert_eq!(again.json()["error"], "link_gone");
-    assert_eq!(http::get(otpd.http, &path).status, 410);
+    assert_eq!(http::get(otpd.http(), &path).status, 410);
     assert_eq!(state_of(&otpd, "taro")["state"], "provisioned");
     let unknown = enroll_json(&otpd, &"0".repeat(40), SID, "taro", ACT);
     assert_eq!(unknown.status, 404);
@@ -201,13 +215,13 @@ fn setup_from_the_mailed_link_to_start_of_use() {
     let dead = enroll_json(&otpd, &jiro_code, SID, "jiro", ACT);
     assert_eq!(dead.status, 429);
     assert_eq!(dead.json()["error"], "attempts_exhausted");
-    assert_eq!(http::get(otpd.http, &jiro_path).status, 429);
+    assert_eq!(http::get(otpd.http(), &jiro_path).status, 429);
 
     // saburo: the form, as a phone browser sends it.
     let (saburo_path, saburo_code) =
         setup_link(&sink.wait_for("saburo@docomo.ne.jp", DEADLINE).body);
     let refused = http::post_form(
-        otpd.http,
+        otpd.http(),
         &saburo_path,
         &[
             ("service_id", SID),
@@ -224,7 +238,7 @@ fn setup_from_the_mailed_link_to_start_of_use() {
     assert!(html.contains("value=\"saburo\""), "typed user ID kept");
     assert!(!html.contains("nope"), "the password is never echoed");
     let done = http::post_form(
-        otpd.http,
+        otpd.http(),
         &saburo_path,
         &[
             ("service_id", SID),
@@ -251,16 +265,16 @@ fn setup_from_the_mailed_link_to_start_of_use() {
             .expect_err("a wrong code is refused");
         assert_eq!(wrong["error"], "bad_otp");
         let v = otpd.admin_ok(json!({
-            "op": "token_activate", "login_id": who, "otp": tools::totp(s, None)
+            "op": "token_activate", "login_id": who, "otp": oathtool(s, None)
         }));
         assert_eq!(v["state"], "active", "{v}");
         assert_eq!(state_of(&otpd, who)["state"], "active");
     }
 
     // The admin door is closed without API keys.
-    assert_eq!(http::get(otpd.http, "/api/v1/admin/status").status, 404);
+    assert_eq!(http::get(otpd.http(), "/api/v1/admin/status").status, 404);
 
-    let log = site.log_text();
+    let log = otpd.stderr();
     assert!(log.contains("mail=sent user=taro"), "{log}");
     for c in [&code, &jiro_code, &saburo_code] {
         assert!(!log.contains(c.as_str()), "a link code reached the log");
@@ -272,17 +286,17 @@ fn setup_from_the_mailed_link_to_start_of_use() {
 /// is back, and is not lost when otpd restarts meanwhile.
 #[test]
 fn mail_waits_for_the_relay_and_survives_a_restart() {
-    let site = Site::new("");
-    let mailbox = site.path("mailbox");
-    let otpd = site.start();
+    let mut otpd = unstarted("");
+    let mailbox = otpd.path("mailbox");
+    otpd.launch();
     add_and_issue(&otpd, "hanako");
     wait_until("a failed delivery", DEADLINE, || {
-        site.log_text()
+        otpd.stderr()
             .contains("mail: delivery to user hanako failed (attempt 1)")
             .then_some(())
     });
     assert_eq!(otpd.admin_ok(json!({"op": "status"}))["mail_queued"], 1);
-    let sink = SmtpSink::start(site.smtp_port, &mailbox);
+    let sink = SmtpSink::start(otpd.smtp_port(), &mailbox);
     // The next try is at most 10 s after the failure.
     let mail = sink.wait_for("hanako@docomo.ne.jp", Duration::from_secs(25));
     check_issuance_mail(&mail, &otpd, "hanako");
@@ -293,18 +307,18 @@ fn mail_waits_for_the_relay_and_survives_a_restart() {
 
     add_and_issue(&otpd, "kenji");
     wait_until("a failed delivery", DEADLINE, || {
-        site.log_text()
+        otpd.stderr()
             .contains("mail: delivery to user kenji failed (attempt 1)")
             .then_some(())
     });
-    otpd.stop();
-    let sink = SmtpSink::start(site.smtp_port, &mailbox);
-    let otpd = site.start();
+    otpd.stop_clean();
+    let sink = SmtpSink::start(otpd.smtp_port(), &mailbox);
+    otpd.launch();
     // Right after start, not after the backoff: a restart retries everything queued.
     let mail = sink.wait_for("kenji@docomo.ne.jp", Duration::from_secs(8));
     check_issuance_mail(&mail, &otpd, "kenji");
     let (path, _) = setup_link(&mail.body);
-    assert_eq!(http::get(otpd.http, &path).status, 200, "the link works");
+    assert_eq!(http::get(otpd.http(), &path).status, 200, "the link works");
     wait_until("an empty outbox", DEADLINE, || {
         (otpd.admin_ok(json!({"op": "status"}))["mail_queued"] == 0).then_some(())
     });
@@ -320,27 +334,27 @@ fn mail_waits_for_the_relay_and_survives_a_restart() {
 /// after expiry; otpd and oathtool share a moved clock.
 #[test]
 fn renewal_follows_the_window_on_a_moved_clock() {
-    let site = Site::new("");
-    let sink = SmtpSink::start(site.smtp_port, &site.path("mailbox"));
-    let otpd = site.start();
+    let mut otpd = unstarted("");
+    let sink = SmtpSink::start(otpd.smtp_port(), &otpd.path("mailbox"));
+    otpd.launch();
     add_and_issue(&otpd, "ken");
     let (_, code) = setup_link(&sink.wait_for("ken@docomo.ne.jp", DEADLINE).body);
     let e = enroll_json(&otpd, &code, SID, "ken", ACT).json();
     let secret = e["secret"].as_str().expect("secret").to_string();
     otpd.admin_ok(
-        json!({"op": "token_activate", "login_id": "ken", "otp": tools::totp(&secret, None)}),
+        json!({"op": "token_activate", "login_id": "ken", "otp": oathtool(&secret, None)}),
     );
     let shown = state_of(&otpd, "ken");
     let expires = rfc3339(shown["expires_at"].as_str().expect("expires_at"));
 
     let renew = |otpd: &Otpd, otp: &str| {
         http::post_json(
-            otpd.http,
+            otpd.http(),
             "/api/v1/renew",
             &json!({"service_id": SID, "user_id": "ken", "otp": otp}),
         )
     };
-    let early = renew(&otpd, &tools::totp_next(&secret));
+    let early = renew(&otpd, &oathtool_next(&secret));
     assert_eq!(early.status, 409, "{}", early.text());
     let j = early.json();
     assert_eq!(j["error"], "renewal_not_yet_available");
@@ -350,27 +364,27 @@ fn renewal_follows_the_window_on_a_moved_clock() {
         expires - 30 * DAY
     );
     let page = http::post_form(
-        otpd.http,
+        otpd.http(),
         "/renew",
         &[
             ("service_id", SID),
             ("user_id", "ken"),
-            ("otp", &tools::totp_next(&secret)),
+            ("otp", &oathtool_next(&secret)),
         ],
     );
     assert_eq!(page.status, 409);
     assert!(page.text().contains("まだできません"), "{}", page.text());
-    assert_eq!(http::get(otpd.http, "/renew").status, 200);
-    otpd.stop();
+    assert_eq!(http::get(otpd.http(), "/renew").status, 200);
+    otpd.stop_clean();
 
     // 1435 days on: inside the 30-day window before day 1461.
-    let clock = "+1435d";
-    let otpd = site.start_with_clock(Some(clock));
+    let clock = 1435 * DAY;
+    otpd.relaunch_with_clock(clock);
     assert_eq!(state_of(&otpd, "ken")["renewal_available"], true);
     let bad = renew(&otpd, "000000");
     assert_eq!(bad.status, 401, "{}", bad.text());
     assert_eq!(bad.json()["error"], "bad_otp");
-    let ok = renew(&otpd, &tools::totp(&secret, Some(clock)));
+    let ok = renew(&otpd, &oathtool(&secret, Some(now() + clock)));
     assert_eq!(ok.status, 200, "{}", ok.text());
     let renewed = rfc3339(ok.json()["expires_at"].as_str().expect("expires_at"));
     assert_eq!(
@@ -378,20 +392,20 @@ fn renewal_follows_the_window_on_a_moved_clock() {
         expires + 1461 * DAY,
         "extended from the old expiry"
     );
-    otpd.stop();
+    otpd.stop_clean();
 
     // Past the renewed expiry (day 2922): expired, and renewal still works, by the page.
-    let clock = "+2950d";
-    let otpd = site.start_with_clock(Some(clock));
+    let clock = 2950 * DAY;
+    otpd.relaunch_with_clock(clock);
     let before = state_of(&otpd, "ken");
     assert_eq!(before["state"], "expired", "{before}");
     let page = http::post_form(
-        otpd.http,
+        otpd.http(),
         "/renew",
         &[
             ("service_id", SID),
             ("user_id", "ken"),
-            ("otp", &tools::totp(&secret, Some(clock))),
+            ("otp", &oathtool(&secret, Some(now() + clock))),
         ],
     );
     assert_eq!(page.status, 200, "{}", page.text());
@@ -412,20 +426,20 @@ fn renewal_follows_the_window_on_a_moved_clock() {
 /// `target/test-artifacts/`.
 #[test]
 fn setup_pages_on_a_phone_screen() {
-    let site = Site::new("");
-    let sink = SmtpSink::start(site.smtp_port, &site.path("mailbox"));
-    let otpd = site.start();
+    let mut otpd = unstarted("");
+    let sink = SmtpSink::start(otpd.smtp_port(), &otpd.path("mailbox"));
+    otpd.launch();
     add_and_issue(&otpd, "yuki");
     let (path, _) = setup_link(&sink.wait_for("yuki@docomo.ne.jp", DEADLINE).body);
     let art = artifacts_dir();
-    let profile = site.path("chromium-profile");
+    let profile = otpd.path("chromium-profile");
 
     let form_png = art.join("web-enroll-page.png");
     tools::phone_screenshot(&otpd.url(&path), &form_png, &profile);
     assert_eq!(tools::png_size(&form_png), (390, 844));
 
     let done = http::post_form(
-        otpd.http,
+        otpd.http(),
         &path,
         &[
             ("service_id", SID),
@@ -454,13 +468,13 @@ fn setup_pages_on_a_phone_screen() {
 /// The inline SVG decodes to exactly the otpauth URI the page and the API show.
 #[test]
 fn qr_code_scans_to_the_otpauth_uri() {
-    let site = Site::new("");
-    let sink = SmtpSink::start(site.smtp_port, &site.path("mailbox"));
-    let otpd = site.start();
+    let mut otpd = unstarted("");
+    let sink = SmtpSink::start(otpd.smtp_port(), &otpd.path("mailbox"));
+    otpd.launch();
     add_and_issue(&otpd, "mika");
     let (path, _) = setup_link(&sink.wait_for("mika@docomo.ne.jp", DEADLINE).body);
     let done = http::post_form(
-        otpd.http,
+        otpd.http(),
         &path,
         &[
             ("service_id", SID),
@@ -471,7 +485,7 @@ fn qr_code_scans_to_the_otpauth_uri() {
     assert_eq!(done.status, 200);
     let html = done.text();
     let svg = format!("<svg{}</svg>", between(&html, "<svg", "</svg>"));
-    let svg_file = site.path("qr.svg");
+    let svg_file = otpd.path("qr.svg");
     std::fs::write(&svg_file, &svg).expect("write svg");
     let png = artifacts_dir().join("web-qr.png");
     tools::svg_to_png(&svg_file, &png);
@@ -483,7 +497,7 @@ fn qr_code_scans_to_the_otpauth_uri() {
     assert_eq!(tools::scan_qr(&png), uri);
     // The code it carries works for 利用開始.
     let v = otpd.admin_ok(json!({
-        "op": "token_activate", "login_id": "mika", "otp": tools::totp(&secret_of(&uri), None)
+        "op": "token_activate", "login_id": "mika", "otp": oathtool(&secret_of(&uri), None)
     }));
     assert_eq!(v["state"], "active");
 }
@@ -493,21 +507,21 @@ fn qr_code_scans_to_the_otpauth_uri() {
 #[test]
 fn admin_api_over_http_with_a_bearer_key() {
     let key = "kQ9-integration-key-7d1f0c2b";
-    let site =
-        Site::new("[[http.api_keys]]\nname = \"ib-frontend\"\nkey_file = \"ib-frontend.key\"\n");
+    let mut otpd =
+        unstarted("[[http.api_keys]]\nname = \"ib-frontend\"\nkey_file = \"ib-frontend.key\"\n");
     std::fs::write(
-        site.path("ib-frontend.key"),
+        otpd.path("ib-frontend.key"),
         format!("{key}\nsecond line ignored\n"),
     )
     .expect("key file");
     // otpd refuses a key file others may read (SECURITY.md).
     std::fs::set_permissions(
-        site.path("ib-frontend.key"),
+        otpd.path("ib-frontend.key"),
         <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600),
     )
     .expect("chmod key file");
-    let sink = SmtpSink::start(site.smtp_port, &site.path("mailbox"));
-    let otpd = site.start();
+    let sink = SmtpSink::start(otpd.smtp_port(), &otpd.path("mailbox"));
+    otpd.launch();
     let bearer = format!("Bearer {key}");
     let call = |method: &str, path: &str, body: Option<Value>| {
         let b = body.map(|v| v.to_string()).unwrap_or_default();
@@ -515,14 +529,14 @@ fn admin_api_over_http_with_a_bearer_key() {
         if !b.is_empty() {
             h.push(("Content-Type", "application/json"));
         }
-        http::request(otpd.http, method, path, &h, b.as_bytes())
+        http::request(otpd.http(), method, path, &h, b.as_bytes())
     };
 
-    let anon = http::get(otpd.http, "/api/v1/admin/status");
+    let anon = http::get(otpd.http(), "/api/v1/admin/status");
     assert_eq!(anon.status, 401);
     assert_eq!(anon.header("www-authenticate"), Some("Bearer"));
     let wrong = http::request(
-        otpd.http,
+        otpd.http(),
         "GET",
         "/api/v1/admin/status",
         &[("Authorization", "Bearer kQ9-integration-key-7d1f0c2c")],
@@ -562,7 +576,7 @@ fn admin_api_over_http_with_a_bearer_key() {
     let act = call(
         "POST",
         "/api/v1/admin/users/naoko/token/activate",
-        Some(json!({"otp": tools::totp(&secret, None)})),
+        Some(json!({"otp": oathtool(&secret, None)})),
     );
     assert_eq!(act.status, 200, "{}", act.text());
     assert_eq!(act.json()["state"], "active");
@@ -581,7 +595,7 @@ fn admin_api_over_http_with_a_bearer_key() {
     assert_eq!(gone.status, 404);
     assert_eq!(gone.json()["error"], "unknown_user");
 
-    let log = site.log_text();
+    let log = otpd.stderr();
     assert!(
         log.contains("admin=\"token issue\" actor=api:ib-frontend user=naoko outcome=ok"),
         "{log}"
@@ -592,11 +606,14 @@ fn admin_api_over_http_with_a_bearer_key() {
 /// With `tls_cert_file`/`tls_key_file`, otpd serves HTTPS itself.
 #[test]
 fn https_when_tls_files_are_configured() {
-    let site = Site::build(
-        Scheme::Https,
-        "tls_cert_file = \"tls.crt\"\ntls_key_file = \"tls.key\"",
-        "",
-    );
+    let mut otpd = Otpd::builder()
+        .smtp()
+        .https()
+        .config(&format!(
+            "service_id = \"{SID}\"\n[log]\nlevel = \"debug\"\n"
+        ))
+        .config("[http]\ntls_cert_file = \"tls.crt\"\ntls_key_file = \"tls.key\"")
+        .unstarted();
     let out = std::process::Command::new(tool("openssl"))
         .args([
             "req",
@@ -614,9 +631,9 @@ fn https_when_tls_files_are_configured() {
             "subjectAltName=IP:127.0.0.1",
             "-keyout",
         ])
-        .arg(site.path("tls.key"))
+        .arg(otpd.path("tls.key"))
         .arg("-out")
-        .arg(site.path("tls.crt"))
+        .arg(otpd.path("tls.crt"))
         .output()
         .expect("openssl");
     assert!(
@@ -624,11 +641,11 @@ fn https_when_tls_files_are_configured() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let otpd = site.start();
+    otpd.launch();
     let out = std::process::Command::new(tool("curl"))
         .args(["-sS", "-i", "--max-time", "20", "--cacert"])
-        .arg(site.path("tls.crt"))
-        .arg(format!("https://{}/healthz", otpd.http))
+        .arg(otpd.path("tls.crt"))
+        .arg(format!("https://{}/healthz", otpd.http()))
         .output()
         .expect("curl");
     let text = String::from_utf8_lossy(&out.stdout);

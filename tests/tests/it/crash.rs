@@ -7,14 +7,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use otpd_tests::daemon::{wait_until, Otpd, RADIUS_SECRET};
+use otpd_tests::oath::oathtool;
 use otpd_tests::radius::{Client, ACCESS_ACCEPT, ACCESS_REJECT};
-use otpd_tests::token::{activate, oathtool};
+use otpd_tests::token::activate;
 
 const ROUNDS: usize = 5;
 const USERS_PER_ROUND: usize = 16;
 
 #[test]
 fn sigkill_during_a_login_burst_never_allows_a_replay() {
+    let _heavy = otpd_tests::serial::heavy();
     let mut d = Otpd::start("[radius]\nreject_delay_ms = 0\n");
     let server: SocketAddr = format!("127.0.0.1:{}", d.radius_port)
         .parse()

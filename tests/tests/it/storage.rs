@@ -9,8 +9,9 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use otpd_tests::daemon::{bin, wait_until, Otpd, RADIUS_SECRET};
+use otpd_tests::oath::oathtool;
 use otpd_tests::radius::{Client, ACCESS_ACCEPT, ACCESS_REJECT};
-use otpd_tests::token::{activate, oathtool};
+use otpd_tests::token::activate;
 
 /// A tmpfs mounted for the test, unmounted when dropped.
 struct Tmpfs {
@@ -170,7 +171,7 @@ fn a_full_disk_refuses_logins_that_need_a_write_and_otpd_recovers() {
     // Room again, and the service manager's restart: logins work, and no OTP answered
     // Accept (before the disk filled or while it was full) is accepted twice.
     std::fs::remove_file(&filler).expect("free the space");
-    d.relaunch();
+    d.launch();
     let (login, _) = refused.expect("refused");
     let secret = &users.iter().find(|u| u.0 == login).expect("user").1;
     let r = c.login(50, &login, &format!("login-pw{}", oathtool(secret, None)));

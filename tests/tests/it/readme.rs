@@ -4,7 +4,7 @@
 use std::process::Command;
 
 use otpd_tests::daemon::{free_tcp_port, free_udp_port};
-use otpd_tests::harness::profile_dir;
+use otpd_tests::paths::profile_dir;
 
 /// The shell lines between the walk-through markers of README.md.
 fn walkthrough() -> String {

@@ -4,16 +4,17 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use otpd_tests::daemon::{bin, chmod, run_to_exit, unstarted as site, wait_until};
+use otpd_tests::daemon::{bin, chmod, wait_until, Otpd};
 
 #[test]
 fn a_key_file_others_can_read_is_refused_at_start() {
     for mode in [0o640, 0o604, 0o644, 0o660] {
-        let (dir, config) = site("");
+        let site = Otpd::builder().unstarted();
+        let dir = &site.dir;
         let key = dir.path().join("master.key");
         std::fs::write(&key, format!("{}\n", "ab".repeat(32))).expect("key");
         chmod(&key, mode);
-        let (status, err) = run_to_exit(&config);
+        let (status, err) = site.run_to_exit();
         assert_eq!(status.code(), Some(1), "mode {mode:o}: {err}");
         assert!(
             err.contains("master.key") && err.contains("chmod 600"),
@@ -28,11 +29,14 @@ fn a_key_file_others_can_read_is_refused_at_start() {
 
 #[test]
 fn an_admin_socket_folder_anyone_may_write_is_refused_at_start() {
-    let (dir, config) = site("[admin]\nsocket = \"run/admin.sock\"\n");
+    let site = Otpd::builder()
+        .config("[admin]\nsocket = \"run/admin.sock\"\n")
+        .unstarted();
+    let (dir, config) = (&site.dir, site.config.clone());
     let run = dir.path().join("run");
     std::fs::create_dir(&run).expect("mkdir");
     chmod(&run, 0o777);
-    let (status, err) = run_to_exit(&config);
+    let (status, err) = site.run_to_exit();
     assert_eq!(status.code(), Some(1), "{err}");
     assert!(
         err.contains("admin socket folder")

@@ -1,0 +1,19 @@
+//! otpd's integration tests, one binary (see `DO_NOT_ADD_MORE_TEST_BINARIES`): each module
+//! drives the real `otpd`, `otpctl` or `pam_otpd.so` through the kit (`otpd_tests`). The
+//! modules run as threads of one process: no test may change its environment, current
+//! folder or signals, and every port is a free one.
+
+mod admin;
+mod crash;
+mod floods;
+mod hardening;
+mod pam;
+mod pamtester;
+mod radclient;
+mod radius;
+mod readme;
+mod screens;
+mod secrets;
+mod startup;
+mod storage;
+mod web;
