@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use otpd_tests::wait::try_wait_until;
+use otpd_testkit::wait::try_wait_until;
 
 use anyhow::{bail, Context};
 use serde::Serialize;
@@ -113,7 +113,7 @@ pub fn disk_usage(dir: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-pub use otpd_tests::paths::{free_tcp_port, free_udp_port};
+pub use otpd_testkit::paths::{free_tcp_port, free_udp_port};
 
 /// Polls `f` until it returns Some, or fails after `limit` (the kit's one wait).
 pub fn wait_until<T>(
@@ -352,7 +352,7 @@ pub struct Otpd {
     pub radius_port: u16,
     /// From spawn until ready (the admin socket accepts), once started.
     pub startup: Duration,
-    otpd: otpd_tests::daemon::Otpd,
+    otpd: otpd_testkit::daemon::Otpd,
 }
 
 impl Otpd {
@@ -391,7 +391,7 @@ argon2_iterations = {t}
             m = s.argon2_memory_kib,
             t = s.argon2_iterations,
         );
-        let otpd = otpd_tests::daemon::Otpd::builder()
+        let otpd = otpd_testkit::daemon::Otpd::builder()
             .in_dir(dir)
             .bin_dir(bin_dir)
             .radius_client("loadgen", secret)

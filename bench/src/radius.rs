@@ -92,10 +92,15 @@ pub fn check_reply(secret: &[u8], request: &Request, reply: &[u8]) -> Result<Rep
         // An answer to an earlier request with the same identifier fails here too.
         return Err(ReplyError::BadResponseAuthenticator);
     }
-    let ma_at = radius_wire::find_message_authenticator(reply).map_err(|_| ReplyError::Malformed)?;
+    let ma_at =
+        radius_wire::find_message_authenticator(reply).map_err(|_| ReplyError::Malformed)?;
     if let Some(m) = ma_at {
-        if !radius_wire::verify_reply_message_authenticator(reply, m, &request.authenticator, secret)
-        {
+        if !radius_wire::verify_reply_message_authenticator(
+            reply,
+            m,
+            &request.authenticator,
+            secret,
+        ) {
             return Err(ReplyError::BadMessageAuthenticator);
         }
     }
@@ -109,11 +114,11 @@ pub fn check_reply(secret: &[u8], request: &Request, reply: &[u8]) -> Result<Rep
 #[cfg(test)]
 mod tests {
     use super::*;
-    use radius_wire::attr::MESSAGE_AUTHENTICATOR;
-    use radius_wire::{message_authenticator, HEADER_LEN as HEADER};
     use radius::core::code::Code;
     use radius::core::packet::Packet;
     use radius::core::rfc2865;
+    use radius_wire::attr::MESSAGE_AUTHENTICATOR;
+    use radius_wire::{message_authenticator, HEADER_LEN as HEADER};
 
     const SECRET: &[u8] = b"bench-shared-secret";
 

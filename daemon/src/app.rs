@@ -94,7 +94,12 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         crate::metrics::get().commit(batch, took, failed)
     }));
     let clock = Clock::system();
-    let svc = Arc::new(Service::new(&config.core, store.clone(), sealer, clock.now())?);
+    let svc = Arc::new(Service::new(
+        &config.core,
+        store.clone(),
+        sealer,
+        clock.now(),
+    )?);
     let ops = Arc::new(
         Ops::new(svc.clone(), log.clone())
             .with_clock(clock)

@@ -197,8 +197,8 @@ fn connect(addr: SocketAddr) -> std::io::Result<UdpSocket> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fake_radius::{Answer, DeadServer, FakeRadius, Seen};
     use crate::packet::ReplyKind;
+    use otpd_testkit::fake_radius::{Answer, DeadServer, FakeRadius, Seen};
 
     const SECRET: &[u8] = b"unit-test shared secret";
 

@@ -210,8 +210,8 @@ fn obtain_password<H: PamHandler + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fake_radius::{DeadServer, FakeRadius, OTPD_OTP, OTPD_PASSWORD, OTPD_PROMPT};
     use crate::packet::{self, Reply};
+    use otpd_testkit::fake_radius::{DeadServer, FakeRadius, OTPD_OTP, OTPD_PASSWORD, OTPD_PROMPT};
     use std::collections::VecDeque;
     use std::ffi::CString;
     use std::io::Write;

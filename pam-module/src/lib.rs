@@ -11,9 +11,5 @@ pub mod libpam;
 pub mod options;
 pub mod packet;
 
-#[cfg(test)]
-#[path = "../../tests/src/fake_radius.rs"]
-mod fake_radius;
-
 use hooks::PamOtpd;
 pam::pam_hooks!(PamOtpd);

@@ -28,8 +28,13 @@ fn fixture_logging(mail: &str, log: impl FnOnce(&std::path::Path) -> Logger) -> 
     let config = Config::parse(&text, dir.path()).expect("config").config;
     let store = SledStore::open(&dir.path().join("data")).expect("store");
     let clock = Clock::starting_at(T0);
-    let svc =
-        Service::new(&config.core, store, Sealer::from_key(&[7u8; 32]), clock.now()).expect("service");
+    let svc = Service::new(
+        &config.core,
+        store,
+        Sealer::from_key(&[7u8; 32]),
+        clock.now(),
+    )
+    .expect("service");
     let ops = Arc::new(Ops::new(Arc::new(svc), Arc::new(log(dir.path()))).with_clock(clock));
     Fixture { dir, ops, config }
 }

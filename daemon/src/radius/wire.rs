@@ -4,8 +4,8 @@
 //! Message-Authenticator first, Proxy-States echoed, Reply-Message split and shortened to
 //! fit, Response Authenticator last.
 
-use radius_wire::{Error, Writer, MAX_ATTR_VALUE};
 use radius::core::packet::Packet;
+use radius_wire::{Error, Writer, MAX_ATTR_VALUE};
 use zeroize::Zeroizing;
 
 // The names the engine, the server and the tests know the wire by.

@@ -8,11 +8,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use otpd_tests::daemon::{Otpd, RADIUS_SECRET};
-use otpd_tests::http;
-use otpd_tests::oath::{now, oathtool};
-use otpd_tests::radius::*;
-use otpd_tests::token::link_code_from_mail_dir;
+use otpd_testkit::daemon::{Otpd, RADIUS_SECRET};
+use otpd_testkit::http;
+use otpd_testkit::oath::{now, oathtool};
+use otpd_testkit::radius::*;
+use otpd_testkit::token::link_code_from_mail_dir;
 
 const LOGIN_PW: &str = "Login-Pw-Secret-1";
 const NEW_LOGIN_PW: &str = "Login-Pw-Secret-6";

@@ -5,11 +5,11 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use otpd_tests::daemon::{Otpd, RADIUS_SECRET};
-use otpd_tests::fake_radius::DeadServer;
-use otpd_tests::oath::{now, oathtool};
-use otpd_tests::pam::*;
-use otpd_tests::token::activate;
+use otpd_testkit::daemon::{Otpd, RADIUS_SECRET};
+use otpd_testkit::fake_radius::DeadServer;
+use otpd_testkit::oath::{now, oathtool};
+use otpd_testkit::pam::*;
+use otpd_testkit::token::activate;
 
 // otpd's Reply-Messages (daemon/src/access.rs), as the person at the prompt reads them.
 const ASK_OTP: &str = "ワンタイムパスワードを入力してください / Enter your one-time password: ";
@@ -175,7 +175,7 @@ fn use_first_pass_takes_the_password_a_stacked_module_set() {
 
 #[test]
 fn a_dead_first_server_fails_over_to_otpd() {
-    let _heavy = otpd_tests::serial::heavy();
+    let _heavy = otpd_testkit::serial::heavy();
     let d = password_user();
     let dead = DeadServer::bind();
     let pam = stack(&[dead.addr(), addr(&d)], "timeout=1 retries=0");
@@ -197,7 +197,7 @@ fn a_dead_first_server_fails_over_to_otpd() {
 
 #[test]
 fn no_server_answering_is_authinfo_unavail_within_the_bound() {
-    let _heavy = otpd_tests::serial::heavy();
+    let _heavy = otpd_testkit::serial::heavy();
     let (a, b) = (DeadServer::bind(), DeadServer::bind());
     let pam = stack(&[a.addr(), b.addr()], "timeout=1 retries=0");
     let run = pam.authenticate("otp", USER, &[], &[(PASSWORD_PROMPT, PASSWORD)]);

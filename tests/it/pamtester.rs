@@ -1,14 +1,14 @@
 //! Real PAM runs against the fake RADIUS server: Debian's `pamtester` loads the built
 //! `pam_otpd.so` through libpam, with libpam_wrapper pointing it at service files in a temp
-//! folder (the kit's one pamtester driver, [`otpd_tests::pam`]).
+//! folder (the kit's one pamtester driver, [`otpd_testkit::pam`]).
 
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use otpd_tests::fake_radius::{
+use otpd_testkit::fake_radius::{
     Answer, DeadServer, FakeRadius, Seen, OTPD_OTP, OTPD_PASSWORD, OTPD_PROMPT, OTPD_USER,
 };
-use otpd_tests::pam::{
+use otpd_testkit::pam::{
     write_file, PamStack, AUTHINFO_UNAVAIL, AUTH_ERR, PASSWORD_PROMPT, SERVICE_ERR, SUCCESS,
     WRAPPER_MODULES,
 };
@@ -154,7 +154,7 @@ fn use_first_pass_takes_the_earlier_modules_password() {
 
 #[test]
 fn no_server_is_authinfo_unavail_within_the_bound() {
-    let _heavy = otpd_tests::serial::heavy();
+    let _heavy = otpd_testkit::serial::heavy();
     let h = stack();
     let (a, b) = (DeadServer::bind(), DeadServer::bind());
     h.service(

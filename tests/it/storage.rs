@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use otpd_tests::daemon::{bin, wait_until, Otpd, RADIUS_SECRET};
-use otpd_tests::oath::oathtool;
-use otpd_tests::radius::{Client, ACCESS_ACCEPT, ACCESS_REJECT};
-use otpd_tests::token::activate;
+use otpd_testkit::daemon::{bin, wait_until, Otpd, RADIUS_SECRET};
+use otpd_testkit::oath::oathtool;
+use otpd_testkit::radius::{Client, ACCESS_ACCEPT, ACCESS_REJECT};
+use otpd_testkit::token::activate;
 
 /// A tmpfs mounted for the test, unmounted when dropped.
 struct Tmpfs {

@@ -3,8 +3,8 @@
 
 use std::process::Command;
 
-use otpd_tests::daemon::{free_tcp_port, free_udp_port};
-use otpd_tests::paths::profile_dir;
+use otpd_testkit::daemon::{free_tcp_port, free_udp_port};
+use otpd_testkit::paths::profile_dir;
 
 /// The shell lines between the walk-through markers of README.md.
 fn walkthrough() -> String {

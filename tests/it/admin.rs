@@ -3,7 +3,7 @@
 use std::os::unix::net::UnixDatagram;
 use std::time::Duration;
 
-use otpd_tests::daemon::{bin, wait_until, Otpd};
+use otpd_testkit::daemon::{bin, wait_until, Otpd};
 
 fn stderr_of(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -394,9 +394,9 @@ fn backup_restores_into_a_fresh_store() {
 
 #[test]
 fn a_backup_under_load_restores_users_and_replay_marks() {
-    use otpd_tests::oath::oathtool;
-    use otpd_tests::radius::{Client, ACCESS_ACCEPT, ACCESS_REJECT};
-    use otpd_tests::token::activate;
+    use otpd_testkit::oath::oathtool;
+    use otpd_testkit::radius::{Client, ACCESS_ACCEPT, ACCESS_REJECT};
+    use otpd_testkit::token::activate;
     let mut d = Otpd::start("[radius]\nreject_delay_ms = 0\n");
     let server: std::net::SocketAddr = format!("127.0.0.1:{}", d.radius_port)
         .parse()
@@ -411,7 +411,7 @@ fn a_backup_under_load_restores_users_and_replay_marks() {
         );
     }
     // Logins before the backup: their codes must stay spent after the restore.
-    let c = Client::new(server, otpd_tests::daemon::RADIUS_SECRET);
+    let c = Client::new(server, otpd_testkit::daemon::RADIUS_SECRET);
     let spent: Vec<String> = secrets
         .iter()
         .map(|s| format!("pw{}", oathtool(s, None)))
@@ -424,7 +424,7 @@ fn a_backup_under_load_restores_users_and_replay_marks() {
     let load = {
         let stop = stop.clone();
         std::thread::spawn(move || {
-            let c = Client::new(server, otpd_tests::daemon::RADIUS_SECRET);
+            let c = Client::new(server, otpd_testkit::daemon::RADIUS_SECRET);
             let mut n = 0u32;
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
                 assert_eq!(
@@ -452,7 +452,7 @@ fn a_backup_under_load_restores_users_and_replay_marks() {
     let users: serde_json::Value =
         serde_json::from_str(&d.ctl_ok(&["--json", "user", "list"], "")).expect("json");
     assert_eq!(users.as_array().map(Vec::len), Some(206));
-    let c = Client::new(server, otpd_tests::daemon::RADIUS_SECRET);
+    let c = Client::new(server, otpd_testkit::daemon::RADIUS_SECRET);
     for (i, pw) in spent.iter().enumerate() {
         assert_eq!(
             c.login(i as u8, &format!("u{i}"), pw).code,

@@ -8,12 +8,12 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use otpd_tests::cdp::{shot, Browser};
-use otpd_tests::daemon::{wait_until, Otpd, DEADLINE};
-use otpd_tests::http;
-use otpd_tests::oath::{now, oathtool};
-use otpd_tests::paths::tool;
-use otpd_tests::smtp::SmtpSink;
+use otpd_testkit::cdp::{shot, Browser};
+use otpd_testkit::daemon::{wait_until, Otpd, DEADLINE};
+use otpd_testkit::http;
+use otpd_testkit::oath::{now, oathtool};
+use otpd_testkit::paths::tool;
+use otpd_testkit::smtp::SmtpSink;
 use serde_json::{json, Value};
 
 const SID: &str = "EXAMPLE-BANK";

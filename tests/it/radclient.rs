@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use otpd_tests::fake_radius::{FakeRadius, OTPD_OTP, OTPD_PASSWORD, OTPD_PROMPT, OTPD_USER};
-use otpd_tests::paths::tool;
-use otpd_tests::wait::try_wait_until;
+use otpd_testkit::fake_radius::{FakeRadius, OTPD_OTP, OTPD_PASSWORD, OTPD_PROMPT, OTPD_USER};
+use otpd_testkit::paths::tool;
+use otpd_testkit::wait::try_wait_until;
 
 const SECRET: &str = "radclient shared secret";
 

@@ -4,9 +4,9 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use otpd_tests::daemon::{Otpd, RADIUS_SECRET};
-use otpd_tests::freeradius::{FreeRadius, GATEWAY_SECRET};
-use otpd_tests::radius::*;
+use otpd_testkit::daemon::{Otpd, RADIUS_SECRET};
+use otpd_testkit::freeradius::{FreeRadius, GATEWAY_SECRET};
+use otpd_testkit::radius::*;
 
 fn addr(d: &Otpd) -> SocketAddr {
     format!("127.0.0.1:{}", d.radius_port)
@@ -196,7 +196,7 @@ fn a_retransmission_gets_the_cached_reply() {
 
 #[test]
 fn rejects_wait_for_the_reject_delay() {
-    let _heavy = otpd_tests::serial::heavy();
+    let _heavy = otpd_testkit::serial::heavy();
     let d = with_user("[radius]\nreject_delay_ms = 700\n");
     let c = Client::new(addr(&d), RADIUS_SECRET);
     let started = Instant::now();
@@ -322,8 +322,8 @@ fn one_gateways_failure_flood_is_cut_off_without_harming_others() {
     assert_eq!(other.login(1, "d", "right").code, ACCESS_ACCEPT);
 }
 
-use otpd_tests::oath::{now, oathtool};
-use otpd_tests::token::{activate, provision};
+use otpd_testkit::oath::{now, oathtool};
+use otpd_testkit::token::{activate, provision};
 
 #[test]
 fn password_and_otp_after_start_of_use_and_replay_refused() {
@@ -555,7 +555,7 @@ fn rejects_decided_before_the_handler_read_like_the_others_and_log_what_arrived(
 }
 
 fn wait_until_logged(d: &Otpd, needle: &str) -> String {
-    otpd_tests::daemon::wait_until("the audit line", Duration::from_secs(10), || {
+    otpd_testkit::daemon::wait_until("the audit line", Duration::from_secs(10), || {
         let log = d.stderr();
         log.contains(needle).then_some(log)
     })
@@ -570,7 +570,7 @@ fn value_of(page: &str, series: &str) -> f64 {
 
 #[test]
 fn metrics_count_logins_drops_and_doors_and_never_name_a_user() {
-    let port = otpd_tests::daemon::free_tcp_port();
+    let port = otpd_testkit::daemon::free_tcp_port();
     let d = with_user(&format!(
         "[radius]\nreject_delay_ms = 0\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n"
     ));
@@ -583,15 +583,15 @@ fn metrics_count_logins_drops_and_doors_and_never_name_a_user() {
     assert_eq!(c.login(3, "taro", "wrong").code, ACCESS_REJECT);
     assert_eq!(c.login(4, "taro", "wrong-again").code, ACCESS_REJECT);
     let http: SocketAddr = format!("127.0.0.1:{}", d.http_port).parse().expect("addr");
-    assert_eq!(otpd_tests::http::get(http, "/healthz").status, 200);
+    assert_eq!(otpd_testkit::http::get(http, "/healthz").status, 200);
     assert_eq!(
-        otpd_tests::http::get(http, "/metrics").status,
+        otpd_testkit::http::get(http, "/metrics").status,
         404,
         "never on the public HTTP listener"
     );
 
     let metrics: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-    let page = otpd_tests::http::get(metrics, "/metrics").text();
+    let page = otpd_testkit::http::get(metrics, "/metrics").text();
     let v = |s: &str| value_of(&page, s);
     assert_eq!(
         v(r#"otpd_radius_requests_total{client="test",outcome="accept",reason="none"}"#),
@@ -628,8 +628,8 @@ fn metrics_count_logins_drops_and_doors_and_never_name_a_user() {
     }
 }
 
-fn radsec_otpd(pki: &otpd_tests::radsec::Pki) -> (Otpd, SocketAddr) {
-    let port = otpd_tests::radsec::free_port();
+fn radsec_otpd(pki: &otpd_testkit::radsec::Pki) -> (Otpd, SocketAddr) {
+    let port = otpd_testkit::radsec::free_port();
     let d = Otpd::start(&format!(
         "[radius]\nreject_delay_ms = 0\n{}",
         pki.otpd_config(port)
@@ -652,10 +652,10 @@ fn challenge_round_trip(proxy: SocketAddr, secret_b32: &str) {
 
 #[test]
 fn radsecproxy_over_tls_reaches_otpd_with_a_challenge_round_trip() {
-    let pki = otpd_tests::radsec::Pki::new();
+    let pki = otpd_testkit::radsec::Pki::new();
     let (d, tls) = radsec_otpd(&pki);
     let secret = activate(&d, "taro", "login-pw");
-    let proxy = otpd_tests::radsec::RadsecProxy::proxy_to(&pki, tls);
+    let proxy = otpd_testkit::radsec::RadsecProxy::proxy_to(&pki, tls);
     challenge_round_trip(proxy.addr, &secret);
     let log = wait_until_logged(&d, "input=challenge_response");
     assert!(
@@ -671,7 +671,7 @@ fn radsecproxy_over_tls_reaches_otpd_with_a_challenge_round_trip() {
 
 #[test]
 fn a_tls_client_without_a_trusted_certificate_is_refused_before_any_radius() {
-    let pki = otpd_tests::radsec::Pki::new();
+    let pki = otpd_testkit::radsec::Pki::new();
     let (d, tls) = radsec_otpd(&pki);
     let packet = Request::access(1, "taro", "login-pw", b"radsec").encode(
         ACCESS_REQUEST,
@@ -697,7 +697,7 @@ fn a_tls_client_without_a_trusted_certificate_is_refused_before_any_radius() {
 
 #[test]
 fn freeradius_proxies_over_tls_to_otpd_with_a_challenge_round_trip() {
-    let pki = otpd_tests::radsec::Pki::new();
+    let pki = otpd_testkit::radsec::Pki::new();
     let (d, tls) = radsec_otpd(&pki);
     let secret = activate(&d, "taro", "login-pw");
     let fr = FreeRadius::proxy_over_tls(tls, &pki);
@@ -712,8 +712,8 @@ fn freeradius_proxies_over_tls_to_otpd_with_a_challenge_round_trip() {
 
 #[test]
 fn status_server_is_answered_over_the_tls_connection_and_an_idle_one_is_closed() {
-    let pki = otpd_tests::radsec::Pki::new();
-    let port = otpd_tests::radsec::free_port();
+    let pki = otpd_testkit::radsec::Pki::new();
+    let port = otpd_testkit::radsec::free_port();
     let config = pki
         .otpd_config(port)
         .replace("idle_timeout_seconds = 30", "idle_timeout_seconds = 1");
@@ -728,7 +728,7 @@ fn status_server_is_answered_over_the_tls_connection_and_an_idle_one_is_closed()
         .write_all(&status)
         .expect("send");
     // s_client ends only when otpd closes the idle connection.
-    otpd_tests::daemon::wait_until(
+    otpd_testkit::daemon::wait_until(
         "otpd to close the idle connection",
         Duration::from_secs(20),
         || child.try_wait().ok().flatten(),
@@ -751,8 +751,8 @@ fn status_server_is_answered_over_the_tls_connection_and_an_idle_one_is_closed()
 
 #[test]
 fn tls_connections_beyond_the_bound_are_refused() {
-    let pki = otpd_tests::radsec::Pki::new();
-    let port = otpd_tests::radsec::free_port();
+    let pki = otpd_testkit::radsec::Pki::new();
+    let port = otpd_testkit::radsec::free_port();
     let config = pki.otpd_config(port).replace(
         "idle_timeout_seconds = 30\n",
         "idle_timeout_seconds = 30\nmax_connections = 1\n",
@@ -775,7 +775,7 @@ fn tls_connections_beyond_the_bound_are_refused() {
     assert_eq!(reply[0], ACCESS_ACCEPT);
     // The second is closed at once, with a line saying why.
     let mut second = s_client();
-    otpd_tests::daemon::wait_until(
+    otpd_testkit::daemon::wait_until(
         "otpd to refuse the second connection",
         Duration::from_secs(20),
         || second.try_wait().ok().flatten(),
@@ -789,10 +789,10 @@ fn tls_connections_beyond_the_bound_are_refused() {
 #[test]
 fn a_burst_of_bad_tls_handshakes_logs_one_line_and_counts_every_one() {
     const BURST: usize = 30;
-    let pki = otpd_tests::radsec::Pki::new();
+    let pki = otpd_testkit::radsec::Pki::new();
     let (port, metrics_port) = (
-        otpd_tests::radsec::free_port(),
-        otpd_tests::daemon::free_tcp_port(),
+        otpd_testkit::radsec::free_port(),
+        otpd_testkit::daemon::free_tcp_port(),
     );
     let d = Otpd::start(&format!(
         "[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n{}",
@@ -810,8 +810,8 @@ fn a_burst_of_bad_tls_handshakes_logs_one_line_and_counts_every_one() {
     let metrics: SocketAddr = format!("127.0.0.1:{metrics_port}").parse().expect("addr");
     let series = r#"otpd_radius_tls_refused_total{reason="handshake_failed"}"#;
     let page =
-        otpd_tests::daemon::wait_until("every refusal counted", Duration::from_secs(10), || {
-            let page = otpd_tests::http::get(metrics, "/metrics").text();
+        otpd_testkit::daemon::wait_until("every refusal counted", Duration::from_secs(10), || {
+            let page = otpd_testkit::http::get(metrics, "/metrics").text();
             (page.contains(series) && value_of(&page, series) >= BURST as f64).then_some(page)
         });
     assert_eq!(value_of(&page, series), BURST as f64, "{page}");

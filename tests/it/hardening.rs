@@ -8,11 +8,11 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use otpd_tests::daemon::{bin, chmod, wait_until, Otpd, RADIUS_SECRET};
-use otpd_tests::http::{get, post_form, post_json, request};
-use otpd_tests::oath::oathtool;
-use otpd_tests::radius::{Client, ACCESS_ACCEPT};
-use otpd_tests::token::{activate, issue};
+use otpd_testkit::daemon::{bin, chmod, wait_until, Otpd, RADIUS_SECRET};
+use otpd_testkit::http::{get, post_form, post_json, request};
+use otpd_testkit::oath::oathtool;
+use otpd_testkit::radius::{Client, ACCESS_ACCEPT};
+use otpd_testkit::token::{activate, issue};
 use serde_json::json;
 use std::os::unix::net::UnixStream;
 
@@ -40,7 +40,7 @@ fn radius_addr(d: &Otpd) -> SocketAddr {
 /// `OTPD_RSS_LOGINS` sets the number of logins (default 2000).
 #[test]
 fn default_argon2_logins_keep_memory_flat() {
-    let _heavy = otpd_tests::serial::heavy();
+    let _heavy = otpd_testkit::serial::heavy();
     let logins: usize = std::env::var("OTPD_RSS_LOGINS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -403,7 +403,7 @@ fn wait_for_log(d: &Otpd, needle: &str) -> String {
 /// dropped as malformed, and the server goes on answering.
 #[test]
 fn ambiguous_access_requests_are_dropped() {
-    use otpd_tests::radius::{Ma, Request, ACCESS_REQUEST, USER_NAME};
+    use otpd_testkit::radius::{Ma, Request, ACCESS_REQUEST, USER_NAME};
     let d = Otpd::start("");
     d.ctl_ok(&["user", "add", "taro", "--password-stdin"], "pw-taro\n");
     let c = Client::new(radius_addr(&d), RADIUS_SECRET);
@@ -439,7 +439,7 @@ fn ambiguous_access_requests_are_dropped() {
 /// logged escaped byte for byte.
 #[test]
 fn a_user_name_that_is_not_utf8_is_logged_byte_for_byte() {
-    use otpd_tests::radius::{hide_password, Request, USER_NAME, USER_PASSWORD};
+    use otpd_testkit::radius::{hide_password, Request, USER_NAME, USER_PASSWORD};
     let d = Otpd::start("");
     let c = Client::new(radius_addr(&d), RADIUS_SECRET);
     let mut req = Request::new(4);
@@ -448,7 +448,7 @@ fn a_user_name_that_is_not_utf8_is_logged_byte_for_byte() {
         .attr(USER_NAME, b"ta\xffro\xc3")
         .attr(USER_PASSWORD, &hidden);
     let reply = c.exchange(&req);
-    assert_eq!(reply.code, otpd_tests::radius::ACCESS_REJECT);
+    assert_eq!(reply.code, otpd_testkit::radius::ACCESS_REJECT);
     let log = wait_for_log(&d, "radius reject");
     assert!(log.contains(r#"user="ta\xffro\xc3""#), "{log}");
     assert!(!log.contains('\u{fffd}'), "{log}");

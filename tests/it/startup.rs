@@ -4,7 +4,7 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use otpd_tests::daemon::{bin, chmod, wait_until, Otpd};
+use otpd_testkit::daemon::{bin, chmod, wait_until, Otpd};
 
 #[test]
 fn a_key_file_others_can_read_is_refused_at_start() {

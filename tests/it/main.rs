@@ -1,5 +1,5 @@
 //! otpd's integration tests, one binary (see `DO_NOT_ADD_MORE_TEST_BINARIES`): each module
-//! drives the real `otpd`, `otpctl` or `pam_otpd.so` through the kit (`otpd_tests`). The
+//! drives the real `otpd`, `otpctl` or `pam_otpd.so` through the kit (`otpd_testkit`). The
 //! modules run as threads of one process: no test may change its environment, current
 //! folder or signals, and every port is a free one.
 

@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use otpd_tests::daemon::{wait_until, Otpd, RADIUS_SECRET};
-use otpd_tests::http;
-use otpd_tests::radius::*;
+use otpd_testkit::daemon::{wait_until, Otpd, RADIUS_SECRET};
+use otpd_testkit::http;
+use otpd_testkit::radius::*;
 
 /// otpd's HTTP connection cap (`daemon/src/http/server.rs`).
 const HTTP_MAX_CONNECTIONS: usize = 256;
@@ -78,7 +78,7 @@ fn poll(s: &mut TcpStream) -> Held {
 
 #[test]
 fn connections_beyond_the_cap_are_refused_and_healthz_answers_afterwards() {
-    let _heavy = otpd_tests::serial::heavy();
+    let _heavy = otpd_testkit::serial::heavy();
     let d = Otpd::start("");
     healthz_ok(&d);
     let flood = HTTP_MAX_CONNECTIONS + 144;
@@ -178,7 +178,7 @@ fn raw_exchange(d: &Otpd, head: &str, body: &[u8]) -> Vec<u8> {
 
 #[test]
 fn an_oversized_body_is_refused_413_and_otpd_goes_on() {
-    let _heavy = otpd_tests::serial::heavy();
+    let _heavy = otpd_testkit::serial::heavy();
     let d = Otpd::start("");
     healthz_ok(&d);
     let limit = 16 * 1024;
@@ -232,7 +232,7 @@ fn an_oversized_body_is_refused_413_and_otpd_goes_on() {
 
 #[test]
 fn a_slow_client_is_cut_off_at_the_header_timeout_while_others_are_served() {
-    let _heavy = otpd_tests::serial::heavy();
+    let _heavy = otpd_testkit::serial::heavy();
     let d = Otpd::start("");
     healthz_ok(&d);
     let addr = http_addr(&d);
@@ -354,7 +354,7 @@ fn login_through_flood(c: &Client, req: &Request) -> (Reply, usize) {
 
 #[test]
 fn malformed_radius_floods_from_many_threads_leave_every_valid_request_answered() {
-    let _heavy = otpd_tests::serial::heavy();
+    let _heavy = otpd_testkit::serial::heavy();
     let d = Otpd::start("");
     d.ctl_ok(&["user", "add", "taro", "--password-stdin"], "login-pw\n");
     let server = radius_addr(&d);

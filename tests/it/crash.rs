@@ -6,17 +6,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use otpd_tests::daemon::{wait_until, Otpd, RADIUS_SECRET};
-use otpd_tests::oath::oathtool;
-use otpd_tests::radius::{Client, ACCESS_ACCEPT, ACCESS_REJECT};
-use otpd_tests::token::activate;
+use otpd_testkit::daemon::{wait_until, Otpd, RADIUS_SECRET};
+use otpd_testkit::oath::oathtool;
+use otpd_testkit::radius::{Client, ACCESS_ACCEPT, ACCESS_REJECT};
+use otpd_testkit::token::activate;
 
 const ROUNDS: usize = 5;
 const USERS_PER_ROUND: usize = 16;
 
 #[test]
 fn sigkill_during_a_login_burst_never_allows_a_replay() {
-    let _heavy = otpd_tests::serial::heavy();
+    let _heavy = otpd_testkit::serial::heavy();
     let mut d = Otpd::start("[radius]\nreject_delay_ms = 0\n");
     let server: SocketAddr = format!("127.0.0.1:{}", d.radius_port)
         .parse()
@@ -46,20 +46,23 @@ fn sigkill_during_a_login_burst_never_allows_a_replay() {
                 let answered = answered.clone();
                 std::thread::spawn(move || {
                     let c = Client::new(server, RADIUS_SECRET);
-                    let req = otpd_tests::radius::Request::access(
+                    let req = otpd_testkit::radius::Request::access(
                         i as u8,
                         &login,
                         &pw,
                         RADIUS_SECRET.as_bytes(),
                     );
                     c.send_raw(&req.encode(
-                        otpd_tests::radius::ACCESS_REQUEST,
+                        otpd_testkit::radius::ACCESS_REQUEST,
                         RADIUS_SECRET.as_bytes(),
-                        otpd_tests::radius::Ma::Good,
+                        otpd_testkit::radius::Ma::Good,
                     ));
                     if let Some(raw) = c.recv_raw(Duration::from_secs(3)) {
-                        let r =
-                            otpd_tests::radius::verify_reply(&raw, &req, RADIUS_SECRET.as_bytes());
+                        let r = otpd_testkit::radius::verify_reply(
+                            &raw,
+                            &req,
+                            RADIUS_SECRET.as_bytes(),
+                        );
                         if r.code == ACCESS_ACCEPT {
                             accepted.lock().expect("lock").push((login, pw));
                         }

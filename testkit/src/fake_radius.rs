@@ -2,8 +2,6 @@
 //! own known-answer tests): it verifies every request's Message-Authenticator, decodes the
 //! hidden User-Password, records what it saw, and answers with proper authenticators
 //! (or deliberately broken ones).
-#![allow(dead_code)]
-
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};

@@ -6,12 +6,12 @@
 
 use std::time::Duration;
 
-use otpd_tests::daemon::{wait_until, Otpd, DEADLINE};
-use otpd_tests::http::{self, html_unescape};
-use otpd_tests::oath::{now, oathtool, oathtool_next};
-use otpd_tests::paths::{artifacts_dir, tool};
-use otpd_tests::smtp::{setup_link, Mail, SmtpSink};
-use otpd_tests::tools;
+use otpd_testkit::daemon::{wait_until, Otpd, DEADLINE};
+use otpd_testkit::http::{self, html_unescape};
+use otpd_testkit::oath::{now, oathtool, oathtool_next};
+use otpd_testkit::paths::{artifacts_dir, tool};
+use otpd_testkit::smtp::{setup_link, Mail, SmtpSink};
+use otpd_testkit::tools;
 use serde_json::{json, Value};
 
 const SID: &str = "EXAMPLE-BANK";
