@@ -151,7 +151,7 @@ impl Token {
 
     /// 初期設定: the customer proved the activation password on a live link; the secret is
     /// delivered and the validity period starts.
-    pub fn provision(&self, now: UnixTime, policy: &TokenPolicy) -> Result<Token, OpError> {
+    pub fn setup(&self, now: UnixTime, policy: &TokenPolicy) -> Result<Token, OpError> {
         match self {
             Token::Issued { secret, .. } => Ok(Token::Provisioned {
                 secret: secret.clone(),
@@ -262,7 +262,7 @@ mod tests {
 
     fn active(p: &TokenPolicy) -> Token {
         issued(p)
-            .provision(NOW, p)
+            .setup(NOW, p)
             .expect("provision")
             .activate(7, NOW)
             .expect("activate")
@@ -277,7 +277,7 @@ mod tests {
         if let Token::Issued { link, .. } = &t {
             assert_eq!(link.expires_at, NOW + 72 * 3600);
         }
-        let t = t.provision(NOW + 10, &p).expect("provision");
+        let t = t.setup(NOW + 10, &p).expect("provision");
         assert_eq!(t.state(NOW), TokenState::Provisioned);
         assert_eq!(t.expires_at(), Some(NOW + 10 + 1461 * DAY));
         let t = t.activate(42, NOW + 20).expect("activate");
@@ -293,7 +293,7 @@ mod tests {
         let code = |r: Result<Token, OpError>| r.err().map(|e| e.code());
         // provision/activate out of order
         assert_eq!(
-            code(Token::Unregistered.provision(NOW, &p)),
+            code(Token::Unregistered.setup(NOW, &p)),
             Some("wrong_state")
         );
         assert_eq!(
@@ -301,7 +301,7 @@ mod tests {
             Some("wrong_state")
         );
         assert_eq!(code(issued(&p).activate(1, NOW)), Some("wrong_state"));
-        assert_eq!(code(active(&p).provision(NOW, &p)), Some("wrong_state"));
+        assert_eq!(code(active(&p).setup(NOW, &p)), Some("wrong_state"));
         assert_eq!(code(active(&p).activate(8, NOW)), Some("wrong_state"));
         // issue over an active or expired token
         let a = active(&p);
@@ -325,7 +325,7 @@ mod tests {
         let p = TokenPolicy::default();
         let again = issued(&p).issue(sealed(), "h2".into(), "l2".into(), NOW + 5, &p);
         assert!(matches!(again, Ok(Token::Issued { ref link, .. }) if link.hash == "l2"));
-        let prov = issued(&p).provision(NOW, &p).expect("provision");
+        let prov = issued(&p).setup(NOW, &p).expect("provision");
         assert!(prov
             .issue(sealed(), "h".into(), "l3".into(), NOW, &p)
             .is_ok());
@@ -336,7 +336,7 @@ mod tests {
         let p = TokenPolicy::default();
         for t in [
             issued(&p),
-            issued(&p).provision(NOW, &p).expect("p"),
+            issued(&p).setup(NOW, &p).expect("p"),
             active(&p),
         ] {
             assert_eq!(t.cancel(NOW).expect("cancel"), Token::Unregistered);

@@ -19,7 +19,7 @@ pub struct Session {
 impl Session {
     /// Answers one request of this connection.
     pub async fn handle(&mut self, req: AdminRequest, ops: &Ops, actor: &str) -> AdminReply {
-        let start = tokio::time::Instant::now();
+        let start = crate::clock::instant();
         let reply = self.answer(req, ops, actor).await;
         crate::metrics::get().observe("admin", start.elapsed());
         reply

@@ -143,8 +143,8 @@ impl AdminSocket {
                 _ = &mut shutdown => break,
                 accepted = self.listener.accept() => {
                     let Ok((stream, _)) = accepted else { continue };
-                    let Some((id, evict)) = slots(&open).admit(MAX_CONNECTIONS, Instant::now()) else {
-                        if let Some(suppressed) = refusals.note((), Instant::now()) {
+                    let Some((id, evict)) = slots(&open).admit(MAX_CONNECTIONS, crate::clock::instant()) else {
+                        if let Some(suppressed) = refusals.note((), crate::clock::instant()) {
                             let more = if suppressed > 0 {
                                 format!(" suppressed={suppressed} (refusals not logged one by one since the last line)")
                             } else {
@@ -209,7 +209,7 @@ async fn connection(
     let mut session = crate::admin_session::Session::default();
     loop {
         line.clear();
-        slots(&slot.slots).set_idle(slot.id, Some(Instant::now()));
+        slots(&slot.slots).set_idle(slot.id, Some(crate::clock::instant()));
         let mut limited = (&mut reader).take(MAX_LINE as u64 + 1);
         let read = limited.read_until(b'\n', &mut line);
         let n = tokio::select! {
@@ -259,7 +259,7 @@ mod tests {
     #[test]
     fn a_new_caller_takes_the_slot_of_the_longest_idle_connection() {
         let mut s = Slots::default();
-        let t0 = Instant::now();
+        let t0 = crate::clock::instant();
         let (a, evict_a) = s.admit(2, t0).expect("a");
         let (b, evict_b) = s.admit(2, t0).expect("b");
         // Both busy with a request: nobody can be evicted.
@@ -302,7 +302,7 @@ mod tests {
         let server = tokio::spawn(socket.serve(ops, crate::app::wait_for(stop_rx)));
         let mut idle = UnixStream::connect(&path).await.expect("connect");
         let mut buf = [0u8; 1];
-        let started = Instant::now();
+        let started = crate::clock::instant();
         // Nothing sent: the read ends (EOF) once the server closes the connection.
         let n = idle.read(&mut buf).await.expect("read");
         assert_eq!(n, 0, "closed by the server");

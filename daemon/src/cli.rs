@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-/// otpd: the OTP authentication centre (RADIUS, HTTP enrolment, admin socket, mail).
+/// otpd: the OTP authentication centre (RADIUS, HTTP setup, admin socket, mail).
 #[derive(Parser, Debug)]
 #[command(name = "otpd", version, about)]
 pub struct Args {

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use otpd_core::admin::{AdminReply, AdminRequest};
-use otpd_core::service::{Enrolled, LoginOutcome, RejectReason};
+use otpd_core::service::{LoginOutcome, RejectReason, SetupDone};
 use otpd_core::user::UserView;
 use otpd_core::{OpError, Service, UnixTime};
 use tokio::sync::{watch, Notify, Semaphore};
@@ -214,20 +214,20 @@ impl Ops {
     }
 
     /// 初期設定 through the link.
-    pub async fn enroll(
+    pub async fn setup(
         &self,
         code: String,
         service_id: String,
         user_id: String,
         activation_password: zeroize::Zeroizing<String>,
-    ) -> Result<Enrolled, OpError> {
+    ) -> Result<SetupDone, OpError> {
         let typed = user_id.clone();
         let (owner, r) = match self
             .run(move |svc, now| {
                 let owner = svc.link_owner(&code);
                 (
                     owner,
-                    svc.enroll(&code, &service_id, &user_id, &activation_password, now),
+                    svc.setup(&code, &service_id, &user_id, &activation_password, now),
                 )
             })
             .await

@@ -27,7 +27,7 @@ impl PamHooks for PamOtpd {
         PamResultCode::PAM_IGNORE
     }
 
-    /// Passwords and tokens are changed through otpctl or the enrolment pages, not PAM.
+    /// Passwords and tokens are changed through otpctl or the setup pages, not PAM.
     fn sm_chauthtok(_: &mut PamHandle, _: Vec<&CStr>, _: PamFlag) -> PamResultCode {
         PamResultCode::PAM_IGNORE
     }

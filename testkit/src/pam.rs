@@ -120,6 +120,12 @@ impl PamStack {
         envs: &[(&str, &str)],
         conversation: &[(&str, &str)],
     ) -> Run {
+        // libpam_wrapper picks its folder in /tmp (pam.a, pam.b, …) at start and removes it
+        // at exit, and two processes doing that at once can take the same folder, and with
+        // it each other's service files: one pamtester runs at a time.
+        let _one = ONE_PAMTESTER
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let started = Instant::now();
         let mut cmd = Command::new(&self.pamtester);
         cmd.args([service, user, "authenticate"])
@@ -158,6 +164,9 @@ impl PamStack {
         }
     }
 }
+
+/// Held for each pamtester run (see [`PamStack::authenticate`]).
+static ONE_PAMTESTER: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl Default for PamStack {
     fn default() -> Self {

@@ -77,7 +77,7 @@ pub fn issue(d: &Otpd, login: &str, password: &str) -> String {
 
 /// Adds `login` with `password`, issues a token, sets it up through the link by JSON and
 /// returns the base32 secret (state: provisioned).
-pub fn provision(d: &Otpd, login: &str, password: &str) -> String {
+pub fn setup(d: &Otpd, login: &str, password: &str) -> String {
     let code = issue(d, login, password);
     let r = crate::http::post_json(
         format!("127.0.0.1:{}", d.http_port).parse().expect("addr"),
@@ -88,10 +88,10 @@ pub fn provision(d: &Otpd, login: &str, password: &str) -> String {
     r.json()["secret"].as_str().expect("secret").to_string()
 }
 
-/// As [`provision`], then start of use with the code of the step before now (so the
+/// As [`setup`], then start of use with the code of the step before now (so the
 /// current step stays free for the test). Returns the secret.
 pub fn activate(d: &Otpd, login: &str, password: &str) -> String {
-    let secret = provision(d, login, password);
+    let secret = setup(d, login, password);
     // The code of the step before now is accepted within otp.window = 1 only while now is
     // still in the step it was computed in: on a loaded machine a step may end between
     // oathtool and otpd, so a refusal is tried once more with a fresh code (the refused

@@ -323,7 +323,7 @@ fn one_gateways_failure_flood_is_cut_off_without_harming_others() {
 }
 
 use otpd_testkit::oath::{now, oathtool};
-use otpd_testkit::token::{activate, provision};
+use otpd_testkit::token::{activate, setup};
 
 #[test]
 fn password_and_otp_after_start_of_use_and_replay_refused() {
@@ -409,7 +409,7 @@ fn through_freeradius_an_otp_login_is_accepted_and_a_wrong_otp_rejected() {
 #[test]
 fn provisioned_but_not_started_logs_in_with_the_password() {
     let d = Otpd::start("[radius]\nreject_delay_ms = 0\n");
-    provision(&d, "taro", "login-pw");
+    setup(&d, "taro", "login-pw");
     assert_eq!(d.show("taro")["state"], "provisioned");
     let c = Client::new(addr(&d), RADIUS_SECRET);
     assert_eq!(c.login(1, "taro", "login-pw").code, ACCESS_ACCEPT);

@@ -44,7 +44,7 @@ fn state_of(otpd: &Otpd, who: &str) -> Value {
     otpd.admin_ok(json!({"op": "user_show", "login_id": who}))
 }
 
-fn enroll_json(otpd: &Otpd, code: &str, sid: &str, uid: &str, pw: &str) -> http::Response {
+fn setup_json(otpd: &Otpd, code: &str, sid: &str, uid: &str, pw: &str) -> http::Response {
     http::post_json(
         otpd.http(),
         &format!("/api/v1/enroll/{code}"),
@@ -161,13 +161,13 @@ fn setup_from_the_mailed_link_to_start_of_use() {
         (SID, "jiro", ACT),
         (SID, "taro", "wrong-pass"),
     ] {
-        let r = enroll_json(&otpd, &code, sid, uid, pw);
+        let r = setup_json(&otpd, &code, sid, uid, pw);
         assert_eq!(r.status, 401, "{sid}/{uid}: {}", r.text());
         assert_eq!(r.json()["error"], "setup_refused");
         assert!(r.json()["message"].as_str().is_some_and(|m| !m.is_empty()));
         assert_guarded(&r);
     }
-    let ok = enroll_json(&otpd, &code, SID, "taro", ACT);
+    let ok = setup_json(&otpd, &code, SID, "taro", ACT);
     assert_eq!(ok.status, 200, "{}", ok.text());
     let e = ok.json();
     let secret = e["secret"].as_str().expect("secret").to_string();
@@ -197,22 +197,22 @@ fn setup_from_the_mailed_link_to_start_of_use() {
         (expires - (now + 1461 * DAY)).abs() < 120,
         "valid 1461 days"
     );
-    let again = enroll_json(&otpd, &code, SID, "taro", ACT);
+    let again = setup_json(&otpd, &code, SID, "taro", ACT);
     assert_eq!(again.status, 410);
     assert_eq!(again.json()["error"], "link_gone");
     assert_eq!(http::get(otpd.http(), &path).status, 410);
     assert_eq!(state_of(&otpd, "taro")["state"], "provisioned");
-    let unknown = enroll_json(&otpd, &"0".repeat(40), SID, "taro", ACT);
+    let unknown = setup_json(&otpd, &"0".repeat(40), SID, "taro", ACT);
     assert_eq!(unknown.status, 404);
     assert_eq!(unknown.json()["error"], "unknown_link");
 
     // jiro: five wrong answers kill the link; then even the right one is refused.
     let (jiro_path, jiro_code) = setup_link(&sink.wait_for("jiro@docomo.ne.jp", DEADLINE).body);
     let statuses: Vec<u16> = (0..5)
-        .map(|_| enroll_json(&otpd, &jiro_code, SID, "jiro", "guess").status)
+        .map(|_| setup_json(&otpd, &jiro_code, SID, "jiro", "guess").status)
         .collect();
     assert_eq!(statuses, [401, 401, 401, 401, 429]);
-    let dead = enroll_json(&otpd, &jiro_code, SID, "jiro", ACT);
+    let dead = setup_json(&otpd, &jiro_code, SID, "jiro", ACT);
     assert_eq!(dead.status, 429);
     assert_eq!(dead.json()["error"], "attempts_exhausted");
     assert_eq!(http::get(otpd.http(), &jiro_path).status, 429);
@@ -339,7 +339,7 @@ fn renewal_follows_the_window_on_a_moved_clock() {
     otpd.launch();
     add_and_issue(&otpd, "ken");
     let (_, code) = setup_link(&sink.wait_for("ken@docomo.ne.jp", DEADLINE).body);
-    let e = enroll_json(&otpd, &code, SID, "ken", ACT).json();
+    let e = setup_json(&otpd, &code, SID, "ken", ACT).json();
     let secret = e["secret"].as_str().expect("secret").to_string();
     otpd.admin_ok(
         json!({"op": "token_activate", "login_id": "ken", "otp": oathtool(&secret, None)}),
@@ -571,7 +571,7 @@ fn admin_api_over_http_with_a_bearer_key() {
     assert_eq!(issue.json()["kind"], "issued");
     let mail = sink.wait_for("naoko@au.example.jp", DEADLINE);
     let (_, code) = setup_link(&mail.body);
-    let e = enroll_json(&otpd, &code, SID, "naoko", ACT).json();
+    let e = setup_json(&otpd, &code, SID, "naoko", ACT).json();
     let secret = e["secret"].as_str().expect("secret").to_string();
     let act = call(
         "POST",

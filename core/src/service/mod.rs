@@ -34,7 +34,7 @@ mod token;
 pub use issue::link_hash;
 pub use login::{LoginOutcome, RejectReason};
 pub use outbox::{MailJob, PendingMail};
-pub use setup::Enrolled;
+pub use setup::SetupDone;
 
 /// The product's operations over one store: it owns the store handle, the sealer of secrets
 /// and mail, and the policies read from the configuration (OTP, lockout, password hashing,

@@ -14,7 +14,7 @@ use super::link_hash;
 /// What the customer receives at setup, once: the secret and everything a token app needs
 /// to add it (the `otpauth://` URI and its parts), with the token's expiry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Enrolled {
+pub struct SetupDone {
     pub otpauth_uri: String,
     pub secret: String,
     pub period: u64,
@@ -29,14 +29,14 @@ pub struct Enrolled {
 
 impl Service {
     /// 初期設定 through the e-mailed link: hands out the secret exactly once.
-    pub fn enroll(
+    pub fn setup(
         &self,
         code: &str,
         service_id: &str,
         user_id: &str,
         activation_password: &str,
         now: UnixTime,
-    ) -> Result<Enrolled, OpError> {
+    ) -> Result<SetupDone, OpError> {
         let hash = link_hash(code);
         let login_id = self.store.link_owner(&hash)?.ok_or(OpError::UnknownLink)?;
         let service_ok: bool = service_id
@@ -64,7 +64,7 @@ impl Service {
                     OpError::SetupRefused
                 });
             }
-            u.token = u.token.provision(now, &self.token)?;
+            u.token = u.token.setup(now, &self.token)?;
             Ok(u.token.clone())
         });
         let token = match result {
@@ -78,7 +78,7 @@ impl Service {
             .map_err(|e| OpError::Store(e.to_string()))?;
         let b32 = base32::encode(base32::Alphabet::Rfc4648 { padding: false }, &secret);
         let expires = token.expires_at().unwrap_or(now);
-        Ok(Enrolled {
+        Ok(SetupDone {
             otpauth_uri: otpauth_uri(&self.service_id, &login_id, &b32, &self.otp),
             secret: b32,
             period: self.otp.period,

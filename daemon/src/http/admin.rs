@@ -139,7 +139,7 @@ async fn require_key(State(web): State<Shared>, mut req: Request, next: Next) ->
         } else {
             "no"
         };
-        if let Some(suppressed) = web.refusal_lines.note(kind, tokio::time::Instant::now()) {
+        if let Some(suppressed) = web.refusal_lines.note(kind, crate::clock::instant()) {
             let more = if suppressed > 0 {
                 format!(
                     " suppressed={suppressed} (refusals not logged one by one since the last line)"

@@ -3,7 +3,7 @@
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::Json;
-use otpd_core::service::Enrolled;
+use otpd_core::service::SetupDone;
 use otpd_core::Refusal;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -16,7 +16,7 @@ pub const FIELD_MAX: usize = 256;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct EnrollBody {
+pub struct SetupBody {
     pub service_id: String,
     pub user_id: String,
     pub activation_password: Zeroizing<String>,
@@ -69,17 +69,17 @@ pub fn link_code(p: Result<Path<String>, PathRejection>) -> Result<String, ApiEr
 }
 
 /// `POST /api/v1/enroll/{code}`.
-pub async fn enroll(
+pub async fn setup(
     State(web): State<Shared>,
     code: Result<Path<String>, PathRejection>,
-    b: Result<Json<EnrollBody>, JsonRejection>,
-) -> Result<Json<Enrolled>, ApiError> {
+    b: Result<Json<SetupBody>, JsonRejection>,
+) -> Result<Json<SetupDone>, ApiError> {
     let code = link_code(code)?;
     let b = body(b)?;
     fields_fit(&[&b.service_id, &b.user_id, &b.activation_password])?;
     let e = web
         .ops
-        .enroll(code, b.service_id, b.user_id, b.activation_password)
+        .setup(code, b.service_id, b.user_id, b.activation_password)
         .await?;
     Ok(Json(e))
 }

@@ -95,10 +95,7 @@ pub async fn customer_limit(
         return next.run(req).await;
     };
     let source = source_of(peer, req.headers(), &web.trusted_proxies);
-    match web
-        .customer_limit
-        .admit(source, tokio::time::Instant::now())
-    {
+    match web.customer_limit.admit(source, crate::clock::instant()) {
         Ok(()) => next.run(req).await,
         Err(_) => {
             let api = req.uri().path().starts_with("/api/");

@@ -5,7 +5,7 @@
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use otpd_core::refusal::FALLBACK_SENTENCE;
-use otpd_core::service::Enrolled;
+use otpd_core::service::SetupDone;
 use otpd_core::{Refusal, UnixTime};
 
 use crate::mail::{jst_date, jst_datetime_en};
@@ -155,7 +155,7 @@ fn identity_inputs(typed_service_id: &str, typed_user_id: &str) -> String {
 }
 
 /// 初期設定: the three fields. Typed IDs come back after a refusal; the password never.
-pub fn enroll_form(
+pub fn setup_form(
     status: StatusCode,
     service_id: &str,
     link_code: &str,
@@ -215,7 +215,7 @@ pub fn group4(secret: &str) -> String {
 }
 
 /// The one time the secret is shown: QR, key, URI, expiry.
-pub fn enrolled(service_id: &str, e: &Enrolled, qr_svg: Option<&str>) -> Page {
+pub fn setup_done(service_id: &str, e: &SetupDone, qr_svg: Option<&str>) -> Page {
     let expires = crate::mail::parse_rfc3339(&e.expires_at);
     let (exp_ja, exp_en) = match expires {
         Some(t) => (jst_date(t), jst_datetime_en(t)),
@@ -376,7 +376,7 @@ mod tests {
 
     #[test]
     fn typed_values_are_escaped_and_the_password_is_never_echoed() {
-        let p = enroll_form(
+        let p = setup_form(
             StatusCode::UNAUTHORIZED,
             "BANK<1>",
             "0123456789abcdef",
@@ -402,7 +402,7 @@ mod tests {
     /// The guide's three words, as the mail and the token app write them.
     #[test]
     fn the_setup_form_names_the_fields_as_the_guide_does() {
-        let p = enroll_form(StatusCode::OK, "BANK", "0123456789abcdef", None, "", "");
+        let p = setup_form(StatusCode::OK, "BANK", "0123456789abcdef", None, "", "");
         for word in ["サービスID", "ユーザID", "利用開始パスワード"] {
             assert!(p.html.contains(word), "{word}");
         }

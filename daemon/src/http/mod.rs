@@ -54,7 +54,7 @@ impl Web {
                     global_burst: f64::from(h.customer_burst_total),
                 },
                 CUSTOMER_SOURCES,
-                tokio::time::Instant::now(),
+                crate::clock::instant(),
             ),
             trusted_proxies: h.trusted_proxy_networks(),
             refusal_lines: crate::limit::LineLimiter::new(REFUSAL_LOG_INTERVAL),
@@ -91,10 +91,10 @@ pub fn router(web: Shared) -> Router {
     let customer = Router::new()
         .route(
             "/enroll/{code}",
-            get(pages::enroll_get).post(pages::enroll_post),
+            get(pages::setup_get).post(pages::setup_post),
         )
         .route("/renew", get(pages::renew_get).post(pages::renew_post))
-        .route("/api/v1/enroll/{code}", post(api::enroll))
+        .route("/api/v1/enroll/{code}", post(api::setup))
         .route("/api/v1/renew", post(api::renew))
         .merge(customer_routes())
         .route_layer(axum::middleware::from_fn_with_state(

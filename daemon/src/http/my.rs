@@ -161,7 +161,7 @@ pub async fn sign_in(
     otp: Zeroizing<String>,
 ) -> Result<(Session, String), ApiError> {
     fields_fit(&[&login_id, &password, &otp])?;
-    let started = tokio::time::Instant::now();
+    let started = crate::clock::instant();
     let ops = &web.ops;
     if check_login_id(&login_id).is_err() || password.is_empty() {
         ops.refusal_floor(started).await;

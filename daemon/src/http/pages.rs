@@ -15,7 +15,7 @@ use super::{qr, Shared};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct EnrollForm {
+pub struct SetupForm {
     #[serde(default)]
     service_id: String,
     #[serde(default)]
@@ -40,7 +40,7 @@ fn error_page(web: &Shared, r: Refusal) -> Page {
 }
 
 /// `GET /enroll/{code}`: the form, or why the link no longer works.
-pub async fn enroll_get(
+pub async fn setup_get(
     State(web): State<Shared>,
     code: Result<Path<String>, PathRejection>,
 ) -> Page {
@@ -54,16 +54,16 @@ pub async fn enroll_get(
         .run(move |svc, now| svc.check_link(&link, now))
         .await
     {
-        Ok(Ok(())) => html::enroll_form(StatusCode::OK, &web.service_id, &code, None, "", ""),
+        Ok(Ok(())) => html::setup_form(StatusCode::OK, &web.service_id, &code, None, "", ""),
         Ok(Err(e)) | Err(e) => error_page(&web, e.refusal()),
     }
 }
 
 /// `POST /enroll/{code}`: 初期設定; the secret is shown on the answer, once.
-pub async fn enroll_post(
+pub async fn setup_post(
     State(web): State<Shared>,
     code: Result<Path<String>, PathRejection>,
-    form: Result<Form<EnrollForm>, FormRejection>,
+    form: Result<Form<SetupForm>, FormRejection>,
 ) -> Page {
     let code = match link_code(code) {
         Ok(c) => c,
@@ -79,11 +79,11 @@ pub async fn enroll_post(
     let link = code.clone();
     match web
         .ops
-        .enroll(code, f.service_id, f.user_id, f.activation_password)
+        .setup(code, f.service_id, f.user_id, f.activation_password)
         .await
     {
-        Ok(e) => html::enrolled(&web.service_id, &e, qr::svg(&e.otpauth_uri).as_deref()),
-        Err(OpError::SetupRefused) => html::enroll_form(
+        Ok(e) => html::setup_done(&web.service_id, &e, qr::svg(&e.otpauth_uri).as_deref()),
+        Err(OpError::SetupRefused) => html::setup_form(
             StatusCode::UNAUTHORIZED,
             &web.service_id,
             &link,

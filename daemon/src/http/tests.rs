@@ -266,7 +266,7 @@ async fn renewal_too_early_says_when() {
     let svc = f.ops.service().clone();
     let now = clock::now();
     let e = svc
-        .enroll(&code, "EXAMPLE-BANK", "saburo", "act-pass", now)
+        .setup(&code, "EXAMPLE-BANK", "saburo", "act-pass", now)
         .expect("enroll");
     let secret = base32_decode(&e.secret);
     let p = svc.otp_params();

@@ -20,23 +20,23 @@ fn the_customer_guide_end_to_end() {
     assert_eq!(job.to, "taro@docomo.ne.jp");
     // Wrong service ID, user ID, activation password: refused and counted.
     assert_eq!(
-        svc.enroll(&job.code, "OTHER", "taro", "act-pass", NOW),
+        svc.setup(&job.code, "OTHER", "taro", "act-pass", NOW),
         Err(OpError::SetupRefused)
     );
     assert_eq!(
-        svc.enroll(&job.code, "TEST-BANK", "jiro", "act-pass", NOW),
+        svc.setup(&job.code, "TEST-BANK", "jiro", "act-pass", NOW),
         Err(OpError::SetupRefused)
     );
     assert_eq!(
-        svc.enroll(&job.code, "TEST-BANK", "taro", "nope", NOW),
+        svc.setup(&job.code, "TEST-BANK", "taro", "nope", NOW),
         Err(OpError::SetupRefused)
     );
     assert_eq!(
-        svc.enroll("0000", "TEST-BANK", "taro", "act-pass", NOW),
+        svc.setup("0000", "TEST-BANK", "taro", "act-pass", NOW),
         Err(OpError::UnknownLink)
     );
     let e = svc
-        .enroll(&job.code, "TEST-BANK", "taro", "act-pass", NOW)
+        .setup(&job.code, "TEST-BANK", "taro", "act-pass", NOW)
         .expect("enroll");
     assert!(
         e.otpauth_uri
@@ -46,7 +46,7 @@ fn the_customer_guide_end_to_end() {
     );
     assert!(e.otpauth_uri.contains("&period=60") && e.otpauth_uri.contains("&digits=6"));
     assert_eq!(
-        svc.enroll(&job.code, "TEST-BANK", "taro", "act-pass", NOW),
+        svc.setup(&job.code, "TEST-BANK", "taro", "act-pass", NOW),
         Err(OpError::LinkGone),
         "secret shown once"
     );
@@ -108,7 +108,7 @@ fn everything_survives_a_reopen_and_secrets_stay_sealed() {
     {
         let store = SledStore::open(dir.path()).expect("store");
         let svc = Service::new(&config(""), store, Sealer::from_key(&[9u8; 32]), NOW).expect("svc");
-        raw_secret = provision(&svc, "u");
+        raw_secret = setup(&svc, "u");
         svc.activate("u", &code(&svc, &raw_secret, NOW), NOW)
             .expect("activate");
         svc.add_user("other", "pw", NOW).expect("add");

@@ -14,7 +14,7 @@ fn otp_required_refuses_password_only_users() {
 fn lockout_and_unlock() {
     let f = fixture("[otp]\nmax_failures = 3\nlockout_seconds = 600\n");
     let svc = &f.svc;
-    let secret = provision(svc, "u");
+    let secret = setup(svc, "u");
     svc.activate("u", &code(svc, &secret, NOW), NOW)
         .expect("activate");
     let t = NOW + 120;
@@ -51,7 +51,7 @@ fn lockout_and_unlock() {
 fn concurrent_logins_accept_a_code_once() {
     let f = fixture("");
     let svc = std::sync::Arc::new(f.svc);
-    let secret = provision(&svc, "u");
+    let secret = setup(&svc, "u");
     svc.activate("u", &code(&svc, &secret, NOW), NOW)
         .expect("activate");
     let t = NOW + 60;

@@ -31,12 +31,12 @@ fn fixture(extra: &str) -> Fixture {
     Fixture { _dir: dir, svc }
 }
 
-fn secret_of(e: &Enrolled) -> Vec<u8> {
+fn secret_of(e: &SetupDone) -> Vec<u8> {
     base32::decode(base32::Alphabet::Rfc4648 { padding: false }, &e.secret).expect("base32")
 }
 
 /// Issues, sets up through the link, and returns the raw secret.
-fn provision(svc: &Service, who: &str) -> Vec<u8> {
+fn setup(svc: &Service, who: &str) -> Vec<u8> {
     svc.add_user(who, "pw-of-", NOW).ok();
     let (_, _) = svc
         .issue(who, "taro@example.jp", "act-pass", NOW)
@@ -48,7 +48,7 @@ fn provision(svc: &Service, who: &str) -> Vec<u8> {
         .find_map(|(_, j)| j.ok().filter(|j| j.login_id == who))
         .expect("mail queued");
     let e = svc
-        .enroll(&job.code, "TEST-BANK", who, "act-pass", NOW)
+        .setup(&job.code, "TEST-BANK", who, "act-pass", NOW)
         .expect("enroll");
     secret_of(&e)
 }

@@ -4,7 +4,7 @@ use super::*;
 fn renewal_by_customer_and_admin() {
     let f = fixture("");
     let svc = &f.svc;
-    let secret = provision(svc, "u");
+    let secret = setup(svc, "u");
     svc.activate("u", &code(svc, &secret, NOW), NOW)
         .expect("activate");
     let exp = svc.get("u").expect("u").token.expires_at().expect("expiry");
@@ -56,7 +56,7 @@ fn renewal_by_customer_and_admin() {
 fn renewal_failures_never_lock_logins_and_hide_the_expiry() {
     let f = fixture("[otp]\nmax_failures = 3\n");
     let svc = &f.svc;
-    let secret = provision(svc, "u");
+    let secret = setup(svc, "u");
     svc.activate("u", &code(svc, &secret, NOW), NOW)
         .expect("activate");
     let t = NOW + 120;

@@ -9,15 +9,15 @@ fn setup_link_dies_after_max_attempts_and_expiry() {
         .expect("issue");
     let job = last_mail(svc);
     assert_eq!(
-        svc.enroll(&job.code, "TEST-BANK", "u", "x", NOW),
+        svc.setup(&job.code, "TEST-BANK", "u", "x", NOW),
         Err(OpError::SetupRefused)
     );
     assert_eq!(
-        svc.enroll(&job.code, "TEST-BANK", "u", "x", NOW),
+        svc.setup(&job.code, "TEST-BANK", "u", "x", NOW),
         Err(OpError::LinkExhausted)
     );
     assert_eq!(
-        svc.enroll(&job.code, "TEST-BANK", "u", "act-pass", NOW),
+        svc.setup(&job.code, "TEST-BANK", "u", "act-pass", NOW),
         Err(OpError::LinkExhausted),
         "dead even with the right password"
     );
@@ -26,12 +26,12 @@ fn setup_link_dies_after_max_attempts_and_expiry() {
         .expect("reissue");
     let job2 = last_mail(svc);
     assert_eq!(
-        svc.enroll(&job.code, "TEST-BANK", "u", "act-pass", NOW),
+        svc.setup(&job.code, "TEST-BANK", "u", "act-pass", NOW),
         Err(OpError::UnknownLink)
     );
     let late = NOW + 72 * 3600;
     assert_eq!(
-        svc.enroll(&job2.code, "TEST-BANK", "u", "act-pass", late),
+        svc.setup(&job2.code, "TEST-BANK", "u", "act-pass", late),
         Err(OpError::LinkGone)
     );
 }
@@ -53,13 +53,13 @@ fn check_link_reports_without_counting() {
         Err(OpError::LinkGone)
     );
     for _ in 0..2 {
-        let _ = svc.enroll(&job.code, "TEST-BANK", "u", "x", NOW);
+        let _ = svc.setup(&job.code, "TEST-BANK", "u", "x", NOW);
     }
     assert_eq!(svc.check_link(&job.code, NOW), Err(OpError::LinkExhausted));
     svc.issue("u", "u@example.jp", "act-pass", NOW)
         .expect("reissue");
     let job2 = last_mail(svc);
-    svc.enroll(&job2.code, "TEST-BANK", "u", "act-pass", NOW)
+    svc.setup(&job2.code, "TEST-BANK", "u", "act-pass", NOW)
         .expect("enroll");
     assert_eq!(svc.check_link(&job2.code, NOW), Err(OpError::LinkGone));
 }

@@ -108,7 +108,7 @@ async function setup(code, form) {
     sayError(r.error);
     return;
   }
-  await saveEnrolled(r.json);
+  await saveSetup(r.json);
   form.reset();
   // The link is spent: drop it from the address bar and the history entry.
   history.replaceState(null, '', '/app/');

@@ -14,7 +14,7 @@
     button.disabled = true;
     failed.hidden = true;
     try {
-      await saveEnrolled({
+      await saveSetup({
         secret: d.secret,
         issuer: d.issuer,
         account: d.account,

@@ -49,9 +49,9 @@ function base32Bytes(b32) {
 
 const HASHES = { SHA1: 'SHA-1', SHA256: 'SHA-256', SHA512: 'SHA-512' };
 
-// Keeps the token of an enrolment reply (the API's, or the success page's same values):
+// Keeps the token of a setup reply (the API's, or the success page's same values):
 // the key is imported non-extractable and the raw bytes are wiped.
-async function saveEnrolled(e) {
+async function saveSetup(e) {
   const raw = base32Bytes(e.secret);
   const key = await crypto.subtle.importKey('raw', raw, { name: 'HMAC', hash: HASHES[e.algorithm] || 'SHA-1' }, false, ['sign']);
   raw.fill(0);
