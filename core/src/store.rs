@@ -34,12 +34,18 @@ pub struct Versioned<T> {
 /// One record of a backup: tree name, key, value.
 pub type ExportRow = (String, Vec<u8>, Vec<u8>);
 
+/// Told once the writes made before it are on disk (or that they could not be).
 pub type DurableCallback = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 
 /// Told about every group commit: how many waiters it answered and how long the flush took.
 pub type CommitObserver = Box<dyn Fn(usize, Duration, bool) + Send + Sync>;
 
+/// Where otpd's state lives: users (with their token, lock and replay mark), setup links,
+/// the mail outbox, and the durability promise (a write is acknowledged only once it is on
+/// disk). Writes to a user are compare-and-swap, so concurrent logins race safely. One
+/// engine today, [`SledStore`]; the core sees only this trait.
 pub trait Store: Send + Sync {
+    /// The user and the bytes it was read from (for [`Store::swap_user`]).
     fn get_user(&self, login_id: &str) -> Result<Option<Versioned<UserRecord>>, StoreError>;
     /// Replaces the user only if it is still `expected` (`None`: must not exist yet);
     /// `new = None` deletes. `Ok(false)`: someone changed it meanwhile, read again.
