@@ -7,7 +7,6 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use radius::core::rfc2865;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use zeroize::Zeroizing;
@@ -205,13 +204,17 @@ impl<H: AccessHandler> Engine<H> {
             }
             // Proxy-State without integrity protection is what BlastRADIUS exploits (over
             // TLS the connection protects it).
-            None if !client.over_tls && req.packet.lookup(attr::PROXY_STATE).is_some() => {
+            None if !client.over_tls && req.has(attr::PROXY_STATE) => {
                 let reason = DropReason::ProxyStateWithoutMessageAuthenticator;
                 return self.drop_packet(reason, name, src, now);
             }
             None => {}
         }
-        let proxy_states = rfc2865::lookup_all_proxy_state(&req.packet);
+        let proxy_states: Vec<Vec<u8>> = req
+            .all(attr::PROXY_STATE)
+            .into_iter()
+            .map(<[u8]>::to_vec)
+            .collect();
 
         if req.code == code::STATUS_SERVER {
             // Stateless and cheap: answered every time, not cached.
@@ -539,50 +542,42 @@ impl<H: AccessHandler> PacketPath<H> {
 
 /// Reads the Access-Request's attributes. `Err`: malformed (drop).
 fn examine(req: &wire::Request<'_>, secret: &[u8]) -> Result<Examined, &'static str> {
-    let p = &req.packet;
     // RFC 2865 §5.1: at most one User-Name; which one would the audit line name?
-    let (user, audit_user) = match p.lookup_all(attr::USER_NAME).as_slice() {
+    let (user, audit_user) = match req.all(attr::USER_NAME).as_slice() {
         [] => (Err("no_user_name"), Vec::new()),
-        [avp] => {
-            let raw = avp.encode_bytes();
-            match String::from_utf8(raw.clone()) {
-                Ok(name) if name.is_empty() => (Err("no_user_name"), raw),
-                Ok(name) => (Ok(name), raw),
-                Err(_) => (Err("bad_user_name"), raw),
-            }
-        }
+        [raw] => match std::str::from_utf8(raw) {
+            Ok("") => (Err("no_user_name"), raw.to_vec()),
+            Ok(name) => (Ok(name.to_owned()), raw.to_vec()),
+            Err(_) => (Err("bad_user_name"), raw.to_vec()),
+        },
         _ => return Err("more than one User-Name"),
     };
     // RFC 2865 §4.1: User-Password or CHAP-Password, never both; and PAP is not EAP.
-    if p.lookup(attr::USER_PASSWORD).is_some()
-        && (p.lookup(attr::CHAP_PASSWORD).is_some() || p.lookup(attr::EAP_MESSAGE).is_some())
+    if req.has(attr::USER_PASSWORD) && (req.has(attr::CHAP_PASSWORD) || req.has(attr::EAP_MESSAGE))
     {
         return Err("User-Password together with CHAP-Password or EAP-Message");
     }
-    let password = match p.lookup_all(attr::USER_PASSWORD).as_slice() {
+    let password = match req.all(attr::USER_PASSWORD).as_slice() {
         [] => None,
-        [one] => Some(wire::decode_pap(
-            &Zeroizing::new(one.encode_bytes()),
-            secret,
-            &req.authenticator,
-        )?),
+        [one] => Some(wire::decode_pap(one, secret, &req.authenticator)?),
         _ => return Err("more than one User-Password"),
     };
-    let other_credential = if p.lookup(attr::CHAP_PASSWORD).is_some() {
+    let other_credential = if req.has(attr::CHAP_PASSWORD) {
         Some(InputKind::Chap)
-    } else if p.lookup(attr::EAP_MESSAGE).is_some() {
+    } else if req.has(attr::EAP_MESSAGE) {
         Some(InputKind::Eap)
     } else {
         None
     };
-    let state = match p.lookup_all(attr::STATE).as_slice() {
+    let state = match req.all(attr::STATE).as_slice() {
         [] => None,
-        [one] => Some(one.encode_bytes()),
+        [one] => Some(one.to_vec()),
         _ => return Err("more than one State"),
     };
-    let nas_identifier = p
-        .lookup(attr::NAS_IDENTIFIER)
-        .map(|avp| String::from_utf8_lossy(&avp.encode_bytes()).into_owned());
+    let nas_identifier = req
+        .all(attr::NAS_IDENTIFIER)
+        .first()
+        .map(|v| String::from_utf8_lossy(v).into_owned());
     Ok(Examined {
         user,
         audit_user,

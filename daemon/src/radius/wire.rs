@@ -1,11 +1,10 @@
-//! The server's side of the wire, on top of `radius_wire`: a request parsed (through the
-//! `radius` codec, which the engine reads attributes from) with its Message-Authenticator
-//! located, PAP decoding into a wiped buffer, and a reply written the way otpd answers:
+//! The server's side of the wire, on top of `radius_wire`: a request parsed into its
+//! attributes with its Message-Authenticator located, PAP decoding into a wiped buffer, and
+//! a reply written the way otpd answers:
 //! Message-Authenticator first, Proxy-States echoed, Reply-Message split and shortened to
 //! fit, Response Authenticator last.
 
-use radius::core::packet::Packet;
-use radius_wire::{Error, Writer, MAX_ATTR_VALUE};
+use radius_wire::{Attribute, Error, Writer, MAX_ATTR_VALUE};
 use zeroize::Zeroizing;
 
 // The names the engine, the server and the tests know the wire by.
@@ -21,18 +20,35 @@ pub(crate) struct Request<'a> {
     pub authenticator: [u8; 16],
     /// Exactly the `Length` octets of the packet (datagram padding cut off).
     pub bytes: &'a [u8],
-    pub packet: Packet,
+    /// Every attribute, in wire order.
+    pub attributes: Vec<Attribute<'a>>,
     /// Offset of the Message-Authenticator *value* in `bytes`, if present.
     pub ma_offset: Option<usize>,
 }
 
+impl Request<'_> {
+    /// The values of every attribute of type `typ`, in wire order.
+    pub fn all(&self, typ: u8) -> Vec<&[u8]> {
+        self.attributes
+            .iter()
+            .filter(|a| a.typ == typ)
+            .map(|a| a.value)
+            .collect()
+    }
+
+    /// Whether the request carries an attribute of type `typ`.
+    pub fn has(&self, typ: u8) -> bool {
+        self.attributes.iter().any(|a| a.typ == typ)
+    }
+}
+
 /// Parses a datagram. `Err` carries a short description for tests and debugging.
 pub(crate) fn parse(datagram: &[u8]) -> Result<Request<'_>, &'static str> {
-    // The codec checks: header present, 20 <= Length <= 4096, Length <= datagram,
-    // and every attribute length within 2..=255 and inside the packet.
-    let packet = Packet::decode(datagram, &[]).map_err(|_| "codec rejected the packet")?;
+    // Header present, 20 <= Length <= 4096, Length <= datagram; every attribute length
+    // within 2..=255 and inside the packet.
     let bytes = radius_wire::packet(datagram).map_err(Error::message)?;
     let authenticator = radius_wire::authenticator(bytes).ok_or("short header")?;
+    let attributes = radius_wire::parse_attributes(bytes).map_err(Error::message)?;
     // More than one Message-Authenticator, or one of the wrong size, is malformed.
     let ma_offset = radius_wire::find_message_authenticator(bytes).map_err(Error::message)?;
     Ok(Request {
@@ -40,7 +56,7 @@ pub(crate) fn parse(datagram: &[u8]) -> Result<Request<'_>, &'static str> {
         identifier: bytes[1],
         authenticator,
         bytes,
-        packet,
+        attributes,
         ma_offset,
     })
 }

@@ -64,12 +64,15 @@ fn pap_decodes_rfc2865_example() {
     ));
     assert_eq!(request.len(), 0x38);
     let parsed = wire::parse(&request).unwrap();
-    let value = parsed
-        .packet
+    let value = parsed.all(wire::attr::USER_PASSWORD)[0];
+    // The independent codec reads the same attribute.
+    let codec = radius::core::packet::Packet::decode(&request, b"xyzzy5461").unwrap();
+    let theirs = codec
         .lookup(wire::attr::USER_PASSWORD)
         .unwrap()
         .encode_bytes();
-    let plain = wire::decode_pap(&value, b"xyzzy5461", &parsed.authenticator).unwrap();
+    assert_eq!(value, &theirs[..]);
+    let plain = wire::decode_pap(value, b"xyzzy5461", &parsed.authenticator).unwrap();
     assert_eq!(&plain[..], b"arctangent");
 }
 
