@@ -163,10 +163,7 @@ pub fn setup_form(
     typed_service_id: &str,
     typed_user_id: &str,
 ) -> Page {
-    let mut body = String::new();
-    if let Some(code) = error {
-        body.push_str(&error_box(code));
-    }
+    let mut body = error.map(error_box).unwrap_or_default();
     // The token app first: it honours the 60-second period and offers renewal itself.
     body.push_str(&format!(
         "<p><a class=\"app\" id=\"open-app\" href=\"/app/#/setup/{code}\">トークンアプリで初期設定する（おすすめ）\
@@ -297,10 +294,7 @@ pub fn renew_form(
     typed_service_id: &str,
     typed_user_id: &str,
 ) -> Page {
-    let mut body = String::new();
-    if let Some(code) = error {
-        body.push_str(&error_box(code));
-    }
+    let mut body = error.map(error_box).unwrap_or_default();
     body.push_str(&format!(
         "<p>トークンの有効期限を更新します。サービスID、ユーザID、アプリに表示されているワンタイムパスワードを入力してください。\
 更新は有効期限の{window_days}日前から、また有効期限が切れた後もできます。</p>\n\

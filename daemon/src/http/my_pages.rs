@@ -4,12 +4,14 @@
 //! in a hidden field, and a step that worked answers with a redirect to the status page.
 
 use axum::extract::rejection::{FormRejection, QueryRejection};
-use axum::extract::{Query, State};
+use axum::extract::{FromRequest, FromRequestParts, Query, Request, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Form;
 use otpd_core::refusal::FALLBACK_SENTENCE;
 use otpd_core::{OpError, Refusal};
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
@@ -80,10 +82,7 @@ fn to_menu(web: &Shared, cookie: Option<&str>, done: &str) -> Response {
 // ---- sign-in ---------------------------------------------------------------------------
 
 fn sign_in_page(web: &Shared, status: StatusCode, error: Option<&str>, typed: &str) -> Page {
-    let mut body = String::new();
-    if let Some(code) = error {
-        body.push_str(&error_box(code));
-    }
+    let mut body = error.map(error_box).unwrap_or_default();
     body.push_str("<form method=\"post\" action=\"/my/sign-in\">\n");
     body.push_str(&input(
         "login_id",
@@ -333,7 +332,7 @@ async fn posted(web: &Shared, headers: &HeaderMap, csrf: Option<&str>) -> Result
 }
 
 /// A form that carries the session's CSRF token.
-trait WithCsrf {
+pub trait WithCsrf {
     fn csrf(&self) -> &str;
 }
 
@@ -349,23 +348,37 @@ macro_rules! with_csrf {
 
 with_csrf!(IssueForm, OtpForm, CancelForm);
 
-/// A POSTed form and the session it belongs to (its CSRF token checked), or the page that
-/// says why not.
-async fn posted_form<T: WithCsrf>(
-    web: &Shared,
-    headers: &HeaderMap,
-    form: Result<Form<T>, FormRejection>,
-) -> Result<(T, Signed), Response> {
-    let Ok(Form(f)) = form else {
-        return Err(html::error_page(
-            StatusCode::BAD_REQUEST,
-            Refusal::BadRequest.as_str(),
-            &web.service_id,
-        )
-        .into_response());
-    };
-    let s = posted(web, headers, Some(f.csrf())).await?;
-    Ok((f, s))
+/// The session of a GET step, taken before its handler runs; else the sign-in page.
+pub struct SignedIn(Signed);
+
+impl FromRequestParts<Shared> for SignedIn {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, web: &Shared) -> Result<Self, Response> {
+        signed(web, &parts.headers).await.map(SignedIn)
+    }
+}
+
+/// A POSTed step's form and the session it belongs to (its CSRF token checked), or the
+/// page that says why not: a form that does not parse first, then the session.
+pub struct Posted<T>(T, Signed);
+
+impl<T: DeserializeOwned + WithCsrf + Send> FromRequest<Shared> for Posted<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, web: &Shared) -> Result<Self, Response> {
+        let headers = req.headers().clone();
+        let Ok(Form(f)) = Form::<T>::from_request(req, web).await else {
+            return Err(html::error_page(
+                StatusCode::BAD_REQUEST,
+                Refusal::BadRequest.as_str(),
+                &web.service_id,
+            )
+            .into_response());
+        };
+        let s = posted(web, &headers, Some(f.csrf())).await?;
+        Ok(Posted(f, s))
+    }
 }
 
 fn issue_page(
@@ -375,10 +388,7 @@ fn issue_page(
     error: Option<&str>,
     typed: &str,
 ) -> Page {
-    let mut body = String::new();
-    if let Some(code) = error {
-        body.push_str(&error_box(code));
-    }
+    let mut body = error.map(error_box).unwrap_or_default();
     body.push_str(
         "<p>トークンのダウンロード・初期設定のご案内を送る携帯電話のメールアドレスと、初期設定で使う利用開始パスワードを入力してください。</p>\n\
 <p class=\"en\" lang=\"en\">Enter your mobile e-mail address (the setup link is sent there) and choose the activation password for the initial setup.</p>\n\
@@ -426,14 +436,9 @@ fn issue_page(
 }
 
 /// `GET /my/issue`: BOT001.
-pub async fn issue_get(State(web): State<Shared>, headers: HeaderMap) -> Response {
-    match signed(&web, &headers).await {
-        Ok(s) => {
-            let p = issue_page(&web, StatusCode::OK, &s.session.csrf, None, "");
-            signed_page(&web, &s, p)
-        }
-        Err(r) => r,
-    }
+pub async fn issue_get(State(web): State<Shared>, SignedIn(s): SignedIn) -> Response {
+    let p = issue_page(&web, StatusCode::OK, &s.session.csrf, None, "");
+    signed_page(&web, &s, p)
 }
 
 #[derive(Deserialize)]
@@ -452,15 +457,7 @@ pub struct IssueForm {
 }
 
 /// `POST /my/issue`: BOT002, or BOT001 again saying what to correct.
-pub async fn issue_post(
-    State(web): State<Shared>,
-    headers: HeaderMap,
-    form: Result<Form<IssueForm>, FormRejection>,
-) -> Response {
-    let (f, s) = match posted_form(&web, &headers, form).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+pub async fn issue_post(State(web): State<Shared>, Posted(f, s): Posted<IssueForm>) -> Response {
     let r = my::issue(
         &web,
         &s.session,
@@ -539,10 +536,7 @@ fn otp_page(
             "Start",
         )
     };
-    let mut body = String::new();
-    if let Some(code) = error {
-        body.push_str(&error_box(code));
-    }
+    let mut body = error.map(error_box).unwrap_or_default();
     body.push_str(extra);
     body.push_str(&format!(
         "<p>{intro_ja}</p>\n<p class=\"en\" lang=\"en\">{intro_en}</p>\n<form method=\"post\" action=\"/my/{step}\">\n"
@@ -559,14 +553,9 @@ fn otp_page(
 }
 
 /// `GET /my/activate`.
-pub async fn activate_get(State(web): State<Shared>, headers: HeaderMap) -> Response {
-    match signed(&web, &headers).await {
-        Ok(s) => {
-            let p = otp_page(&web, StatusCode::OK, "activate", &s.session.csrf, None, "");
-            signed_page(&web, &s, p)
-        }
-        Err(r) => r,
-    }
+pub async fn activate_get(State(web): State<Shared>, SignedIn(s): SignedIn) -> Response {
+    let p = otp_page(&web, StatusCode::OK, "activate", &s.session.csrf, None, "");
+    signed_page(&web, &s, p)
 }
 
 #[derive(Deserialize)]
@@ -579,15 +568,7 @@ pub struct OtpForm {
 }
 
 /// `POST /my/activate`: 利用開始.
-pub async fn activate_post(
-    State(web): State<Shared>,
-    headers: HeaderMap,
-    form: Result<Form<OtpForm>, FormRejection>,
-) -> Response {
-    let (f, s) = match posted_form(&web, &headers, form).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+pub async fn activate_post(State(web): State<Shared>, Posted(f, s): Posted<OtpForm>) -> Response {
     match my::activate(&web, &s.session, f.otp).await {
         Ok(_) => to_menu(&web, Some(&s.cookie), "activated"),
         Err(e) => {
@@ -605,11 +586,7 @@ pub async fn activate_post(
 }
 
 /// `GET /my/cancel`: the confirmation step.
-pub async fn cancel_get(State(web): State<Shared>, headers: HeaderMap) -> Response {
-    let s = match signed(&web, &headers).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+pub async fn cancel_get(State(web): State<Shared>, SignedIn(s): SignedIn) -> Response {
     let mut body = String::from(
         "<div class=\"error\" role=\"alert\"><p>ワンタイムパスワードの利用を解除します。よろしいですか？解除するとトークンは使えなくなり、再度ご利用になるにはトークン発行からお手続きが必要です。</p>\
 <p lang=\"en\">This cancels your one-time password. The token stops working; to use one again you will need a new token issuance. Continue?</p></div>\n\
@@ -644,15 +621,7 @@ pub struct CancelForm {
 }
 
 /// `POST /my/cancel`: 利用解除, once confirmed.
-pub async fn cancel_post(
-    State(web): State<Shared>,
-    headers: HeaderMap,
-    form: Result<Form<CancelForm>, FormRejection>,
-) -> Response {
-    let (f, s) = match posted_form(&web, &headers, form).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+pub async fn cancel_post(State(web): State<Shared>, Posted(f, s): Posted<CancelForm>) -> Response {
     match my::cancel(&web, &s.session, f.confirm == "yes").await {
         Ok(_) => to_menu(&web, Some(&s.cookie), "cancelled"),
         Err(e) => error_page(&web, &e),
@@ -660,11 +629,7 @@ pub async fn cancel_post(
 }
 
 /// `GET /my/renew`.
-pub async fn renew_get(State(web): State<Shared>, headers: HeaderMap) -> Response {
-    let s = match signed(&web, &headers).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+pub async fn renew_get(State(web): State<Shared>, SignedIn(s): SignedIn) -> Response {
     let extra = match my::view(&web, &s.session.login_id).await {
         Ok(v) => format!(
             "<dl><dt>現在の有効期限 <span lang=\"en\">Valid until</span></dt><dd id=\"expires\">{}</dd></dl>\n",
@@ -677,15 +642,7 @@ pub async fn renew_get(State(web): State<Shared>, headers: HeaderMap) -> Respons
 }
 
 /// `POST /my/renew`: 有効期限更新.
-pub async fn renew_post(
-    State(web): State<Shared>,
-    headers: HeaderMap,
-    form: Result<Form<OtpForm>, FormRejection>,
-) -> Response {
-    let (f, s) = match posted_form(&web, &headers, form).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+pub async fn renew_post(State(web): State<Shared>, Posted(f, s): Posted<OtpForm>) -> Response {
     match my::renew(&web, &s.session, f.otp).await {
         Ok(_) => to_menu(&web, Some(&s.cookie), "renewed"),
         Err(e) => {
