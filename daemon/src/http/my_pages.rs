@@ -16,7 +16,7 @@ use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use super::error::ApiError;
-use super::html::{self, escape, input, layout, Page};
+use super::html::{self, escape, input, Page};
 use super::my::{self, set_cookie, Signed, Status};
 use super::Shared;
 
@@ -38,11 +38,7 @@ fn error_box(code: &str) -> String {
 }
 
 fn page(web: &Shared, status: StatusCode, ja: &str, en: &str, body: &str) -> Page {
-    Page {
-        status,
-        csp: None,
-        html: layout(ja, en, &web.service_id, body),
-    }
+    Page::new(status, ja, en, &web.service_id, body)
 }
 
 fn csrf_field(csrf: &str) -> String {
