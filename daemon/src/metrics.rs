@@ -13,7 +13,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 use tokio::net::TcpListener;
 
 use crate::ops::Ops;
@@ -83,80 +83,79 @@ pub struct Metrics {
 impl Metrics {
     pub(crate) fn new() -> Metrics {
         let mut registry = Registry::with_prefix("otpd");
+        let r = &mut registry;
+        // Each series is named where it is made; the text shows them in this order.
         let m = Metrics {
-            radius_requests: Family::default(),
-            radius_dropped: Family::default(),
-            radius_tls_refused: Family::default(),
-            request_seconds: Family::new_with_constructor(latency_histogram),
-            commit_batch: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
-            commit_seconds: Histogram::new(exponential_buckets(0.000_1, 2.0, 14)),
-            store_errors: Counter::default(),
-            outbox_messages: Gauge::default(),
-            outbox_oldest_age: Gauge::default(),
-            users: Family::default(),
-            users_locked: Gauge::default(),
-            reply_cache: Gauge::default(),
-            challenge_states: Gauge::default(),
+            radius_requests: series(
+                r,
+                "radius_requests",
+                "Access-Requests answered, by client, outcome and reason",
+                Family::default(),
+            ),
+            radius_dropped: series(
+                r,
+                "radius_dropped",
+                "RADIUS datagrams dropped unanswered, by reason and client",
+                Family::default(),
+            ),
+            radius_tls_refused: series(
+                r,
+                "radius_tls_refused",
+                "RADIUS-over-TLS connections closed before any RADIUS was read, by reason",
+                Family::default(),
+            ),
+            request_seconds: series(
+                r,
+                "request_duration_seconds",
+                "Time to answer a request, by door (radius, http, admin)",
+                Family::new_with_constructor(latency_histogram),
+            ),
+            commit_batch: series(
+                r,
+                "store_commit_batch_size",
+                "Writes made durable by one group commit",
+                Histogram::new(exponential_buckets(1.0, 2.0, 12)),
+            ),
+            commit_seconds: series(
+                r,
+                "store_commit_duration_seconds",
+                "Time one group commit's flush took",
+                Histogram::new(exponential_buckets(0.000_1, 2.0, 14)),
+            ),
+            store_errors: series(
+                r,
+                "store_errors",
+                "Group commits the disk refused",
+                Counter::default(),
+            ),
+            outbox_messages: series(
+                r,
+                "mail_outbox_messages",
+                "Issuance e-mails waiting in the outbox",
+                Gauge::default(),
+            ),
+            outbox_oldest_age: series(
+                r,
+                "mail_outbox_oldest_age_seconds",
+                "Age of the oldest e-mail in the outbox (0 when empty)",
+                Gauge::default(),
+            ),
+            users: series(r, "users", "Users by token state", Family::default()),
+            users_locked: series(r, "users_locked", "Users locked out", Gauge::default()),
+            reply_cache: series(
+                r,
+                "radius_reply_cache_entries",
+                "Replies kept for retransmissions",
+                Gauge::default(),
+            ),
+            challenge_states: series(
+                r,
+                "radius_challenge_states",
+                "Access-Challenge States waiting for their OTP",
+                Gauge::default(),
+            ),
             registry: Registry::default(),
         };
-        let r = &mut registry;
-        r.register(
-            "radius_requests",
-            "Access-Requests answered, by client, outcome and reason",
-            m.radius_requests.clone(),
-        );
-        r.register(
-            "radius_dropped",
-            "RADIUS datagrams dropped unanswered, by reason and client",
-            m.radius_dropped.clone(),
-        );
-        r.register(
-            "radius_tls_refused",
-            "RADIUS-over-TLS connections closed before any RADIUS was read, by reason",
-            m.radius_tls_refused.clone(),
-        );
-        r.register(
-            "request_duration_seconds",
-            "Time to answer a request, by door (radius, http, admin)",
-            m.request_seconds.clone(),
-        );
-        r.register(
-            "store_commit_batch_size",
-            "Writes made durable by one group commit",
-            m.commit_batch.clone(),
-        );
-        r.register(
-            "store_commit_duration_seconds",
-            "Time one group commit's flush took",
-            m.commit_seconds.clone(),
-        );
-        r.register(
-            "store_errors",
-            "Group commits the disk refused",
-            m.store_errors.clone(),
-        );
-        r.register(
-            "mail_outbox_messages",
-            "Issuance e-mails waiting in the outbox",
-            m.outbox_messages.clone(),
-        );
-        r.register(
-            "mail_outbox_oldest_age_seconds",
-            "Age of the oldest e-mail in the outbox (0 when empty)",
-            m.outbox_oldest_age.clone(),
-        );
-        r.register("users", "Users by token state", m.users.clone());
-        r.register("users_locked", "Users locked out", m.users_locked.clone());
-        r.register(
-            "radius_reply_cache_entries",
-            "Replies kept for retransmissions",
-            m.reply_cache.clone(),
-        );
-        r.register(
-            "radius_challenge_states",
-            "Access-Challenge States waiting for their OTP",
-            m.challenge_states.clone(),
-        );
         Metrics { registry, ..m }
     }
 
@@ -188,6 +187,12 @@ impl Metrics {
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
+}
+
+/// `metric`, registered in `r` as `name`.
+fn series<M: Metric + Clone>(r: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    r.register(name, help, metric.clone());
+    metric
 }
 
 fn gauge<N: TryInto<i64>>(n: N) -> i64 {

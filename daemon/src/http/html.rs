@@ -34,6 +34,23 @@ pub struct Page {
     pub csp: Option<&'static str>,
 }
 
+impl Page {
+    /// A page in the common layout under the edge's policy.
+    pub fn new(
+        status: StatusCode,
+        title_ja: &str,
+        title_en: &str,
+        service_id: &str,
+        body: &str,
+    ) -> Page {
+        Page {
+            status,
+            html: layout(title_ja, title_en, service_id, body),
+            csp: None,
+        }
+    }
+}
+
 impl IntoResponse for Page {
     fn into_response(self) -> Response {
         let mut r = (self.status, Html(self.html)).into_response();
@@ -117,16 +134,13 @@ pub(super) fn error_box(code: &str) -> String {
 
 /// A page that only says what went wrong.
 pub fn error_page(status: StatusCode, code: &str, service_id: &str) -> Page {
-    Page {
+    Page::new(
         status,
-        csp: None,
-        html: layout(
-            "お手続きできませんでした",
-            "This could not be done",
-            service_id,
-            &error_box(code),
-        ),
-    }
+        "お手続きできませんでした",
+        "This could not be done",
+        service_id,
+        &error_box(code),
+    )
 }
 
 pub(super) fn input(id: &str, ja: &str, en: &str, value: &str, extra: &str) -> String {
@@ -163,10 +177,7 @@ pub fn setup_form(
     typed_service_id: &str,
     typed_user_id: &str,
 ) -> Page {
-    let mut body = String::new();
-    if let Some(code) = error {
-        body.push_str(&error_box(code));
-    }
+    let mut body = error.map(error_box).unwrap_or_default();
     // The token app first: it honours the 60-second period and offers renewal itself.
     body.push_str(&format!(
         "<p><a class=\"app\" id=\"open-app\" href=\"/app/#/setup/{code}\">トークンアプリで初期設定する（おすすめ）\
@@ -192,16 +203,13 @@ pub fn setup_form(
 <p class=\"note\">続けて間違えると、このURLは使用できなくなります。<br>\
 <span lang=\"en\">After several wrong attempts this link stops working.</span></p>\n",
     );
-    Page {
+    Page::new(
         status,
-        csp: None,
-        html: layout(
-            "ワンタイムパスワード 初期設定",
-            "One-time password: initial setup",
-            service_id,
-            &body,
-        ),
-    }
+        "ワンタイムパスワード 初期設定",
+        "One-time password: initial setup",
+        service_id,
+        &body,
+    )
 }
 
 /// `ABCD EFGH IJKL …`: the key as a person copies it.
@@ -297,10 +305,7 @@ pub fn renew_form(
     typed_service_id: &str,
     typed_user_id: &str,
 ) -> Page {
-    let mut body = String::new();
-    if let Some(code) = error {
-        body.push_str(&error_box(code));
-    }
+    let mut body = error.map(error_box).unwrap_or_default();
     body.push_str(&format!(
         "<p>トークンの有効期限を更新します。サービスID、ユーザID、アプリに表示されているワンタイムパスワードを入力してください。\
 更新は有効期限の{window_days}日前から、また有効期限が切れた後もできます。</p>\n\
@@ -317,11 +322,13 @@ Renewal opens {window_days} days before the token expires, and stays open after 
         "maxlength=\"10\" inputmode=\"numeric\" pattern=\"[0-9]*\" autocomplete=\"one-time-code\"",
     ));
     body.push_str("<button type=\"submit\" id=\"renew-button\">更新する<span class=\"en\" lang=\"en\">Renew</span></button>\n</form>\n");
-    Page {
+    Page::new(
         status,
-        csp: None,
-        html: layout("トークン有効期限の更新", "Token renewal", service_id, &body),
-    }
+        "トークン有効期限の更新",
+        "Token renewal",
+        service_id,
+        &body,
+    )
 }
 
 pub fn renewed(service_id: &str, expires_at: Option<&str>) -> Page {
@@ -336,11 +343,13 @@ pub fn renewed(service_id: &str, expires_at: Option<&str>) -> Page {
         ja = escape(&ja),
         en = escape(&en),
     );
-    Page {
-        status: StatusCode::OK,
-        csp: None,
-        html: layout("更新完了", "Renewal complete", service_id, &body),
-    }
+    Page::new(
+        StatusCode::OK,
+        "更新完了",
+        "Renewal complete",
+        service_id,
+        &body,
+    )
 }
 
 pub fn renew_too_early(service_id: &str, available_from: UnixTime) -> Page {
@@ -350,16 +359,13 @@ pub fn renew_too_early(service_id: &str, available_from: UnixTime) -> Page {
         ja = escape(&jst_date(available_from)),
         en = escape(&jst_datetime_en(available_from)),
     );
-    Page {
-        status: StatusCode::CONFLICT,
-        csp: None,
-        html: layout(
-            "まだ更新できません",
-            "Renewal not yet available",
-            service_id,
-            &body,
-        ),
-    }
+    Page::new(
+        StatusCode::CONFLICT,
+        "まだ更新できません",
+        "Renewal not yet available",
+        service_id,
+        &body,
+    )
 }
 
 #[cfg(test)]

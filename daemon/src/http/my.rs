@@ -8,7 +8,7 @@
 //! the store, which ends the session on every node.
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::State;
+use axum::extract::{FromRequest, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -17,6 +17,7 @@ use otpd_core::customer::{Session, IDLE_SECONDS};
 use otpd_core::service::{LoginOutcome, RejectReason};
 use otpd_core::user::{check_email, check_login_id, UserView};
 use otpd_core::{OpError, Refusal};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
@@ -365,6 +366,20 @@ async fn posted(web: &Shared, headers: &HeaderMap) -> Result<Signed, ApiError> {
     Ok(signed)
 }
 
+/// A POSTed step of the API: its session (the CSRF header checked) first, then its body.
+pub struct Step<T>(Signed, T);
+
+impl<T: DeserializeOwned + Send> FromRequest<Shared> for Step<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, web: &Shared) -> Result<Self, ApiError> {
+        let headers = req.headers().clone();
+        let signed = posted(web, &headers).await?;
+        let b = body(Json::<T>::from_request(req, web).await)?;
+        Ok(Step(signed, b))
+    }
+}
+
 async fn status_answer(web: &Shared, signed: &Signed) -> Result<Response, ApiError> {
     let v = view(web, &signed.session.login_id).await?;
     Ok(answer(
@@ -397,11 +412,8 @@ pub async fn api_status(
 /// `POST /api/v1/my/issue`.
 pub async fn api_issue(
     State(web): State<Shared>,
-    headers: HeaderMap,
-    b: Result<Json<IssueBody>, JsonRejection>,
+    Step(signed, b): Step<IssueBody>,
 ) -> Result<Response, ApiError> {
-    let signed = posted(&web, &headers).await?;
-    let b = body(b)?;
     issue(
         &web,
         &signed.session,
@@ -417,11 +429,8 @@ pub async fn api_issue(
 /// `POST /api/v1/my/activate` `{"otp"}`.
 pub async fn api_activate(
     State(web): State<Shared>,
-    headers: HeaderMap,
-    b: Result<Json<OtpBody>, JsonRejection>,
+    Step(signed, b): Step<OtpBody>,
 ) -> Result<Response, ApiError> {
-    let signed = posted(&web, &headers).await?;
-    let b = body(b)?;
     activate(&web, &signed.session, b.otp).await?;
     status_answer(&web, &signed).await
 }
@@ -429,11 +438,8 @@ pub async fn api_activate(
 /// `POST /api/v1/my/cancel` `{"confirm":true}`.
 pub async fn api_cancel(
     State(web): State<Shared>,
-    headers: HeaderMap,
-    b: Result<Json<CancelBody>, JsonRejection>,
+    Step(signed, b): Step<CancelBody>,
 ) -> Result<Response, ApiError> {
-    let signed = posted(&web, &headers).await?;
-    let b = body(b)?;
     cancel(&web, &signed.session, b.confirm).await?;
     status_answer(&web, &signed).await
 }
@@ -441,11 +447,8 @@ pub async fn api_cancel(
 /// `POST /api/v1/my/renew` `{"otp"}`.
 pub async fn api_renew(
     State(web): State<Shared>,
-    headers: HeaderMap,
-    b: Result<Json<OtpBody>, JsonRejection>,
+    Step(signed, b): Step<OtpBody>,
 ) -> Result<Response, ApiError> {
-    let signed = posted(&web, &headers).await?;
-    let b = body(b)?;
     renew(&web, &signed.session, b.otp)
         .await
         .map_err(renew_error)?;

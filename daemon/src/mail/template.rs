@@ -182,51 +182,47 @@ fn fill<'v>(text: &str, value: &impl Fn(&str) -> Option<&'v str>) -> String {
     out
 }
 
-/// Japan Standard Time: the customers' clock (no daylight saving).
-fn to_jst(t: UnixTime) -> Option<time::OffsetDateTime> {
-    Some(
-        time::OffsetDateTime::from_unix_timestamp(t)
-            .ok()?
-            .to_offset(time::macros::offset!(+9)),
-    )
+/// `t` written by `show` in Japan Standard Time, the customers' clock (no daylight
+/// saving); RFC 3339 for a time the calendar cannot hold.
+fn in_jst(t: UnixTime, show: impl FnOnce(time::OffsetDateTime) -> String) -> String {
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .map(|d| show(d.to_offset(time::macros::offset!(+9))))
+        .unwrap_or_else(|_| otpd_core::rfc3339(t))
 }
 
 /// `2029年11月25日 15:04（日本時間）`.
 pub fn jst_datetime(t: UnixTime) -> String {
-    match to_jst(t) {
-        Some(d) => format!(
+    in_jst(t, |d| {
+        format!(
             "{}年{}月{}日 {:02}:{:02}（日本時間）",
             d.year(),
             u8::from(d.month()),
             d.day(),
             d.hour(),
             d.minute()
-        ),
-        None => otpd_core::rfc3339(t),
-    }
+        )
+    })
 }
 
 /// `2029年11月25日`.
 pub fn jst_date(t: UnixTime) -> String {
-    match to_jst(t) {
-        Some(d) => format!("{}年{}月{}日", d.year(), u8::from(d.month()), d.day()),
-        None => otpd_core::rfc3339(t),
-    }
+    in_jst(t, |d| {
+        format!("{}年{}月{}日", d.year(), u8::from(d.month()), d.day())
+    })
 }
 
 /// `2029-11-25 15:04 JST`.
 pub fn jst_datetime_en(t: UnixTime) -> String {
-    match to_jst(t) {
-        Some(d) => format!(
+    in_jst(t, |d| {
+        format!(
             "{}-{:02}-{:02} {:02}:{:02} JST",
             d.year(),
             u8::from(d.month()),
             d.day(),
             d.hour(),
             d.minute()
-        ),
-        None => otpd_core::rfc3339(t),
-    }
+        )
+    })
 }
 
 /// Parses the RFC 3339 strings the core hands out.

@@ -12,6 +12,12 @@ fn cookie_of(a: &Answer) -> String {
     set.split(';').next().expect("name=value").to_string()
 }
 
+/// The API's answer to signing in as taro with `password`.
+async fn sign_in_taro(app: &Router, password: &str) -> Answer {
+    let body = format!(r#"{{"login_id":"taro","password":"{password}"}}"#);
+    call(app, post_json("/api/v1/my/sign-in", &body)).await
+}
+
 fn with_session(mut r: Request<Body>, cookie: &str, csrf: Option<&str>) -> Request<Body> {
     let h = r.headers_mut();
     h.insert(header::COOKIE, cookie.parse().expect("cookie"));
@@ -27,28 +33,14 @@ async fn sign_in_issue_and_sign_out_through_the_api() {
     let svc = f.ops.service();
     svc.add_user("taro", "login-pw", clock::now()).expect("add");
 
-    let wrong = call(
-        &f.app,
-        post_json(
-            "/api/v1/my/sign-in",
-            r#"{"login_id":"taro","password":"nope"}"#,
-        ),
-    )
-    .await;
+    let wrong = sign_in_taro(&f.app, "nope").await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
     assert_eq!(wrong.json()["error"], "sign_in_refused");
     assert!(wrong.headers.get(header::SET_COOKIE).is_none());
     let list = svc.list(clock::now()).expect("list");
     assert_eq!(list[0].failures, 1, "counted on the login lock");
 
-    let a = call(
-        &f.app,
-        post_json(
-            "/api/v1/my/sign-in",
-            r#"{"login_id":"taro","password":"login-pw"}"#,
-        ),
-    )
-    .await;
+    let a = sign_in_taro(&f.app, "login-pw").await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
     let set = a.headers[header::SET_COOKIE].to_str().expect("ascii");
     assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"));
@@ -272,14 +264,7 @@ async fn a_session_made_on_one_node_works_and_ends_on_the_other() {
         .add_user("taro", "login-pw", clock::now())
         .expect("add");
     let b = second_node(&f, true);
-    let a = call(
-        &f.app,
-        post_json(
-            "/api/v1/my/sign-in",
-            r#"{"login_id":"taro","password":"login-pw"}"#,
-        ),
-    )
-    .await;
+    let a = sign_in_taro(&f.app, "login-pw").await;
     let cookie = cookie_of(&a);
     let csrf = a.json()["csrf_token"].as_str().expect("csrf").to_string();
 

@@ -26,6 +26,12 @@ fn dropped(e: &Engine<Mock>, bytes: &[u8], src: SocketAddr) -> Option<DropReason
     }
 }
 
+/// The code of the engine's answer to `request` from `src`, its authenticator checked.
+async fn code_of(e: &Engine<Mock>, request: &[u8], src: SocketAddr) -> Code {
+    let reply = e.process(request, src).await.unwrap();
+    verify_reply(&reply, request, SECRET).get_code()
+}
+
 #[tokio::test]
 async fn accept_is_authenticated_and_carries_the_reply_message() {
     let (e, mock, events) = setup();
@@ -83,11 +89,7 @@ async fn password_of_128_octets_is_decoded() {
     let (e, mock, _) = setup();
     let long: String = ('a'..='z').cycle().take(128).collect();
     let request = Req::access("alice", &long).bytes();
-    let reply = e.process(&request, gw_src()).await.unwrap();
-    assert_eq!(
-        verify_reply(&reply, &request, SECRET).get_code(),
-        Code::AccessReject
-    );
+    assert_eq!(code_of(&e, &request, gw_src()).await, Code::AccessReject);
     assert_eq!(mock.last().unwrap().secret, long);
 }
 
@@ -164,22 +166,14 @@ async fn challenge_state_is_single_use() {
     let (e, mock, events) = setup();
     let state = challenge(&e, "alice", 1).await;
     let request = answer("alice", &state, "123456", 2);
-    let reply = e.process(&request, gw_src()).await.unwrap();
-    assert_eq!(
-        verify_reply(&reply, &request, SECRET).get_code(),
-        Code::AccessAccept
-    );
+    assert_eq!(code_of(&e, &request, gw_src()).await, Code::AccessAccept);
     let seen = mock.last().unwrap();
     assert!(seen.challenge_response);
     assert_eq!(seen.secret, "123456");
 
     // The same State in a new request: refused without asking the handler.
     let replay = answer("alice", &state, "123456", 3);
-    let reply = e.process(&replay, gw_src()).await.unwrap();
-    assert_eq!(
-        verify_reply(&reply, &replay, SECRET).get_code(),
-        Code::AccessReject
-    );
+    assert_eq!(code_of(&e, &replay, gw_src()).await, Code::AccessReject);
     assert_eq!(mock.calls(), 2);
     assert_eq!(
         events.decisions().last().unwrap(),
@@ -193,11 +187,7 @@ async fn challenge_state_is_bound_to_user_and_client() {
     let state = challenge(&e, "alice", 1).await;
     for (user, src, id) in [("bob", gw_src(), 2), ("alice", lan_src(), 3)] {
         let request = answer(user, &state, "123456", id);
-        let reply = e.process(&request, src).await.unwrap();
-        assert_eq!(
-            verify_reply(&reply, &request, SECRET).get_code(),
-            Code::AccessReject
-        );
+        assert_eq!(code_of(&e, &request, src).await, Code::AccessReject);
         assert_eq!(
             events.decisions().last().unwrap(),
             &(Outcome::Reject, Some("bad_state"))
@@ -206,11 +196,7 @@ async fn challenge_state_is_bound_to_user_and_client() {
     assert_eq!(mock.calls(), 1);
     // The rightful owner can still use it.
     let request = answer("alice", &state, "123456", 4);
-    let reply = e.process(&request, gw_src()).await.unwrap();
-    assert_eq!(
-        verify_reply(&reply, &request, SECRET).get_code(),
-        Code::AccessAccept
-    );
+    assert_eq!(code_of(&e, &request, gw_src()).await, Code::AccessAccept);
 }
 
 #[tokio::test]
@@ -297,11 +283,7 @@ async fn missing_message_authenticator_follows_global_setting_and_client_overrid
         dropped(&e, &request, gw_src()),
         Some(DropReason::MissingMessageAuthenticator)
     );
-    let reply = e.process(&request, lan_src()).await.unwrap();
-    assert_eq!(
-        verify_reply(&reply, &request, SECRET).get_code(),
-        Code::AccessAccept
-    );
+    assert_eq!(code_of(&e, &request, lan_src()).await, Code::AccessAccept);
 
     // Global false with a client that overrides it with true.
     let mut cfg = config();
@@ -407,11 +389,7 @@ async fn requests_without_name_or_password_are_rejected_without_asking() {
     no_password.id = 8;
     for req in [no_name, no_password] {
         let request = req.bytes();
-        let reply = e.process(&request, gw_src()).await.unwrap();
-        assert_eq!(
-            verify_reply(&reply, &request, SECRET).get_code(),
-            Code::AccessReject
-        );
+        assert_eq!(code_of(&e, &request, gw_src()).await, Code::AccessReject);
     }
     assert_eq!(mock.calls(), 0);
     assert_eq!(
@@ -452,11 +430,7 @@ async fn table_sizes_are_read_when_asked_and_forget_what_expired_while_idle() {
     let (e, _, _) = setup_with(cfg.clone());
     let tables = e.stats_handle();
     let request = Req::access("alice", "pw").bytes();
-    let reply = e.process(&request, gw_src()).await.unwrap();
-    assert_eq!(
-        verify_reply(&reply, &request, SECRET).get_code(),
-        Code::AccessChallenge
-    );
+    assert_eq!(code_of(&e, &request, gw_src()).await, Code::AccessChallenge);
     let now = clock::instant();
     let sizes = |at| tables.table_sizes(at);
     assert_eq!(
@@ -509,20 +483,15 @@ async fn a_challenge_state_expires_exactly_after_its_lifetime() {
     let state = challenge(&e, "alice", 1).await;
     tokio::time::advance(ttl - Duration::from_millis(1)).await;
     let request = answer("alice", &state, "123456", 2);
-    let reply = e.process(&request, gw_src()).await.unwrap();
     assert_eq!(
-        verify_reply(&reply, &request, SECRET).get_code(),
+        code_of(&e, &request, gw_src()).await,
         Code::AccessAccept,
         "still valid a moment before its lifetime is over"
     );
     let state = challenge(&e, "alice", 3).await;
     tokio::time::advance(ttl).await;
     let request = answer("alice", &state, "123456", 4);
-    let reply = e.process(&request, gw_src()).await.unwrap();
-    assert_eq!(
-        verify_reply(&reply, &request, SECRET).get_code(),
-        Code::AccessReject
-    );
+    assert_eq!(code_of(&e, &request, gw_src()).await, Code::AccessReject);
     assert_eq!(
         events.decisions().last().unwrap(),
         &(Outcome::Reject, Some("bad_state"))
