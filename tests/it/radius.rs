@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use otpd_testkit::daemon::{Otpd, RADIUS_SECRET};
-use otpd_testkit::freeradius::{FreeRadius, GATEWAY_SECRET};
+use otpd_testkit::freeradius::{radclient, FreeRadius, GATEWAY_SECRET};
 use otpd_testkit::radius::*;
 
 fn addr(d: &Otpd) -> SocketAddr {
@@ -14,29 +14,12 @@ fn addr(d: &Otpd) -> SocketAddr {
         .expect("addr")
 }
 
-/// Runs radclient with `input` against `server`; returns its output.
-pub fn radclient(server: SocketAddr, secret: &str, input: &str) -> String {
-    use std::io::Write;
-    let mut child = std::process::Command::new("radclient")
-        .args(["-x", "-r", "1", "-t", "5"])
-        .arg(server.to_string())
-        .args(["auth", secret])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("radclient (Debian package freeradius-utils)");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("write");
-    let out = child.wait_with_output().expect("radclient output");
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+/// taro's PAP login through the FreeRADIUS proxy `fr`: radclient's output.
+fn login_through(fr: &FreeRadius, password: &str) -> String {
+    radclient(
+        fr.addr,
+        GATEWAY_SECRET,
+        &format!("User-Name = taro\nUser-Password = {password}\n"),
     )
 }
 
@@ -75,21 +58,13 @@ fn radclient_logs_in_with_the_password_before_start_of_use() {
 fn freeradius_as_a_proxy_in_front_of_otpd() {
     let d = with_user("");
     let fr = FreeRadius::proxy_to(addr(&d));
-    let out = radclient(
-        fr.addr,
-        GATEWAY_SECRET,
-        "User-Name = taro\nUser-Password = login-pw\n",
-    );
+    let out = login_through(&fr, "login-pw");
     assert!(
         out.contains("Received Access-Accept"),
         "{out}\n{}",
         fr.log()
     );
-    let out = radclient(
-        fr.addr,
-        GATEWAY_SECRET,
-        "User-Name = taro\nUser-Password = nope\n",
-    );
+    let out = login_through(&fr, "nope");
     assert!(out.contains("Received Access-Reject"), "{out}");
     assert!(
         out.contains("Login failed"),
@@ -388,21 +363,13 @@ fn through_freeradius_an_otp_login_is_accepted_and_a_wrong_otp_rejected() {
     let secret = activate(&d, "taro", "login-pw");
     let fr = FreeRadius::proxy_to(addr(&d));
     let code = oathtool(&secret, None);
-    let out = radclient(
-        fr.addr,
-        GATEWAY_SECRET,
-        &format!("User-Name = taro\nUser-Password = login-pw{code}\n"),
-    );
+    let out = login_through(&fr, &format!("login-pw{code}"));
     assert!(
         out.contains("Received Access-Accept"),
         "{out}\n{}",
         fr.log()
     );
-    let out = radclient(
-        fr.addr,
-        GATEWAY_SECRET,
-        "User-Name = taro\nUser-Password = login-pw000000\n",
-    );
+    let out = login_through(&fr, "login-pw000000");
     assert!(out.contains("Received Access-Reject"), "{out}");
 }
 

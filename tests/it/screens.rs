@@ -5,15 +5,15 @@
 //! Needs `cargo build --workspace --bins` first and the Debian packages that
 //! `scripts/install-test-deps` installs.
 
-use std::process::{Command, Stdio};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use otpd_testkit::cdp::{shot, Browser};
 use otpd_testkit::daemon::{wait_until, Otpd, DEADLINE};
+use otpd_testkit::freeradius;
 use otpd_testkit::http;
 use otpd_testkit::oath::{now, oathtool};
-use otpd_testkit::paths::tool;
-use otpd_testkit::smtp::SmtpSink;
+use otpd_testkit::smtp::{Mail, SmtpSink};
 use serde_json::{json, Value};
 
 const SID: &str = "EXAMPLE-BANK";
@@ -45,24 +45,24 @@ fn radius_port(site: &Otpd) -> u16 {
         .expect("port")
 }
 
-/// radclient's verdict for one PAP login.
+/// radclient's verdict for one PAP login through the bank's gateway.
 fn radclient(port: u16, user: &str, password: &str) -> String {
-    let mut child = Command::new(tool("radclient"))
-        .args(["-x", "-r", "1", "-t", "5"])
-        .arg(format!("127.0.0.1:{port}"))
-        .args(["auth", GW_SECRET])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run radclient");
-    let attrs = format!(
-        "User-Name = \"{user}\"\nUser-Password = \"{password}\"\nMessage-Authenticator = 0x00\n"
-    );
-    std::io::Write::write_all(child.stdin.as_mut().expect("stdin"), attrs.as_bytes())
-        .expect("feed radclient");
-    let out = child.wait_with_output().expect("radclient");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    freeradius::radclient(
+        SocketAddr::from(([127, 0, 0, 1], port)),
+        GW_SECRET,
+        &format!(
+            "User-Name = \"{user}\"\nUser-Password = \"{password}\"\nMessage-Authenticator = 0x00\n"
+        ),
+    )
+}
+
+/// A customer `who` added by the admin, a token issued to `email`: the issuance mail.
+fn issued(otpd: &Otpd, sink: &SmtpSink, who: &str, email: &str) -> Mail {
+    otpd.admin_ok(json!({"op": "user_add", "login_id": who, "password": LOGIN_PW}));
+    otpd.admin_ok(json!({
+        "op": "token_issue", "login_id": who, "email": email, "activation_password": ACT
+    }));
+    sink.wait_for(email, DEADLINE)
 }
 
 fn show(otpd: &Otpd, who: &str) -> Value {
@@ -272,17 +272,7 @@ fn the_guide_from_sign_in_to_cancellation() {
     b.screenshot(&shot("app-code"));
 
     // The key is a non-extractable WebCrypto key, and it is the only copy.
-    let stored = b.eval(
-        "(async () => {
-            const db = await new Promise((ok, no) => { const r = indexedDB.open('otpd-token-app'); r.onsuccess = () => ok(r.result); r.onerror = () => no(r.error); });
-            const all = await new Promise((ok) => { const q = db.transaction('tokens').objectStore('tokens').getAll(); q.onsuccess = () => ok(q.result); });
-            const t = all[0];
-            let exported = 'exported';
-            try { await crypto.subtle.exportKey('raw', t.key); } catch (e) { exported = 'refused:' + e.name; }
-            return { count: all.length, extractable: t.key.extractable, usages: t.key.usages, exported,
-                     fields: Object.keys(t).sort(), local: localStorage.length, session: sessionStorage.length };
-        })()",
-    );
+    let stored = stored_token(&mut b);
     assert_eq!(stored["count"], 1);
     assert_eq!(stored["extractable"], false, "{stored}");
     assert_eq!(stored["usages"], json!(["sign"]));
@@ -344,10 +334,13 @@ fn the_guide_from_sign_in_to_cancellation() {
     assert_eq!(next, oathtool(&secret, Some(next_step * 60)));
     let port = radius_port(&otpd);
     let verdict = radclient(port, who, &format!("{LOGIN_PW}{next}"));
-    assert!(verdict.contains("Access-Accept"), "radclient: {verdict}");
+    assert!(
+        verdict.contains("Received Access-Accept"),
+        "radclient: {verdict}"
+    );
     let again = radclient(port, who, &format!("{LOGIN_PW}{next}"));
     assert!(
-        again.contains("Access-Reject"),
+        again.contains("Received Access-Reject"),
         "a code is used once: {again}"
     );
 
@@ -410,11 +403,7 @@ fn the_app_shows_its_renewal_menu_from_thirty_days_before_expiry() {
     otpd.launch();
     let who = "hanako";
     let email = format!("{who}@ezweb.ne.jp");
-    otpd.admin_ok(json!({"op": "user_add", "login_id": who, "password": LOGIN_PW}));
-    otpd.admin_ok(json!({
-        "op": "token_issue", "login_id": who, "email": email, "activation_password": ACT
-    }));
-    let mail = sink.wait_for(&email, DEADLINE);
+    let mail = issued(&otpd, &sink, who, &email);
     let mut b = Browser::launch();
     let (secret, expires) = set_up_in_app(&mut b, &app_link(&mail.body), who, "renewal");
     otpd.admin_ok(json!({
@@ -422,11 +411,7 @@ fn the_app_shows_its_renewal_menu_from_thirty_days_before_expiry() {
     }));
     // A second token on the same phone: both are shown, each with its own code.
     let email2 = "jiro@ezweb.ne.jp";
-    otpd.admin_ok(json!({"op": "user_add", "login_id": "jiro", "password": LOGIN_PW}));
-    otpd.admin_ok(json!({
-        "op": "token_issue", "login_id": "jiro", "email": email2, "activation_password": ACT
-    }));
-    let mail2 = sink.wait_for(email2, DEADLINE);
+    let mail2 = issued(&otpd, &sink, "jiro", email2);
     let (secret2, _) = set_up_in_app(&mut b, &app_link(&mail2.body), "jiro", "second");
     let codes = b.wait_for(
         "two codes",
@@ -567,11 +552,7 @@ fn the_setup_success_page_adds_the_token_to_the_app() {
     otpd.launch();
     let who = "shiro";
     let email = format!("{who}@softbank.ne.jp");
-    otpd.admin_ok(json!({"op": "user_add", "login_id": who, "password": LOGIN_PW}));
-    otpd.admin_ok(json!({
-        "op": "token_issue", "login_id": who, "email": email, "activation_password": ACT
-    }));
-    let mail = sink.wait_for(&email, DEADLINE);
+    let mail = issued(&otpd, &sink, who, &email);
     let form_link = mail
         .body
         .split_whitespace()
@@ -630,20 +611,7 @@ fn the_setup_success_page_adds_the_token_to_the_app() {
     let (code, step) = app_code(&mut b);
     assert_eq!(code, oathtool(&secret, Some(step * 60)), "the app's code");
     b.screenshot(&shot("app-imported"));
-    let stored = b.eval(
-        "(async () => {
-            const db = await new Promise((ok, no) => { const r = indexedDB.open('otpd-token-app'); r.onsuccess = () => ok(r.result); r.onerror = () => no(r.error); });
-            const all = await new Promise((ok) => { const q = db.transaction('tokens').objectStore('tokens').getAll(); q.onsuccess = () => ok(q.result); });
-            const t = all[0];
-            let exported = 'exported';
-            try { await crypto.subtle.exportKey('raw', t.key); } catch (e) { exported = 'refused:' + e.name; }
-            return { count: all.length, extractable: t.key.extractable, usages: t.key.usages, exported,
-                     fields: Object.keys(t).sort(), issuer: t.issuer, account: t.account, period: t.period,
-                     digits: t.digits, algorithm: t.algorithm, expires_at: t.expires_at,
-                     from: t.renewal_available_from,
-                     local: localStorage.length, session: sessionStorage.length };
-        })()",
-    );
+    let stored = stored_token(&mut b);
     assert_eq!(stored["count"], 1, "{stored}");
     assert_eq!(stored["extractable"], false, "{stored}");
     assert_eq!(stored["usages"], json!(["sign"]));
@@ -700,6 +668,26 @@ fn the_setup_success_page_adds_the_token_to_the_app() {
         !log.contains(&secret) && !log.contains(ACT),
         "a secret is in the log"
     );
+}
+
+/// What the token app keeps in the page's IndexedDB, read there: the count, the first
+/// token's key (extractable, usages, whether exporting it is refused), its fields and
+/// settings, and how much is in localStorage and sessionStorage.
+fn stored_token(b: &mut Browser) -> Value {
+    b.eval(
+        "(async () => {
+            const db = await new Promise((ok, no) => { const r = indexedDB.open('otpd-token-app'); r.onsuccess = () => ok(r.result); r.onerror = () => no(r.error); });
+            const all = await new Promise((ok) => { const q = db.transaction('tokens').objectStore('tokens').getAll(); q.onsuccess = () => ok(q.result); });
+            const t = all[0];
+            let exported = 'exported';
+            try { await crypto.subtle.exportKey('raw', t.key); } catch (e) { exported = 'refused:' + e.name; }
+            return { count: all.length, extractable: t.key.extractable, usages: t.key.usages, exported,
+                     fields: Object.keys(t).sort(), issuer: t.issuer, account: t.account, period: t.period,
+                     digits: t.digits, algorithm: t.algorithm, expires_at: t.expires_at,
+                     from: t.renewal_available_from,
+                     local: localStorage.length, session: sessionStorage.length };
+        })()",
+    )
 }
 
 /// Readable at 320 px: nothing wider than the screen. Saves `<name>-320` and goes back to
