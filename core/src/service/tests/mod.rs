@@ -53,6 +53,14 @@ fn setup(svc: &Service, who: &str) -> Vec<u8> {
     secret_of(&e)
 }
 
+/// [`setup`], then the start of use with the current code: an active token's raw secret.
+fn active(svc: &Service, who: &str) -> Vec<u8> {
+    let secret = setup(svc, who);
+    svc.activate(who, &code(svc, &secret, NOW), NOW)
+        .expect("activate");
+    secret
+}
+
 /// The newest queued issuance mail, opened.
 fn last_mail(svc: &Service) -> MailJob {
     svc.pending_mail()
