@@ -431,6 +431,11 @@ impl Otpd {
         self.http
     }
 
+    /// The RADIUS listener's address (UDP on loopback).
+    pub fn radius(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.radius_port))
+    }
+
     /// The port its mail goes to over SMTP ([`Builder::smtp`]).
     pub fn smtp_port(&self) -> u16 {
         self.smtp_port.expect("an otpd built with .smtp()")

@@ -383,9 +383,7 @@ fn a_backup_under_load_restores_users_and_replay_marks() {
     use otpd_testkit::radius::{Client, ACCESS_ACCEPT, ACCESS_REJECT};
     use otpd_testkit::token::activate;
     let mut d = Otpd::start("[radius]\nreject_delay_ms = 0\n");
-    let server: std::net::SocketAddr = format!("127.0.0.1:{}", d.radius_port)
-        .parse()
-        .expect("addr");
+    let server = d.radius();
     let secrets: Vec<String> = (0..6)
         .map(|i| activate(&d, &format!("u{i}"), "pw"))
         .collect();

@@ -34,21 +34,10 @@ fn site() -> Otpd {
         .unstarted()
 }
 
-fn radius_port(site: &Otpd) -> u16 {
-    let text = std::fs::read_to_string(&site.config).expect("config");
-    let v: toml::Value = toml::from_str(&text).expect("toml");
-    let listen = v["radius"]["listen"][0].as_str().expect("radius.listen");
-    listen
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("port")
-}
-
 /// radclient's verdict for one PAP login through the bank's gateway.
-fn radclient(port: u16, user: &str, password: &str) -> String {
+fn radclient(server: SocketAddr, user: &str, password: &str) -> String {
     freeradius::radclient(
-        SocketAddr::from(([127, 0, 0, 1], port)),
+        server,
         GW_SECRET,
         &format!(
             "User-Name = \"{user}\"\nUser-Password = \"{password}\"\nMessage-Authenticator = 0x00\n"
@@ -332,7 +321,7 @@ fn the_guide_from_sign_in_to_cancellation() {
     b.remove_script(&moved);
     assert_ne!(next, code);
     assert_eq!(next, oathtool(&secret, Some(next_step * 60)));
-    let port = radius_port(&otpd);
+    let port = otpd.radius();
     let verdict = radclient(port, who, &format!("{LOGIN_PW}{next}"));
     assert!(
         verdict.contains("Received Access-Accept"),
