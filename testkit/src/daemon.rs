@@ -483,6 +483,11 @@ impl Otpd {
         serde_json::from_str(&self.ctl_ok(&["--json", "user", "show", login], "")).expect("json")
     }
 
+    /// The user's view by `user_show` over the admin socket.
+    pub fn admin_show(&self, login: &str) -> Value {
+        self.admin_ok(serde_json::json!({"op": "user_show", "login_id": login}))
+    }
+
     /// One admin request over the socket; the reply's `Ok` or `Err` object.
     pub fn admin(&self, request: Value) -> Result<Value, Value> {
         let mut s = UnixStream::connect(&self.socket).expect("admin socket");

@@ -12,7 +12,7 @@ use otpd_testkit::cdp::{shot, Browser};
 use otpd_testkit::daemon::{wait_until, Otpd, DEADLINE};
 use otpd_testkit::freeradius;
 use otpd_testkit::http;
-use otpd_testkit::oath::{now, oathtool};
+use otpd_testkit::oath::{now, oathtool, rfc3339};
 use otpd_testkit::smtp::{Mail, SmtpSink};
 use serde_json::{json, Value};
 
@@ -52,16 +52,6 @@ fn issued(otpd: &Otpd, sink: &SmtpSink, who: &str, email: &str) -> Mail {
         "op": "token_issue", "login_id": who, "email": email, "activation_password": ACT
     }));
     sink.wait_for(email, DEADLINE)
-}
-
-fn show(otpd: &Otpd, who: &str) -> Value {
-    otpd.admin_ok(json!({"op": "user_show", "login_id": who}))
-}
-
-fn rfc3339(s: &str) -> i64 {
-    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|e| panic!("{s:?} is not RFC 3339: {e}"))
-        .unix_timestamp()
 }
 
 /// The token app's link in an issuance mail.
@@ -150,7 +140,7 @@ fn the_guide_from_sign_in_to_cancellation() {
         json!("sign_in_refused")
     );
     assert_eq!(
-        show(&otpd, who)["failures"],
+        otpd.admin_show(who)["failures"],
         json!(1),
         "counted on the lock"
     );
@@ -161,7 +151,7 @@ fn the_guide_from_sign_in_to_cancellation() {
         json!("unregistered")
     );
     assert!(b.text().contains("未登録"));
-    assert_eq!(show(&otpd, who)["failures"], json!(0));
+    assert_eq!(otpd.admin_show(who)["failures"], json!(0));
     b.screenshot(&shot("my-bop001-unregistered"));
     let cookie = b
         .cookies()
@@ -224,7 +214,7 @@ fn the_guide_from_sign_in_to_cancellation() {
         );
     }
     assert_eq!(
-        show(&otpd, who)["state"],
+        otpd.admin_show(who)["state"],
         "unregistered",
         "nothing issued yet"
     );
@@ -240,7 +230,7 @@ fn the_guide_from_sign_in_to_cancellation() {
     );
     assert_eq!(b.text_of("email").as_deref(), Some(email.as_str()));
     b.screenshot(&shot("my-bot002"));
-    assert_eq!(show(&otpd, who)["state"], "issued");
+    assert_eq!(otpd.admin_show(who)["state"], "issued");
 
     // The mail at the relay; its first link opens the token app.
     let mail = sink.wait_for(&email, DEADLINE);
@@ -250,7 +240,7 @@ fn the_guide_from_sign_in_to_cancellation() {
         "the app comes first"
     );
     let (secret, _) = set_up_in_app(&mut b, &link, who, "flow");
-    assert_eq!(show(&otpd, who)["state"], "provisioned");
+    assert_eq!(otpd.admin_show(who)["state"], "provisioned");
     let (code, step) = app_code(&mut b);
     assert_eq!(code, oathtool(&secret, Some(step * 60)), "the app's code");
     let current = now() / 60;
@@ -300,7 +290,7 @@ fn the_guide_from_sign_in_to_cancellation() {
     assert!(b.text().contains("利用中"));
     b.screenshot(&shot("my-bop001-active"));
     fits_320(&mut b, "my-bop001-active");
-    assert_eq!(show(&otpd, who)["state"], "active");
+    assert_eq!(otpd.admin_show(who)["state"], "active");
 
     // Once active, signing in needs the OTP too.
     let r = http::post_json(
@@ -337,7 +327,11 @@ fn the_guide_from_sign_in_to_cancellation() {
     b.open(&otpd.url("/my/"));
     b.click_and_wait("go-cancel");
     assert!(b.text().contains("よろしいですか"));
-    assert_eq!(show(&otpd, who)["state"], "active", "not before confirming");
+    assert_eq!(
+        otpd.admin_show(who)["state"],
+        "active",
+        "not before confirming"
+    );
     b.screenshot(&shot("my-cancel-confirm"));
     b.click_and_wait("cancel");
     assert_eq!(
@@ -345,7 +339,7 @@ fn the_guide_from_sign_in_to_cancellation() {
         json!("unregistered")
     );
     b.screenshot(&shot("my-bop001-cancelled"));
-    assert_eq!(show(&otpd, who)["state"], "unregistered");
+    assert_eq!(otpd.admin_show(who)["state"], "unregistered");
 
     // Sign-out ends the session everywhere: the same cookie, replayed, no longer works.
     let cookie = b
@@ -463,7 +457,7 @@ fn the_app_shows_its_renewal_menu_from_thirty_days_before_expiry() {
     // Renewal through the menu, 10 days after expiry, with otpd's clock moved as far.
     otpd.stop_clean();
     otpd.relaunch_with_clock(offset);
-    assert_eq!(show(&otpd, who)["state"], "expired");
+    assert_eq!(otpd.admin_show(who)["state"], "expired");
     let id = b.clock_script(offset * 1000);
     b.open(&otpd.url("/app/"));
     b.wait_for("the app", "document.body.dataset.ready === '1'");
@@ -495,7 +489,7 @@ fn the_app_shows_its_renewal_menu_from_thirty_days_before_expiry() {
     b.wait_for("the app", "document.body.dataset.ready === '1'");
     b.click("token-0-renew");
     b.wait_for("the renewal", "document.getElementById('renewed')");
-    let user = show(&otpd, who);
+    let user = otpd.admin_show(who);
     assert_eq!(user["state"], "active");
     let new_expiry = user["expires_at"].as_str().expect("expires_at").to_string();
     assert!(rfc3339(&new_expiry) >= now() + offset + 1461 * DAY - 120);
@@ -627,7 +621,7 @@ fn the_setup_success_page_adds_the_token_to_the_app() {
         (&stored["period"], &stored["digits"], &stored["algorithm"]),
         (&json!(60), &json!(6), &json!("SHA1"))
     );
-    let user = show(&otpd, who);
+    let user = otpd.admin_show(who);
     assert_eq!(user["state"], "provisioned");
     let expires = user["expires_at"].as_str().expect("expires_at");
     assert_eq!(stored["expires_at"], json!(expires));
