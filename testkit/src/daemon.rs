@@ -431,6 +431,11 @@ impl Otpd {
         self.http
     }
 
+    /// The RADIUS listener's address (UDP on loopback).
+    pub fn radius(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.radius_port))
+    }
+
     /// The port its mail goes to over SMTP ([`Builder::smtp`]).
     pub fn smtp_port(&self) -> u16 {
         self.smtp_port.expect("an otpd built with .smtp()")
@@ -476,6 +481,11 @@ impl Otpd {
     /// `otpctl --json user show`, parsed.
     pub fn show(&self, login: &str) -> Value {
         serde_json::from_str(&self.ctl_ok(&["--json", "user", "show", login], "")).expect("json")
+    }
+
+    /// The user's view by `user_show` over the admin socket.
+    pub fn admin_show(&self, login: &str) -> Value {
+        self.admin_ok(serde_json::json!({"op": "user_show", "login_id": login}))
     }
 
     /// One admin request over the socket; the reply's `Ok` or `Err` object.

@@ -1,12 +1,49 @@
 //! FreeRADIUS 3.2 as a proxy in front of otpd, the path a legacy gateway takes: started on
-//! loopback from a temp config that forwards every Access-Request to otpd.
+//! loopback from a temp config that forwards every Access-Request to otpd; and its
+//! `radclient`, an independent RADIUS client.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 use crate::daemon::RADIUS_SECRET;
-use crate::paths::free_udp_port;
+use crate::paths::{free_udp_port, tool};
 use crate::radius::wait_for_status_server;
+use crate::wait::try_wait_until;
+
+/// Sends one Access-Request with FreeRADIUS's `radclient` (one try, 5 s for the answer;
+/// `-x` prints the reply's attributes); `attrs` is radclient's input, e.g.
+/// `User-Name = "taro"\nUser-Password = "pw"\n`. Returns its stdout then its stderr.
+/// radclient comes with the test dependencies (`scripts/install-test-deps`).
+pub fn radclient(server: SocketAddr, secret: &str, attrs: &str) -> String {
+    let mut child = Command::new(tool("radclient"))
+        .args(["-x", "-r", "1", "-t", "5"])
+        .arg(server.to_string())
+        .args(["auth", secret])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn radclient (Debian package freeradius-utils)");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(attrs.as_bytes()).expect("write attributes");
+    drop(stdin);
+    // Its output is a few lines: the pipes cannot fill while it runs.
+    if let Err(e) = try_wait_until("radclient to finish", Duration::from_secs(20), || {
+        child.try_wait()
+    }) {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{e}");
+    }
+    let output = child.wait_with_output().expect("radclient output");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
 
 pub const GATEWAY_SECRET: &str = "gateway-secret-0123456789";
 

@@ -35,3 +35,10 @@ pub fn now() -> i64 {
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
 }
+
+/// Unix time of an RFC 3339 timestamp as otpd's replies carry them.
+pub fn rfc3339(s: &str) -> i64 {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|e| panic!("{s:?} is not RFC 3339: {e}"))
+        .unix_timestamp()
+}

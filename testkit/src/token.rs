@@ -80,7 +80,7 @@ pub fn issue(d: &Otpd, login: &str, password: &str) -> String {
 pub fn setup(d: &Otpd, login: &str, password: &str) -> String {
     let code = issue(d, login, password);
     let r = crate::http::post_json(
-        format!("127.0.0.1:{}", d.http_port).parse().expect("addr"),
+        d.http(),
         &format!("/api/v1/enroll/{code}"),
         &serde_json::json!({"service_id": "TEST-BANK", "user_id": login, "activation_password": "act-pass-1234"}),
     );

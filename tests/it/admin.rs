@@ -9,6 +9,21 @@ fn stderr_of(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// `otpctl token issue` to `email`, the activation password on stdin; its output.
+fn token_issue(d: &Otpd, who: &str, email: &str, activation_password: &str) -> String {
+    d.ctl_ok(
+        &[
+            "token",
+            "issue",
+            who,
+            "--email",
+            email,
+            "--activation-password-stdin",
+        ],
+        &format!("{activation_password}\n"),
+    )
+}
+
 #[test]
 fn lifecycle_through_otpctl_survives_a_restart() {
     let mut d = Otpd::start("");
@@ -20,17 +35,7 @@ fn lifecycle_through_otpctl_survives_a_restart() {
     assert!(v["email"].is_null() && v["expires_at"].is_null());
     assert_eq!(v["renewal_available"], false);
 
-    let out = d.ctl_ok(
-        &[
-            "token",
-            "issue",
-            "taro",
-            "--email",
-            "taro@docomo.ne.jp",
-            "--activation-password-stdin",
-        ],
-        "act-1234\n",
-    );
+    let out = token_issue(&d, "taro", "taro@docomo.ne.jp", "act-1234");
     assert!(out.contains("setup link e-mailed"), "{out}");
     let v = d.show("taro");
     assert_eq!(v["state"], "issued");
@@ -239,17 +244,7 @@ fn audit_lines_go_to_syslog_without_secrets() {
         &["user", "add", "taro", "--password-stdin"],
         "Very-Secret-Pw\n",
     );
-    d.ctl_ok(
-        &[
-            "token",
-            "issue",
-            "taro",
-            "--email",
-            "t@example.jp",
-            "--activation-password-stdin",
-        ],
-        "Act-Secret-99\n",
-    );
+    token_issue(&d, "taro", "t@example.jp", "Act-Secret-99");
     let _ = d.otpctl(
         &["user", "add", "taro", "--password-stdin"],
         "Another-Secret\n",
@@ -351,17 +346,7 @@ fn user_import_is_all_or_nothing_with_line_numbers() {
 fn backup_restores_into_a_fresh_store() {
     let mut d = Otpd::start("");
     d.ctl_ok(&["user", "add", "taro", "--password-stdin"], "pw\n");
-    d.ctl_ok(
-        &[
-            "token",
-            "issue",
-            "taro",
-            "--email",
-            "t@example.jp",
-            "--activation-password-stdin",
-        ],
-        "act-1234\n",
-    );
+    token_issue(&d, "taro", "t@example.jp", "act-1234");
     d.ctl_ok(&["user", "add", "jiro", "--password-stdin"], "pw\n");
     let backup = d.dir.path().join("otpd.backup");
     let out = d.ctl_ok(&["backup", backup.to_str().expect("utf8")], "");
@@ -398,9 +383,7 @@ fn a_backup_under_load_restores_users_and_replay_marks() {
     use otpd_testkit::radius::{Client, ACCESS_ACCEPT, ACCESS_REJECT};
     use otpd_testkit::token::activate;
     let mut d = Otpd::start("[radius]\nreject_delay_ms = 0\n");
-    let server: std::net::SocketAddr = format!("127.0.0.1:{}", d.radius_port)
-        .parse()
-        .expect("addr");
+    let server = d.radius();
     let secrets: Vec<String> = (0..6)
         .map(|i| activate(&d, &format!("u{i}"), "pw"))
         .collect();

@@ -1,7 +1,6 @@
 //! Crash safety: otpd killed with SIGKILL in the middle of a login burst must, after a
 //! restart, refuse every OTP it had answered Access-Accept, and have lost no user or token.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,9 +17,7 @@ const USERS_PER_ROUND: usize = 16;
 fn sigkill_during_a_login_burst_never_allows_a_replay() {
     let _heavy = otpd_testkit::serial::heavy();
     let mut d = Otpd::start("[radius]\nreject_delay_ms = 0\n");
-    let server: SocketAddr = format!("127.0.0.1:{}", d.radius_port)
-        .parse()
-        .expect("addr");
+    let server = d.radius();
     let users: Vec<(String, String)> = (0..ROUNDS * USERS_PER_ROUND)
         .map(|i| {
             let login = format!("u{i:03}");

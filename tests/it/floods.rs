@@ -4,7 +4,7 @@
 //! requests, keep its memory under a stated bound and keep its log readable.
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
@@ -20,16 +20,6 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// The memory bound SECURITY.md states: otpd's peak resident set under these floods.
 const RSS_BOUND_KIB: u64 = 128 * 1024;
 
-fn http_addr(d: &Otpd) -> SocketAddr {
-    format!("127.0.0.1:{}", d.http_port).parse().expect("addr")
-}
-
-fn radius_addr(d: &Otpd) -> SocketAddr {
-    format!("127.0.0.1:{}", d.radius_port)
-        .parse()
-        .expect("addr")
-}
-
 /// A field of /proc/PID/status in KiB (VmRSS, VmHWM).
 fn proc_kib(d: &Otpd, field: &str) -> u64 {
     let pid = d.pid().expect("otpd running");
@@ -42,7 +32,7 @@ fn proc_kib(d: &Otpd, field: &str) -> u64 {
 }
 
 fn healthz_ok(d: &Otpd) {
-    let r = http::get(http_addr(d), "/healthz");
+    let r = http::get(d.http(), "/healthz");
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.text(), "ok");
 }
@@ -84,7 +74,7 @@ fn connections_beyond_the_cap_are_refused_and_healthz_answers_afterwards() {
     let flood = HTTP_MAX_CONNECTIONS + 144;
     let started = Instant::now();
     let mut conns: Vec<TcpStream> = (0..flood)
-        .map(|_| TcpStream::connect(http_addr(&d)).expect("connect"))
+        .map(|_| TcpStream::connect(d.http()).expect("connect"))
         .collect();
     // otpd takes the first 256 and closes the rest at once.
     let mut closed = vec![false; flood];
@@ -111,7 +101,7 @@ fn connections_beyond_the_cap_are_refused_and_healthz_answers_afterwards() {
         "{held} connections held open, the cap is {HTTP_MAX_CONNECTIONS}"
     );
     // While the cap is full a newcomer is refused, not queued.
-    let mut extra = TcpStream::connect(http_addr(&d)).expect("connect");
+    let mut extra = TcpStream::connect(d.http()).expect("connect");
     extra
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .ok();
@@ -129,7 +119,7 @@ fn connections_beyond_the_cap_are_refused_and_healthz_answers_afterwards() {
         "/healthz once the flood is gone",
         Duration::from_secs(10),
         || {
-            let mut s = TcpStream::connect(http_addr(&d)).ok()?;
+            let mut s = TcpStream::connect(d.http()).ok()?;
             s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
             s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
                 .ok()?;
@@ -154,7 +144,7 @@ fn connections_beyond_the_cap_are_refused_and_healthz_answers_afterwards() {
 
 /// Sends a request head and the body; returns the whole answer (otpd closes after it).
 fn raw_exchange(d: &Otpd, head: &str, body: &[u8]) -> Vec<u8> {
-    let mut s = TcpStream::connect(http_addr(d)).expect("connect");
+    let mut s = TcpStream::connect(d.http()).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(15)))
         .expect("timeout");
     s.write_all(head.as_bytes()).expect("head");
@@ -205,7 +195,7 @@ fn an_oversized_body_is_refused_413_and_otpd_goes_on() {
     // A page route answers 413 too, as a page.
     let form = vec![b'x'; 4 * limit];
     let r = http::request(
-        http_addr(&d),
+        d.http(),
         "POST",
         "/renew",
         &[("Content-Type", "application/x-www-form-urlencoded")],
@@ -219,7 +209,7 @@ fn an_oversized_body_is_refused_413_and_otpd_goes_on() {
         "p".repeat(limit - 100)
     );
     let r = http::request(
-        http_addr(&d),
+        d.http(),
         "POST",
         "/api/v1/renew",
         &[("Content-Type", "application/json")],
@@ -235,7 +225,7 @@ fn a_slow_client_is_cut_off_at_the_header_timeout_while_others_are_served() {
     let _heavy = otpd_testkit::serial::heavy();
     let d = Otpd::start("");
     healthz_ok(&d);
-    let addr = http_addr(&d);
+    let addr = d.http();
     let started = Instant::now();
     // One sends half a request and holds it; one trickles a header a byte at a time.
     let mut half = TcpStream::connect(addr).expect("connect");
@@ -357,7 +347,7 @@ fn malformed_radius_floods_from_many_threads_leave_every_valid_request_answered(
     let _heavy = otpd_testkit::serial::heavy();
     let d = Otpd::start("");
     d.ctl_ok(&["user", "add", "taro", "--password-stdin"], "login-pw\n");
-    let server = radius_addr(&d);
+    let server = d.radius();
     // Warm up: the first login allocates what every later one reuses.
     let c = Client::new(server, RADIUS_SECRET);
     assert_eq!(c.login(0, "taro", "login-pw").code, ACCESS_ACCEPT);

@@ -2,7 +2,6 @@
 //! real binaries: memory at the production argon2 setting, renewal that told which user
 //! IDs exist and could lock them, loose credential files, and the smaller edges.
 
-use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
@@ -30,10 +29,6 @@ fn rss_kib(pid: u32) -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-fn radius_addr(d: &Otpd) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], d.radius_port))
-}
-
 /// High: memory grew by hundreds of MiB over a few hundred logins at the default argon2id
 /// setting (m=19 MiB) and stayed there. Expected: baseline plus one argon2 block set per
 /// hashing slot (one per core), flat over thousands of logins and given back when idle.
@@ -58,7 +53,7 @@ fn default_argon2_logins_keep_memory_flat() {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as u64;
     // One block set (19 MiB) per hashing slot, plus room for sled, the runtime and sockets.
     let bound = start + cores * 19 * 1024 + 24 * 1024;
-    let addr = radius_addr(&d);
+    let addr = d.radius();
     let began = Instant::now();
     let mut curve = vec![("start".to_string(), start)];
     let mut done = 0;
@@ -92,13 +87,9 @@ fn default_argon2_logins_keep_memory_flat() {
     assert!(peak <= bound, "peak {peak} KiB > bound {bound} KiB");
 }
 
-fn http_addr(d: &Otpd) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], d.http_port))
-}
-
 fn renew(d: &Otpd, user: &str, otp: &str) -> (u16, String) {
     let r = post_json(
-        http_addr(d),
+        d.http(),
         "/api/v1/renew",
         &json!({"service_id": "TEST-BANK", "user_id": user, "otp": otp}),
     );
@@ -127,7 +118,7 @@ fn renewal_answers_alike_for_unknown_users_and_every_state() {
     // The page twin says the same for all three.
     let page = |who: &str| {
         let r = post_form(
-            http_addr(&d),
+            d.http(),
             "/renew",
             &[
                 ("service_id", "TEST-BANK"),
@@ -178,7 +169,7 @@ fn customer_endpoints_are_rate_limited_per_source() {
     assert_eq!(&statuses[..5], &[401; 5], "{statuses:?}");
     assert_eq!(&statuses[5..], &[429; 3], "{statuses:?}");
     let r = post_json(
-        http_addr(&d),
+        d.http(),
         "/api/v1/renew",
         &json!({"service_id": "TEST-BANK", "user_id": "x", "otp": "1"}),
     );
@@ -186,7 +177,7 @@ fn customer_endpoints_are_rate_limited_per_source() {
     assert_eq!(r.header("retry-after"), Some("1"));
     assert_eq!(r.json()["error"], "rate_limited");
     // A page gets a page.
-    let page = get(http_addr(&d), "/renew");
+    let page = get(d.http(), "/renew");
     assert_eq!(page.status, 429);
     assert!(
         page.text().contains("しばらく") || page.text().contains("少し時間"),
@@ -194,7 +185,7 @@ fn customer_endpoints_are_rate_limited_per_source() {
         page.text()
     );
     // The health check is not a customer endpoint.
-    assert_eq!(get(http_addr(&d), "/healthz").status, 200);
+    assert_eq!(get(d.http(), "/healthz").status, 200);
     // Behind a trusted proxy, each forwarded-for source has its own bucket; the proxy's
     // own address is not the source, and an untrusted peer cannot pick its source.
     drop(d);
@@ -203,7 +194,7 @@ fn customer_endpoints_are_rate_limited_per_source() {
     );
     let via = |source: &str| {
         request(
-            http_addr(&d),
+            d.http(),
             "GET",
             "/renew",
             &[("X-Forwarded-For", &format!("198.51.100.9, {source}"))],
@@ -406,7 +397,7 @@ fn ambiguous_access_requests_are_dropped() {
     use otpd_testkit::radius::{Ma, Request, ACCESS_REQUEST, USER_NAME};
     let d = Otpd::start("");
     d.ctl_ok(&["user", "add", "taro", "--password-stdin"], "pw-taro\n");
-    let c = Client::new(radius_addr(&d), RADIUS_SECRET);
+    let c = Client::new(d.radius(), RADIUS_SECRET);
     let secret = RADIUS_SECRET.as_bytes();
     let cases: [(&str, Request); 3] = [
         (
@@ -441,7 +432,7 @@ fn ambiguous_access_requests_are_dropped() {
 fn a_user_name_that_is_not_utf8_is_logged_byte_for_byte() {
     use otpd_testkit::radius::{hide_password, Request, USER_NAME, USER_PASSWORD};
     let d = Otpd::start("");
-    let c = Client::new(radius_addr(&d), RADIUS_SECRET);
+    let c = Client::new(d.radius(), RADIUS_SECRET);
     let mut req = Request::new(4);
     let hidden = hide_password(b"pw", RADIUS_SECRET.as_bytes(), &req.authenticator);
     req = req
@@ -481,7 +472,7 @@ fn unknown_fields_are_refused_in_the_products_words() {
     use std::io::{BufRead, BufReader, Write};
     let d = Otpd::start("");
     let r = post_json(
-        http_addr(&d),
+        d.http(),
         "/api/v1/renew",
         &json!({"service_id": "TEST-BANK", "user_id": "u", "otp": "123456", "x": 1}),
     );
@@ -498,7 +489,7 @@ fn unknown_fields_are_refused_in_the_products_words() {
     }
     // The OTP menu's API too.
     let r = post_json(
-        http_addr(&d),
+        d.http(),
         "/api/v1/my/sign-in",
         &json!({"login_id": "u", "password": "pw", "remember_me": true}),
     );
@@ -506,7 +497,7 @@ fn unknown_fields_are_refused_in_the_products_words() {
     let msg = r.json()["message"].as_str().unwrap_or_default().to_string();
     assert!(msg.contains("\"remember_me\""), "{msg}");
     let r = request(
-        http_addr(&d),
+        d.http(),
         "POST",
         "/api/v1/renew",
         &[("Content-Type", "application/json")],
@@ -534,7 +525,7 @@ fn the_setup_audit_line_names_the_links_owner() {
     let d = Otpd::start("");
     let code = issue(&d, "taro", "pw");
     let r = post_json(
-        http_addr(&d),
+        d.http(),
         &format!("/api/v1/enroll/{code}"),
         &json!({"service_id": "TEST-BANK", "user_id": "hanako\"x", "activation_password": "act-pass-1234"}),
     );
@@ -560,7 +551,7 @@ fn exactly_one_well_formed_bearer_header_opens_the_admin_api() {
         .file("ib.key", &format!("{key}\n"), 0o600)
         .start();
     let status = |headers: &[(&str, &str)]| {
-        request(http_addr(&d), "GET", "/api/v1/admin/status", headers, b"").status
+        request(d.http(), "GET", "/api/v1/admin/status", headers, b"").status
     };
     let good = format!("Bearer {key}");
     assert_eq!(status(&[("Authorization", &good)]), 200);

@@ -20,12 +20,6 @@ const OTP_FAILED: &str =
 const USER: &str = "taro";
 const PASSWORD: &str = "login-pw";
 
-fn addr(d: &Otpd) -> SocketAddr {
-    format!("127.0.0.1:{}", d.radius_port)
-        .parse()
-        .expect("addr")
-}
-
 /// otpd with `taro`, who has only a password (no token yet).
 fn password_user() -> Otpd {
     let d = Otpd::start("");
@@ -73,7 +67,7 @@ fn audit_lines(d: &Otpd) -> Vec<String> {
 #[test]
 fn password_alone_logs_in_before_start_of_use() {
     let d = password_user();
-    let pam = stack(&[addr(&d)], "");
+    let pam = stack(&[d.radius()], "");
     let run = pam.authenticate("otp", USER, &[], &[(PASSWORD_PROMPT, PASSWORD)]);
     run.assert_result(SUCCESS, true);
     assert!(!run.said(ASK_OTP), "no OTP asked before start of use");
@@ -90,7 +84,7 @@ fn password_alone_logs_in_before_start_of_use() {
 #[test]
 fn password_then_otp_at_the_challenge_prompt() {
     let (d, secret) = token_user();
-    let pam = stack(&[addr(&d)], "");
+    let pam = stack(&[d.radius()], "");
     let code = oathtool(&secret, None);
     let run = pam.authenticate(
         "otp",
@@ -116,7 +110,7 @@ fn password_then_otp_at_the_challenge_prompt() {
 #[test]
 fn password_and_otp_typed_together_at_the_first_prompt() {
     let (d, secret) = token_user();
-    let pam = stack(&[addr(&d)], "");
+    let pam = stack(&[d.radius()], "");
     let both = format!("{PASSWORD}{}", oathtool(&secret, None));
     let run = pam.authenticate("otp", USER, &[], &[(PASSWORD_PROMPT, &both)]);
     run.assert_result(SUCCESS, true);
@@ -126,7 +120,7 @@ fn password_and_otp_typed_together_at_the_first_prompt() {
 #[test]
 fn wrong_password_is_an_authentication_failure() {
     let (d, _secret) = token_user();
-    let pam = stack(&[addr(&d)], "");
+    let pam = stack(&[d.radius()], "");
     let run = pam.authenticate("otp", USER, &[], &[(PASSWORD_PROMPT, "not-the-pw")]);
     run.assert_result(AUTH_ERR, false);
     assert!(run.said(LOGIN_FAILED), "otpd's Reply-Message is shown");
@@ -137,7 +131,7 @@ fn wrong_password_is_an_authentication_failure() {
 #[test]
 fn wrong_otp_at_the_challenge_is_refused() {
     let (d, secret) = token_user();
-    let pam = stack(&[addr(&d)], "");
+    let pam = stack(&[d.radius()], "");
     let wrong = wrong_code(&secret);
     let run = pam.authenticate(
         "otp",
@@ -159,7 +153,7 @@ fn use_first_pass_takes_the_password_a_stacked_module_set() {
         "otp",
         &[
             format!("auth required {WRAPPER_MODULES}/pam_set_items.so"),
-            pam.otpd_line(&[addr(&d)], "use_first_pass"),
+            pam.otpd_line(&[d.radius()], "use_first_pass"),
         ],
     );
     let code = oathtool(&secret, None);
@@ -178,7 +172,7 @@ fn a_dead_first_server_fails_over_to_otpd() {
     let _heavy = otpd_testkit::serial::heavy();
     let d = password_user();
     let dead = DeadServer::bind();
-    let pam = stack(&[dead.addr(), addr(&d)], "timeout=1 retries=0");
+    let pam = stack(&[dead.addr(), d.radius()], "timeout=1 retries=0");
     let run = pam.authenticate("otp", USER, &[], &[(PASSWORD_PROMPT, PASSWORD)]);
     run.assert_result(SUCCESS, true);
     assert_eq!(dead.drain().len(), 1, "the dead server was asked once");
@@ -226,7 +220,7 @@ fn no_server_answering_is_authinfo_unavail_within_the_bound() {
 #[test]
 fn a_loose_secret_file_is_refused() {
     let d = password_user();
-    let pam = stack(&[addr(&d)], "");
+    let pam = stack(&[d.radius()], "");
     write_file(&pam.secret_file(), &format!("{RADIUS_SECRET}\n"), 0o644);
     let run = pam.authenticate("otp", USER, &[], &[(PASSWORD_PROMPT, PASSWORD)]);
     run.assert_result(SERVICE_ERR, false);
@@ -243,7 +237,7 @@ fn a_loose_secret_file_is_refused() {
 #[test]
 fn an_unknown_option_is_a_service_error_naming_it() {
     let d = password_user();
-    let pam = stack(&[addr(&d)], "frobnicate=yes");
+    let pam = stack(&[d.radius()], "frobnicate=yes");
     let run = pam.authenticate("otp", USER, &[], &[(PASSWORD_PROMPT, PASSWORD)]);
     run.assert_result(SERVICE_ERR, false);
     // libpam_wrapper writes pam_syslog() lines to stderr.
@@ -255,7 +249,7 @@ fn an_unknown_option_is_a_service_error_naming_it() {
 #[test]
 fn a_replayed_otp_is_refused_through_pam() {
     let (d, secret) = token_user();
-    let pam = stack(&[addr(&d)], "");
+    let pam = stack(&[d.radius()], "");
     let code = oathtool(&secret, None);
     let conversation = [(PASSWORD_PROMPT, PASSWORD), (ASK_OTP, code.as_str())];
     let first = pam.authenticate("otp", USER, &[], &conversation);

@@ -19,6 +19,15 @@ fn stack() -> PamStack {
     PamStack::with_secret(SECRET)
 }
 
+/// A stack whose `otp` service is pam_otpd alone with `options`, against an otpd-like
+/// fake server.
+fn otpd_service(options: &str) -> (PamStack, FakeRadius) {
+    let h = stack();
+    let server = FakeRadius::otpd_like(SECRET.as_bytes());
+    h.service("otp", &[h.otpd_line(&[server.addr()], options)]);
+    (h, server)
+}
+
 #[test]
 fn password_alone_is_accepted_and_handed_to_the_next_module() {
     let h = stack();
@@ -61,9 +70,7 @@ fn password_alone_is_accepted_and_handed_to_the_next_module() {
 
 #[test]
 fn password_then_otp_at_the_challenge_prompt() {
-    let h = stack();
-    let server = FakeRadius::otpd_like(SECRET.as_bytes());
-    h.service("otp", &[h.otpd_line(&[server.addr()], "")]);
+    let (h, server) = otpd_service("");
     let run = h.authenticate(
         "otp",
         OTPD_USER,
@@ -86,9 +93,7 @@ fn password_then_otp_at_the_challenge_prompt() {
 
 #[test]
 fn password_and_otp_in_one_go() {
-    let h = stack();
-    let server = FakeRadius::otpd_like(SECRET.as_bytes());
-    h.service("otp", &[h.otpd_line(&[server.addr()], "")]);
+    let (h, server) = otpd_service("");
     let combined = format!("{OTPD_PASSWORD}{OTPD_OTP}");
     let run = h.authenticate("otp", OTPD_USER, &[], &[(PASSWORD_PROMPT, &combined)]);
     run.assert_result(SUCCESS, true);
@@ -97,9 +102,7 @@ fn password_and_otp_in_one_go() {
 
 #[test]
 fn wrong_password_fails_and_shows_the_reply_message() {
-    let h = stack();
-    let server = FakeRadius::otpd_like(SECRET.as_bytes());
-    h.service("otp", &[h.otpd_line(&[server.addr()], "")]);
+    let (h, server) = otpd_service("");
     let run = h.authenticate(
         "otp",
         OTPD_USER,
@@ -113,9 +116,7 @@ fn wrong_password_fails_and_shows_the_reply_message() {
 
 #[test]
 fn wrong_otp_at_the_challenge_fails() {
-    let h = stack();
-    let server = FakeRadius::otpd_like(SECRET.as_bytes());
-    h.service("otp", &[h.otpd_line(&[server.addr()], "")]);
+    let (h, server) = otpd_service("");
     let run = h.authenticate(
         "otp",
         OTPD_USER,
@@ -186,9 +187,7 @@ fn no_server_is_authinfo_unavail_within_the_bound() {
 
 #[test]
 fn unknown_option_is_a_service_error_with_a_log_line() {
-    let h = stack();
-    let server = FakeRadius::otpd_like(SECRET.as_bytes());
-    h.service("otp", &[h.otpd_line(&[server.addr()], "frobnicate=yes")]);
+    let (h, server) = otpd_service("frobnicate=yes");
     let run = h.authenticate("otp", OTPD_USER, &[], &[(PASSWORD_PROMPT, OTPD_PASSWORD)]);
     run.assert_result(SERVICE_ERR, false);
     let text = &run.text;
@@ -200,11 +199,9 @@ fn unknown_option_is_a_service_error_with_a_log_line() {
 
 #[test]
 fn loose_secret_file_is_refused() {
-    let h = stack();
-    let server = FakeRadius::otpd_like(SECRET.as_bytes());
+    let (h, server) = otpd_service("");
     std::fs::set_permissions(h.secret_file(), std::fs::Permissions::from_mode(0o644))
         .expect("chmod");
-    h.service("otp", &[h.otpd_line(&[server.addr()], "")]);
     let run = h.authenticate("otp", OTPD_USER, &[], &[(PASSWORD_PROMPT, OTPD_PASSWORD)]);
     run.assert_result(SERVICE_ERR, false);
     let text = &run.text;

@@ -5,38 +5,15 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use otpd_testkit::daemon::{Otpd, RADIUS_SECRET};
-use otpd_testkit::freeradius::{FreeRadius, GATEWAY_SECRET};
+use otpd_testkit::freeradius::{radclient, FreeRadius, GATEWAY_SECRET};
 use otpd_testkit::radius::*;
 
-fn addr(d: &Otpd) -> SocketAddr {
-    format!("127.0.0.1:{}", d.radius_port)
-        .parse()
-        .expect("addr")
-}
-
-/// Runs radclient with `input` against `server`; returns its output.
-pub fn radclient(server: SocketAddr, secret: &str, input: &str) -> String {
-    use std::io::Write;
-    let mut child = std::process::Command::new("radclient")
-        .args(["-x", "-r", "1", "-t", "5"])
-        .arg(server.to_string())
-        .args(["auth", secret])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("radclient (Debian package freeradius-utils)");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("write");
-    let out = child.wait_with_output().expect("radclient output");
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+/// taro's PAP login through the FreeRADIUS proxy `fr`: radclient's output.
+fn login_through(fr: &FreeRadius, password: &str) -> String {
+    radclient(
+        fr.addr,
+        GATEWAY_SECRET,
+        &format!("User-Name = taro\nUser-Password = {password}\n"),
     )
 }
 
@@ -50,13 +27,13 @@ fn with_user(extra: &str) -> Otpd {
 fn radclient_logs_in_with_the_password_before_start_of_use() {
     let d = with_user("");
     let out = radclient(
-        addr(&d),
+        d.radius(),
         RADIUS_SECRET,
         "User-Name = taro\nUser-Password = login-pw\nMessage-Authenticator = 0x00\n",
     );
     assert!(out.contains("Received Access-Accept"), "{out}");
     let out = radclient(
-        addr(&d),
+        d.radius(),
         RADIUS_SECRET,
         "User-Name = taro\nUser-Password = wrong\nMessage-Authenticator = 0x00\n",
     );
@@ -74,22 +51,14 @@ fn radclient_logs_in_with_the_password_before_start_of_use() {
 #[test]
 fn freeradius_as_a_proxy_in_front_of_otpd() {
     let d = with_user("");
-    let fr = FreeRadius::proxy_to(addr(&d));
-    let out = radclient(
-        fr.addr,
-        GATEWAY_SECRET,
-        "User-Name = taro\nUser-Password = login-pw\n",
-    );
+    let fr = FreeRadius::proxy_to(d.radius());
+    let out = login_through(&fr, "login-pw");
     assert!(
         out.contains("Received Access-Accept"),
         "{out}\n{}",
         fr.log()
     );
-    let out = radclient(
-        fr.addr,
-        GATEWAY_SECRET,
-        "User-Name = taro\nUser-Password = nope\n",
-    );
+    let out = login_through(&fr, "nope");
     assert!(out.contains("Received Access-Reject"), "{out}");
     assert!(
         out.contains("Login failed"),
@@ -100,7 +69,7 @@ fn freeradius_as_a_proxy_in_front_of_otpd() {
 #[test]
 fn otp_required_refuses_users_without_a_token() {
     let d = with_user("[otp]\nrequired = true\n");
-    let c = Client::new(addr(&d), RADIUS_SECRET);
+    let c = Client::new(d.radius(), RADIUS_SECRET);
     let r = c.login(1, "taro", "login-pw");
     assert_eq!(r.code, ACCESS_REJECT);
     assert!(r.message().contains("token is required"), "{}", r.message());
@@ -109,7 +78,7 @@ fn otp_required_refuses_users_without_a_token() {
 #[test]
 fn replies_carry_the_message_authenticator_first_and_proxy_states_in_order() {
     let d = with_user("[radius]\nreject_delay_ms = 0\n");
-    let c = Client::new(addr(&d), RADIUS_SECRET);
+    let c = Client::new(d.radius(), RADIUS_SECRET);
     let req = Request::access(7, "taro", "login-pw", RADIUS_SECRET.as_bytes())
         .attr(PROXY_STATE, b"first")
         .attr(PROXY_STATE, b"second")
@@ -126,7 +95,7 @@ fn replies_carry_the_message_authenticator_first_and_proxy_states_in_order() {
 #[test]
 fn bad_requests_are_dropped_silently() {
     let d = with_user("");
-    let server = addr(&d);
+    let server = d.radius();
     let c = Client::new(server, RADIUS_SECRET);
     let quiet = Duration::from_millis(1500);
     let req = Request::access(1, "taro", "login-pw", RADIUS_SECRET.as_bytes());
@@ -171,7 +140,7 @@ fn a_client_may_be_allowed_to_omit_the_message_authenticator() {
         "[[radius.clients]]\nname = \"legacy\"\naddress = \"127.0.0.3\"\nsecret = \"{RADIUS_SECRET}\"\nrequire_message_authenticator = false\n"
     );
     let d = with_user(&extra);
-    let legacy = Client::bound("127.0.0.3:0", addr(&d), RADIUS_SECRET);
+    let legacy = Client::bound("127.0.0.3:0", d.radius(), RADIUS_SECRET);
     let req = Request::access(1, "taro", "login-pw", RADIUS_SECRET.as_bytes());
     legacy.send_raw(&req.encode(ACCESS_REQUEST, RADIUS_SECRET.as_bytes(), Ma::Missing));
     let raw = legacy.recv_raw(Duration::from_secs(5)).expect("answered");
@@ -182,7 +151,7 @@ fn a_client_may_be_allowed_to_omit_the_message_authenticator() {
 #[test]
 fn a_retransmission_gets_the_cached_reply() {
     let d = with_user("");
-    let c = Client::new(addr(&d), RADIUS_SECRET);
+    let c = Client::new(d.radius(), RADIUS_SECRET);
     let req = Request::access(42, "taro", "login-pw", RADIUS_SECRET.as_bytes());
     let bytes = req.encode(ACCESS_REQUEST, RADIUS_SECRET.as_bytes(), Ma::Good);
     c.send_raw(&bytes);
@@ -198,7 +167,7 @@ fn a_retransmission_gets_the_cached_reply() {
 fn rejects_wait_for_the_reject_delay() {
     let _heavy = otpd_testkit::serial::heavy();
     let d = with_user("[radius]\nreject_delay_ms = 700\n");
-    let c = Client::new(addr(&d), RADIUS_SECRET);
+    let c = Client::new(d.radius(), RADIUS_SECRET);
     let started = Instant::now();
     let r = c.login(1, "taro", "wrong");
     assert_eq!(r.code, ACCESS_REJECT);
@@ -223,7 +192,7 @@ fn a_128_octet_password_is_decoded() {
         &["user", "add", "long", "--password-stdin"],
         &format!("{long}\n"),
     );
-    let c = Client::new(addr(&d), RADIUS_SECRET);
+    let c = Client::new(d.radius(), RADIUS_SECRET);
     assert_eq!(c.login(1, "long", &long).code, ACCESS_ACCEPT);
     // 128 octets: the password and an eight-character tail, the most PAP can carry.
     assert_eq!(
@@ -235,7 +204,7 @@ fn a_128_octet_password_is_decoded() {
 #[test]
 fn thousands_of_malformed_packets_then_a_valid_answer() {
     let d = with_user("");
-    let c = Client::new(addr(&d), RADIUS_SECRET);
+    let c = Client::new(d.radius(), RADIUS_SECRET);
     let good = Request::access(9, "taro", "login-pw", RADIUS_SECRET.as_bytes()).encode(
         ACCESS_REQUEST,
         RADIUS_SECRET.as_bytes(),
@@ -269,7 +238,7 @@ fn status_server_is_answered() {
     let d = Otpd::start("");
     let out = std::process::Command::new("radclient")
         .args(["-x", "-r", "1", "-t", "5"])
-        .arg(addr(&d).to_string())
+        .arg(d.radius().to_string())
         .args(["status", RADIUS_SECRET])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -301,7 +270,7 @@ fn one_gateways_failure_flood_is_cut_off_without_harming_others() {
     for u in ["a", "b", "c", "d"] {
         d.ctl_ok(&["user", "add", u, "--password-stdin"], "right\n");
     }
-    let flood = Client::new(addr(&d), RADIUS_SECRET);
+    let flood = Client::new(d.radius(), RADIUS_SECRET);
     for (i, u) in ["a", "b", "c"].iter().enumerate() {
         assert_eq!(flood.login(i as u8, u, "wrong").code, ACCESS_REJECT);
     }
@@ -318,7 +287,7 @@ fn one_gateways_failure_flood_is_cut_off_without_harming_others() {
         "the refused request counted against no user"
     );
     // Another gateway's customers log in as usual.
-    let other = Client::bound("127.0.0.3:0", addr(&d), RADIUS_SECRET);
+    let other = Client::bound("127.0.0.3:0", d.radius(), RADIUS_SECRET);
     assert_eq!(other.login(1, "d", "right").code, ACCESS_ACCEPT);
 }
 
@@ -329,7 +298,7 @@ use otpd_testkit::token::{activate, setup};
 fn password_and_otp_after_start_of_use_and_replay_refused() {
     let d = Otpd::start("[radius]\nreject_delay_ms = 0\n");
     let secret = activate(&d, "taro", "login-pw");
-    let c = Client::new(addr(&d), RADIUS_SECRET);
+    let c = Client::new(d.radius(), RADIUS_SECRET);
     // The password alone no longer suffices: it gets a challenge.
     let r = c.login(1, "taro", "login-pw");
     assert_eq!(r.code, ACCESS_CHALLENGE);
@@ -361,7 +330,7 @@ fn challenge_round_trip_with_radclient() {
     let d = Otpd::start("[radius]\nreject_delay_ms = 0\n");
     let secret = activate(&d, "taro", "login-pw");
     let out = radclient(
-        addr(&d),
+        d.radius(),
         RADIUS_SECRET,
         "User-Name = taro\nUser-Password = login-pw\nMessage-Authenticator = 0x00\n",
     );
@@ -375,10 +344,10 @@ fn challenge_round_trip_with_radclient() {
     let answer = format!(
         "User-Name = taro\nUser-Password = {code}\nState = {state}\nMessage-Authenticator = 0x00\n"
     );
-    let out = radclient(addr(&d), RADIUS_SECRET, &answer);
+    let out = radclient(d.radius(), RADIUS_SECRET, &answer);
     assert!(out.contains("Received Access-Accept"), "{out}");
     // The State is single-use.
-    let out = radclient(addr(&d), RADIUS_SECRET, &answer);
+    let out = radclient(d.radius(), RADIUS_SECRET, &answer);
     assert!(out.contains("Received Access-Reject"), "{out}");
 }
 
@@ -386,23 +355,15 @@ fn challenge_round_trip_with_radclient() {
 fn through_freeradius_an_otp_login_is_accepted_and_a_wrong_otp_rejected() {
     let d = Otpd::start("[radius]\nreject_delay_ms = 0\n");
     let secret = activate(&d, "taro", "login-pw");
-    let fr = FreeRadius::proxy_to(addr(&d));
+    let fr = FreeRadius::proxy_to(d.radius());
     let code = oathtool(&secret, None);
-    let out = radclient(
-        fr.addr,
-        GATEWAY_SECRET,
-        &format!("User-Name = taro\nUser-Password = login-pw{code}\n"),
-    );
+    let out = login_through(&fr, &format!("login-pw{code}"));
     assert!(
         out.contains("Received Access-Accept"),
         "{out}\n{}",
         fr.log()
     );
-    let out = radclient(
-        fr.addr,
-        GATEWAY_SECRET,
-        "User-Name = taro\nUser-Password = login-pw000000\n",
-    );
+    let out = login_through(&fr, "login-pw000000");
     assert!(out.contains("Received Access-Reject"), "{out}");
 }
 
@@ -411,7 +372,7 @@ fn provisioned_but_not_started_logs_in_with_the_password() {
     let d = Otpd::start("[radius]\nreject_delay_ms = 0\n");
     setup(&d, "taro", "login-pw");
     assert_eq!(d.show("taro")["state"], "provisioned");
-    let c = Client::new(addr(&d), RADIUS_SECRET);
+    let c = Client::new(d.radius(), RADIUS_SECRET);
     assert_eq!(c.login(1, "taro", "login-pw").code, ACCESS_ACCEPT);
 }
 
@@ -424,7 +385,7 @@ fn an_expired_token_is_refused_with_a_renewal_hint() {
     d.stop();
     d.relaunch_with_clock(later);
     let code = oathtool(&secret, Some(now() + later));
-    let c = Client::new(addr(&d), RADIUS_SECRET);
+    let c = Client::new(d.radius(), RADIUS_SECRET);
     let r = c.login(1, "taro", &format!("login-pw{code}"));
     assert_eq!(r.code, ACCESS_REJECT);
     assert!(r.message().contains("expired"), "{}", r.message());
@@ -467,7 +428,7 @@ fn poll_until_accepted(fr: &FreeRadius, user: &str, password: &str, limit: Durat
 #[test]
 fn freeradius_in_front_recovers_within_seconds_of_an_otpd_restart() {
     let mut d = with_user("[radius]\nreject_delay_ms = 0\n");
-    let fr = FreeRadius::proxy_to(addr(&d));
+    let fr = FreeRadius::proxy_to(d.radius());
     let c = Client::new(fr.addr, GATEWAY_SECRET);
     assert_eq!(
         c.login(1, "taro", "login-pw").code,
@@ -507,7 +468,7 @@ const CHAP_PASSWORD: u8 = 3;
 #[test]
 fn rejects_decided_before_the_handler_read_like_the_others_and_log_what_arrived() {
     let d = with_user("[radius]\nreject_delay_ms = 0\n");
-    let c = Client::new(addr(&d), RADIUS_SECRET);
+    let c = Client::new(d.radius(), RADIUS_SECRET);
     let wrong = c.login(1, "taro", "wrong");
     assert_eq!(wrong.code, ACCESS_REJECT);
     assert!(
@@ -574,15 +535,15 @@ fn metrics_count_logins_drops_and_doors_and_never_name_a_user() {
     let d = with_user(&format!(
         "[radius]\nreject_delay_ms = 0\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n"
     ));
-    let c = Client::new(addr(&d), RADIUS_SECRET);
+    let c = Client::new(d.radius(), RADIUS_SECRET);
     // A wrong shared secret: dropped unanswered, counted.
-    let forged = Client::new(addr(&d), "not-the-secret-0123456789");
+    let forged = Client::new(d.radius(), "not-the-secret-0123456789");
     let req = Request::access(1, "taro", "login-pw", forged.secret.as_slice());
     forged.send_raw(&req.encode(ACCESS_REQUEST, &forged.secret, Ma::Good));
     assert_eq!(c.login(2, "taro", "login-pw").code, ACCESS_ACCEPT);
     assert_eq!(c.login(3, "taro", "wrong").code, ACCESS_REJECT);
     assert_eq!(c.login(4, "taro", "wrong-again").code, ACCESS_REJECT);
-    let http: SocketAddr = format!("127.0.0.1:{}", d.http_port).parse().expect("addr");
+    let http = d.http();
     assert_eq!(otpd_testkit::http::get(http, "/healthz").status, 200);
     assert_eq!(
         otpd_testkit::http::get(http, "/metrics").status,

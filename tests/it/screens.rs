@@ -5,15 +5,15 @@
 //! Needs `cargo build --workspace --bins` first and the Debian packages that
 //! `scripts/install-test-deps` installs.
 
-use std::process::{Command, Stdio};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use otpd_testkit::cdp::{shot, Browser};
 use otpd_testkit::daemon::{wait_until, Otpd, DEADLINE};
+use otpd_testkit::freeradius;
 use otpd_testkit::http;
-use otpd_testkit::oath::{now, oathtool};
-use otpd_testkit::paths::tool;
-use otpd_testkit::smtp::SmtpSink;
+use otpd_testkit::oath::{now, oathtool, rfc3339};
+use otpd_testkit::smtp::{Mail, SmtpSink};
 use serde_json::{json, Value};
 
 const SID: &str = "EXAMPLE-BANK";
@@ -34,45 +34,24 @@ fn site() -> Otpd {
         .unstarted()
 }
 
-fn radius_port(site: &Otpd) -> u16 {
-    let text = std::fs::read_to_string(&site.config).expect("config");
-    let v: toml::Value = toml::from_str(&text).expect("toml");
-    let listen = v["radius"]["listen"][0].as_str().expect("radius.listen");
-    listen
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("port")
+/// radclient's verdict for one PAP login through the bank's gateway.
+fn radclient(server: SocketAddr, user: &str, password: &str) -> String {
+    freeradius::radclient(
+        server,
+        GW_SECRET,
+        &format!(
+            "User-Name = \"{user}\"\nUser-Password = \"{password}\"\nMessage-Authenticator = 0x00\n"
+        ),
+    )
 }
 
-/// radclient's verdict for one PAP login.
-fn radclient(port: u16, user: &str, password: &str) -> String {
-    let mut child = Command::new(tool("radclient"))
-        .args(["-x", "-r", "1", "-t", "5"])
-        .arg(format!("127.0.0.1:{port}"))
-        .args(["auth", GW_SECRET])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run radclient");
-    let attrs = format!(
-        "User-Name = \"{user}\"\nUser-Password = \"{password}\"\nMessage-Authenticator = 0x00\n"
-    );
-    std::io::Write::write_all(child.stdin.as_mut().expect("stdin"), attrs.as_bytes())
-        .expect("feed radclient");
-    let out = child.wait_with_output().expect("radclient");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn show(otpd: &Otpd, who: &str) -> Value {
-    otpd.admin_ok(json!({"op": "user_show", "login_id": who}))
-}
-
-fn rfc3339(s: &str) -> i64 {
-    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|e| panic!("{s:?} is not RFC 3339: {e}"))
-        .unix_timestamp()
+/// A customer `who` added by the admin, a token issued to `email`: the issuance mail.
+fn issued(otpd: &Otpd, sink: &SmtpSink, who: &str, email: &str) -> Mail {
+    otpd.admin_ok(json!({"op": "user_add", "login_id": who, "password": LOGIN_PW}));
+    otpd.admin_ok(json!({
+        "op": "token_issue", "login_id": who, "email": email, "activation_password": ACT
+    }));
+    sink.wait_for(email, DEADLINE)
 }
 
 /// The token app's link in an issuance mail.
@@ -161,7 +140,7 @@ fn the_guide_from_sign_in_to_cancellation() {
         json!("sign_in_refused")
     );
     assert_eq!(
-        show(&otpd, who)["failures"],
+        otpd.admin_show(who)["failures"],
         json!(1),
         "counted on the lock"
     );
@@ -172,7 +151,7 @@ fn the_guide_from_sign_in_to_cancellation() {
         json!("unregistered")
     );
     assert!(b.text().contains("未登録"));
-    assert_eq!(show(&otpd, who)["failures"], json!(0));
+    assert_eq!(otpd.admin_show(who)["failures"], json!(0));
     b.screenshot(&shot("my-bop001-unregistered"));
     let cookie = b
         .cookies()
@@ -235,7 +214,7 @@ fn the_guide_from_sign_in_to_cancellation() {
         );
     }
     assert_eq!(
-        show(&otpd, who)["state"],
+        otpd.admin_show(who)["state"],
         "unregistered",
         "nothing issued yet"
     );
@@ -251,7 +230,7 @@ fn the_guide_from_sign_in_to_cancellation() {
     );
     assert_eq!(b.text_of("email").as_deref(), Some(email.as_str()));
     b.screenshot(&shot("my-bot002"));
-    assert_eq!(show(&otpd, who)["state"], "issued");
+    assert_eq!(otpd.admin_show(who)["state"], "issued");
 
     // The mail at the relay; its first link opens the token app.
     let mail = sink.wait_for(&email, DEADLINE);
@@ -261,7 +240,7 @@ fn the_guide_from_sign_in_to_cancellation() {
         "the app comes first"
     );
     let (secret, _) = set_up_in_app(&mut b, &link, who, "flow");
-    assert_eq!(show(&otpd, who)["state"], "provisioned");
+    assert_eq!(otpd.admin_show(who)["state"], "provisioned");
     let (code, step) = app_code(&mut b);
     assert_eq!(code, oathtool(&secret, Some(step * 60)), "the app's code");
     let current = now() / 60;
@@ -272,17 +251,7 @@ fn the_guide_from_sign_in_to_cancellation() {
     b.screenshot(&shot("app-code"));
 
     // The key is a non-extractable WebCrypto key, and it is the only copy.
-    let stored = b.eval(
-        "(async () => {
-            const db = await new Promise((ok, no) => { const r = indexedDB.open('otpd-token-app'); r.onsuccess = () => ok(r.result); r.onerror = () => no(r.error); });
-            const all = await new Promise((ok) => { const q = db.transaction('tokens').objectStore('tokens').getAll(); q.onsuccess = () => ok(q.result); });
-            const t = all[0];
-            let exported = 'exported';
-            try { await crypto.subtle.exportKey('raw', t.key); } catch (e) { exported = 'refused:' + e.name; }
-            return { count: all.length, extractable: t.key.extractable, usages: t.key.usages, exported,
-                     fields: Object.keys(t).sort(), local: localStorage.length, session: sessionStorage.length };
-        })()",
-    );
+    let stored = stored_token(&mut b);
     assert_eq!(stored["count"], 1);
     assert_eq!(stored["extractable"], false, "{stored}");
     assert_eq!(stored["usages"], json!(["sign"]));
@@ -321,7 +290,7 @@ fn the_guide_from_sign_in_to_cancellation() {
     assert!(b.text().contains("利用中"));
     b.screenshot(&shot("my-bop001-active"));
     fits_320(&mut b, "my-bop001-active");
-    assert_eq!(show(&otpd, who)["state"], "active");
+    assert_eq!(otpd.admin_show(who)["state"], "active");
 
     // Once active, signing in needs the OTP too.
     let r = http::post_json(
@@ -342,12 +311,15 @@ fn the_guide_from_sign_in_to_cancellation() {
     b.remove_script(&moved);
     assert_ne!(next, code);
     assert_eq!(next, oathtool(&secret, Some(next_step * 60)));
-    let port = radius_port(&otpd);
+    let port = otpd.radius();
     let verdict = radclient(port, who, &format!("{LOGIN_PW}{next}"));
-    assert!(verdict.contains("Access-Accept"), "radclient: {verdict}");
+    assert!(
+        verdict.contains("Received Access-Accept"),
+        "radclient: {verdict}"
+    );
     let again = radclient(port, who, &format!("{LOGIN_PW}{next}"));
     assert!(
-        again.contains("Access-Reject"),
+        again.contains("Received Access-Reject"),
         "a code is used once: {again}"
     );
 
@@ -355,7 +327,11 @@ fn the_guide_from_sign_in_to_cancellation() {
     b.open(&otpd.url("/my/"));
     b.click_and_wait("go-cancel");
     assert!(b.text().contains("よろしいですか"));
-    assert_eq!(show(&otpd, who)["state"], "active", "not before confirming");
+    assert_eq!(
+        otpd.admin_show(who)["state"],
+        "active",
+        "not before confirming"
+    );
     b.screenshot(&shot("my-cancel-confirm"));
     b.click_and_wait("cancel");
     assert_eq!(
@@ -363,7 +339,7 @@ fn the_guide_from_sign_in_to_cancellation() {
         json!("unregistered")
     );
     b.screenshot(&shot("my-bop001-cancelled"));
-    assert_eq!(show(&otpd, who)["state"], "unregistered");
+    assert_eq!(otpd.admin_show(who)["state"], "unregistered");
 
     // Sign-out ends the session everywhere: the same cookie, replayed, no longer works.
     let cookie = b
@@ -410,11 +386,7 @@ fn the_app_shows_its_renewal_menu_from_thirty_days_before_expiry() {
     otpd.launch();
     let who = "hanako";
     let email = format!("{who}@ezweb.ne.jp");
-    otpd.admin_ok(json!({"op": "user_add", "login_id": who, "password": LOGIN_PW}));
-    otpd.admin_ok(json!({
-        "op": "token_issue", "login_id": who, "email": email, "activation_password": ACT
-    }));
-    let mail = sink.wait_for(&email, DEADLINE);
+    let mail = issued(&otpd, &sink, who, &email);
     let mut b = Browser::launch();
     let (secret, expires) = set_up_in_app(&mut b, &app_link(&mail.body), who, "renewal");
     otpd.admin_ok(json!({
@@ -422,11 +394,7 @@ fn the_app_shows_its_renewal_menu_from_thirty_days_before_expiry() {
     }));
     // A second token on the same phone: both are shown, each with its own code.
     let email2 = "jiro@ezweb.ne.jp";
-    otpd.admin_ok(json!({"op": "user_add", "login_id": "jiro", "password": LOGIN_PW}));
-    otpd.admin_ok(json!({
-        "op": "token_issue", "login_id": "jiro", "email": email2, "activation_password": ACT
-    }));
-    let mail2 = sink.wait_for(email2, DEADLINE);
+    let mail2 = issued(&otpd, &sink, "jiro", email2);
     let (secret2, _) = set_up_in_app(&mut b, &app_link(&mail2.body), "jiro", "second");
     let codes = b.wait_for(
         "two codes",
@@ -489,7 +457,7 @@ fn the_app_shows_its_renewal_menu_from_thirty_days_before_expiry() {
     // Renewal through the menu, 10 days after expiry, with otpd's clock moved as far.
     otpd.stop_clean();
     otpd.relaunch_with_clock(offset);
-    assert_eq!(show(&otpd, who)["state"], "expired");
+    assert_eq!(otpd.admin_show(who)["state"], "expired");
     let id = b.clock_script(offset * 1000);
     b.open(&otpd.url("/app/"));
     b.wait_for("the app", "document.body.dataset.ready === '1'");
@@ -521,7 +489,7 @@ fn the_app_shows_its_renewal_menu_from_thirty_days_before_expiry() {
     b.wait_for("the app", "document.body.dataset.ready === '1'");
     b.click("token-0-renew");
     b.wait_for("the renewal", "document.getElementById('renewed')");
-    let user = show(&otpd, who);
+    let user = otpd.admin_show(who);
     assert_eq!(user["state"], "active");
     let new_expiry = user["expires_at"].as_str().expect("expires_at").to_string();
     assert!(rfc3339(&new_expiry) >= now() + offset + 1461 * DAY - 120);
@@ -567,11 +535,7 @@ fn the_setup_success_page_adds_the_token_to_the_app() {
     otpd.launch();
     let who = "shiro";
     let email = format!("{who}@softbank.ne.jp");
-    otpd.admin_ok(json!({"op": "user_add", "login_id": who, "password": LOGIN_PW}));
-    otpd.admin_ok(json!({
-        "op": "token_issue", "login_id": who, "email": email, "activation_password": ACT
-    }));
-    let mail = sink.wait_for(&email, DEADLINE);
+    let mail = issued(&otpd, &sink, who, &email);
     let form_link = mail
         .body
         .split_whitespace()
@@ -630,20 +594,7 @@ fn the_setup_success_page_adds_the_token_to_the_app() {
     let (code, step) = app_code(&mut b);
     assert_eq!(code, oathtool(&secret, Some(step * 60)), "the app's code");
     b.screenshot(&shot("app-imported"));
-    let stored = b.eval(
-        "(async () => {
-            const db = await new Promise((ok, no) => { const r = indexedDB.open('otpd-token-app'); r.onsuccess = () => ok(r.result); r.onerror = () => no(r.error); });
-            const all = await new Promise((ok) => { const q = db.transaction('tokens').objectStore('tokens').getAll(); q.onsuccess = () => ok(q.result); });
-            const t = all[0];
-            let exported = 'exported';
-            try { await crypto.subtle.exportKey('raw', t.key); } catch (e) { exported = 'refused:' + e.name; }
-            return { count: all.length, extractable: t.key.extractable, usages: t.key.usages, exported,
-                     fields: Object.keys(t).sort(), issuer: t.issuer, account: t.account, period: t.period,
-                     digits: t.digits, algorithm: t.algorithm, expires_at: t.expires_at,
-                     from: t.renewal_available_from,
-                     local: localStorage.length, session: sessionStorage.length };
-        })()",
-    );
+    let stored = stored_token(&mut b);
     assert_eq!(stored["count"], 1, "{stored}");
     assert_eq!(stored["extractable"], false, "{stored}");
     assert_eq!(stored["usages"], json!(["sign"]));
@@ -670,7 +621,7 @@ fn the_setup_success_page_adds_the_token_to_the_app() {
         (&stored["period"], &stored["digits"], &stored["algorithm"]),
         (&json!(60), &json!(6), &json!("SHA1"))
     );
-    let user = show(&otpd, who);
+    let user = otpd.admin_show(who);
     assert_eq!(user["state"], "provisioned");
     let expires = user["expires_at"].as_str().expect("expires_at");
     assert_eq!(stored["expires_at"], json!(expires));
@@ -700,6 +651,26 @@ fn the_setup_success_page_adds_the_token_to_the_app() {
         !log.contains(&secret) && !log.contains(ACT),
         "a secret is in the log"
     );
+}
+
+/// What the token app keeps in the page's IndexedDB, read there: the count, the first
+/// token's key (extractable, usages, whether exporting it is refused), its fields and
+/// settings, and how much is in localStorage and sessionStorage.
+fn stored_token(b: &mut Browser) -> Value {
+    b.eval(
+        "(async () => {
+            const db = await new Promise((ok, no) => { const r = indexedDB.open('otpd-token-app'); r.onsuccess = () => ok(r.result); r.onerror = () => no(r.error); });
+            const all = await new Promise((ok) => { const q = db.transaction('tokens').objectStore('tokens').getAll(); q.onsuccess = () => ok(q.result); });
+            const t = all[0];
+            let exported = 'exported';
+            try { await crypto.subtle.exportKey('raw', t.key); } catch (e) { exported = 'refused:' + e.name; }
+            return { count: all.length, extractable: t.key.extractable, usages: t.key.usages, exported,
+                     fields: Object.keys(t).sort(), issuer: t.issuer, account: t.account, period: t.period,
+                     digits: t.digits, algorithm: t.algorithm, expires_at: t.expires_at,
+                     from: t.renewal_available_from,
+                     local: localStorage.length, session: sessionStorage.length };
+        })()",
+    )
 }
 
 /// Readable at 320 px: nothing wider than the screen. Saves `<name>-320` and goes back to

@@ -2,7 +2,7 @@
 //! wrong guesses along the way, then every secret that was used is looked for in otpd's
 //! stderr, in the syslog lines it sent, in everything otpctl printed and in the backup.
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::UdpSocket;
 use std::os::unix::net::UnixDatagram;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -95,10 +95,8 @@ fn no_secret_of_a_whole_flow_reaches_a_log_or_the_backup() {
         syslog_path.display(),
         api_key_file.display()
     ));
-    let web: SocketAddr = format!("127.0.0.1:{}", d.http_port).parse().expect("addr");
-    let radius: SocketAddr = format!("127.0.0.1:{}", d.radius_port)
-        .parse()
-        .expect("addr");
+    let web = d.http();
+    let radius = d.radius();
     let mut printed: Vec<String> = Vec::new();
     let mut ctl = |args: &[&str], stdin: &str| {
         let out = d.otpctl(args, stdin);

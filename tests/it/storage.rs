@@ -3,7 +3,6 @@
 //! why, and otpd is back once there is room again.
 
 use std::io::{Read, Write};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -78,9 +77,7 @@ fn a_full_disk_refuses_logins_that_need_a_write_and_otpd_recovers() {
         "data_dir = \"{}\"\n[radius]\nreject_delay_ms = 0\n",
         data.display()
     ));
-    let server: SocketAddr = format!("127.0.0.1:{}", d.radius_port)
-        .parse()
-        .expect("addr");
+    let server = d.radius();
     let users: Vec<(String, String)> = (0..USERS)
         .map(|i| {
             let login = format!("u{i:02}");

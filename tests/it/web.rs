@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use otpd_testkit::daemon::{wait_until, Otpd, DEADLINE};
 use otpd_testkit::http::{self, html_unescape};
-use otpd_testkit::oath::{now, oathtool, oathtool_next};
+use otpd_testkit::oath::{now, oathtool, oathtool_next, rfc3339};
 use otpd_testkit::paths::{artifacts_dir, tool};
 use otpd_testkit::smtp::{setup_link, Mail, SmtpSink};
 use otpd_testkit::tools;
@@ -40,22 +40,12 @@ fn add_and_issue(otpd: &Otpd, who: &str) -> String {
     email
 }
 
-fn state_of(otpd: &Otpd, who: &str) -> Value {
-    otpd.admin_ok(json!({"op": "user_show", "login_id": who}))
-}
-
 fn setup_json(otpd: &Otpd, code: &str, sid: &str, uid: &str, pw: &str) -> http::Response {
     http::post_json(
         otpd.http(),
         &format!("/api/v1/enroll/{code}"),
         &json!({"service_id": sid, "user_id": uid, "activation_password": pw}),
     )
-}
-
-fn rfc3339(s: &str) -> i64 {
-    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|e| panic!("{s:?} is not RFC 3339: {e}"))
-        .unix_timestamp()
 }
 
 fn assert_guarded(r: &http::Response) {
@@ -201,7 +191,7 @@ fn setup_from_the_mailed_link_to_start_of_use() {
     assert_eq!(again.status, 410);
     assert_eq!(again.json()["error"], "link_gone");
     assert_eq!(http::get(otpd.http(), &path).status, 410);
-    assert_eq!(state_of(&otpd, "taro")["state"], "provisioned");
+    assert_eq!(otpd.admin_show("taro")["state"], "provisioned");
     let unknown = setup_json(&otpd, &"0".repeat(40), SID, "taro", ACT);
     assert_eq!(unknown.status, 404);
     assert_eq!(unknown.json()["error"], "unknown_link");
@@ -268,7 +258,7 @@ fn setup_from_the_mailed_link_to_start_of_use() {
             "op": "token_activate", "login_id": who, "otp": oathtool(s, None)
         }));
         assert_eq!(v["state"], "active", "{v}");
-        assert_eq!(state_of(&otpd, who)["state"], "active");
+        assert_eq!(otpd.admin_show(who)["state"], "active");
     }
 
     // The admin door is closed without API keys.
@@ -344,7 +334,7 @@ fn renewal_follows_the_window_on_a_moved_clock() {
     otpd.admin_ok(
         json!({"op": "token_activate", "login_id": "ken", "otp": oathtool(&secret, None)}),
     );
-    let shown = state_of(&otpd, "ken");
+    let shown = otpd.admin_show("ken");
     let expires = rfc3339(shown["expires_at"].as_str().expect("expires_at"));
 
     let renew = |otpd: &Otpd, otp: &str| {
@@ -380,7 +370,7 @@ fn renewal_follows_the_window_on_a_moved_clock() {
     // 1435 days on: inside the 30-day window before day 1461.
     let clock = 1435 * DAY;
     otpd.relaunch_with_clock(clock);
-    assert_eq!(state_of(&otpd, "ken")["renewal_available"], true);
+    assert_eq!(otpd.admin_show("ken")["renewal_available"], true);
     let bad = renew(&otpd, "000000");
     assert_eq!(bad.status, 401, "{}", bad.text());
     assert_eq!(bad.json()["error"], "bad_otp");
@@ -397,7 +387,7 @@ fn renewal_follows_the_window_on_a_moved_clock() {
     // Past the renewed expiry (day 2922): expired, and renewal still works, by the page.
     let clock = 2950 * DAY;
     otpd.relaunch_with_clock(clock);
-    let before = state_of(&otpd, "ken");
+    let before = otpd.admin_show("ken");
     assert_eq!(before["state"], "expired", "{before}");
     let page = http::post_form(
         otpd.http(),
@@ -410,7 +400,7 @@ fn renewal_follows_the_window_on_a_moved_clock() {
     );
     assert_eq!(page.status, 200, "{}", page.text());
     assert!(page.text().contains("有効期限を更新しました"));
-    let after = state_of(&otpd, "ken");
+    let after = otpd.admin_show("ken");
     assert_eq!(after["state"], "active", "{after}");
     let new_expiry = rfc3339(after["expires_at"].as_str().expect("expires_at"));
     // max(now, expires_at) + 1461 days, with now = day 2950.
@@ -588,7 +578,7 @@ fn admin_api_over_http_with_a_bearer_key() {
     let list = call("GET", "/api/v1/admin/users", None);
     assert_eq!(list.json()["users"].as_array().map(Vec::len), Some(1));
     // What the HTTP door did, the socket sees.
-    assert_eq!(state_of(&otpd, "naoko")["state"], "active");
+    assert_eq!(otpd.admin_show("naoko")["state"], "active");
     let del = call("DELETE", "/api/v1/admin/users/naoko", None);
     assert_eq!(del.status, 200);
     let gone = call("GET", "/api/v1/admin/users/naoko", None);

@@ -252,71 +252,106 @@ fn loadgen(tools: &Tools, l: &Load) -> anyhow::Result<Report> {
     if l.replay_ok {
         cmd.arg("--replay-ok");
     }
-    let out = cmd.output().context("otpd-loadgen")?;
+    let out = stdout_of(&mut cmd, "otpd-loadgen")?;
+    serde_json::from_slice(&out).context("otpd-loadgen's report")
+}
+
+/// Runs `cmd` to its end; its stdout, or an error with its stderr when it fails.
+fn stdout_of(cmd: &mut Command, what: &str) -> anyhow::Result<Vec<u8>> {
+    let out = cmd.output().context(what.to_string())?;
     if !out.status.success() {
-        bail!(
-            "otpd-loadgen failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        bail!("{what} failed: {}", String::from_utf8_lossy(&out.stderr));
     }
-    serde_json::from_slice(&out.stdout).context("otpd-loadgen's report")
+    Ok(out.stdout)
 }
 
-/// FreeRADIUS: 30-second steps, only the current one, no replay refusal.
-fn freeradius_load(port: u16, users: u64, concurrency: usize, duration: f64) -> Load {
-    Load {
-        port,
-        first_user: 0,
-        users,
-        concurrency,
-        duration: Some(duration),
-        requests: None,
-        period: 30,
-        window: 0,
-        replay_ok: true,
+impl Load {
+    /// otpd: 60-second steps, `window` steps either side, a step is refused twice; one
+    /// pass over `users` from the first until `duration` or `requests` (set by the caller).
+    fn otpd(port: u16, users: u64, concurrency: usize, window: u64) -> Load {
+        Load {
+            port,
+            first_user: 0,
+            users,
+            concurrency,
+            duration: None,
+            requests: None,
+            period: 60,
+            window,
+            replay_ok: false,
+        }
+    }
+
+    /// FreeRADIUS: 30-second steps, only the current one, no replay refusal.
+    fn freeradius(port: u16, users: u64, concurrency: usize, duration: f64) -> Load {
+        Load {
+            port,
+            first_user: 0,
+            users,
+            concurrency,
+            duration: Some(duration),
+            requests: None,
+            period: 30,
+            window: 0,
+            replay_ok: true,
+        }
     }
 }
 
-fn seed(tools: &Tools, dir: &Path, count: u64, (m, t): (u32, u32)) -> anyhow::Result<Duration> {
+/// The seed program's `--argon2-memory-kib` and `--argon2-iterations`.
+fn argon2_args(cmd: &mut Command, (m, t): (u32, u32)) -> &mut Command {
+    cmd.arg("--argon2-memory-kib")
+        .arg(m.to_string())
+        .arg("--argon2-iterations")
+        .arg(t.to_string())
+}
+
+fn seed(tools: &Tools, dir: &Path, count: u64, argon2: (u32, u32)) -> anyhow::Result<Duration> {
     let began = Instant::now();
-    let out = Command::new(&tools.seed)
-        .arg("seed")
+    let mut cmd = Command::new(&tools.seed);
+    cmd.arg("seed")
         .arg("--data-dir")
         .arg(Otpd::data_dir(dir))
         .arg("--key-file")
         .arg(Otpd::key_file(dir))
         .arg("--count")
-        .arg(count.to_string())
-        .arg("--argon2-memory-kib")
-        .arg(m.to_string())
-        .arg("--argon2-iterations")
-        .arg(t.to_string())
-        .output()
-        .context("otpd-bench-seed")?;
-    if !out.status.success() {
-        bail!("seeding failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
+        .arg(count.to_string());
+    argon2_args(&mut cmd, argon2);
+    stdout_of(&mut cmd, "otpd-bench-seed")?;
     Ok(began.elapsed())
 }
 
-fn hash_bench(tools: &Tools, (m, t): (u32, u32), samples: u32) -> anyhow::Result<HashBench> {
-    let out = Command::new(&tools.seed)
-        .args(["hash-bench", "--json"])
-        .arg("--argon2-memory-kib")
-        .arg(m.to_string())
-        .arg("--argon2-iterations")
-        .arg(t.to_string())
+/// An otpd in `dir` at `argon2` and `window`, its store seeded with `users` (not started);
+/// how long the seeding took.
+fn seeded_otpd(
+    tools: &Tools,
+    dir: &Path,
+    users: u64,
+    argon2: (u32, u32),
+    window: u64,
+) -> anyhow::Result<(Otpd, Duration)> {
+    let o = Otpd::configure(
+        &tools.otpd,
+        dir,
+        SECRET,
+        OtpdSettings {
+            argon2_memory_kib: argon2.0,
+            argon2_iterations: argon2.1,
+            window,
+        },
+    )?;
+    let took = seed(tools, dir, users, argon2)?;
+    Ok((o, took))
+}
+
+fn hash_bench(tools: &Tools, argon2: (u32, u32), samples: u32) -> anyhow::Result<HashBench> {
+    let mut cmd = Command::new(&tools.seed);
+    cmd.args(["hash-bench", "--json"]);
+    argon2_args(&mut cmd, argon2)
         .arg("--samples")
-        .arg(samples.to_string())
-        .output()
-        .context("otpd-bench-seed hash-bench")?;
-    if !out.status.success() {
-        bail!(
-            "hash-bench failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    serde_json::from_slice(&out.stdout).context("hash-bench's report")
+        .arg(samples.to_string());
+    let out = stdout_of(&mut cmd, "otpd-bench-seed hash-bench")?;
+    serde_json::from_slice(&out).context("hash-bench's report")
 }
 
 fn note(line: &str) {
@@ -448,17 +483,7 @@ fn run(args: &Args) -> anyhow::Result<bool> {
     let mut od = None;
     if !args.skip_otpd {
         let dir = root.join("otpd-pipeline");
-        let mut o = Otpd::configure(
-            &tools.otpd,
-            &dir,
-            SECRET,
-            OtpdSettings {
-                argon2_memory_kib: CHEAP.0,
-                argon2_iterations: CHEAP.1,
-                window: 1,
-            },
-        )?;
-        let took = seed(&tools, &dir, plan.users, CHEAP)?;
+        let (mut o, took) = seeded_otpd(&tools, &dir, plan.users, CHEAP, 1)?;
         note(&format!(
             "seeded {} otpd users in {:.1} s",
             plan.users,
@@ -475,7 +500,7 @@ fn run(args: &Args) -> anyhow::Result<bool> {
                 &tools,
                 "FreeRADIUS",
                 f.pid(),
-                &freeradius_load(f.port, plan.users, args.concurrency, plan.duration),
+                &Load::freeradius(f.port, plan.users, args.concurrency, plan.duration),
             )?;
             results.pipeline.push(run);
         }
@@ -488,15 +513,9 @@ fn run(args: &Args) -> anyhow::Result<bool> {
                 "otpd",
                 o.pid(),
                 &Load {
-                    port: o.radius_port,
                     first_user: u64::from(round) * share,
-                    users: share,
-                    concurrency: args.concurrency,
                     duration: Some(plan.duration),
-                    requests: None,
-                    period: 60,
-                    window: 1,
-                    replay_ok: false,
+                    ..Load::otpd(o.radius_port, share, args.concurrency, 1)
                 },
             )?;
             results.pipeline.push(run);
@@ -587,17 +606,7 @@ fn run(args: &Args) -> anyhow::Result<bool> {
             DEFAULT_ARGON2.0, DEFAULT_ARGON2.1, args.production_concurrency, plan.production_duration
         );
         let dir = root.join("otpd-production");
-        let mut o = Otpd::configure(
-            &tools.otpd,
-            &dir,
-            SECRET,
-            OtpdSettings {
-                argon2_memory_kib: DEFAULT_ARGON2.0,
-                argon2_iterations: DEFAULT_ARGON2.1,
-                window: 1,
-            },
-        )?;
-        seed(&tools, &dir, plan.production_users, DEFAULT_ARGON2)?;
+        let (mut o, _) = seeded_otpd(&tools, &dir, plan.production_users, DEFAULT_ARGON2, 1)?;
         let samples = if args.quick { 5 } else { 20 };
         note("timing argon2id verification (before)");
         results
@@ -610,15 +619,13 @@ fn run(args: &Args) -> anyhow::Result<bool> {
             "otpd",
             o.pid(),
             &Load {
-                port: o.radius_port,
-                first_user: 0,
-                users: plan.production_users,
-                concurrency: args.production_concurrency,
                 duration: Some(plan.production_duration),
-                requests: None,
-                period: 60,
-                window: 1,
-                replay_ok: false,
+                ..Load::otpd(
+                    o.radius_port,
+                    plan.production_users,
+                    args.production_concurrency,
+                    1,
+                )
             },
         )?;
         o.stop();
@@ -656,17 +663,7 @@ fn run(args: &Args) -> anyhow::Result<bool> {
         );
         for &n in &plan.scaling {
             let dir = root.join(format!("otpd-scaling-{n}"));
-            let mut o = Otpd::configure(
-                &tools.otpd,
-                &dir,
-                SECRET,
-                OtpdSettings {
-                    argon2_memory_kib: CHEAP.0,
-                    argon2_iterations: CHEAP.1,
-                    window: args.scaling_window,
-                },
-            )?;
-            seed(&tools, &dir, n, CHEAP)?;
+            let (mut o, _) = seeded_otpd(&tools, &dir, n, CHEAP, args.scaling_window)?;
             o.start()?;
             note(&format!("scaling run: {n} users"));
             let run = measure(
@@ -674,15 +671,8 @@ fn run(args: &Args) -> anyhow::Result<bool> {
                 "otpd",
                 o.pid(),
                 &Load {
-                    port: o.radius_port,
-                    first_user: 0,
-                    users: n,
-                    concurrency: args.concurrency,
-                    duration: None,
                     requests: Some(plan.scaling_requests),
-                    period: 60,
-                    window: args.scaling_window,
-                    replay_ok: false,
+                    ..Load::otpd(o.radius_port, n, args.concurrency, args.scaling_window)
                 },
             )?;
             let rss = o.pid().and_then(harness::peak_rss_kib);

@@ -96,9 +96,7 @@ fn import_is_all_or_nothing_and_legacy_hashes_upgrade_at_login() {
 fn backup_restores_into_an_empty_store() {
     let f = fixture("");
     let svc = &f.svc;
-    let secret = setup(svc, "u");
-    svc.activate("u", &code(svc, &secret, NOW), NOW)
-        .expect("activate");
+    let secret = active(svc, "u");
     let rows = svc.backup().expect("backup");
     let dir = tempfile::tempdir().expect("tempdir");
     let store = SledStore::open(dir.path()).expect("store");

@@ -108,9 +108,7 @@ fn everything_survives_a_reopen_and_secrets_stay_sealed() {
     {
         let store = SledStore::open(dir.path()).expect("store");
         let svc = Service::new(&config(""), store, Sealer::from_key(&[9u8; 32]), NOW).expect("svc");
-        raw_secret = setup(&svc, "u");
-        svc.activate("u", &code(&svc, &raw_secret, NOW), NOW)
-            .expect("activate");
+        raw_secret = active(&svc, "u");
         svc.add_user("other", "pw", NOW).expect("add");
         svc.store().wait_durable().expect("durable");
     }

@@ -14,9 +14,7 @@ fn otp_required_refuses_password_only_users() {
 fn lockout_and_unlock() {
     let f = fixture("[otp]\nmax_failures = 3\nlockout_seconds = 600\n");
     let svc = &f.svc;
-    let secret = setup(svc, "u");
-    svc.activate("u", &code(svc, &secret, NOW), NOW)
-        .expect("activate");
+    let secret = active(svc, "u");
     let t = NOW + 120;
     for _ in 0..3 {
         assert_eq!(
@@ -51,9 +49,7 @@ fn lockout_and_unlock() {
 fn concurrent_logins_accept_a_code_once() {
     let f = fixture("");
     let svc = std::sync::Arc::new(f.svc);
-    let secret = setup(&svc, "u");
-    svc.activate("u", &code(&svc, &secret, NOW), NOW)
-        .expect("activate");
+    let secret = active(&svc, "u");
     let t = NOW + 60;
     let pw = format!("pw-of-{}", code(&svc, &secret, t));
     let accepted: usize = std::thread::scope(|s| {

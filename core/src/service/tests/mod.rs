@@ -35,22 +35,35 @@ fn secret_of(e: &SetupDone) -> Vec<u8> {
     base32::decode(base32::Alphabet::Rfc4648 { padding: false }, &e.secret).expect("base32")
 }
 
-/// Issues, sets up through the link, and returns the raw secret.
-fn setup(svc: &Service, who: &str) -> Vec<u8> {
+/// Adds `who` (unless there already) and issues a token with the activation password
+/// `act-pass`: the issuance mail queued for `who`, opened.
+fn issued(svc: &Service, who: &str) -> MailJob {
     svc.add_user(who, "pw-of-", NOW).ok();
     let (_, _) = svc
         .issue(who, "taro@example.jp", "act-pass", NOW)
         .expect("issue");
     let jobs = svc.pending_mail().expect("outbox");
-    let job = jobs
-        .into_iter()
+    jobs.into_iter()
         .rev()
         .find_map(|(_, j)| j.ok().filter(|j| j.login_id == who))
-        .expect("mail queued");
+        .expect("mail queued")
+}
+
+/// Issues, sets up through the link, and returns the raw secret.
+fn setup(svc: &Service, who: &str) -> Vec<u8> {
+    let job = issued(svc, who);
     let e = svc
         .setup(&job.code, "TEST-BANK", who, "act-pass", NOW)
         .expect("enroll");
     secret_of(&e)
+}
+
+/// [`setup`], then the start of use with the current code: an active token's raw secret.
+fn active(svc: &Service, who: &str) -> Vec<u8> {
+    let secret = setup(svc, who);
+    svc.activate(who, &code(svc, &secret, NOW), NOW)
+        .expect("activate");
+    secret
 }
 
 /// The newest queued issuance mail, opened.

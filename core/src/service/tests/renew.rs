@@ -4,9 +4,7 @@ use super::*;
 fn renewal_by_customer_and_admin() {
     let f = fixture("");
     let svc = &f.svc;
-    let secret = setup(svc, "u");
-    svc.activate("u", &code(svc, &secret, NOW), NOW)
-        .expect("activate");
+    let secret = active(svc, "u");
     let exp = svc.get("u").expect("u").token.expires_at().expect("expiry");
     let early = exp - 31 * crate::lifecycle::DAY;
     let e = svc
@@ -56,9 +54,7 @@ fn renewal_by_customer_and_admin() {
 fn renewal_failures_never_lock_logins_and_hide_the_expiry() {
     let f = fixture("[otp]\nmax_failures = 3\n");
     let svc = &f.svc;
-    let secret = setup(svc, "u");
-    svc.activate("u", &code(svc, &secret, NOW), NOW)
-        .expect("activate");
+    let secret = active(svc, "u");
     let t = NOW + 120;
     // Without a valid OTP the answer never reveals the renewal window.
     for _ in 0..3 {

@@ -4,10 +4,7 @@ use super::*;
 fn setup_link_dies_after_max_attempts_and_expiry() {
     let f = fixture("[token]\nsetup_max_attempts = 2\n");
     let svc = &f.svc;
-    svc.add_user("u", "pw", NOW).expect("add");
-    svc.issue("u", "u@example.jp", "act-pass", NOW)
-        .expect("issue");
-    let job = last_mail(svc);
+    let job = issued(svc, "u");
     assert_eq!(
         svc.setup(&job.code, "TEST-BANK", "u", "x", NOW),
         Err(OpError::SetupRefused)
@@ -22,9 +19,7 @@ fn setup_link_dies_after_max_attempts_and_expiry() {
         "dead even with the right password"
     );
     // A fresh issuance gives a fresh link; the old one is unknown now.
-    svc.issue("u", "u@example.jp", "act-pass", NOW)
-        .expect("reissue");
-    let job2 = last_mail(svc);
+    let job2 = issued(svc, "u");
     assert_eq!(
         svc.setup(&job.code, "TEST-BANK", "u", "act-pass", NOW),
         Err(OpError::UnknownLink)
@@ -40,10 +35,7 @@ fn setup_link_dies_after_max_attempts_and_expiry() {
 fn check_link_reports_without_counting() {
     let f = fixture("[token]\nsetup_max_attempts = 2\n");
     let svc = &f.svc;
-    svc.add_user("u", "pw", NOW).expect("add");
-    svc.issue("u", "u@example.jp", "act-pass", NOW)
-        .expect("issue");
-    let job = last_mail(svc);
+    let job = issued(svc, "u");
     assert_eq!(svc.check_link("0000", NOW), Err(OpError::UnknownLink));
     for _ in 0..5 {
         assert_eq!(svc.check_link(&job.code, NOW), Ok(()), "never counted");
@@ -56,9 +48,7 @@ fn check_link_reports_without_counting() {
         let _ = svc.setup(&job.code, "TEST-BANK", "u", "x", NOW);
     }
     assert_eq!(svc.check_link(&job.code, NOW), Err(OpError::LinkExhausted));
-    svc.issue("u", "u@example.jp", "act-pass", NOW)
-        .expect("reissue");
-    let job2 = last_mail(svc);
+    let job2 = issued(svc, "u");
     svc.setup(&job2.code, "TEST-BANK", "u", "act-pass", NOW)
         .expect("enroll");
     assert_eq!(svc.check_link(&job2.code, NOW), Err(OpError::LinkGone));
