@@ -117,8 +117,11 @@ pub struct Report {
     pub accepts: u64,
     pub rejects: u64,
     pub challenges: u64,
-    /// No answer within the timeout.
+    /// No answer at all.
     pub dropped: u64,
+    /// Answered, but after the timeout, when a gateway would have given up (not counted in
+    /// accepts, rejects or challenges).
+    pub late: u64,
     pub invalid_replies: u64,
     pub elapsed_s: f64,
     /// Answered requests per second of the run.
@@ -137,6 +140,7 @@ struct Counts {
     rejects: u64,
     challenges: u64,
     invalid: u64,
+    late: u64,
     latencies_us: Vec<u32>,
 }
 
@@ -166,7 +170,12 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
     let counts = Arc::new(Mutex::new(Counts::default()));
     let mut receivers = tokio::task::JoinSet::new();
     for lane in &lanes {
-        receivers.spawn(receive(lane.clone(), counts.clone(), opts.secret.clone()));
+        receivers.spawn(receive(
+            lane.clone(),
+            counts.clone(),
+            opts.secret.clone(),
+            opts.timeout,
+        ));
     }
     let start = tokio::time::Instant::now();
     let total = opts.schedule.requests_in(opts.duration);
@@ -223,6 +232,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         rejects: c.rejects,
         challenges: c.challenges,
         dropped,
+        late: c.late,
         invalid_replies: c.invalid,
         elapsed_s: elapsed,
         answered_rps: answered as f64 / elapsed.max(1e-9),
@@ -231,7 +241,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
 }
 
 /// Matches one socket's replies to its requests in flight.
-async fn receive(lane: Arc<Lane>, counts: Arc<Mutex<Counts>>, secret: Vec<u8>) {
+async fn receive(lane: Arc<Lane>, counts: Arc<Mutex<Counts>>, secret: Vec<u8>, timeout: Duration) {
     let mut buf = vec![0u8; 4096];
     loop {
         let Ok(n) = lane.socket.recv(&mut buf).await else {
@@ -249,6 +259,10 @@ async fn receive(lane: Arc<Lane>, counts: Arc<Mutex<Counts>>, secret: Vec<u8>) {
         let checked = radius::check_reply(&secret, &p.request, bytes);
         let Ok(mut c) = counts.lock() else { return };
         match checked {
+            Ok(_) if p.sent.elapsed() > timeout => {
+                c.late += 1;
+                *slot = None;
+            }
             Ok(reply) => {
                 let us = u32::try_from(p.sent.elapsed().as_micros()).unwrap_or(u32::MAX);
                 c.latencies_us.push(us);
