@@ -1,5 +1,6 @@
 //! otpd-bench: one run that measures otpd side by side with FreeRADIUS 3.2 + rlm_totp on
 //! this machine, with the same load generator: (1) the pipeline at a cheap argon2 setting,
+//! against FreeRADIUS with cleartext and with hashed (SSHA2-512 or `$6$`) passwords,
 //! (2) production argon2id against the hashing bound, (3) scaling with the store's size,
 //! (4) customers' logins through one gateway during a password spray.
 //! `scripts/bench` builds and runs it.
