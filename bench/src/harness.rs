@@ -139,9 +139,65 @@ fn stop_child(child: &mut Child) {
     }
 }
 
+/// How FreeRADIUS's users file holds the bench password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FrPassword {
+    /// `Cleartext-Password`: pap compares bytes, no hashing at all.
+    Cleartext,
+    /// `Crypt-Password` with this SHA-512 crypt (`$6$`) string, shared by every user:
+    /// pap runs crypt(3) per request, a hash as otpd runs argon2id.
+    Crypt(String),
+    /// `SSHA2-512-Password`: base64 of SHA-512(password ‖ salt) ‖ salt, one SHA-512 per
+    /// request (OpenSSL's, thread-safe).
+    Ssha512(String),
+}
+
+impl FrPassword {
+    /// A `$6$` hash of the bench password at `rounds` (5000 is crypt's default).
+    pub fn sha512_crypt(rounds: u32) -> anyhow::Result<FrPassword> {
+        let params = sha_crypt::Sha512Params::new(usize::try_from(rounds)?)
+            .map_err(|e| anyhow::anyhow!("SHA-512 crypt rounds {rounds}: {e:?}"))?;
+        let hash = sha_crypt::sha512_simple(users::PASSWORD, &params)
+            .map_err(|e| anyhow::anyhow!("SHA-512 crypt: {e:?}"))?;
+        Ok(FrPassword::Crypt(hash))
+    }
+
+    /// An `SSHA2-512-Password` value of the bench password with a fixed 16-byte salt.
+    pub fn ssha2_512() -> FrPassword {
+        use base64::Engine;
+        use sha2::{Digest, Sha512};
+        let salt = *b"otpd-bench-salt!";
+        let mut h = Sha512::new();
+        h.update(users::PASSWORD.as_bytes());
+        h.update(salt);
+        let mut value = h.finalize().to_vec();
+        value.extend_from_slice(&salt);
+        FrPassword::Ssha512(base64::engine::general_purpose::STANDARD.encode(value))
+    }
+
+    /// The attribute's name, for the report.
+    pub fn attribute(&self) -> &'static str {
+        match self {
+            FrPassword::Cleartext => "Cleartext-Password",
+            FrPassword::Crypt(_) => "Crypt-Password",
+            FrPassword::Ssha512(_) => "SSHA2-512-Password",
+        }
+    }
+
+    /// The check item of one users-file line.
+    pub fn check_item(&self) -> String {
+        match self {
+            FrPassword::Cleartext => format!("Cleartext-Password := \"{}\"", users::PASSWORD),
+            // Single quotes: the value is taken as it is, `$` and all.
+            FrPassword::Crypt(hash) => format!("Crypt-Password := '{hash}'"),
+            FrPassword::Ssha512(value) => format!("SSHA2-512-Password := \"{value}\""),
+        }
+    }
+}
+
 /// FreeRADIUS on a copy of the system's raddb: only `files`, `pap`, `totp` and what unlang
 /// needs are enabled, one virtual server on a loopback port, the bench users in a users
-/// file with their cleartext password and base32 `TOTP-Secret`.
+/// file with their password ([`FrPassword`]) and base32 `TOTP-Secret`.
 pub struct FreeRadius {
     pub raddb: PathBuf,
     pub port: u16,
@@ -157,6 +213,7 @@ impl FreeRadius {
         count: u64,
         port: u16,
         secret: &str,
+        password: &FrPassword,
     ) -> anyhow::Result<PathBuf> {
         std::fs::create_dir_all(dir)?;
         let raddb = dir.join("raddb");
@@ -219,12 +276,13 @@ impl FreeRadius {
             raddb.join("sites-enabled/bench"),
             SITE.replace("@PORT@", &port.to_string()),
         )?;
-        let mut users_file = String::with_capacity(usize::try_from(count).unwrap_or(0) * 110);
+        let check = password.check_item();
+        let mut users_file =
+            String::with_capacity(usize::try_from(count).unwrap_or(0) * (check.len() + 70));
         for i in 0..count {
             users_file.push_str(&format!(
-                "{} Cleartext-Password := \"{}\", TOTP-Secret := \"{}\"\n",
+                "{} {check}, TOTP-Secret := \"{}\"\n",
                 users::login_id(i),
-                users::PASSWORD,
                 users::secret_base32(i)
             ));
         }

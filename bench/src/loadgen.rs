@@ -31,6 +31,9 @@ pub struct Options {
     pub duration: Option<Duration>,
     /// ... or after this many (whichever comes first).
     pub requests: Option<u64>,
+    /// At most this many requests started a second over all clients (none: as fast as
+    /// the replies come back).
+    pub rate: Option<f64>,
     pub timeout: Duration,
     pub retries: u32,
     /// Period, digits and algorithm of the codes, and the steps the server accepts either
@@ -247,6 +250,33 @@ struct Shared {
     sched: Mutex<Scheduler>,
     started: AtomicU64,
     deadline: Option<Instant>,
+    /// When the last paced request was due to start (with `rate`).
+    pace: Mutex<Option<Instant>>,
+}
+
+impl Shared {
+    /// With a rate: waits for this client's turn. False when the run's deadline came first.
+    async fn paced(&self) -> bool {
+        let Some(rate) = self.opts.rate.filter(|r| *r > 0.0) else {
+            return true;
+        };
+        let now = Instant::now();
+        let due = match self.pace.lock() {
+            Ok(mut last) => {
+                let due = last
+                    .map(|l| l + Duration::from_secs_f64(1.0 / rate))
+                    .map_or(now, |d| d.max(now));
+                *last = Some(due);
+                due
+            }
+            Err(_) => return false,
+        };
+        if self.deadline.is_some_and(|d| due >= d) {
+            return false;
+        }
+        tokio::time::sleep_until(due.into()).await;
+        true
+    }
 }
 
 fn wall_clock() -> Duration {
@@ -288,6 +318,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         opts: opts.clone(),
         sched: Mutex::new(sched),
         started: AtomicU64::new(0),
+        pace: Mutex::new(None),
     });
     let mut tasks = tokio::task::JoinSet::new();
     for (i, socket) in sockets.into_iter().enumerate() {
@@ -330,7 +361,7 @@ async fn client(shared: Arc<Shared>, socket: UdpSocket, first_id: u8) -> Totals 
     let mut buf = vec![0u8; 4096];
     let mut password = String::with_capacity(opts.password.len() + opts.otp.digits);
     loop {
-        if shared.deadline.is_some_and(|d| Instant::now() >= d) {
+        if shared.deadline.is_some_and(|d| Instant::now() >= d) || !shared.paced().await {
             break;
         }
         if let Some(limit) = opts.requests {

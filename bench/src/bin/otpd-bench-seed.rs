@@ -125,9 +125,9 @@ fn seed(
         .hash(users::PASSWORD)
         .map_err(|e| anyhow::anyhow!(e))?;
     let now = now();
-    for index in first..first + count {
+    let record_of = |index: u64| {
         let login_id = users::login_id(index);
-        let record = UserRecord {
+        UserRecord {
             login_id: login_id.clone(),
             password_hash: password_hash.clone(),
             email: None,
@@ -141,14 +141,41 @@ fn seed(
             lock: LockState::default(),
             renew_lock: LockState::default(),
             session_generation: 0,
-        };
-        loop {
-            let current = store.get_user(&login_id)?;
-            if store.swap_user(&login_id, current.as_ref(), Some(&record))? {
-                break;
-            }
         }
-    }
+    };
+    let write = |index: u64| -> anyhow::Result<()> {
+        let record = record_of(index);
+        // A fresh store holds no such user: try that first, read only when it does.
+        let mut current = None;
+        while !store.swap_user(&record.login_id, current.as_ref(), Some(&record))? {
+            current = store.get_user(&record.login_id)?;
+        }
+        Ok(())
+    };
+    // Every core writes its share: a million users in well under a minute.
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get() as u64)
+        .unwrap_or(1)
+        .min(count.max(1));
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let write = &write;
+                s.spawn(move || -> anyhow::Result<()> {
+                    let mut index = first + t;
+                    while index < first + count {
+                        write(index)?;
+                        index += threads;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        handles.into_iter().try_for_each(|h| {
+            h.join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("a seeding thread panicked")))
+        })
+    })?;
     store.wait_durable()?;
     let seconds = began.elapsed().as_secs_f64();
     let users_total = store.user_count();

@@ -1,6 +1,8 @@
 //! otpd-bench: one run that measures otpd side by side with FreeRADIUS 3.2 + rlm_totp on
 //! this machine, with the same load generator: (1) the pipeline at a cheap argon2 setting,
-//! (2) production argon2id against the hashing bound, (3) scaling with the store's size.
+//! against FreeRADIUS with cleartext and with hashed (SSHA2-512 or `$6$`) passwords,
+//! (2) production argon2id against the hashing bound, (3) scaling with the store's size,
+//! (4) customers' logins through one gateway during a password spray.
 //! `scripts/bench` builds and runs it.
 
 use std::path::{Path, PathBuf};
@@ -9,8 +11,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use otpd_bench::harness::{self, FreeRadius, Machine, Otpd, OtpdSettings};
+use otpd_bench::harness::{self, FrPassword, FreeRadius, Machine, Otpd, OtpdSettings};
 use otpd_bench::loadgen::Report;
+use otpd_bench::spray::Report as SprayReport;
 use serde::{Deserialize, Serialize};
 
 #[derive(Parser, Debug, Clone)]
@@ -37,7 +40,7 @@ struct Args {
     /// Requests in flight in the production run (a few per core keeps every hasher busy).
     #[arg(long, default_value_t = 8)]
     production_concurrency: usize,
-    /// Store sizes of the scaling runs [default: 1000,10000,100000; quick 200,2000].
+    /// Store sizes of the scaling runs [default: 1000,10000,100000,1000000; quick 200,2000].
     #[arg(long, value_delimiter = ',')]
     scaling: Option<Vec<u64>>,
     /// Requests per scaling run [default: 20000; quick 2000].
@@ -46,6 +49,41 @@ struct Args {
     /// otp.window of the scaling runs: 2w+1 fresh steps per user let 1k users carry them.
     #[arg(long, default_value_t = 10)]
     scaling_window: u64,
+    /// Add a 1,000,000-user store to the scaling runs (the full run has it already; seeding
+    /// it takes about 10 s, its store about 1 GB of disk).
+    #[arg(long)]
+    million: bool,
+    /// FreeRADIUS's second pairing, whose users file holds hashes: `ssha2-512`
+    /// (SSHA2-512-Password) or `crypt` (SHA-512 crypt `$6$` Crypt-Password; Debian's
+    /// FreeRADIUS 3.2.1 rejects a few correct ones with several requests in flight).
+    #[arg(long, default_value = "ssha2-512", value_parser = ["ssha2-512", "crypt"])]
+    fr_hash: String,
+    /// Rounds of the `crypt` pairing's SHA-512 crypt (5000 is crypt's default).
+    #[arg(long, default_value_t = 5000)]
+    crypt_rounds: u32,
+    /// Leave out the FreeRADIUS pairing that hashes.
+    #[arg(long)]
+    skip_crypt: bool,
+    /// Spray rate as a multiple of the production hashing bound (phase 2's bound).
+    #[arg(long, default_value_t = 1.5)]
+    spray_factor: f64,
+    /// Spray rate in requests a second (instead of --spray-factor x the bound).
+    #[arg(long)]
+    spray_rate: Option<f64>,
+    /// Of every 100 spray requests, this many name an ID the store does not hold.
+    #[arg(long, default_value_t = 50)]
+    spray_unknown_percent: u64,
+    /// Seconds of customer logins during the spray [default: 20; quick 4].
+    #[arg(long)]
+    spray_duration: Option<f64>,
+    /// Customers (clean users, each login a fresh step) logging in during the spray.
+    #[arg(long, default_value_t = 20)]
+    customers: u64,
+    /// Customer logins a second during the spray, over all customers.
+    #[arg(long, default_value_t = 2.0)]
+    customer_rate: f64,
+    #[arg(long)]
+    skip_spray: bool,
     /// Where otpd, otpd-loadgen and otpd-bench-seed are [default: this program's folder].
     #[arg(long)]
     bin_dir: Option<PathBuf>,
@@ -67,6 +105,13 @@ struct Args {
 const SECRET: &str = "bench-shared-secret-0123456789";
 const CHEAP: (u32, u32) = (64, 1);
 const DEFAULT_ARGON2: (u32, u32) = (19456, 2);
+const MILLION: u64 = 1_000_000;
+/// The server name of FreeRADIUS's second pairing, whose users file holds hashes.
+const FR_CRYPT: &str = "FR-hashed";
+/// Seconds the spray runs before the customers start, so they meet it in full swing.
+const SPRAY_LEAD_S: f64 = 2.0;
+/// How long the sprayer and the customers wait for an answer (then: dropped, or resent).
+const SPRAY_TIMEOUT_MS: u64 = 5000;
 
 struct Plan {
     users: u64,
@@ -76,6 +121,7 @@ struct Plan {
     production_users: u64,
     scaling: Vec<u64>,
     scaling_requests: u64,
+    spray_duration: f64,
 }
 
 impl Plan {
@@ -87,14 +133,21 @@ impl Plan {
             rounds: a.rounds.unwrap_or(if q { 1 } else { 2 }).max(1),
             production_duration: a.production_duration.unwrap_or(if q { 3.0 } else { 15.0 }),
             production_users: if q { 500 } else { 5000 },
-            scaling: a.scaling.clone().unwrap_or_else(|| {
-                if q {
-                    vec![200, 2000]
-                } else {
-                    vec![1000, 10_000, 100_000]
+            scaling: {
+                let mut sizes = a.scaling.clone().unwrap_or_else(|| {
+                    if q {
+                        vec![200, 2000]
+                    } else {
+                        vec![1000, 10_000, 100_000, MILLION]
+                    }
+                });
+                if a.million && !sizes.contains(&MILLION) {
+                    sizes.push(MILLION);
                 }
-            }),
+                sizes
+            },
             scaling_requests: a.scaling_requests.unwrap_or(if q { 2000 } else { 20_000 }),
+            spray_duration: a.spray_duration.unwrap_or(if q { 4.0 } else { 20.0 }),
         }
     }
 }
@@ -144,7 +197,18 @@ struct Results {
     production_hash: Vec<HashBench>,
     production: Option<Run>,
     scaling: Vec<Scaling>,
+    spray: Option<Spray>,
     checks: Vec<(String, bool)>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct Spray {
+    bound_rps: f64,
+    rate: f64,
+    customers: Run,
+    spray: SprayReport,
+    /// How otpd's audit lines of the run end, by reason (`client_rate_limited`, ...).
+    audit: Vec<(String, u64)>,
 }
 
 fn main() -> ExitCode {
@@ -208,6 +272,10 @@ struct Load {
     period: u64,
     window: u64,
     replay_ok: bool,
+    /// At most this many requests started a second (none: closed loop).
+    rate: Option<f64>,
+    /// Milliseconds before a retransmission (none: the load generator's 1 s).
+    timeout_ms: Option<u64>,
 }
 
 /// Runs the load generator against the server `pid` and measures the server's CPU time.
@@ -252,6 +320,12 @@ fn loadgen(tools: &Tools, l: &Load) -> anyhow::Result<Report> {
     if l.replay_ok {
         cmd.arg("--replay-ok");
     }
+    if let Some(r) = l.rate {
+        cmd.arg("--rate").arg(r.to_string());
+    }
+    if let Some(t) = l.timeout_ms {
+        cmd.arg("--timeout-ms").arg(t.to_string());
+    }
     let out = stdout_of(&mut cmd, "otpd-loadgen")?;
     serde_json::from_slice(&out).context("otpd-loadgen's report")
 }
@@ -279,6 +353,8 @@ impl Load {
             period: 60,
             window,
             replay_ok: false,
+            rate: None,
+            timeout_ms: None,
         }
     }
 
@@ -294,6 +370,8 @@ impl Load {
             period: 30,
             window: 0,
             replay_ok: true,
+            rate: None,
+            timeout_ms: None,
         }
     }
 }
@@ -462,23 +540,33 @@ fn run(args: &Args) -> anyhow::Result<bool> {
         cheap.single_ms * 1000.0
     );
     results.pipeline_hash = Some(cheap);
-    let mut fr = None;
+    // FreeRADIUS twice: cleartext passwords (what it is usually benchmarked with), and
+    // SHA-512 crypt ones, so that it hashes per login as otpd does.
+    let mut frs: Vec<(&str, FreeRadius)> = Vec::new();
     if !args.skip_freeradius {
-        let port = harness::free_udp_port();
-        note(&format!(
-            "writing a FreeRADIUS users file for {} users",
-            plan.users
-        ));
-        let raddb = FreeRadius::configure(
-            &root.join("freeradius"),
-            &args.system_raddb,
-            plan.users,
-            port,
-            SECRET,
-        )?;
-        let f = FreeRadius::start(&raddb, port)?;
-        note(&format!("FreeRADIUS ready in {} ms", f.startup.as_millis()));
-        fr = Some(f);
+        let mut pairings = vec![("FreeRADIUS", FrPassword::Cleartext, "freeradius")];
+        if !args.skip_crypt {
+            pairings.push((FR_CRYPT, hashed_password(args)?, "freeradius-crypt"));
+        }
+        for (name, password, folder) in pairings {
+            let port = harness::free_udp_port();
+            note(&format!(
+                "writing a FreeRADIUS users file for {} users ({})",
+                plan.users,
+                password.attribute()
+            ));
+            let raddb = FreeRadius::configure(
+                &root.join(folder),
+                &args.system_raddb,
+                plan.users,
+                port,
+                SECRET,
+                &password,
+            )?;
+            let f = FreeRadius::start(&raddb, port)?;
+            note(&format!("{name} ready in {} ms", f.startup.as_millis()));
+            frs.push((name, f));
+        }
     }
     let mut od = None;
     if !args.skip_otpd {
@@ -494,11 +582,11 @@ fn run(args: &Args) -> anyhow::Result<bool> {
         od = Some(o);
     }
     for round in 0..plan.rounds {
-        if let Some(f) = &fr {
-            note(&format!("pipeline round {}: FreeRADIUS", round + 1));
+        for (name, f) in &frs {
+            note(&format!("pipeline round {}: {name}", round + 1));
             let run = measure(
                 &tools,
-                "FreeRADIUS",
+                name,
                 f.pid(),
                 &Load::freeradius(f.port, plan.users, args.concurrency, plan.duration),
             )?;
@@ -521,11 +609,11 @@ fn run(args: &Args) -> anyhow::Result<bool> {
             results.pipeline.push(run);
         }
     }
-    if let Some(mut f) = fr.take() {
+    for (name, mut f) in frs.drain(..) {
         let rss = f.pid().and_then(harness::peak_rss_kib);
         f.stop();
         results.servers.push(ServerFacts {
-            server: "FreeRADIUS".into(),
+            server: name.into(),
             users: plan.users,
             startup_ms: f.startup.as_secs_f64() * 1000.0,
             peak_rss_kib: rss,
@@ -596,6 +684,25 @@ fn run(args: &Args) -> anyhow::Result<bool> {
             "pipeline: otpd p99 no worse than FreeRADIUS p99",
             od_p99 <= fr_p99,
         );
+        if !args.skip_crypt {
+            let crypt_rps = mean(of(FR_CRYPT).map(|r| r.report.throughput_rps));
+            let crypt_p99 = mean(of(FR_CRYPT).map(|r| r.report.latency.p99_ms));
+            let hashed = hashed_password(args)?;
+            println!(
+                "otpd / FreeRADIUS with {} ({FR_CRYPT}): {:.2}x (means: {od_rps:.0} vs {crypt_rps:.0} answers/s); p99 {od_p99:.2} ms vs {crypt_p99:.2} ms",
+                hashed_label(args, &hashed),
+                od_rps / crypt_rps
+            );
+            // A pairing that refuses everything would measure nothing.
+            let crypt_accepted = of(FR_CRYPT).all(|r| {
+                r.report.accepts == r.report.sent && r.report.lost == 0 && r.report.sent > 0
+            });
+            check(
+                &mut checks,
+                "pipeline: FreeRADIUS with hashed passwords accepted every request",
+                crypt_accepted,
+            );
+        }
     }
 
     // ---- 2. production -----------------------------------------------------------
@@ -711,31 +818,16 @@ fn run(args: &Args) -> anyhow::Result<bool> {
                 if r.exhausted { "  (ran out of fresh user-steps)" } else { "" }
             );
         }
-        if let (Some(small), Some(large)) = (results.scaling.first(), results.scaling.last()) {
-            let ratio = large.run.report.throughput_rps / small.run.report.throughput_rps;
-            println!(
-                "{} users vs {} users: {ratio:.2}x the throughput",
-                large.users, small.users
-            );
-            check(
-                &mut checks,
-                &format!(
-                    "scaling: {} users within 10 % of {} users",
-                    large.users, small.users
-                ),
-                ratio >= 0.9,
-            );
-            let rss_ok = large.peak_rss_kib.is_some_and(|k| k < 256 * 1024);
-            check(
-                &mut checks,
-                &format!("scaling: peak RSS at {} users under 256 MiB", large.users),
-                rss_ok,
-            );
-            let all_accepted = results
-                .scaling
-                .iter()
-                .all(|s| s.run.report.accepts == s.run.report.sent && s.run.report.sent > 0);
-            check(&mut checks, "scaling: every request accepted", all_accepted);
+        scaling_checks(&mut checks, &results.scaling);
+
+        // ---- 4. spray --------------------------------------------------------------
+        if !args.skip_spray {
+            let single_ms = mean(results.production_hash.iter().map(|h| h.single_ms));
+            let bound = machine.cores as f64 * 1000.0 / single_ms;
+            let s = spray_phase(&tools, &root, args, &plan, bound)?;
+            print_spray(args, &plan, &s);
+            spray_checks(&mut checks, &s);
+            results.spray = Some(s);
         }
     }
 
@@ -754,4 +846,425 @@ fn run(args: &Args) -> anyhow::Result<bool> {
         println!("kept {}", kept.display());
     }
     Ok(results.checks.iter().all(|(_, ok)| *ok))
+}
+
+/// The users-file password of FreeRADIUS's hashing pairing (`--fr-hash`).
+fn hashed_password(args: &Args) -> anyhow::Result<FrPassword> {
+    Ok(if args.fr_hash == "crypt" {
+        FrPassword::sha512_crypt(args.crypt_rounds)?
+    } else {
+        FrPassword::ssha2_512()
+    })
+}
+
+fn hashed_label(args: &Args, p: &FrPassword) -> String {
+    match p {
+        FrPassword::Crypt(_) => format!("{} ($6$, rounds={})", p.attribute(), args.crypt_rounds),
+        _ => p.attribute().to_string(),
+    }
+}
+
+/// The scaling targets: the largest store under a million against the smallest (within
+/// 10 %, peak RSS under 256 MiB), and each million-user store (start-up under 1 s, peak RSS
+/// under 256 MiB, within 15 % of the smallest).
+fn scaling_checks(checks: &mut Vec<(String, bool)>, scaling: &[Scaling]) {
+    let Some(small) = scaling.first() else {
+        return;
+    };
+    let ratio_of = |s: &Scaling| s.run.report.throughput_rps / small.run.report.throughput_rps;
+    let rss_under = |s: &Scaling, mib: u64| s.peak_rss_kib.is_some_and(|k| k < mib * 1024);
+    if let Some(large) = scaling[1..].iter().rev().find(|s| s.users < MILLION) {
+        let ratio = ratio_of(large);
+        println!(
+            "{} users vs {} users: {ratio:.2}x the throughput",
+            large.users, small.users
+        );
+        check(
+            checks,
+            &format!(
+                "scaling: {} users within 10 % of {} users",
+                large.users, small.users
+            ),
+            ratio >= 0.9,
+        );
+        check(
+            checks,
+            &format!("scaling: peak RSS at {} users under 256 MiB", large.users),
+            rss_under(large, 256),
+        );
+    }
+    for m in scaling.iter().filter(|s| s.users >= MILLION) {
+        let ratio = ratio_of(m);
+        println!(
+            "{} users vs {} users: {ratio:.2}x the throughput, start-up {:.0} ms, peak RSS {} MiB",
+            m.users,
+            small.users,
+            m.startup_ms,
+            mib(m.peak_rss_kib)
+        );
+        check(
+            checks,
+            &format!("scaling: {} users start up in under 1 s", m.users),
+            m.startup_ms < 1000.0,
+        );
+        check(
+            checks,
+            &format!("scaling: peak RSS at {} users under 256 MiB", m.users),
+            rss_under(m, 256),
+        );
+        check(
+            checks,
+            &format!(
+                "scaling: {} users within 15 % of {} users",
+                m.users, small.users
+            ),
+            ratio >= 0.85,
+        );
+    }
+    let all_accepted = scaling
+        .iter()
+        .all(|s| s.run.report.accepts == s.run.report.sent && s.run.report.sent > 0);
+    check(checks, "scaling: every request accepted", all_accepted);
+}
+
+/// Users of the spray phase's store: customers first, the sprayed stored users after them.
+fn spray_users(plan: &Plan, customers: u64) -> u64 {
+    plan.production_users.max(customers + 1)
+}
+
+/// Phase 4: otpd at the production setting, one gateway; a sprayer sends wrong passwords at
+/// `rate` while the customers log in correctly at a modest rate, each a fresh step.
+fn spray_phase(
+    tools: &Tools,
+    root: &Path,
+    args: &Args,
+    plan: &Plan,
+    bound: f64,
+) -> anyhow::Result<Spray> {
+    let customers = args.customers.max(1);
+    let users = spray_users(plan, customers);
+    let rate = args.spray_rate.unwrap_or(args.spray_factor * bound);
+    let dir = root.join("otpd-spray");
+    let (mut o, _) = seeded_otpd(tools, &dir, users, DEFAULT_ARGON2, 1)?;
+    o.start()?;
+    note(&format!(
+        "spray: {rate:.1}/s for {:.0} s, customers from {SPRAY_LEAD_S:.0} s in",
+        plan.spray_duration + SPRAY_LEAD_S + 1.0
+    ));
+    let mut sprayer = Command::new(&tools.loadgen);
+    sprayer
+        .arg("--target")
+        .arg(format!("127.0.0.1:{}", o.radius_port))
+        .args(["--secret", SECRET, "--json", "--spray"])
+        .arg("--rate")
+        .arg(rate.to_string())
+        .arg("--duration")
+        .arg((plan.spray_duration + SPRAY_LEAD_S + 1.0).to_string())
+        .arg("--first-user")
+        .arg(customers.to_string())
+        .arg("--users")
+        .arg((users - customers).to_string())
+        .arg("--first-unknown")
+        .arg((users + 1_000_000).to_string())
+        .arg("--unknown-percent")
+        .arg(args.spray_unknown_percent.to_string())
+        // A gateway gives up on an answer after a few seconds.
+        .arg("--timeout-ms")
+        .arg(SPRAY_TIMEOUT_MS.to_string())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let sprayer = sprayer.spawn().context("otpd-loadgen --spray")?;
+    // The customers meet the spray in full swing (a schedule, not a readiness wait).
+    std::thread::sleep(Duration::from_secs_f64(SPRAY_LEAD_S));
+    let customers_run = measure(
+        tools,
+        "customers",
+        o.pid(),
+        &Load {
+            duration: Some(plan.spray_duration),
+            rate: Some(args.customer_rate),
+            // As the sprayer's: a gateway waits a few seconds before it asks again.
+            timeout_ms: Some(SPRAY_TIMEOUT_MS),
+            ..Load::otpd(
+                o.radius_port,
+                customers,
+                usize::try_from(customers).unwrap_or(1),
+                1,
+            )
+        },
+    );
+    let out = sprayer.wait_with_output().context("otpd-loadgen --spray")?;
+    o.stop();
+    let customers_run = customers_run?;
+    if !out.status.success() {
+        bail!(
+            "otpd-loadgen --spray failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let spray: SprayReport = serde_json::from_slice(&out.stdout).context("the spray's report")?;
+    Ok(Spray {
+        bound_rps: bound,
+        rate,
+        customers: customers_run,
+        spray,
+        audit: audit_reasons(&o.stderr()),
+    })
+}
+
+/// Counts otpd's audit lines by their `reason=` (or `outcome=`) word.
+fn audit_reasons(log: &str) -> Vec<(String, u64)> {
+    let mut counts: std::collections::BTreeMap<String, u64> = Default::default();
+    for line in log.lines() {
+        let word = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("reason="))
+            .map(|w| w.trim_matches('"').to_string());
+        if let Some(w) = word {
+            *counts.entry(w).or_default() += 1;
+        }
+    }
+    counts.into_iter().collect()
+}
+
+fn print_spray(args: &Args, plan: &Plan, s: &Spray) {
+    let c = &s.customers.report;
+    let r = &s.spray;
+    println!();
+    println!(
+        "== 4. spray: otpd at argon2id m={} KiB, t={}, one gateway (one RADIUS client, one address); spray {:.1}/s = {:.2}x the hashing bound {:.1}/s, wrong passwords, {} % unknown IDs; {} customers at {} logins/s for {} s",
+        DEFAULT_ARGON2.0,
+        DEFAULT_ARGON2.1,
+        s.rate,
+        s.rate / s.bound_rps,
+        s.bound_rps,
+        args.spray_unknown_percent,
+        args.customers.max(1),
+        args.customer_rate,
+        plan.spray_duration
+    );
+    println!("{}", customer_line(c));
+    println!("{}", spray_line(r));
+    let audit: Vec<String> = s.audit.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    println!(
+        "otpd's audit lines by reason: {}",
+        if audit.is_empty() {
+            "none found".to_string()
+        } else {
+            audit.join(", ")
+        }
+    );
+}
+
+fn customer_line(c: &Report) -> String {
+    format!(
+        "customers: sent {}, accepted {}, rejected {}, lost {} (retransmissions {}); latency p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+        c.sent,
+        c.accepts,
+        c.rejects + c.challenges,
+        c.lost,
+        c.retransmissions,
+        c.latency.p50_ms,
+        c.latency.p99_ms,
+        c.latency.max_ms
+    )
+}
+
+fn spray_line(r: &SprayReport) -> String {
+    format!(
+        "spray: sent {} ({} stored users, {} unknown IDs) in {:.1} s; answered {:.1}/s: {} rejects, {} accepts, {} challenges; {} answered after 5 s, {} never; answer latency p50 {:.0} ms, p99 {:.0} ms",
+        r.sent,
+        r.sent_known,
+        r.sent_unknown,
+        r.elapsed_s,
+        r.answered_rps,
+        r.rejects,
+        r.accepts,
+        r.challenges,
+        r.late,
+        r.dropped,
+        r.latency.p50_ms,
+        r.latency.p99_ms
+    )
+}
+
+/// The issue's targets under a spray: every customer login accepted, customer p99 < 1 s.
+fn spray_checks(checks: &mut Vec<(String, bool)>, s: &Spray) {
+    let c = &s.customers.report;
+    check(
+        checks,
+        "spray: every customer login accepted",
+        c.sent > 0 && c.accepts == c.sent,
+    );
+    check(
+        checks,
+        "spray: customer p99 under 1 s",
+        c.sent > 0 && c.latency.p99_ms < 1000.0,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use otpd_bench::stats::Latency;
+
+    fn report(sent: u64, accepts: u64, p99_ms: f64) -> Report {
+        Report {
+            sent,
+            accepts,
+            rejects: sent - accepts,
+            latency: Latency {
+                p99_ms,
+                ..Latency::default()
+            },
+            ..Report::default()
+        }
+    }
+
+    fn spray(customers: Report) -> Spray {
+        Spray {
+            bound_rps: 40.0,
+            rate: 60.0,
+            customers: Run {
+                server: "customers".into(),
+                load_average: 1.0,
+                cpu_us_per_request: None,
+                report: customers,
+            },
+            spray: SprayReport::default(),
+            audit: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn spray_targets() {
+        let mut checks = Vec::new();
+        spray_checks(&mut checks, &spray(report(40, 40, 300.0)));
+        assert!(checks.iter().all(|(_, ok)| *ok), "{checks:?}");
+        let mut checks = Vec::new();
+        spray_checks(&mut checks, &spray(report(40, 39, 300.0)));
+        assert_eq!(
+            checks.iter().filter(|(_, ok)| !ok).count(),
+            1,
+            "one refused"
+        );
+        let mut checks = Vec::new();
+        spray_checks(&mut checks, &spray(report(40, 40, 5200.0)));
+        assert!(!checks[1].1, "p99 over a second");
+        let mut checks = Vec::new();
+        spray_checks(&mut checks, &spray(report(0, 0, 0.0)));
+        assert!(
+            checks.iter().all(|(_, ok)| !ok),
+            "nothing sent proves nothing"
+        );
+    }
+
+    #[test]
+    fn report_lines_say_what_happened() {
+        let mut c = report(40, 31, 5123.4);
+        c.lost = 2;
+        let line = customer_line(&c);
+        assert!(
+            line.contains("sent 40, accepted 31, rejected 9, lost 2"),
+            "{line}"
+        );
+        assert!(line.contains("p99 5123 ms"), "{line}");
+        let r = SprayReport {
+            sent: 300,
+            sent_known: 150,
+            sent_unknown: 150,
+            rejects: 280,
+            dropped: 20,
+            answered_rps: 46.7,
+            elapsed_s: 6.0,
+            ..SprayReport::default()
+        };
+        let line = spray_line(&r);
+        assert!(
+            line.contains("sent 300 (150 stored users, 150 unknown IDs)"),
+            "{line}"
+        );
+        assert!(line.contains("answered 46.7/s: 280 rejects"), "{line}");
+        assert!(line.contains("answered after 5 s, 20 never"), "{line}");
+    }
+
+    #[test]
+    fn audit_lines_are_counted_by_reason() {
+        let log = "x radius reject user=a reason=bad_password\n\
+                   y radius reject user=b reason=client_rate_limited\n\
+                   z radius reject user=c reason=\"client_rate_limited\"\n\
+                   w radius accept user=d\n";
+        assert_eq!(
+            audit_reasons(log),
+            vec![
+                ("bad_password".to_string(), 1),
+                ("client_rate_limited".to_string(), 2)
+            ]
+        );
+    }
+
+    fn scaling(users: u64, rps: f64, rss_mib: u64, startup_ms: f64) -> Scaling {
+        Scaling {
+            users,
+            run: Run {
+                server: "otpd".into(),
+                load_average: 1.0,
+                cpu_us_per_request: None,
+                report: Report {
+                    sent: 10,
+                    accepts: 10,
+                    throughput_rps: rps,
+                    ..Report::default()
+                },
+            },
+            startup_ms,
+            peak_rss_kib: Some(rss_mib * 1024),
+            store_bytes: 0,
+        }
+    }
+
+    #[test]
+    fn a_million_users_have_their_own_targets() {
+        let mut checks = Vec::new();
+        scaling_checks(
+            &mut checks,
+            &[
+                scaling(1000, 1000.0, 40, 10.0),
+                scaling(100_000, 950.0, 200, 40.0),
+                scaling(MILLION, 860.0, 250, 900.0),
+            ],
+        );
+        let names: Vec<&str> = checks.iter().map(|(n, _)| n.as_str()).collect();
+        assert!(names.contains(&"scaling: 100000 users within 10 % of 1000 users"));
+        assert!(names.contains(&"scaling: 1000000 users start up in under 1 s"));
+        assert!(names.contains(&"scaling: 1000000 users within 15 % of 1000 users"));
+        assert!(checks.iter().all(|(_, ok)| *ok), "{checks:?}");
+        let mut checks = Vec::new();
+        scaling_checks(
+            &mut checks,
+            &[
+                scaling(1000, 1000.0, 40, 10.0),
+                scaling(MILLION, 800.0, 300, 1500.0),
+            ],
+        );
+        let missed: Vec<&str> = checks
+            .iter()
+            .filter(|(_, ok)| !ok)
+            .map(|(n, _)| n.as_str())
+            .collect();
+        assert_eq!(missed.len(), 3, "{missed:?}");
+    }
+
+    #[test]
+    fn the_million_flag_adds_the_store() {
+        let args = Args::parse_from(["otpd-bench", "--quick", "--million"]);
+        assert_eq!(Plan::from(&args).scaling, vec![200, 2000, MILLION]);
+        let args = Args::parse_from(["otpd-bench"]);
+        assert_eq!(
+            Plan::from(&args).scaling,
+            vec![1000, 10_000, 100_000, MILLION]
+        );
+        let args = Args::parse_from(["otpd-bench", "--million", "--scaling", "1000,1000000"]);
+        assert_eq!(Plan::from(&args).scaling, vec![1000, MILLION]);
+    }
 }

@@ -1,6 +1,7 @@
 //! otpd-loadgen: drives a RADIUS server (otpd or FreeRADIUS) with PAP Access-Requests for
 //! the bench users (password followed by a valid TOTP code) and reports throughput and
-//! latency.
+//! latency. With `--spray` it is a password sprayer instead: wrong passwords for many user
+//! IDs at a fixed rate (open loop), reporting what the server answered.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,7 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use otpd_bench::loadgen::{self, Options, Report};
-use otpd_bench::users;
+use otpd_bench::{spray, users};
 use otpd_core::otp::{Algorithm, OtpParams};
 
 #[derive(Parser, Debug)]
@@ -61,6 +62,20 @@ struct Args {
     /// Runtime worker threads (1: the load generator takes one core).
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Closed loop: start at most this many requests a second over all clients.
+    /// Spray: send exactly this many a second (required with --spray).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Spray wrong passwords (open loop at --rate, no retransmission) for the stored users
+    /// --first-user .. +--users and for unknown IDs from --first-unknown.
+    #[arg(long)]
+    spray: bool,
+    /// Spray: of every 100 requests, this many name an ID the store does not hold.
+    #[arg(long, default_value_t = 50)]
+    unknown_percent: u64,
+    /// Spray: the first unknown user index (bench IDs from here up are not stored).
+    #[arg(long, default_value_t = 900_000_000)]
+    first_unknown: u64,
     /// Print the report as one JSON object.
     #[arg(long)]
     json: bool,
@@ -97,6 +112,9 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         _ => anyhow::bail!("give --secret or --secret-file"),
     };
     anyhow::ensure!(!secret.is_empty(), "the shared secret is empty");
+    if args.spray {
+        return run_spray(&args, secret);
+    }
     let opts = Options {
         target: args.target,
         secret: secret.into_bytes(),
@@ -105,6 +123,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         concurrency: args.concurrency.max(1),
         duration: args.duration.map(Duration::from_secs_f64),
         requests: args.requests,
+        rate: args.rate,
         timeout: Duration::from_millis(args.timeout_ms),
         retries: args.retries,
         otp: OtpParams {
@@ -117,23 +136,72 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         password: args.password,
         nas_identifier: "otpd-loadgen".into(),
     };
-    let runtime = if args.threads <= 1 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(args.threads)
-            .enable_all()
-            .build()?
-    };
-    let report = runtime.block_on(loadgen::run(opts))?;
+    let report = runtime(args.threads)?.block_on(loadgen::run(opts))?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
         print_report(&report);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn run_spray(args: &Args, secret: String) -> anyhow::Result<ExitCode> {
+    let rate = args
+        .rate
+        .filter(|r| *r > 0.0)
+        .context("--spray needs --rate")?;
+    let duration = args.duration.context("--spray needs --duration")?;
+    anyhow::ensure!(
+        args.first_unknown >= args.first_user + args.users,
+        "--first-unknown must lie past the sprayed stored users"
+    );
+    let opts = spray::Options {
+        target: args.target,
+        secret: secret.into_bytes(),
+        schedule: spray::Schedule {
+            rate,
+            known_first: args.first_user,
+            known_count: args.users,
+            unknown_first: args.first_unknown,
+            unknown_percent: args.unknown_percent,
+        },
+        duration: Duration::from_secs_f64(duration),
+        timeout: Duration::from_millis(args.timeout_ms),
+        password: if args.password == users::PASSWORD {
+            spray::WRONG_PASSWORD.into()
+        } else {
+            args.password.clone()
+        },
+        nas_identifier: "otpd-loadgen-spray".into(),
+    };
+    let r = runtime(args.threads)?.block_on(spray::run(opts))?;
+    if args.json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        println!(
+            "spray {} at {:.1}/s: sent {} ({} stored users, {} unknown IDs)  accepts {}  rejects {}  challenges {}  dropped {}  invalid {}",
+            r.target, r.rate, r.sent, r.sent_known, r.sent_unknown, r.accepts, r.rejects,
+            r.challenges, r.dropped, r.invalid_replies
+        );
+        println!(
+            "{:.1} s  {:.1} answered/s  latency p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+            r.elapsed_s, r.answered_rps, r.latency.p50_ms, r.latency.p99_ms, r.latency.max_ms
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn runtime(threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()?
+    })
 }
 
 fn print_report(r: &Report) {
