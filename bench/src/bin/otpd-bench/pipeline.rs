@@ -4,7 +4,6 @@
 use super::*;
 
 pub(super) fn run(b: &mut Bench) -> anyhow::Result<()> {
-    // ---- 1. pipeline -------------------------------------------------------------
     println!();
     println!(
         "== 1. pipeline: otpd (argon2id m={} KiB, t={}) vs FreeRADIUS {} + rlm_totp; {} users each, {} in flight, {} s per run",

@@ -5,9 +5,9 @@ use super::*;
 pub(super) fn run(b: &mut Bench) -> anyhow::Result<()> {
     println!();
     println!(
-            "== 2. production: otpd at argon2id m={} KiB, t={}, p=1 vs the hashing bound ({} in flight, {} s)",
-            DEFAULT_ARGON2.0, DEFAULT_ARGON2.1, b.args.production_concurrency, b.plan.production_duration
-        );
+        "== 2. production: otpd at argon2id m={} KiB, t={}, p=1 vs the hashing bound ({} in flight, {} s)",
+        DEFAULT_ARGON2.0, DEFAULT_ARGON2.1, b.args.production_concurrency, b.plan.production_duration
+    );
     let dir = b.root.join("otpd-production");
     let (mut o, _) = seeded_otpd(&b.tools, &dir, b.plan.production_users, DEFAULT_ARGON2, 1)?;
     let samples = if b.args.quick { 5 } else { 20 };
@@ -38,11 +38,11 @@ pub(super) fn run(b: &mut Bench) -> anyhow::Result<()> {
         .push(hash_bench(&b.tools, DEFAULT_ARGON2, samples)?);
     let single_ms = mean(b.results.production_hash.iter().map(|h| h.single_ms));
     let parallel = mean(b.results.production_hash.iter().map(|h| h.parallel_rps));
-    let bound = b.machine.cores as f64 * 1000.0 / single_ms;
+    let bound = b.hashing_bound();
     println!(
-            "hashing bound: one verification {single_ms:.2} ms on one thread (mean of before/after) -> {} cores / that = {bound:.1}/s; {} threads hashing together measured {parallel:.1}/s",
-            b.machine.cores, b.machine.cores
-        );
+        "hashing bound: one verification {single_ms:.2} ms on one thread (mean of before/after) -> {} cores / that = {bound:.1}/s; {} threads hashing together measured {parallel:.1}/s",
+        b.machine.cores, b.machine.cores
+    );
     println!("{HEADER}");
     println!("{}", row(&run));
     let ratio = run.report.accept_rps / bound;

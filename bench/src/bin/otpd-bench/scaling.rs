@@ -3,12 +3,11 @@
 use super::*;
 
 pub(super) fn run(b: &mut Bench) -> anyhow::Result<()> {
-    // ---- 3. scaling ------------------------------------------------------------
     println!();
     println!(
-            "== 3. scaling: otpd pipeline setting with otp.window = {} (so the smallest store has enough fresh user-steps), {} requests per run, {} in flight",
-            b.args.scaling_window, b.plan.scaling_requests, b.args.concurrency
-        );
+        "== 3. scaling: otpd pipeline setting with otp.window = {} (so the smallest store has enough fresh user-steps), {} requests per run, {} in flight",
+        b.args.scaling_window, b.plan.scaling_requests, b.args.concurrency
+    );
     for &n in &b.plan.scaling {
         let dir = b.root.join(format!("otpd-scaling-{n}"));
         let (mut o, _) = seeded_otpd(&b.tools, &dir, n, CHEAP, b.args.scaling_window)?;
@@ -34,30 +33,30 @@ pub(super) fn run(b: &mut Bench) -> anyhow::Result<()> {
         });
     }
     println!(
-            "  users  answers/s  CPU us/req  accepted  lost  p50 ms  p99 ms   max ms  peak RSS MiB  store MiB  bytes/user  startup ms  load"
-        );
+        "  users  answers/s  CPU us/req  accepted  lost  p50 ms  p99 ms   max ms  peak RSS MiB  store MiB  bytes/user  startup ms  load"
+    );
     for s in &b.results.scaling {
         let r = &s.run.report;
         println!(
-                "{:>7} {:>10.0} {:>11} {:>9} {:>5} {:>7.2} {:>7.2} {:>8.2} {:>13} {:>10.1} {:>11.0} {:>11.0} {:>5.2}{}",
-                s.users,
-                r.throughput_rps,
-                s.run
-                    .cpu_us_per_request
-                    .map(|c| format!("{c:.0}"))
-                    .unwrap_or_else(|| "-".into()),
-                r.accepts,
-                r.lost,
-                r.latency.p50_ms,
-                r.latency.p99_ms,
-                r.latency.max_ms,
-                mib(s.peak_rss_kib),
-                s.store_bytes as f64 / 1048576.0,
-                s.store_bytes as f64 / s.users.max(1) as f64,
-                s.startup_ms,
-                s.run.load_average,
-                if r.exhausted { "  (ran out of fresh user-steps)" } else { "" }
-            );
+            "{:>7} {:>10.0} {:>11} {:>9} {:>5} {:>7.2} {:>7.2} {:>8.2} {:>13} {:>10.1} {:>11.0} {:>11.0} {:>5.2}{}",
+            s.users,
+            r.throughput_rps,
+            s.run
+                .cpu_us_per_request
+                .map(|c| format!("{c:.0}"))
+                .unwrap_or_else(|| "-".into()),
+            r.accepts,
+            r.lost,
+            r.latency.p50_ms,
+            r.latency.p99_ms,
+            r.latency.max_ms,
+            mib(s.peak_rss_kib),
+            s.store_bytes as f64 / 1048576.0,
+            s.store_bytes as f64 / s.users.max(1) as f64,
+            s.startup_ms,
+            s.run.load_average,
+            if r.exhausted { "  (ran out of fresh user-steps)" } else { "" }
+        );
     }
     scaling_checks(&mut b.checks, &b.results.scaling);
 

@@ -3,11 +3,8 @@
 use super::*;
 
 pub(super) fn run(b: &mut Bench) -> anyhow::Result<()> {
-    // ---- 4. spray --------------------------------------------------------------
     if !b.args.skip_spray {
-        let single_ms = mean(b.results.production_hash.iter().map(|h| h.single_ms));
-        let bound = b.machine.cores as f64 * 1000.0 / single_ms;
-        let s = spray_phase(&b.tools, &b.root, b.args, &b.plan, bound)?;
+        let s = spray_phase(&b.tools, &b.root, b.args, &b.plan, b.hashing_bound())?;
         print_spray(b.args, &b.plan, &s);
         spray_checks(&mut b.checks, &s);
         b.results.spray = Some(s);
