@@ -92,8 +92,9 @@ pub fn check_reply(secret: &[u8], request: &Request, reply: &[u8]) -> Result<Rep
         // An answer to an earlier request with the same identifier fails here too.
         return Err(ReplyError::BadResponseAuthenticator);
     }
+    let attributes = radius_wire::parse_attributes(reply).map_err(|_| ReplyError::Malformed)?;
     let ma_at =
-        radius_wire::find_message_authenticator(reply).map_err(|_| ReplyError::Malformed)?;
+        radius_wire::find_message_authenticator(&attributes).map_err(|_| ReplyError::Malformed)?;
     if let Some(m) = ma_at {
         if !radius_wire::verify_reply_message_authenticator(
             reply,

@@ -30,7 +30,7 @@ fuzz_target!(|data: &[u8]| {
     assert!(fault || end == p.len(), "attributes tile the packet");
     assert_eq!(fault, radius_wire::parse_attributes(p).is_err());
 
-    if let Ok(Some(offset)) = radius_wire::find_message_authenticator(p) {
+    if let Ok(Some(offset)) = radius_wire::parse_attributes(p).and_then(|a| radius_wire::find_message_authenticator(&a)) {
         assert!(offset + 16 <= p.len(), "Message-Authenticator inside");
         let mut signed = p.to_vec();
         radius_wire::sign_message_authenticator(&mut signed, offset, SECRET);

@@ -119,9 +119,7 @@ pub fn converse<H: PamHandler + ?Sized, T: Transport>(
                         PamResultCode::PAM_AUTH_ERR
                     }
                     EncodeError::UserName => PamResultCode::PAM_USER_UNKNOWN,
-                    EncodeError::NasIdentifier | EncodeError::Secret => {
-                        PamResultCode::PAM_SERVICE_ERR
-                    }
+                    EncodeError::NasIdentifier => PamResultCode::PAM_SERVICE_ERR,
                 };
             }
         };

@@ -21,7 +21,6 @@ pub enum EncodeError {
     PasswordTooLong,
     State,
     NasIdentifier,
-    Secret,
 }
 
 impl fmt::Display for EncodeError {
@@ -31,7 +30,6 @@ impl fmt::Display for EncodeError {
             Self::PasswordTooLong => "the password is longer than RADIUS allows (128 bytes)",
             Self::State => "the server's State attribute cannot be sent back (bad length)",
             Self::NasIdentifier => "nas_identifier must be 1 to 253 bytes",
-            Self::Secret => "the shared secret cannot key HMAC-MD5",
         })
     }
 }
@@ -167,7 +165,7 @@ pub fn verify_reply(
     if !radius_wire::verify_response_authenticator(packet, request_auth, secret) {
         return Err(ReplyError::BadResponseAuthenticator);
     }
-    let ma_offset = radius_wire::find_message_authenticator(packet)?
+    let ma_offset = radius_wire::find_message_authenticator(&attrs)?
         .ok_or(ReplyError::MissingMessageAuthenticator)?;
     if !radius_wire::verify_reply_message_authenticator(packet, ma_offset, request_auth, secret) {
         return Err(ReplyError::BadMessageAuthenticator);

@@ -69,15 +69,15 @@ pub fn parse_attributes(packet: &[u8]) -> Result<Vec<Attribute<'_>>, Error> {
     attributes(packet).collect()
 }
 
-/// Offset of the Message-Authenticator's value in `packet`, if it has one. More than one,
-/// one whose value is not 16 octets, or a framing fault makes the packet malformed.
-pub fn find_message_authenticator(packet: &[u8]) -> Result<Option<usize>, Error> {
+/// Offset of the Message-Authenticator's value in the packet `attributes` were parsed from
+/// (by [`parse_attributes`]), if it has one. More than one, or one whose value is not 16
+/// octets, makes the packet malformed.
+pub fn find_message_authenticator(attributes: &[Attribute<'_>]) -> Result<Option<usize>, Error> {
     let mut found = None;
-    for attribute in attributes(packet) {
-        let attribute = attribute?;
-        if attribute.typ != attr::MESSAGE_AUTHENTICATOR {
-            continue;
-        }
+    for attribute in attributes
+        .iter()
+        .filter(|a| a.typ == attr::MESSAGE_AUTHENTICATOR)
+    {
         if attribute.value.len() != AUTHENTICATOR_LEN {
             return Err(Error::MessageAuthenticatorLength);
         }

@@ -12,6 +12,11 @@ fn hex(s: &str) -> Vec<u8> {
         .collect()
 }
 
+/// The Message-Authenticator's offset in a whole packet: its attributes parsed, then found.
+fn ma_of(packet: &[u8]) -> Result<Option<usize>, Error> {
+    find_message_authenticator(&parse_attributes(packet)?)
+}
+
 fn auth(s: &str) -> Authenticator {
     hex(s).try_into().expect("16 octets")
 }
@@ -91,9 +96,7 @@ fn access_accept_of_rfc2865_section_7_1_is_reproduced() {
 #[test]
 fn message_authenticator_of_radclient_request_verifies() {
     let request = hex(RADCLIENT_REQUEST);
-    let offset = find_message_authenticator(&request)
-        .expect("framed")
-        .expect("present");
+    let offset = ma_of(&request).expect("framed").expect("present");
     assert_eq!(offset, request.len() - 16);
     assert!(verify_message_authenticator(&request, offset, RFC_SECRET));
     assert!(!verify_message_authenticator(
@@ -116,9 +119,7 @@ fn reply_message_authenticator_uses_the_request_authenticator() {
     let request = hex(RADCLIENT_REQUEST);
     let request_auth = authenticator(&request).expect("header");
     let accept = hex(RADCLIENT_ACCEPT);
-    let offset = find_message_authenticator(&accept)
-        .expect("framed")
-        .expect("present");
+    let offset = ma_of(&accept).expect("framed").expect("present");
     assert_eq!(offset, 22);
     assert!(verify_reply_message_authenticator(
         &accept,
@@ -221,20 +222,14 @@ fn message_authenticator_must_be_single_and_16_octets() {
     w.push_message_authenticator();
     let one = w.finish_request(b"s").expect("written");
     assert_eq!(one.len(), HEADER_LEN + MESSAGE_AUTHENTICATOR_ATTR_LEN);
-    assert_eq!(find_message_authenticator(&one), Ok(Some(22)));
+    assert_eq!(ma_of(&one), Ok(Some(22)));
     let mut two = one.clone();
     two.extend_from_slice(&one[HEADER_LEN..]);
-    assert_eq!(
-        find_message_authenticator(&two),
-        Err(Error::DuplicateMessageAuthenticator)
-    );
+    assert_eq!(ma_of(&two), Err(Error::DuplicateMessageAuthenticator));
     let mut short = one[..HEADER_LEN].to_vec();
     push_attr(&mut short, attr::MESSAGE_AUTHENTICATOR, &[0; 4]).expect("attribute");
-    assert_eq!(
-        find_message_authenticator(&short),
-        Err(Error::MessageAuthenticatorLength)
-    );
-    assert_eq!(find_message_authenticator(&one[..HEADER_LEN]), Ok(None));
+    assert_eq!(ma_of(&short), Err(Error::MessageAuthenticatorLength));
+    assert_eq!(ma_of(&one[..HEADER_LEN]), Ok(None));
     assert!(!verify_message_authenticator(&one, one.len() - 15, b"s"));
     assert!(!verify_message_authenticator(&one, usize::MAX, b"s"));
 }
@@ -365,7 +360,7 @@ proptest! {
             prop_assert_eq!(got.typ, *typ);
             prop_assert_eq!(got.value, &value[..]);
         }
-        let ma = find_message_authenticator(&reply);
+        let ma = ma_of(&reply);
         // A random attribute may be a second Message-Authenticator.
         if let Ok(Some(offset)) = ma {
             prop_assert_eq!(offset, 22);
@@ -395,7 +390,7 @@ proptest! {
                 }
             }
             prop_assert!(end == p.len() || parse_attributes(p).is_err());
-            let _ = find_message_authenticator(p);
+            let _ = ma_of(p);
         }
         let _ = parse_attributes(&bytes);
     }

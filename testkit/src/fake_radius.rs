@@ -252,7 +252,7 @@ fn check_request(raw: &[u8], secret: &[u8], number: usize) -> Result<Seen, Strin
     let attrs =
         radius_wire::parse_attributes(raw).map_err(|_| "bad attribute framing".to_string())?;
 
-    let ma = match radius_wire::find_message_authenticator(raw) {
+    let ma = match radius_wire::find_message_authenticator(&attrs) {
         Ok(Some(offset)) => offset,
         _ => return Err("no single 16-byte Message-Authenticator".into()),
     };

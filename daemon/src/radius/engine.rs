@@ -575,8 +575,7 @@ fn examine(req: &wire::Request<'_>, secret: &[u8]) -> Result<Examined, &'static 
         _ => return Err("more than one State"),
     };
     let nas_identifier = req
-        .all(attr::NAS_IDENTIFIER)
-        .first()
+        .first(attr::NAS_IDENTIFIER)
         .map(|v| String::from_utf8_lossy(v).into_owned());
     Ok(Examined {
         user,

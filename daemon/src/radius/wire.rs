@@ -36,9 +36,17 @@ impl Request<'_> {
             .collect()
     }
 
+    /// The value of the first attribute of type `typ`.
+    pub fn first(&self, typ: u8) -> Option<&[u8]> {
+        self.attributes
+            .iter()
+            .find(|a| a.typ == typ)
+            .map(|a| a.value)
+    }
+
     /// Whether the request carries an attribute of type `typ`.
     pub fn has(&self, typ: u8) -> bool {
-        self.attributes.iter().any(|a| a.typ == typ)
+        self.first(typ).is_some()
     }
 }
 
@@ -50,7 +58,7 @@ pub(crate) fn parse(datagram: &[u8]) -> Result<Request<'_>, &'static str> {
     let authenticator = radius_wire::authenticator(bytes).ok_or("short header")?;
     let attributes = radius_wire::parse_attributes(bytes).map_err(Error::message)?;
     // More than one Message-Authenticator, or one of the wrong size, is malformed.
-    let ma_offset = radius_wire::find_message_authenticator(bytes).map_err(Error::message)?;
+    let ma_offset = radius_wire::find_message_authenticator(&attributes).map_err(Error::message)?;
     Ok(Request {
         code: bytes[0],
         identifier: bytes[1],
