@@ -11,7 +11,7 @@ use tokio::sync::watch;
 
 use crate::access::Access;
 use crate::admin_socket::AdminSocket;
-use crate::clock::{self, Clock};
+use crate::clock;
 use crate::config::{Config, Loaded};
 use crate::http::HttpServer;
 use crate::log::Logger;
@@ -93,20 +93,15 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     store.observe_commits(Box::new(|batch, took, failed| {
         crate::metrics::get().commit(batch, took, failed)
     }));
-    let clock = Clock::system();
     let svc = Arc::new(Service::new(
         &config.core,
         store.clone(),
         sealer,
-        clock.now(),
+        clock::now(),
     )?);
-    let ops = Arc::new(
-        Ops::new(svc.clone(), log.clone())
-            .with_clock(clock)
-            .with_refusal_delay(std::time::Duration::from_millis(
-                config.radius.reject_delay_ms,
-            )),
-    );
+    let ops = Arc::new(Ops::new(svc.clone(), log.clone()).with_refusal_delay(
+        std::time::Duration::from_millis(config.radius.reject_delay_ms),
+    ));
     let radius = RadiusServer::bind(
         radius_config(&config)?,
         Arc::new(Access::new(

@@ -12,12 +12,11 @@ use otpd_core::UnixTime;
 /// The wall clock the daemon tells the core and the mail outbox: the system's in
 /// production; in tests one that starts at a chosen time and moves only with tokio's clock
 /// (paused in tests, moved by `tokio::time::advance`) or [`Clock::set`].
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Clock(Source);
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 enum Source {
-    #[default]
     System,
     /// Seconds at `origin`, plus tokio's time elapsed since then.
     Settable(Arc<Settable>),
@@ -27,6 +26,13 @@ enum Source {
 struct Settable {
     offset: AtomicI64,
     origin: tokio::time::Instant,
+}
+
+impl Settable {
+    /// Whole seconds of tokio's time since the clock was made.
+    fn elapsed(&self) -> i64 {
+        i64::try_from(self.origin.elapsed().as_secs()).unwrap_or(i64::MAX)
+    }
 }
 
 impl Clock {
@@ -48,19 +54,15 @@ impl Clock {
     pub fn now(&self) -> UnixTime {
         match &self.0 {
             Source::System => now(),
-            Source::Settable(s) => {
-                let elapsed = i64::try_from(s.origin.elapsed().as_secs()).unwrap_or(i64::MAX);
-                s.offset.load(Ordering::Relaxed).saturating_add(elapsed)
-            }
+            Source::Settable(s) => s.offset.load(Ordering::Relaxed).saturating_add(s.elapsed()),
         }
     }
 
     /// Puts a settable clock at `at` (it moves on from there); the system clock ignores it.
     pub fn set(&self, at: UnixTime) {
         if let Source::Settable(s) = &self.0 {
-            let elapsed = i64::try_from(s.origin.elapsed().as_secs()).unwrap_or(i64::MAX);
             s.offset
-                .store(at.saturating_sub(elapsed), Ordering::Relaxed);
+                .store(at.saturating_sub(s.elapsed()), Ordering::Relaxed);
         }
     }
 }

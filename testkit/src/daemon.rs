@@ -172,7 +172,6 @@ impl Builder {
             dir: folder,
             config,
             radius_port,
-            http_port,
             http,
             smtp_port,
             bin_dir: self.bin_dir,
@@ -243,7 +242,6 @@ pub struct Otpd {
     pub config: PathBuf,
     pub socket: PathBuf,
     pub radius_port: u16,
-    pub http_port: u16,
     http: SocketAddr,
     smtp_port: Option<u16>,
     /// stdout and stderr of every start, appended.

@@ -514,7 +514,7 @@ fn the_app_shows_its_renewal_menu_from_thirty_days_before_expiry() {
 
     // Offline after the first load: otpd is gone, the app still opens and shows codes.
     otpd.stop_clean();
-    b.open(&site_url(&otpd, "/app/"));
+    b.open(&otpd.url("/app/"));
     let (code, step) = app_code(&mut b);
     assert_eq!(code, oathtool(&secret, Some(step * 60)));
     b.screenshot(&shot("app-offline"));
@@ -716,10 +716,6 @@ fn app_at(b: &mut Browser, url: &str, at: i64, name: &str) -> (i64, bool) {
     b.screenshot(&shot(name));
     b.remove_script(&id);
     (offset, shown)
-}
-
-fn site_url(site: &Otpd, path: &str) -> String {
-    format!("http://{}{path}", site.http())
 }
 
 /// The session lives in the cookie alone: it outlives a restart of otpd (or another node

@@ -16,7 +16,7 @@
 //! | `POST /users/{id}/token/{cancel,renew,unlock}` | token_… | 200 |
 //!
 //! Replies are the admin socket's `Ok` object (`{"kind":…}` or a user view); refusals are
-//! `{"error","message"}` with the status of [`super::status_for`]; a missing or wrong key
+//! `{"error","message"}` with the status of [`otpd_core::Refusal`]; a missing or wrong key
 //! is 401 with `WWW-Authenticate: Bearer`.
 
 use std::net::SocketAddr;

@@ -21,7 +21,7 @@ use axum::Router;
 
 use crate::ops::Ops;
 pub use admin::ApiKeys;
-pub use error::{status_for, ApiError};
+pub use error::ApiError;
 pub use server::HttpServer;
 
 /// What every handler shares.
