@@ -1,14 +1,28 @@
 //! Where users, setup links and the mail outbox live: a narrow [`Store`] trait and its sled
 //! implementation. Writes become visible at once and durable at the next group commit:
 //! a caller must not report success until [`Store::when_durable`] has called back.
+//!
+//! A user is kept in two parts. The record (password hash, e-mail, token, renewal lock) is
+//! written whole and rarely; its [`Marks`] — the replay mark and the login lock, what every
+//! login changes — are a few bytes of their own, changed by one conditional write each
+//! ([`Store::spend_step`], [`Store::count_failure`], [`Store::clear_failures`]). On sled the
+//! marks are a 30-byte value in their own tree; on PostgreSQL, columns beside the record.
 
+use std::collections::HashMap;
 use std::ops::Bound;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use sled::transaction::TransactionError;
+use sled::Transactional;
+
+use crate::lifecycle::Token;
+use crate::lockout::{LockPolicy, LockState};
 use crate::user::UserRecord;
+use crate::UnixTime;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -24,11 +38,71 @@ impl From<sled::Error> for StoreError {
     }
 }
 
-/// A value together with the bytes it was read from, for compare-and-swap.
+/// A user as read, with what its engine needs to replace it only if nobody changed it
+/// meanwhile ([`Store::swap_user`]) and the epoch a per-login write names.
 #[derive(Debug, Clone)]
 pub struct Versioned<T> {
     pub value: T,
+    /// Counts whole-record writes (not per-login ones): a per-login write made against an
+    /// older epoch is refused, so it can never land on a token that replaced the one read.
+    pub epoch: u64,
     raw: Vec<u8>,
+}
+
+impl<T> Versioned<T> {
+    /// For engines: `raw` is whatever the engine compares in [`Store::swap_user`].
+    pub fn new(value: T, epoch: u64, raw: Vec<u8>) -> Self {
+        Versioned { value, epoch, raw }
+    }
+
+    /// The engine's comparison bytes.
+    pub fn raw(&self) -> &[u8] {
+        &self.raw
+    }
+}
+
+/// What a login changes, kept apart from the record: the replay mark and the login lock.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Marks {
+    pub epoch: u64,
+    pub last_step: Option<u64>,
+    pub lock: LockState,
+}
+
+impl Marks {
+    /// The marks a whole record carries.
+    pub fn of(user: &UserRecord, epoch: u64) -> Marks {
+        Marks {
+            epoch,
+            last_step: user.token.last_step(),
+            lock: user.lock.clone(),
+        }
+    }
+
+    /// Puts these marks into the record they belong to.
+    pub fn apply(&self, user: &mut UserRecord) {
+        user.lock = self.lock.clone();
+        match &mut user.token {
+            Token::Active { last_step, .. } => *last_step = self.last_step.unwrap_or(*last_step),
+            Token::Provisioned { last_step, .. } => *last_step = self.last_step,
+            _ => {}
+        }
+    }
+}
+
+/// What [`Store::spend_step`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spend {
+    /// The mark moved to the step: this code is used up.
+    Spent,
+    /// The mark is already at or past the step.
+    Replayed,
+    /// The user is locked.
+    Locked,
+    /// The record was rewritten since it was read (another token, perhaps): read again.
+    Changed,
+    /// No such user (any more).
+    Missing,
 }
 
 /// One record of a backup: tree name, key, value.
@@ -42,10 +116,12 @@ pub type CommitObserver = Box<dyn Fn(usize, Duration, bool) + Send + Sync>;
 
 /// Where otpd's state lives: users (with their token, lock and replay mark), setup links,
 /// the mail outbox, and the durability promise (a write is acknowledged only once it is on
-/// disk). Writes to a user are compare-and-swap, so concurrent logins race safely. One
-/// engine today, [`SledStore`]; the core sees only this trait.
+/// disk). Whole-record writes are compare-and-swap, and what a login changes is one
+/// conditional write, so concurrent logins race safely, on one node or on many sharing a
+/// database. Engines: [`SledStore`] here, PostgreSQL in `otpd-store-postgres`; the core
+/// sees only this trait.
 pub trait Store: Send + Sync {
-    /// The user and the bytes it was read from (for [`Store::swap_user`]).
+    /// The user (with its marks) and what [`Store::swap_user`] compares.
     fn get_user(&self, login_id: &str) -> Result<Option<Versioned<UserRecord>>, StoreError>;
     /// Replaces the user only if it is still `expected` (`None`: must not exist yet);
     /// `new = None` deletes. `Ok(false)`: someone changed it meanwhile, read again.
@@ -55,6 +131,30 @@ pub trait Store: Send + Sync {
         expected: Option<&Versioned<UserRecord>>,
         new: Option<&UserRecord>,
     ) -> Result<bool, StoreError>;
+    /// Advances the replay mark to `step` and clears the login failure count, in one
+    /// conditional write: only if the record is still at `epoch`, its mark is below `step`,
+    /// and the user is not locked at `now`.
+    fn spend_step(
+        &self,
+        login_id: &str,
+        epoch: u64,
+        step: u64,
+        now: UnixTime,
+    ) -> Result<Spend, StoreError>;
+    /// Counts one login failure and locks as `policy` says, in one write; the lock after it
+    /// (`None`: no such user).
+    fn count_failure(
+        &self,
+        login_id: &str,
+        now: UnixTime,
+        policy: &LockPolicy,
+    ) -> Result<Option<LockState>, StoreError>;
+    /// Clears the login failure count and lock (a correct password after failures).
+    fn clear_failures(&self, login_id: &str) -> Result<(), StoreError>;
+    /// Marks `key` used until `expires_at`: true the first time, false while it stays used
+    /// (challenge States, single use on every node).
+    fn use_once(&self, key: &[u8], expires_at: UnixTime, now: UnixTime)
+        -> Result<bool, StoreError>;
     fn users(&self) -> Result<Vec<UserRecord>, StoreError>;
     /// Up to `limit` users after `after`, in login-ID order: one page of a listing.
     fn users_after(&self, after: Option<&str>, limit: usize)
@@ -66,6 +166,15 @@ pub trait Store: Send + Sync {
     /// The durable mail outbox: returns the new message's id.
     fn outbox_push(&self, message: &[u8]) -> Result<u64, StoreError>;
     fn outbox(&self) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
+    /// Up to `limit` outbox messages that no node holds, each leased to `node` until
+    /// `now + lease_seconds`: while the lease runs, no other node is handed it.
+    fn outbox_lease(
+        &self,
+        node: &str,
+        now: UnixTime,
+        lease_seconds: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
     fn outbox_replace(&self, id: u64, message: &[u8]) -> Result<(), StoreError>;
     fn outbox_remove(&self, id: u64) -> Result<(), StoreError>;
     /// Calls `done` once every write made before this call is on disk.
@@ -79,13 +188,22 @@ pub trait Store: Send + Sync {
         rx.recv()
             .unwrap_or_else(|_| Err(StoreError::Io("flusher stopped".into())))
     }
+    /// Whether an answer that read `login_id` and wrote nothing must still wait for a
+    /// flush: true while a write to that user is not yet on disk (it could be lost, and an
+    /// answer must not rest on what a crash can undo).
+    fn needs_flush(&self, login_id: &str) -> bool;
+    /// Which engine, and where: ("sled", its folder) or ("postgres", its server).
+    fn describe(&self) -> (String, String);
     /// Bytes the store occupies on disk.
     fn size_on_disk(&self) -> u64;
     /// A copy of everything, for backups: each record is read whole, so every user comes
     /// back with its own state, lock and replay mark consistent.
-    fn export(&self) -> Result<Vec<ExportRow>, StoreError>;
+    fn export(&self) -> Result<Vec<ExportRow>, StoreError> {
+        self.export_after(None, usize::MAX)
+    }
     /// Up to `limit` backup records after `after` (tree, key), in [`Store::export`]'s order:
-    /// one page of a backup.
+    /// one page of a backup. A "users" row is the whole record as JSON, marks included, the
+    /// same on every engine, so a backup from one restores into another.
     fn export_after(
         &self,
         after: Option<(&str, &[u8])>,
@@ -95,11 +213,65 @@ pub trait Store: Send + Sync {
     fn restore(&self, rows: &[ExportRow]) -> Result<(), StoreError>;
 }
 
+/// Which writes are not on disk yet, per key: the group commit clears what its flush covered.
+/// Writers mark a key before they write, under `gate`'s read side; the flusher takes the
+/// write side only to read `seq`, so every write it counts has reached sled before it flushes.
+#[derive(Default)]
+struct Pending {
+    gate: RwLock<()>,
+    seq: AtomicU64,
+    keys: Mutex<HashMap<Vec<u8>, u64>>,
+}
+
+impl Pending {
+    fn writing<T>(&self, key: &[u8], write: impl FnOnce() -> T) -> T {
+        let _gate = self.gate.read().unwrap_or_else(|e| e.into_inner());
+        let seq = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
+        self.keys
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.to_vec(), seq);
+        write()
+    }
+
+    /// The last write a flush starting now will cover.
+    fn horizon(&self) -> u64 {
+        let _gate = self.gate.write().unwrap_or_else(|e| e.into_inner());
+        self.seq.load(Ordering::SeqCst)
+    }
+
+    fn flushed(&self, horizon: u64) {
+        self.keys
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, seq| *seq > horizon);
+    }
+
+    fn contains(&self, key: &[u8]) -> bool {
+        self.keys
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(key)
+    }
+}
+
+/// Keys of writes that are not a user's: login IDs never start with NUL.
+const LINKS_KEY: &[u8] = b"\0links";
+const OUTBOX_KEY: &[u8] = b"\0outbox";
+const ONCE_KEY: &[u8] = b"\0once";
+
 pub struct SledStore {
     db: sled::Db,
+    dir: PathBuf,
     users: sled::Tree,
+    marks: sled::Tree,
     links: sled::Tree,
     outbox: sled::Tree,
+    once: sled::Tree,
+    once_calls: AtomicU64,
+    leases: Mutex<HashMap<u64, (String, UnixTime)>>,
+    pending: Arc<Pending>,
+    migrated: usize,
     flush_tx: Mutex<Option<mpsc::Sender<DurableCallback>>>,
     observer: Arc<std::sync::OnceLock<CommitObserver>>,
     flusher: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -118,7 +290,13 @@ impl Drop for SledStore {
     }
 }
 
+/// sled's page cache. sled's resident memory under writes is several times this (sled issue
+/// 1309), and a login touches two small values: 100k users' records and marks fit in it.
+const CACHE_BYTES: u64 = 16 * 1024 * 1024;
+
 impl SledStore {
+    /// Opens (or creates) the store in `dir`, moving a store written before the marks had a
+    /// tree of their own into the new layout (see [`SledStore::migrated`]).
     pub fn open(dir: &Path) -> Result<Arc<SledStore>, StoreError> {
         // Password hashes and e-mail addresses live here: only otpd may enter, whatever the
         // umask of whoever started it.
@@ -129,36 +307,158 @@ impl SledStore {
             .path(dir.join("store"))
             // Durability comes from our group commit, not from sled's timer.
             .flush_every_ms(None)
-            // sled's default cache is 1 GiB; the working set of a login is one small record,
-            // and 100k users fit in a fraction of this.
-            .cache_capacity(64 * 1024 * 1024)
+            .cache_capacity(CACHE_BYTES)
             .open()
             .map_err(|e| StoreError::Io(format!("cannot open store in {}: {e}", dir.display())))?;
         let users = db.open_tree("users")?;
+        let marks = db.open_tree("marks")?;
         let links = db.open_tree("links")?;
         let outbox = db.open_tree("outbox")?;
+        let once = db.open_tree("once")?;
+        let pending = Arc::new(Pending::default());
         let (tx, rx) = mpsc::channel::<DurableCallback>();
         let flusher = db.clone();
         let observer = Arc::new(std::sync::OnceLock::new());
         let watching = observer.clone();
+        let flushing = pending.clone();
         let handle = std::thread::Builder::new()
             .name("otpd-group-commit".into())
-            .spawn(move || group_commit(flusher, rx, watching))
+            .spawn(move || group_commit(flusher, rx, watching, flushing))
             .map_err(|e| StoreError::Io(format!("cannot start flusher: {e}")))?;
-        Ok(Arc::new(SledStore {
+        let mut store = SledStore {
             db,
+            dir: dir.to_path_buf(),
             users,
+            marks,
             links,
             outbox,
+            once,
+            once_calls: AtomicU64::new(0),
+            leases: Mutex::new(HashMap::new()),
+            pending,
+            migrated: 0,
             flush_tx: Mutex::new(Some(tx)),
             observer,
             flusher: Mutex::new(Some(handle)),
-        }))
+        };
+        store.migrated = store.migrate()?;
+        Ok(Arc::new(store))
+    }
+
+    /// How many users this open moved from the old layout (the whole record as JSON, marks
+    /// inside) to record and marks apart. Nothing is lost: the marks are read from the record.
+    pub fn migrated(&self) -> usize {
+        self.migrated
+    }
+
+    fn migrate(&self) -> Result<usize, StoreError> {
+        let mut moved = 0;
+        for kv in self.users.iter() {
+            let (key, raw) = kv?;
+            if raw.first() != Some(&b'{') {
+                continue;
+            }
+            let user = decode_record(&raw)?;
+            let epoch = self.db.generate_id()?;
+            self.write_user(&key, &user, epoch)?;
+            moved += 1;
+        }
+        if moved > 0 {
+            self.db.flush()?;
+        }
+        Ok(moved)
+    }
+
+    /// Writes a whole user, record and marks, at `epoch`, in one transaction.
+    fn write_user(&self, key: &[u8], user: &UserRecord, epoch: u64) -> Result<(), StoreError> {
+        let cold = encode_cold(user, epoch)?;
+        let hot = encode_marks(&Marks::of(user, epoch));
+        self.pending.writing(key, || {
+            (&self.users, &self.marks)
+                .transaction(|(users, marks)| {
+                    users.insert(key, cold.as_slice())?;
+                    marks.insert(key, hot.as_slice())?;
+                    Ok(())
+                })
+                .map_err(transaction_error)
+        })
     }
 
     /// Sets who hears about each group commit (metrics); only the first call counts.
     pub fn observe_commits(&self, observer: CommitObserver) {
         let _ = self.observer.set(observer);
+    }
+
+    /// Reads the record and its marks of one user as one version: the two are written in one
+    /// transaction, and a read that fell between two writes sees different epochs and
+    /// reads again.
+    fn read_user(&self, key: &[u8]) -> Result<Option<Versioned<UserRecord>>, StoreError> {
+        for _ in 0..1000 {
+            let Some(cold) = self.users.get(key)? else {
+                return Ok(None);
+            };
+            let hot = self.marks.get(key)?;
+            let (epoch, mut user) = decode_cold(&cold)?;
+            let marks = match &hot {
+                Some(h) => decode_marks(h)?,
+                None if epoch == 0 => Marks::of(&user, 0),
+                None => continue,
+            };
+            if marks.epoch != epoch {
+                continue;
+            }
+            marks.apply(&mut user);
+            let mut raw = hot.map(|h| h.to_vec()).unwrap_or_default();
+            raw.resize(MARKS_LEN, 0);
+            raw.extend_from_slice(&cold);
+            return Ok(Some(Versioned::new(user, epoch, raw)));
+        }
+        Err(StoreError::Corrupt(format!(
+            "the record and the marks of {:?} disagree",
+            String::from_utf8_lossy(key)
+        )))
+    }
+
+    /// Changes one user's marks with compare-and-swap, retrying when another write came
+    /// first. `change` returns what to answer and whether the marks changed.
+    fn change_marks<T>(
+        &self,
+        login_id: &str,
+        mut change: impl FnMut(&mut Marks) -> (T, bool),
+    ) -> Result<Option<T>, StoreError> {
+        let key = login_id.as_bytes();
+        loop {
+            let Some(raw) = self.marks.get(key)? else {
+                return Ok(None);
+            };
+            let mut marks = decode_marks(&raw)?;
+            let (answer, changed) = change(&mut marks);
+            if !changed {
+                return Ok(Some(answer));
+            }
+            let new = encode_marks(&marks);
+            let swapped = self.pending.writing(key, || {
+                self.marks
+                    .compare_and_swap(key, Some(&raw), Some(new.as_slice()))
+            })?;
+            if swapped.is_ok() {
+                return Ok(Some(answer));
+            }
+        }
+    }
+
+    fn decode_users(
+        &self,
+        rows: impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
+    ) -> Result<Vec<UserRecord>, StoreError> {
+        let mut out = Vec::new();
+        for kv in rows {
+            let (key, _) = kv?;
+            if let Some(v) = self.read_user(&key)? {
+                out.push(v.value);
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -172,6 +472,7 @@ fn group_commit(
     db: sled::Db,
     rx: mpsc::Receiver<DurableCallback>,
     observer: Arc<std::sync::OnceLock<CommitObserver>>,
+    pending: Arc<Pending>,
 ) {
     let mut last_start: Option<Instant> = None;
     while let Ok(first) = rx.recv() {
@@ -184,8 +485,12 @@ fn group_commit(
         last_start = Some(Instant::now());
         let mut batch = vec![first];
         batch.extend(rx.try_iter());
+        let horizon = pending.horizon();
         let flush_start = Instant::now();
         let result = db.flush().map(|_| ()).map_err(StoreError::from);
+        if result.is_ok() {
+            pending.flushed(horizon);
+        }
         if let Some(observe) = observer.get() {
             observe(batch.len(), flush_start.elapsed(), result.is_err());
         }
@@ -195,23 +500,88 @@ fn group_commit(
     }
 }
 
-fn decode_user(raw: &[u8]) -> Result<UserRecord, StoreError> {
+fn transaction_error(e: TransactionError<StoreError>) -> StoreError {
+    match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => e.into(),
+    }
+}
+
+fn decode_record(raw: &[u8]) -> Result<UserRecord, StoreError> {
     serde_json::from_slice(raw).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-fn encode_user(u: &UserRecord) -> Result<Vec<u8>, StoreError> {
+fn encode_record(u: &UserRecord) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(u).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// The layout of a record: 1, the epoch (8 bytes, big-endian), the record as JSON. A value
+/// that starts with `{` is the old layout: the JSON alone, epoch 0, marks inside.
+const COLD_V1: u8 = 1;
+
+fn encode_cold(u: &UserRecord, epoch: u64) -> Result<Vec<u8>, StoreError> {
+    let mut out = Vec::with_capacity(256);
+    out.push(COLD_V1);
+    out.extend_from_slice(&epoch.to_be_bytes());
+    out.extend_from_slice(&encode_record(u)?);
+    Ok(out)
+}
+
+fn decode_cold(raw: &[u8]) -> Result<(u64, UserRecord), StoreError> {
+    match raw.split_first() {
+        Some((&b'{', _)) => Ok((0, decode_record(raw)?)),
+        Some((&COLD_V1, rest)) if rest.len() > 8 => {
+            let (epoch, json) = rest.split_at(8);
+            let epoch = u64::from_be_bytes(epoch.try_into().unwrap_or_default());
+            Ok((epoch, decode_record(json)?))
+        }
+        _ => Err(StoreError::Corrupt(
+            "a user record of unknown layout".into(),
+        )),
+    }
+}
+
+/// The layout of marks, 30 bytes: 1, epoch (8), last step + 1 (8; 0 = none), failures (4),
+/// lock flag (1: 0 none, 1 locked), locked until (8, signed). All big-endian.
+const MARKS_V1: u8 = 1;
+const MARKS_LEN: usize = 30;
+
+fn encode_marks(m: &Marks) -> [u8; MARKS_LEN] {
+    let mut out = [0u8; MARKS_LEN];
+    out[0] = MARKS_V1;
+    out[1..9].copy_from_slice(&m.epoch.to_be_bytes());
+    let step = m.last_step.map_or(0, |s| s.saturating_add(1));
+    out[9..17].copy_from_slice(&step.to_be_bytes());
+    out[17..21].copy_from_slice(&m.lock.failures.to_be_bytes());
+    if let Some(until) = m.lock.locked_until {
+        out[21] = 1;
+        out[22..30].copy_from_slice(&until.to_be_bytes());
+    }
+    out
+}
+
+fn decode_marks(raw: &[u8]) -> Result<Marks, StoreError> {
+    let raw: &[u8; MARKS_LEN] = raw
+        .try_into()
+        .ok()
+        .filter(|r: &&[u8; MARKS_LEN]| r[0] == MARKS_V1)
+        .ok_or_else(|| StoreError::Corrupt("a user's marks of unknown layout".into()))?;
+    let u64_at = |i: usize| u64::from_be_bytes(raw[i..i + 8].try_into().unwrap_or_default());
+    let step = u64_at(9);
+    Ok(Marks {
+        epoch: u64_at(1),
+        last_step: step.checked_sub(1),
+        lock: LockState {
+            failures: u32::from_be_bytes(raw[17..21].try_into().unwrap_or_default()),
+            locked_until: (raw[21] == 1)
+                .then(|| i64::from_be_bytes(raw[22..30].try_into().unwrap_or_default())),
+        },
+    })
 }
 
 impl Store for SledStore {
     fn get_user(&self, login_id: &str) -> Result<Option<Versioned<UserRecord>>, StoreError> {
-        match self.users.get(login_id.as_bytes())? {
-            Some(raw) => Ok(Some(Versioned {
-                value: decode_user(&raw)?,
-                raw: raw.to_vec(),
-            })),
-            None => Ok(None),
-        }
+        self.read_user(login_id.as_bytes())
     }
 
     fn swap_user(
@@ -220,21 +590,122 @@ impl Store for SledStore {
         expected: Option<&Versioned<UserRecord>>,
         new: Option<&UserRecord>,
     ) -> Result<bool, StoreError> {
-        let new_raw = new.map(encode_user).transpose()?;
-        let swapped = self.users.compare_and_swap(
-            login_id.as_bytes(),
-            expected.map(|v| v.raw.as_slice()),
-            new_raw,
-        )?;
-        Ok(swapped.is_ok())
+        let key = login_id.as_bytes();
+        let epoch = self.db.generate_id()?;
+        let new = match new {
+            Some(u) => Some((encode_cold(u, epoch)?, encode_marks(&Marks::of(u, epoch)))),
+            None => None,
+        };
+        let expected = expected.map(|v| v.raw.split_at(MARKS_LEN.min(v.raw.len())));
+        self.pending.writing(key, || {
+            (&self.users, &self.marks)
+                .transaction(|(users, marks)| {
+                    let cold = users.get(key)?;
+                    let current = match (&expected, &cold) {
+                        (None, None) => true,
+                        (Some((hot_was, cold_was)), Some(cold)) => {
+                            let hot = marks.get(key)?;
+                            let hot_now = hot.as_deref().unwrap_or(&[0u8; MARKS_LEN]);
+                            cold.as_ref() == *cold_was && hot_now == *hot_was
+                        }
+                        _ => false,
+                    };
+                    if !current {
+                        return Ok(false);
+                    }
+                    match &new {
+                        Some((cold, hot)) => {
+                            users.insert(key, cold.as_slice())?;
+                            marks.insert(key, hot.as_slice())?;
+                        }
+                        None => {
+                            users.remove(key)?;
+                            marks.remove(key)?;
+                        }
+                    }
+                    Ok(true)
+                })
+                .map_err(transaction_error)
+        })
+    }
+
+    fn spend_step(
+        &self,
+        login_id: &str,
+        epoch: u64,
+        step: u64,
+        now: UnixTime,
+    ) -> Result<Spend, StoreError> {
+        let spent = self.change_marks(login_id, |m| {
+            if m.epoch != epoch {
+                (Spend::Changed, false)
+            } else if m.lock.is_locked(now) {
+                (Spend::Locked, false)
+            } else if m.last_step.is_some_and(|l| l >= step) {
+                (Spend::Replayed, false)
+            } else {
+                m.last_step = Some(step);
+                m.lock.record_success();
+                (Spend::Spent, true)
+            }
+        })?;
+        Ok(spent.unwrap_or(Spend::Missing))
+    }
+
+    fn count_failure(
+        &self,
+        login_id: &str,
+        now: UnixTime,
+        policy: &LockPolicy,
+    ) -> Result<Option<LockState>, StoreError> {
+        self.change_marks(login_id, |m| {
+            m.lock.record_failure(now, policy);
+            (m.lock.clone(), true)
+        })
+    }
+
+    fn clear_failures(&self, login_id: &str) -> Result<(), StoreError> {
+        self.change_marks(login_id, |m| {
+            let changed = m.lock != LockState::default();
+            m.lock.record_success();
+            ((), changed)
+        })?;
+        Ok(())
+    }
+
+    fn use_once(
+        &self,
+        key: &[u8],
+        expires_at: UnixTime,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        // Now and then, forget what has expired: a State lives for seconds.
+        if self.once_calls.fetch_add(1, Ordering::Relaxed) % 1024 == 1023 {
+            for kv in self.once.iter() {
+                let (k, v) = kv?;
+                if decode_time(&v) < now {
+                    self.pending.writing(ONCE_KEY, || self.once.remove(&k))?;
+                }
+            }
+        }
+        let until = expires_at.to_be_bytes();
+        loop {
+            let current = self.once.get(key)?;
+            if current.as_deref().is_some_and(|v| decode_time(v) >= now) {
+                return Ok(false);
+            }
+            let swapped = self.pending.writing(ONCE_KEY, || {
+                self.once
+                    .compare_and_swap(key, current.as_deref(), Some(&until[..]))
+            })?;
+            if swapped.is_ok() {
+                return Ok(true);
+            }
+        }
     }
 
     fn users(&self) -> Result<Vec<UserRecord>, StoreError> {
-        self.users
-            .iter()
-            .values()
-            .map(|r| decode_user(&r?))
-            .collect()
+        self.decode_users(self.users.iter())
     }
 
     fn users_after(
@@ -246,12 +717,7 @@ impl Store for SledStore {
             Some(a) => Bound::Excluded(a.as_bytes().to_vec()),
             None => Bound::Unbounded,
         };
-        self.users
-            .range((from, Bound::Unbounded))
-            .values()
-            .take(limit)
-            .map(|r| decode_user(&r?))
-            .collect()
+        self.decode_users(self.users.range((from, Bound::Unbounded)).take(limit))
     }
 
     fn user_count(&self) -> usize {
@@ -266,16 +732,17 @@ impl Store for SledStore {
     }
 
     fn set_link_owner(&self, hash: &str, login_id: Option<&str>) -> Result<(), StoreError> {
-        match login_id {
-            Some(id) => self.links.insert(hash.as_bytes(), id.as_bytes())?,
-            None => self.links.remove(hash.as_bytes())?,
-        };
+        self.pending.writing(LINKS_KEY, || match login_id {
+            Some(id) => self.links.insert(hash.as_bytes(), id.as_bytes()),
+            None => self.links.remove(hash.as_bytes()),
+        })?;
         Ok(())
     }
 
     fn outbox_push(&self, message: &[u8]) -> Result<u64, StoreError> {
         let id = self.db.generate_id()?;
-        self.outbox.insert(id.to_be_bytes(), message)?;
+        self.pending
+            .writing(OUTBOX_KEY, || self.outbox.insert(id.to_be_bytes(), message))?;
         Ok(id)
     }
 
@@ -292,13 +759,43 @@ impl Store for SledStore {
             .collect()
     }
 
+    fn outbox_lease(
+        &self,
+        node: &str,
+        now: UnixTime,
+        lease_seconds: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        // One node owns a sled store, so the leases can live in memory: a restart frees them.
+        let mut leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
+        let until = now.saturating_add(i64::try_from(lease_seconds).unwrap_or(i64::MAX));
+        let mut out = Vec::new();
+        for (id, message) in self.outbox()? {
+            if out.len() >= limit {
+                break;
+            }
+            if leases.get(&id).is_some_and(|(_, held)| *held > now) {
+                continue;
+            }
+            leases.insert(id, (node.to_string(), until));
+            out.push((id, message));
+        }
+        Ok(out)
+    }
+
     fn outbox_replace(&self, id: u64, message: &[u8]) -> Result<(), StoreError> {
-        self.outbox.insert(id.to_be_bytes(), message)?;
+        self.pending
+            .writing(OUTBOX_KEY, || self.outbox.insert(id.to_be_bytes(), message))?;
         Ok(())
     }
 
     fn outbox_remove(&self, id: u64) -> Result<(), StoreError> {
-        self.outbox.remove(id.to_be_bytes())?;
+        self.pending
+            .writing(OUTBOX_KEY, || self.outbox.remove(id.to_be_bytes()))?;
+        self.leases
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
         Ok(())
     }
 
@@ -315,12 +812,16 @@ impl Store for SledStore {
         }
     }
 
-    fn size_on_disk(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0)
+    fn needs_flush(&self, login_id: &str) -> bool {
+        self.pending.contains(login_id.as_bytes())
     }
 
-    fn export(&self) -> Result<Vec<ExportRow>, StoreError> {
-        self.export_after(None, usize::MAX)
+    fn describe(&self) -> (String, String) {
+        ("sled".into(), self.dir.display().to_string())
+    }
+
+    fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
     }
 
     fn export_after(
@@ -350,7 +851,15 @@ impl Store for SledStore {
                     return Ok(out);
                 }
                 let (k, v) = kv?;
-                out.push((name.to_string(), k.to_vec(), v.to_vec()));
+                let value = if *name == "users" {
+                    match self.read_user(&k)? {
+                        Some(user) => encode_record(&user.value)?,
+                        None => continue,
+                    }
+                } else {
+                    v.to_vec()
+                };
+                out.push((name.to_string(), k.to_vec(), value));
             }
         }
         Ok(out)
@@ -358,22 +867,35 @@ impl Store for SledStore {
 
     fn restore(&self, rows: &[ExportRow]) -> Result<(), StoreError> {
         for (name, k, v) in rows {
-            let tree = match name.as_str() {
-                "users" => &self.users,
-                "links" => &self.links,
-                "outbox" => &self.outbox,
+            match name.as_str() {
+                "users" => {
+                    let user = decode_record(v)?;
+                    let epoch = self.db.generate_id()?;
+                    self.write_user(k, &user, epoch)?;
+                }
+                "links" => {
+                    self.links.insert(k.as_slice(), v.as_slice())?;
+                }
+                "outbox" => {
+                    self.outbox.insert(k.as_slice(), v.as_slice())?;
+                }
                 other => {
                     return Err(StoreError::Corrupt(format!(
                         "unknown tree {other:?} in backup"
                     )))
                 }
-            };
-            tree.insert(k.as_slice(), v.as_slice())?;
+            }
         }
         // Ids for new outbox entries must not collide with restored ones.
         let _ = self.db.generate_id()?;
         Ok(())
     }
+}
+
+fn decode_time(raw: &[u8]) -> UnixTime {
+    <[u8; 8]>::try_from(raw)
+        .map(i64::from_be_bytes)
+        .unwrap_or(UnixTime::MIN)
 }
 
 #[cfg(test)]
@@ -437,6 +959,260 @@ mod tests {
             h.join().expect("writer thread");
         }
         assert_eq!(s.user_count(), 400);
+    }
+
+    fn active(id: &str, last_step: u64) -> UserRecord {
+        let mut u = user(id);
+        u.token = Token::Active {
+            secret: crate::seal::Sealer::from_key(&[1u8; 32]).seal(id, b"12345678901234567890"),
+            activated_at: 1,
+            expires_at: i64::MAX,
+            last_step,
+        };
+        u
+    }
+
+    #[test]
+    fn a_store_of_the_old_layout_opens_with_its_marks() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut old = active("taro", 29_000_000);
+        old.lock.failures = 2;
+        {
+            // What otpd wrote before the marks had a tree of their own: the record as JSON.
+            let db = sled::open(dir.path().join("store")).expect("sled");
+            let users = db.open_tree("users").expect("tree");
+            users
+                .insert("taro", serde_json::to_vec(&old).expect("json"))
+                .expect("insert");
+            db.flush().expect("flush");
+        }
+        let s = SledStore::open(dir.path()).expect("open");
+        assert_eq!(s.migrated(), 1);
+        let read = s.get_user("taro").expect("read").expect("present");
+        assert_eq!(read.value, old, "nothing lost");
+        assert_eq!(
+            s.spend_step("taro", read.epoch, 29_000_000, 0)
+                .expect("spend"),
+            Spend::Replayed,
+            "the replay mark survived the move"
+        );
+        drop(s);
+        let s = SledStore::open(dir.path()).expect("reopen");
+        assert_eq!(s.migrated(), 0, "moved once");
+        assert_eq!(
+            s.get_user("taro").expect("read").expect("present").value,
+            old
+        );
+    }
+
+    #[test]
+    fn a_step_is_spent_once_by_racing_logins() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = SledStore::open(dir.path()).expect("open");
+        assert!(s
+            .swap_user("u", None, Some(&active("u", 10)))
+            .expect("create"));
+        for step in 11..41 {
+            let epoch = s.get_user("u").expect("read").expect("present").epoch;
+            let spent: usize = std::thread::scope(|scope| {
+                let racers: Vec<_> = (0..4)
+                    .map(|_| scope.spawn(|| s.spend_step("u", epoch, step, 0).expect("spend")))
+                    .collect();
+                racers
+                    .into_iter()
+                    .map(|r| r.join().expect("racer"))
+                    .filter(|r| *r == Spend::Spent)
+                    .count()
+            });
+            assert_eq!(spent, 1, "step {step}");
+        }
+        let read = s.get_user("u").expect("read").expect("present");
+        assert_eq!(read.value.token.last_step(), Some(40));
+    }
+
+    #[test]
+    fn a_spend_against_a_replaced_record_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = SledStore::open(dir.path()).expect("open");
+        assert!(s
+            .swap_user("u", None, Some(&active("u", 10)))
+            .expect("create"));
+        let old = s.get_user("u").expect("read").expect("present");
+        assert!(s
+            .swap_user("u", Some(&old), Some(&active("u", 5)))
+            .expect("replace"));
+        assert_eq!(
+            s.spend_step("u", old.epoch, 11, 0).expect("spend"),
+            Spend::Changed
+        );
+        assert_eq!(
+            s.spend_step("nobody", 1, 11, 0).expect("spend"),
+            Spend::Missing
+        );
+        // A per-login write makes a stale whole-record write fail, and the other way round.
+        let read = s.get_user("u").expect("read").expect("present");
+        assert_eq!(
+            s.spend_step("u", read.epoch, 6, 0).expect("spend"),
+            Spend::Spent
+        );
+        assert!(!s
+            .swap_user("u", Some(&read), Some(&user("u")))
+            .expect("stale"));
+        let policy = LockPolicy {
+            max_failures: 2,
+            lockout_seconds: 0,
+        };
+        for _ in 0..2 {
+            s.count_failure("u", 100, &policy).expect("count");
+        }
+        let read = s.get_user("u").expect("read").expect("present");
+        assert!(read.value.lock.is_locked(100));
+        assert_eq!(
+            s.spend_step("u", read.epoch, 7, 100).expect("spend"),
+            Spend::Locked
+        );
+        s.clear_failures("u").expect("clear");
+        let read = s.get_user("u").expect("read").expect("present");
+        assert_eq!(read.value.lock, LockState::default());
+        assert_eq!(read.value.token.last_step(), Some(6));
+    }
+
+    #[test]
+    fn failures_from_many_threads_add_up() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = SledStore::open(dir.path()).expect("open");
+        assert!(s.swap_user("u", None, Some(&user("u"))).expect("create"));
+        let policy = LockPolicy {
+            max_failures: 1000,
+            lockout_seconds: 60,
+        };
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                scope.spawn(|| {
+                    for _ in 0..50 {
+                        s.count_failure("u", 100, &policy).expect("count");
+                    }
+                });
+            }
+        });
+        let read = s.get_user("u").expect("read").expect("present");
+        assert_eq!(read.value.lock.failures, 200);
+        assert_eq!(
+            s.count_failure("nobody", 100, &policy).expect("count"),
+            None
+        );
+    }
+
+    #[test]
+    fn a_read_never_mixes_two_versions() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = SledStore::open(dir.path()).expect("open");
+        assert!(s
+            .swap_user("u", None, Some(&active("u", 0)))
+            .expect("create"));
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                // Each whole-record write sets created_at and the replay mark to the same
+                // number, so a read that mixed two versions would see them differ.
+                for n in 1..300u64 {
+                    loop {
+                        let read = s.get_user("u").expect("read").expect("present");
+                        let mut next = active("u", n);
+                        next.created_at = n as i64;
+                        if s.swap_user("u", Some(&read), Some(&next)).expect("swap") {
+                            break;
+                        }
+                    }
+                }
+            });
+            scope.spawn(|| {
+                for _ in 0..3000 {
+                    let u = s.get_user("u").expect("read").expect("present").value;
+                    let step = u.token.last_step().expect("active");
+                    assert!(step == u.created_at as u64 || step == 0 && u.created_at == 1);
+                }
+            });
+        });
+    }
+
+    #[test]
+    fn only_unflushed_users_need_a_flush() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = SledStore::open(dir.path()).expect("open");
+        assert!(!s.needs_flush("a"));
+        assert!(s.swap_user("a", None, Some(&user("a"))).expect("create"));
+        assert!(s.needs_flush("a"), "written, not yet on disk");
+        assert!(!s.needs_flush("b"), "another user");
+        s.wait_durable().expect("flushed");
+        assert!(!s.needs_flush("a"), "on disk");
+        s.count_failure(
+            "a",
+            1,
+            &LockPolicy {
+                max_failures: 5,
+                lockout_seconds: 60,
+            },
+        )
+        .expect("count");
+        assert!(s.needs_flush("a"), "a per-login write counts too");
+    }
+
+    #[test]
+    fn a_key_is_used_once_until_it_expires() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = SledStore::open(dir.path()).expect("open");
+        assert!(s.use_once(b"state-1", 160, 100).expect("first"));
+        assert!(!s.use_once(b"state-1", 160, 100).expect("second"));
+        assert!(!s.use_once(b"state-1", 160, 160).expect("at expiry"));
+        assert!(s.use_once(b"state-2", 160, 100).expect("another"));
+        assert!(s.use_once(b"state-1", 300, 161).expect("after expiry"));
+    }
+
+    #[test]
+    fn a_leased_message_is_handed_out_once_until_its_lease_ends() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = SledStore::open(dir.path()).expect("open");
+        let a = s.outbox_push(b"one").expect("push");
+        let b = s.outbox_push(b"two").expect("push");
+        let first = s.outbox_lease("n1", 100, 30, 1).expect("lease");
+        assert_eq!(first, vec![(a, b"one".to_vec())]);
+        let second = s.outbox_lease("n2", 100, 30, 10).expect("lease");
+        assert_eq!(second, vec![(b, b"two".to_vec())], "not the one n1 holds");
+        assert!(s.outbox_lease("n2", 129, 30, 10).expect("lease").is_empty());
+        s.outbox_remove(b).expect("sent");
+        let later = s.outbox_lease("n2", 131, 30, 10).expect("lease");
+        assert_eq!(later, vec![(a, b"one".to_vec())], "n1's lease ran out");
+    }
+
+    #[test]
+    fn a_backup_restores_with_its_marks() {
+        let from = tempfile::tempdir().expect("tempdir");
+        let to = tempfile::tempdir().expect("tempdir");
+        let s = SledStore::open(from.path()).expect("open");
+        assert!(s
+            .swap_user("u", None, Some(&active("u", 10)))
+            .expect("create"));
+        let epoch = s.get_user("u").expect("read").expect("present").epoch;
+        assert_eq!(
+            s.spend_step("u", epoch, 12, 0).expect("spend"),
+            Spend::Spent
+        );
+        s.set_link_owner("h", Some("u")).expect("link");
+        let rows = s.export().expect("export");
+        let user_row: UserRecord = serde_json::from_slice(&rows[0].2).expect("plain JSON");
+        assert_eq!(user_row.token.last_step(), Some(12), "marks merged in");
+        let t = SledStore::open(to.path()).expect("open");
+        t.restore(&rows).expect("restore");
+        let back = t.get_user("u").expect("read").expect("present");
+        assert_eq!(
+            back.value,
+            s.get_user("u").expect("read").expect("present").value
+        );
+        assert_eq!(
+            t.spend_step("u", back.epoch, 12, 0).expect("spend"),
+            Spend::Replayed
+        );
+        assert_eq!(t.link_owner("h").expect("link").as_deref(), Some("u"));
     }
 
     #[test]

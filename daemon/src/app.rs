@@ -90,6 +90,12 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     let sealer = Sealer::load_or_create(&config.core.key_file).context("key_file")?;
     let started = clock::instant();
     let store = SledStore::open(&config.core.data_dir).context("data_dir")?;
+    if store.migrated() > 0 {
+        log.info(&format!(
+            "store: moved {} users to the layout with their marks apart (nothing lost)",
+            store.migrated()
+        ));
+    }
     store.observe_commits(Box::new(|batch, took, failed| {
         crate::metrics::get().commit(batch, took, failed)
     }));

@@ -173,13 +173,15 @@ impl Ops {
         result.map_err(Into::into)
     }
 
-    /// A RADIUS or PAM login with `User-Password`; durable before it returns.
+    /// A RADIUS or PAM login with `User-Password`; what it wrote (and what it read that was
+    /// not yet on disk) is durable before it returns.
     pub async fn login(
         &self,
         login_id: String,
         password: zeroize::Zeroizing<String>,
     ) -> LoginOutcome {
-        self.login_with(move |svc, now| svc.login(&login_id, &password, now))
+        let id = login_id.clone();
+        self.login_with(id, move |svc, now| svc.login(&login_id, &password, now))
             .await
     }
 
@@ -189,11 +191,12 @@ impl Ops {
         login_id: String,
         otp: zeroize::Zeroizing<String>,
     ) -> LoginOutcome {
-        self.login_with(move |svc, now| svc.login_otp(&login_id, &otp, now))
+        let id = login_id.clone();
+        self.login_with(id, move |svc, now| svc.login_otp(&login_id, &otp, now))
             .await
     }
 
-    async fn login_with<F>(&self, f: F) -> LoginOutcome
+    async fn login_with<F>(&self, login_id: String, f: F) -> LoginOutcome
     where
         F: FnOnce(&Service, UnixTime) -> LoginOutcome + Send + 'static,
     {
@@ -201,7 +204,12 @@ impl Ops {
             Ok(o) => o,
             Err(_) => return LoginOutcome::Reject(RejectReason::Store),
         };
-        // The accepted step (or the failure count) is on disk before the answer leaves.
+        // The accepted step (or the failure count) is on disk before the answer leaves, and
+        // so is any write to this user the answer read. A login that read only what is on
+        // disk and wrote nothing (an unknown user, a challenge, a locked user) needs no flush.
+        if !self.svc.store().needs_flush(&login_id) {
+            return outcome;
+        }
         match self.durable().await {
             Ok(()) => outcome,
             Err(e) => {

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use otpd_testkit::daemon::{bin, wait_until, Otpd, RADIUS_SECRET};
-use otpd_testkit::oath::oathtool;
+use otpd_testkit::oath::{oathtool, oathtool_next};
 use otpd_testkit::radius::{Client, ACCESS_ACCEPT, ACCESS_REJECT};
 use otpd_testkit::token::activate;
 
@@ -60,7 +60,7 @@ fn fill(path: &Path) -> u64 {
 }
 
 const COULD_NOT_WRITE: &str = "the store could not write";
-const USERS: usize = 12;
+const USERS: usize = 32;
 
 #[test]
 fn a_full_disk_refuses_logins_that_need_a_write_and_otpd_recovers() {
@@ -98,26 +98,42 @@ fn a_full_disk_refuses_logins_that_need_a_write_and_otpd_recovers() {
     let filled = fill(&filler);
 
     // Password and OTP: the accepted time step must be on disk before an Accept leaves.
-    // sled still has some room in pages it already holds, so the first logins may be
-    // written; the first one that cannot be written must be refused.
+    // sled still has some room in pages it already holds, so the first writes may succeed;
+    // how many depends on the layout of its file. So: OTP logins (every user's current
+    // code, then its next one), each followed by a wrong password for the same user (a
+    // failure count, also a write), until a write fails; the login whose write failed must
+    // be refused.
+    let codes = users
+        .iter()
+        .map(|(login, secret)| (login, oathtool(secret, None)))
+        .chain(users.iter().map(|(l, s)| (l, oathtool_next(s))));
     let mut refused = None;
-    for (i, (login, secret)) in users.iter().enumerate() {
-        let pw = format!("login-pw{}", oathtool(secret, None));
-        let r = c.login(10 + i as u8, login, &pw);
-        if r.code == ACCESS_ACCEPT {
-            accepted.push((login.clone(), pw));
-            continue;
+    let mut id = 10u8;
+    for (login, code) in codes {
+        let pw = format!("login-pw{code}");
+        id = id.wrapping_add(2);
+        let r = c.login(id, login, &pw);
+        if r.code != ACCESS_ACCEPT {
+            assert_eq!(r.code, ACCESS_REJECT);
+            refused = Some(login.clone());
+            break;
         }
-        assert_eq!(r.code, ACCESS_REJECT);
-        refused = Some((login.clone(), pw));
-        break;
+        accepted.push((login.clone(), pw));
+        assert_eq!(c.login(id + 1, login, "wrong-pw").code, ACCESS_REJECT);
+        if d.stderr().contains(COULD_NOT_WRITE) {
+            refused = Some(login.clone());
+            break;
+        }
     }
     let log = d.stderr();
-    let Some((login, _)) = &refused else {
-        panic!("{USERS} OTP logins on a full disk were all accepted: {log}");
+    let Some(login) = &refused else {
+        panic!(
+            "{} OTP logins on a full disk were all accepted: {log}",
+            accepted.len()
+        );
     };
     eprintln!(
-        "filled the tmpfs with {filled} bytes; {} OTP logins still written, the next refused",
+        "filled the tmpfs with {filled} bytes; {} OTP logins still written, then {login}'s write failed",
         accepted.len() - 1
     );
     assert!(
@@ -169,9 +185,8 @@ fn a_full_disk_refuses_logins_that_need_a_write_and_otpd_recovers() {
     // Accept (before the disk filled or while it was full) is accepted twice.
     std::fs::remove_file(&filler).expect("free the space");
     d.launch();
-    let (login, _) = refused.expect("refused");
-    let secret = &users.iter().find(|u| u.0 == login).expect("user").1;
-    let r = c.login(50, &login, &format!("login-pw{}", oathtool(secret, None)));
+    let late = activate(&d, "late", "login-pw");
+    let r = c.login(50, "late", &format!("login-pw{}", oathtool(&late, None)));
     assert_eq!(r.code, ACCESS_ACCEPT, "{}", d.stderr());
     assert_eq!(c.login(51, "jiro", "jiro-pw").code, ACCESS_ACCEPT);
     for (i, (login, pw)) in accepted.iter().enumerate() {
@@ -183,4 +198,72 @@ fn a_full_disk_refuses_logins_that_need_a_write_and_otpd_recovers() {
     }
     drop(d);
     drop(mount);
+}
+
+/// A store written by otpd before a user's marks (replay mark, login lock) had a tree of
+/// their own, made with that otpd by the README walk-through (`tests/fixtures/store-v1`:
+/// taro active with an OTP spent, jiro with two failed logins, hanako issued). Today's otpd
+/// opens it, moves it to the new layout, and loses nothing: the spent code stays spent.
+#[test]
+fn a_store_written_before_the_marks_moved_opens_without_loss() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/store-v1");
+    let backup = std::fs::read_to_string(fixture.join("backup.jsonl")).expect("backup");
+    let taro: serde_json::Value = backup
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|r| r["tree"] == "users" && r["key"] == "7461726f")
+        .map(|r| {
+            let hex = r["value"].as_str().expect("value").to_string();
+            let bytes: Vec<u8> = (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+                .collect();
+            serde_json::from_slice(&bytes).expect("record")
+        })
+        .next()
+        .expect("taro in the backup");
+    let spent = taro["token"]["last_step"].as_i64().expect("a spent step");
+    let secret = std::fs::read_to_string(fixture.join("secret.txt")).expect("secret");
+    let secret = secret.trim();
+    // otpd's clock in the minute of the spent step, so that code is inside the window.
+    let at = spent * 60 + 30;
+    let mut d = Otpd::builder()
+        .config("service_id = \"EXAMPLE-BANK\"\n[radius]\nreject_delay_ms = 0\n")
+        .clock_offset(at - otpd_testkit::oath::now())
+        .unstarted();
+    copy_tree(&fixture.join("data"), &d.path("data"));
+    otpd_testkit::daemon::chmod(&d.path("data"), 0o700);
+    std::fs::copy(fixture.join("master.key"), d.path("master.key")).expect("key");
+    otpd_testkit::daemon::chmod(&d.path("master.key"), 0o600);
+    d.launch();
+    assert!(
+        d.stderr().contains("moved 3 users"),
+        "the move is reported: {}",
+        d.stderr()
+    );
+    let c = Client::new(d.radius(), RADIUS_SECRET);
+    let replay = format!("login-pw-1{}", oathtool(secret, Some(spent * 60)));
+    assert_eq!(
+        c.login(1, "taro", &replay).code,
+        ACCESS_REJECT,
+        "the code spent before the move stays spent"
+    );
+    let next = format!("login-pw-1{}", oathtool(secret, Some((spent + 1) * 60)));
+    assert_eq!(c.login(2, "taro", &next).code, ACCESS_ACCEPT);
+    assert_eq!(d.show("jiro")["failures"], 2, "the failure count kept");
+    assert_eq!(d.show("hanako")["state"], "issued");
+    assert_eq!(d.show("taro")["failures"], 0);
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read_dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
 }

@@ -2,10 +2,11 @@
 //! challenge; failures counted on the user's lock.
 
 use crate::lifecycle::TokenState;
+use crate::otp::OtpRefusal;
 use crate::password;
-use crate::store::Versioned;
+use crate::store::{Spend, Versioned};
 use crate::user::UserRecord;
-use crate::{OpError, Refusal, Service, UnixTime};
+use crate::{Refusal, Service, UnixTime};
 
 /// Why a login was refused: one of the [`Refusal`]s, whose codes the audit lines name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,14 +99,8 @@ impl Service {
         if self.otp_required {
             return LoginOutcome::Reject(RejectReason::OtpRequired);
         }
-        if user.lock.failures > 0 {
-            let reset = self.update(login_id, |u| {
-                u.lock.record_success();
-                Ok(())
-            });
-            if reset.is_err() {
-                return LoginOutcome::Reject(RejectReason::Store);
-            }
+        if user.lock.failures > 0 && self.store.clear_failures(login_id).is_err() {
+            return LoginOutcome::Reject(RejectReason::Store);
         }
         LoginOutcome::Accept { with_otp: false }
     }
@@ -116,47 +111,73 @@ impl Service {
         self.login_otp_from(login_id, otp, now, None)
     }
 
+    /// The OTP check of a login. The code is checked against the user as read; the step it
+    /// proves is then spent with one conditional write, which refuses it if another login
+    /// (on this node or another) spent it first, or if the token was replaced meanwhile, in
+    /// which case the user is read again.
     fn login_otp_from(
         &self,
         login_id: &str,
         otp: &str,
         now: UnixTime,
-        read: Option<Versioned<UserRecord>>,
+        mut read: Option<Versioned<UserRecord>>,
     ) -> LoginOutcome {
-        let result = self.update_from(login_id, read, |u| match u.token.state(now) {
-            TokenState::Active => {
-                let step = self.prove_otp(u, otp, now)?;
-                u.token = u.token.spend_step(step);
-                Ok(LoginOutcome::Accept { with_otp: true })
+        const REREADS: usize = 8;
+        for _ in 0..REREADS {
+            let current = match read.take() {
+                Some(v) => v,
+                None => match self.store.get_user(login_id) {
+                    Ok(Some(v)) => v,
+                    Ok(None) => return LoginOutcome::Reject(RejectReason::UnknownUser),
+                    Err(_) => return LoginOutcome::Reject(RejectReason::Store),
+                },
+            };
+            let user = &current.value;
+            if user.lock.is_locked(now) {
+                return LoginOutcome::Reject(RejectReason::Locked);
             }
-            TokenState::Expired => {
+            let state = user.token.state(now);
+            let Some(sealed) = user
+                .token
+                .secret()
+                .filter(|_| matches!(state, TokenState::Active | TokenState::Expired))
+            else {
+                return LoginOutcome::Reject(RejectReason::BadOtp);
+            };
+            let Ok(secret) = self.sealer().open(login_id, sealed) else {
+                return LoginOutcome::Reject(RejectReason::Store);
+            };
+            let step = match self.otp.verify(&secret, otp, now, user.token.last_step()) {
+                Ok(step) => step,
+                Err(OtpRefusal::Invalid) => {
+                    return self.count_failure(login_id, now, RejectReason::BadOtp)
+                }
+                Err(OtpRefusal::Replayed) => {
+                    return self.count_failure(login_id, now, RejectReason::OtpReplayed)
+                }
+            };
+            if state == TokenState::Expired {
                 // Proven but expired: say so, and leave the OTP unspent for renewal.
-                let mut probe = u.clone();
-                self.prove_otp(&mut probe, otp, now)?;
-                u.lock = probe.lock;
-                Ok(LoginOutcome::Reject(RejectReason::Expired))
+                if user.lock.failures > 0 && self.store.clear_failures(login_id).is_err() {
+                    return LoginOutcome::Reject(RejectReason::Store);
+                }
+                return LoginOutcome::Reject(RejectReason::Expired);
             }
-            _ => Err(OpError::BadOtp),
-        });
-        match result {
-            Ok(outcome) => outcome,
-            Err(OpError::Locked) => LoginOutcome::Reject(RejectReason::Locked),
-            Err(OpError::OtpReplayed) => LoginOutcome::Reject(RejectReason::OtpReplayed),
-            Err(OpError::BadOtp) | Err(OpError::WrongState { .. }) => {
-                LoginOutcome::Reject(RejectReason::BadOtp)
-            }
-            Err(OpError::UnknownUser(_)) => LoginOutcome::Reject(RejectReason::UnknownUser),
-            Err(_) => LoginOutcome::Reject(RejectReason::Store),
+            return match self.store.spend_step(login_id, current.epoch, step, now) {
+                Ok(Spend::Spent) => LoginOutcome::Accept { with_otp: true },
+                Ok(Spend::Replayed) => self.count_failure(login_id, now, RejectReason::OtpReplayed),
+                Ok(Spend::Locked) => LoginOutcome::Reject(RejectReason::Locked),
+                Ok(Spend::Missing) => LoginOutcome::Reject(RejectReason::UnknownUser),
+                Ok(Spend::Changed) => continue,
+                Err(_) => LoginOutcome::Reject(RejectReason::Store),
+            };
         }
+        LoginOutcome::Reject(RejectReason::Store)
     }
 
     fn count_failure(&self, login_id: &str, now: UnixTime, reason: RejectReason) -> LoginOutcome {
-        let r = self.update(login_id, |u| {
-            u.lock.record_failure(now, &self.lock);
-            Ok(())
-        });
-        match r {
-            Ok(()) => LoginOutcome::Reject(reason),
+        match self.store.count_failure(login_id, now, &self.lock) {
+            Ok(_) => LoginOutcome::Reject(reason),
             Err(_) => LoginOutcome::Reject(RejectReason::Store),
         }
     }
