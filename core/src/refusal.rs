@@ -150,6 +150,8 @@ refusals! {
             "サービスID、ユーザID、または利用開始パスワードが正しくありません。",
             "The service ID, user ID or activation password is not correct.",
         );
+    /// The answer to a challenge brought a State that was already answered (on any node).
+    BadState = Row::new("bad_state", 400).radius("bad_state");
     /// The store failed; also the login reason when it did.
     StoreError = Row::new("store_error", 503)
         .radius("store_error")
@@ -365,6 +367,7 @@ mod tests {
             (OtpRequired, "otp_required"),
             (Expired, "expired"),
             (Store, "store_error"),
+            (BadState, "bad_state"),
         ] {
             assert_eq!(reason.name(), word);
             assert_eq!(reason.refusal().radius_reason(), Some(word));

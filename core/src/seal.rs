@@ -28,13 +28,27 @@ pub struct Sealed {
 
 pub struct Sealer {
     cipher: XChaCha20Poly1305,
+    /// Where the keys for other purposes come from (see [`Sealer::derive_key`]).
+    base: Zeroizing<[u8; 32]>,
 }
 
 impl Sealer {
     pub fn from_key(key: &[u8; 32]) -> Self {
         Sealer {
             cipher: XChaCha20Poly1305::new(key.into()),
+            base: Zeroizing::new(*key),
         }
+    }
+
+    /// A key for `purpose` (HMAC-SHA-256 of the purpose under the key file's key): the same
+    /// on every node that shares `key_file`, and telling nothing about the sealing key.
+    pub fn derive_key(&self, purpose: &str) -> Zeroizing<[u8; 32]> {
+        use hmac::{Hmac, Mac};
+        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(self.base.as_ref())
+            .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
+        mac.update(b"otpd key derivation v1: ");
+        mac.update(purpose.as_bytes());
+        Zeroizing::new(mac.finalize().into_bytes().into())
     }
 
     /// Loads the key file, creating it (mode 0600, 32 random bytes as hex) when absent.

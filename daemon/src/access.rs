@@ -49,7 +49,9 @@ impl AccessHandler for Access {
         let user = req.user_name;
         let (outcome, challenged) = match req.input {
             AccessInput::Password(pw) => (self.ops.login(user, pw).await, false),
-            AccessInput::ChallengeResponse { otp } => (self.ops.login_otp(user, otp).await, true),
+            AccessInput::ChallengeResponse { otp, state } => {
+                (self.ops.answer_challenge(user, otp, state).await, true)
+            }
         };
         if counts_as_failure(outcome) && self.budget.spend(&req.client.name, clock::instant()) {
             self.ops.log.warn(&format!(

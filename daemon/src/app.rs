@@ -108,8 +108,15 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     let ops = Arc::new(Ops::new(svc.clone(), log.clone()).with_refusal_delay(
         std::time::Duration::from_millis(config.radius.reject_delay_ms),
     ));
+    let mut radius_settings = radius_config(&config)?;
+    // Every node that shares key_file signs and checks challenge States alike, on the
+    // wall clock the core is told.
+    radius_settings.state_key = Arc::new(crate::radius::StateKey::new(
+        svc.derive_key("radius challenge state"),
+    ));
+    radius_settings.wall = ops.clock().clone();
     let radius = RadiusServer::bind(
-        radius_config(&config)?,
+        radius_settings,
         Arc::new(Access::new(
             ops.clone(),
             config.radius.client_failure_rate,

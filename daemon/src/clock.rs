@@ -58,6 +58,35 @@ impl Clock {
         }
     }
 
+    /// Milliseconds since the Unix epoch (challenge States expire to the millisecond).
+    pub fn now_ms(&self) -> i64 {
+        match &self.0 {
+            Source::System => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+                .unwrap_or(0),
+            Source::Settable(s) => {
+                let ms = i64::try_from(s.origin.elapsed().as_millis()).unwrap_or(i64::MAX);
+                s.offset
+                    .load(Ordering::Relaxed)
+                    .saturating_mul(1000)
+                    .saturating_add(ms)
+            }
+        }
+    }
+
+    /// The wall time, in milliseconds, of the monotonic instant `at` (earlier or later than
+    /// now): what a deadline taken from [`instant`] is on this clock.
+    pub fn ms_at(&self, at: tokio::time::Instant) -> i64 {
+        let now = instant();
+        let ms = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        if at >= now {
+            self.now_ms().saturating_add(ms(at - now))
+        } else {
+            self.now_ms().saturating_sub(ms(now - at))
+        }
+    }
+
     /// Puts a settable clock at `at` (it moves on from there); the system clock ignores it.
     pub fn set(&self, at: UnixTime) {
         if let Source::Settable(s) = &self.0 {
@@ -100,6 +129,20 @@ mod tests {
         assert_eq!(clock.now(), 1_900_000_000, "clones share one time");
         tokio::time::advance(Duration::from_secs(60)).await;
         assert_eq!(clock.now(), 1_900_000_060);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn milliseconds_follow_tokio_time_and_instants_map_onto_the_clock() {
+        let clock = Clock::starting_at(1_800_000_000);
+        assert_eq!(clock.now_ms(), 1_800_000_000_000);
+        tokio::time::advance(Duration::from_millis(1_234)).await;
+        assert_eq!(clock.now_ms(), 1_800_000_001_234);
+        let now = instant();
+        assert_eq!(clock.ms_at(now + Duration::from_secs(2)), 1_800_000_003_234);
+        assert_eq!(
+            clock.ms_at(now - Duration::from_millis(234)),
+            1_800_000_001_000
+        );
     }
 
     #[test]

@@ -185,7 +185,7 @@ impl Ops {
             .await
     }
 
-    /// The OTP answering a challenge.
+    /// The OTP of a login whose password was proven in the same request (the OTP menu).
     pub async fn login_otp(
         &self,
         login_id: String,
@@ -194,6 +194,21 @@ impl Ops {
         let id = login_id.clone();
         self.login_with(id, move |svc, now| svc.login_otp(&login_id, &otp, now))
             .await
+    }
+
+    /// The OTP answering a RADIUS challenge, whose State is used up on every node.
+    pub async fn answer_challenge(
+        &self,
+        login_id: String,
+        otp: zeroize::Zeroizing<String>,
+        state: crate::radius::StateTicket,
+    ) -> LoginOutcome {
+        let id = login_id.clone();
+        self.login_with(id, move |svc, now| {
+            let key = state.once_key();
+            svc.answer_challenge(&login_id, &otp, &key, state.expires_at(), now)
+        })
+        .await
     }
 
     async fn login_with<F>(&self, login_id: String, f: F) -> LoginOutcome

@@ -19,6 +19,8 @@ pub enum RejectReason {
     OtpRequired,
     Expired,
     Store,
+    /// The challenge's State was already answered.
+    BadState,
 }
 
 impl RejectReason {
@@ -33,6 +35,7 @@ impl RejectReason {
             RejectReason::OtpRequired => Refusal::OtpRequired,
             RejectReason::Expired => Refusal::Expired,
             RejectReason::Store => Refusal::StoreError,
+            RejectReason::BadState => Refusal::BadState,
         }
     }
 
@@ -115,6 +118,24 @@ impl Service {
     /// proves is then spent with one conditional write, which refuses it if another login
     /// (on this node or another) spent it first, or if the token was replaced meanwhile, in
     /// which case the user is read again.
+    /// The OTP answering the challenge whose State is `once_key`, valid until `expires_at`:
+    /// the State is marked used in the store first, so it is answered once on every node
+    /// sharing the store.
+    pub fn answer_challenge(
+        &self,
+        login_id: &str,
+        otp: &str,
+        once_key: &[u8],
+        expires_at: UnixTime,
+        now: UnixTime,
+    ) -> LoginOutcome {
+        match self.store.use_once(once_key, expires_at, now) {
+            Ok(true) => self.login_otp(login_id, otp, now),
+            Ok(false) => LoginOutcome::Reject(RejectReason::BadState),
+            Err(_) => LoginOutcome::Reject(RejectReason::Store),
+        }
+    }
+
     fn login_otp_from(
         &self,
         login_id: &str,

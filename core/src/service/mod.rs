@@ -94,6 +94,11 @@ impl Service {
         &self.service_id
     }
 
+    /// A key for `purpose`, derived from the key file's (the same on every node).
+    pub fn derive_key(&self, purpose: &str) -> zeroize::Zeroizing<[u8; 32]> {
+        self.sealer.derive_key(purpose)
+    }
+
     pub(crate) fn sealer(&self) -> &Sealer {
         &self.sealer
     }

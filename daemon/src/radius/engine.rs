@@ -107,6 +107,8 @@ pub(crate) struct Engine<H> {
     pub(crate) drop_log_interval: Duration,
     cache: Arc<Mutex<ReplyCache>>,
     states: Arc<Mutex<StateStore>>,
+    /// The wall clock of the States' expiry.
+    wall: crate::clock::Clock,
     drops: DropLimiter,
     pub(crate) permits: Arc<Semaphore>,
     pub(crate) max_in_flight: u32,
@@ -154,9 +156,11 @@ impl<H: AccessHandler> Engine<H> {
                 REPLY_CACHE_MAX_BYTES,
             ))),
             states: Arc::new(Mutex::new(StateStore::new(
+                Arc::clone(&cfg.state_key),
                 cfg.state_ttl,
                 cfg.state_capacity,
             ))),
+            wall: cfg.wall.clone(),
             drops: DropLimiter::new(cfg.drop_log_interval),
             permits,
             max_in_flight,
@@ -335,9 +339,10 @@ impl<H: AccessHandler> Engine<H> {
         let input = match state {
             None => AccessInput::Password(text),
             Some(state) => {
-                let taken = lock(&self.states).take(&state, &user_name, &client.name, now);
-                taken.map_err(|_| "bad_state")?;
-                AccessInput::ChallengeResponse { otp: text }
+                let now_ms = self.wall.ms_at(now);
+                let taken = lock(&self.states).take(&state, &user_name, &client.name, now, now_ms);
+                let state = taken.map_err(|_| "bad_state")?;
+                AccessInput::ChallengeResponse { otp: text, state }
             }
         };
         Ok((user_name, input))
@@ -383,7 +388,9 @@ impl<H: AccessHandler> Engine<H> {
             Decision::NeedOtp { reply_message } => {
                 // Only a valid UTF-8 name reaches the handler, so this is the name itself.
                 let name = String::from_utf8_lossy(&audit_user);
-                let state = lock(&self.states).issue(&name, &client.name, clock::instant());
+                let now = clock::instant();
+                let now_ms = self.wall.ms_at(now);
+                let state = lock(&self.states).issue(&name, &client.name, now, now_ms);
                 (
                     code::ACCESS_CHALLENGE,
                     Outcome::Challenge,

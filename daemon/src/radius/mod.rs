@@ -45,7 +45,7 @@ mod tests;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use zeroize::Zeroizing;
@@ -55,6 +55,7 @@ pub use engine::PacketPath;
 pub use error::RadiusError;
 pub use events::{DropReason, InputKind, Outcome, RadiusEvent, RadiusLog, Severity};
 pub use server::{serve, RadiusServer};
+pub use state::{StateKey, StateTicket};
 pub use stats::{RadiusStats, RadiusStatsHandle, TableSizes};
 
 /// Locks one of the layer's tables. Critical sections never panic half-way through an
@@ -76,9 +77,13 @@ pub struct ClientInfo {
 pub enum AccessInput {
     /// `User-Password` as sent: the login password, or the login password followed by the OTP.
     Password(Zeroizing<String>),
-    /// The answer to an Access-Challenge issued to this user through this client: the
-    /// `User-Password` of the request is the OTP.
-    ChallengeResponse { otp: Zeroizing<String> },
+    /// The answer to an Access-Challenge issued to this user through this client (by this
+    /// node or another): the `User-Password` of the request is the OTP. `state` is what the
+    /// handler marks used in the shared store, so the State is answered once on every node.
+    ChallengeResponse {
+        otp: Zeroizing<String>,
+        state: StateTicket,
+    },
 }
 
 impl std::fmt::Debug for AccessInput {
@@ -176,8 +181,13 @@ pub struct RadiusConfig {
     pub clients: Vec<RadiusClient>,
     /// How long an issued challenge `State` stays valid.
     pub state_ttl: Duration,
-    /// Most outstanding challenges; beyond it the oldest is forgotten.
+    /// Most challenges this node remembers issuing or taking; beyond it the oldest is
+    /// forgotten (its State stays valid: the store's single-use mark still holds).
     pub state_capacity: usize,
+    /// Signs the challenge States: derived from `key_file`, so every node verifies them.
+    pub state_key: Arc<StateKey>,
+    /// The wall clock the States' expiry is read on (nodes' clocks agree, as TOTP needs).
+    pub wall: crate::clock::Clock,
     /// How long a sent reply is kept for retransmissions (RFC 5080).
     pub reply_cache_ttl: Duration,
     /// Most cached replies; beyond it the oldest is forgotten.
@@ -204,6 +214,8 @@ impl RadiusConfig {
             clients,
             state_ttl: Duration::from_secs(120),
             state_capacity: 16_384,
+            state_key: Arc::new(StateKey::random()),
+            wall: crate::clock::Clock::system(),
             reply_cache_ttl: Duration::from_secs(30),
             reply_cache_capacity: 16_384,
             max_in_flight: 1024,

@@ -61,3 +61,40 @@ fn concurrent_logins_accept_a_code_once() {
     });
     assert_eq!(accepted, 1);
 }
+
+#[test]
+fn a_challenge_is_answered_once_and_a_fresh_code_only_once() {
+    let f = fixture("");
+    let svc = std::sync::Arc::new(f.svc);
+    let secret = active(&svc, "u");
+    let t = NOW + 60;
+    assert_eq!(svc.login("u", "pw-of-", t), LoginOutcome::NeedOtp);
+    let otp = code(&svc, &secret, t);
+    let answered = svc.answer_challenge("u", &otp, b"state-1", t + 120, t);
+    assert_eq!(answered, LoginOutcome::Accept { with_otp: true });
+    // The same State again, even with a code that would be fresh: refused before the OTP.
+    let next = code(&svc, &secret, t + 60);
+    assert_eq!(
+        svc.answer_challenge("u", &next, b"state-1", t + 120, t),
+        LoginOutcome::Reject(RejectReason::BadState)
+    );
+    assert_eq!(svc.view(&svc.get("u").expect("u"), t).failures, 0);
+    // Many answers with one fresh code, each with its own State: one Accept.
+    let accepted: usize = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..8)
+            .map(|i| {
+                let svc = &svc;
+                let next = &next;
+                s.spawn(move || {
+                    let state = format!("state-race-{i}");
+                    svc.answer_challenge("u", next, state.as_bytes(), t + 120, t)
+                })
+            })
+            .collect();
+        hs.into_iter()
+            .map(|h| h.join().expect("thread"))
+            .filter(|o| *o == LoginOutcome::Accept { with_otp: true })
+            .count()
+    });
+    assert_eq!(accepted, 1);
+}

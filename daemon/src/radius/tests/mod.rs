@@ -63,6 +63,8 @@ pub(crate) fn config() -> RadiusConfig {
         ],
     );
     cfg.reject_delay = Duration::ZERO;
+    // The States' wall clock moves with tokio's, as the monotonic deadlines do.
+    cfg.wall = crate::clock::Clock::starting_at(1_800_000_000);
     cfg
 }
 
@@ -110,7 +112,7 @@ impl AccessHandler for Mock {
         }
         let (challenge_response, secret) = match &req.input {
             AccessInput::Password(p) => (false, p.to_string()),
-            AccessInput::ChallengeResponse { otp } => (true, otp.to_string()),
+            AccessInput::ChallengeResponse { otp, .. } => (true, otp.to_string()),
         };
         self.seen.lock().unwrap().push(Seen {
             user: req.user_name.clone(),

@@ -9,7 +9,7 @@ use super::super::clients::ClientTable;
 use super::super::dedup::{DedupKey, ReplyCache, Seen};
 use super::super::events::{DropReason, RadiusEvent};
 use super::super::ratelimit::DropLimiter;
-use super::super::state::{StateError, StateStore};
+use super::super::state::{StateError, StateKey, StateStore};
 use super::super::wire;
 use super::super::RadiusError;
 use super::*;
@@ -239,43 +239,84 @@ fn reply_cache_is_bounded_by_size_too() {
 #[test]
 fn state_is_single_use_bound_and_expires() {
     let t0 = clock::instant();
-    let gw: Arc<str> = Arc::from("gw");
-    let mut s = StateStore::new(Duration::from_secs(120), 100);
-    let a = s.issue("alice", &gw, t0);
-    let b = s.issue("alice", &gw, t0);
+    let ms0 = 1_800_000_000_000;
+    let key = Arc::new(StateKey::random());
+    let mut s = StateStore::new(key, Duration::from_secs(120), 100);
+    let a = s.issue("alice", "gw", t0, ms0);
+    let b = s.issue("alice", "gw", t0, ms0);
     assert_ne!(a, b, "random States");
+    assert_eq!(a.len(), 41);
+    assert_eq!(s.take(&a, "bob", "gw", t0, ms0), Err(StateError::Unknown));
     assert_eq!(
-        s.take(&a, "bob", "gw", t0),
-        Err(StateError::OtherUserOrClient)
+        s.take(&a, "alice", "lan", t0, ms0),
+        Err(StateError::Unknown)
     );
+    let ticket = s.take(&a, "alice", "gw", t0, ms0).expect("the owner's");
+    assert_eq!(ticket.expires_at_ms, ms0 + 120_000);
+    assert_eq!(ticket.expires_at(), 1_800_000_121);
+    assert_eq!(s.take(&a, "alice", "gw", t0, ms0), Err(StateError::Used));
     assert_eq!(
-        s.take(&a, "alice", "lan", t0),
-        Err(StateError::OtherUserOrClient)
+        s.take(&a[..8], "alice", "gw", t0, ms0),
+        Err(StateError::Unknown)
     );
-    assert_eq!(s.take(&a, "alice", "gw", t0), Ok(()));
-    assert_eq!(s.take(&a, "alice", "gw", t0), Err(StateError::Unknown));
-    assert_eq!(s.take(&a[..8], "alice", "gw", t0), Err(StateError::Unknown));
     let late = t0 + Duration::from_secs(120);
-    assert!(s.take(&b, "alice", "gw", late).is_err());
+    assert_eq!(
+        s.take(&b, "alice", "gw", late, ms0 + 120_000),
+        Err(StateError::Expired)
+    );
+    assert!(s.take(&b, "alice", "gw", late, ms0 + 119_999).is_ok());
     assert_eq!(s.len(late), 0);
     // Read while idle, the size leaves out what has expired since.
-    s.issue("alice", &gw, late);
+    s.issue("alice", "gw", late, ms0 + 120_000);
     assert_eq!(s.len(late), 1);
     assert_eq!(s.len(late + Duration::from_secs(120)), 0);
 }
 
 #[test]
-fn state_store_is_bounded() {
+fn a_state_is_checked_by_any_node_that_shares_the_key() {
     let t0 = clock::instant();
-    let gw: Arc<str> = Arc::from("gw");
-    let mut s = StateStore::new(Duration::from_secs(120), 3);
-    let states: Vec<_> = (0..10).map(|_| s.issue("alice", &gw, t0)).collect();
-    assert_eq!(s.len(t0), 3);
+    let ms0 = 1_800_000_000_000;
+    let key = Arc::new(StateKey::random());
+    let mut a = StateStore::new(Arc::clone(&key), Duration::from_secs(120), 100);
+    let mut b = StateStore::new(key, Duration::from_secs(120), 100);
+    let mut other = StateStore::new(Arc::new(StateKey::random()), Duration::from_secs(120), 100);
+    let state = a.issue("alice", "gw", t0, ms0);
     assert_eq!(
-        s.take(&states[6], "alice", "gw", t0),
+        other.take(&state, "alice", "gw", t0, ms0),
+        Err(StateError::Unknown),
+        "a node with another key_file"
+    );
+    let on_b = b
+        .take(&state, "alice", "gw", t0, ms0 + 5_000)
+        .expect("node B");
+    let on_a = a
+        .take(&state, "alice", "gw", t0, ms0 + 5_000)
+        .expect("node A");
+    // Each node alone would take it once: the store's mark under one key catches the second.
+    assert_eq!(on_a.once_key(), on_b.once_key());
+    // A State whose expiry was moved is not one otpd made.
+    let mut longer = state.clone();
+    longer[8] ^= 1;
+    assert_eq!(
+        b.take(&longer, "alice", "gw", t0, ms0),
         Err(StateError::Unknown)
     );
-    assert_eq!(s.take(&states[9], "alice", "gw", t0), Ok(()));
+}
+
+#[test]
+fn state_store_is_bounded() {
+    let t0 = clock::instant();
+    let ms0 = 1_800_000_000_000;
+    let mut s = StateStore::new(Arc::new(StateKey::random()), Duration::from_secs(120), 3);
+    let states: Vec<_> = (0..10).map(|_| s.issue("alice", "gw", t0, ms0)).collect();
+    assert_eq!(s.len(t0), 3);
+    // Forgotten here, still a valid State: its single use is the store's mark.
+    assert!(s.take(&states[0], "alice", "gw", t0, ms0).is_ok());
+    assert!(s.take(&states[9], "alice", "gw", t0, ms0).is_ok());
+    assert_eq!(
+        s.take(&states[9], "alice", "gw", t0, ms0),
+        Err(StateError::Used)
+    );
 }
 
 #[test]
