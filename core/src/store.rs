@@ -166,8 +166,9 @@ pub trait Store: Send + Sync {
     /// The durable mail outbox: returns the new message's id.
     fn outbox_push(&self, message: &[u8]) -> Result<u64, StoreError>;
     fn outbox(&self) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
-    /// Up to `limit` outbox messages that no node holds, each leased to `node` until
-    /// `now + lease_seconds`: while the lease runs, no other node is handed it.
+    /// Up to `limit` outbox messages that no other node holds (never leased, lease run out,
+    /// or held by `node` itself), each leased to `node` until `now + lease_seconds`: while
+    /// the lease runs, no other node is handed it.
     fn outbox_lease(
         &self,
         node: &str,
@@ -774,7 +775,10 @@ impl Store for SledStore {
             if out.len() >= limit {
                 break;
             }
-            if leases.get(&id).is_some_and(|(_, held)| *held > now) {
+            if leases
+                .get(&id)
+                .is_some_and(|(holder, held)| holder != node && *held > now)
+            {
                 continue;
             }
             leases.insert(id, (node.to_string(), until));
@@ -1178,9 +1182,18 @@ mod tests {
         assert_eq!(first, vec![(a, b"one".to_vec())]);
         let second = s.outbox_lease("n2", 100, 30, 10).expect("lease");
         assert_eq!(second, vec![(b, b"two".to_vec())], "not the one n1 holds");
-        assert!(s.outbox_lease("n2", 129, 30, 10).expect("lease").is_empty());
+        let own = s.outbox_lease("n1", 110, 30, 10).expect("lease");
+        assert_eq!(
+            own,
+            vec![(a, b"one".to_vec())],
+            "a holder is handed its own again"
+        );
+        assert!(
+            s.outbox_lease("n2", 139, 30, 10).expect("lease").len() == 1,
+            "its own only"
+        );
         s.outbox_remove(b).expect("sent");
-        let later = s.outbox_lease("n2", 131, 30, 10).expect("lease");
+        let later = s.outbox_lease("n2", 141, 30, 10).expect("lease");
         assert_eq!(later, vec![(a, b"one".to_vec())], "n1's lease ran out");
     }
 

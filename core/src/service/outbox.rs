@@ -60,14 +60,33 @@ impl Service {
             .store
             .outbox()?
             .into_iter()
-            .map(|(id, raw)| {
-                let job = serde_json::from_slice::<Sealed>(&raw)
-                    .map_err(|e| e.to_string())
-                    .and_then(|s| self.sealer.open(OUTBOX_AAD, &s).map_err(|e| e.to_string()))
-                    .and_then(|p| serde_json::from_slice::<MailJob>(&p).map_err(|e| e.to_string()));
-                (id, job)
-            })
+            .map(|(id, raw)| (id, self.open_mail(&raw)))
             .collect())
+    }
+
+    /// The outbox entries no other node is sending, opened, and leased to `node` for
+    /// `lease_seconds` (see [`crate::store::Store::outbox_lease`]): with several nodes on
+    /// one store, each message is sent by one of them.
+    pub fn lease_mail(
+        &self,
+        node: &str,
+        now: UnixTime,
+        lease_seconds: u64,
+    ) -> Result<Vec<PendingMail>, OpError> {
+        const BATCH: usize = 256;
+        Ok(self
+            .store
+            .outbox_lease(node, now, lease_seconds, BATCH)?
+            .into_iter()
+            .map(|(id, raw)| (id, self.open_mail(&raw)))
+            .collect())
+    }
+
+    fn open_mail(&self, raw: &[u8]) -> Result<MailJob, String> {
+        serde_json::from_slice::<Sealed>(raw)
+            .map_err(|e| e.to_string())
+            .and_then(|s| self.sealer.open(OUTBOX_AAD, &s).map_err(|e| e.to_string()))
+            .and_then(|p| serde_json::from_slice::<MailJob>(&p).map_err(|e| e.to_string()))
     }
 
     pub fn mail_sent(&self, id: u64) -> Result<(), OpError> {

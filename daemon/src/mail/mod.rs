@@ -35,13 +35,32 @@ pub fn backoff(attempts: u32) -> i64 {
     (BACKOFF_FIRST << doublings).min(BACKOFF_MAX)
 }
 
+/// How long a node holds the messages it takes from the outbox: another node sharing the
+/// store is handed them only once this has passed since the holder last took them. Longer
+/// than a relay's timeout, so a slow delivery is not sent twice. Delivery is at least once:
+/// a node that dies after the relay accepted a message but before removing it leaves it
+/// to be sent again, by another node after the lease or by itself on restart.
+pub const LEASE_SECONDS: u64 = 300;
+
+/// How often an idle mailer looks at the outbox anyway: messages another node queued, or
+/// left behind when it died, are found within this (an issuance on this node wakes it at once).
+const IDLE_LOOK: Duration = Duration::from_secs(60);
+
 /// How long the mailer sleeps at `now` when the next retry is due at `next` (at least a
-/// second); with nothing to retry, an hour (an issuance wakes it sooner).
+/// second, at most [`IDLE_LOOK`]).
 fn until_next(next: Option<UnixTime>, now: UnixTime) -> Duration {
     match next {
-        Some(at) => Duration::from_secs(u64::try_from(at - now).unwrap_or(0).max(1)),
-        None => Duration::from_secs(3600),
+        Some(at) => Duration::from_secs(u64::try_from(at - now).unwrap_or(0).max(1)).min(IDLE_LOOK),
+        None => IDLE_LOOK,
     }
+}
+
+/// This process's name as an outbox lease holder: host and process id.
+fn node_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host = host.trim();
+    let host = if host.is_empty() { "otpd" } else { host };
+    format!("{host}:{}", std::process::id())
 }
 
 /// The outbox's sender: owns the transport, the template and the sender's address; its
@@ -53,6 +72,8 @@ pub struct Mailer {
     public_url: String,
     service_id: String,
     describe: String,
+    /// The lease holder's name ([`node_name`]).
+    node: String,
 }
 
 impl Mailer {
@@ -75,7 +96,15 @@ impl Mailer {
             public_url: config.http.public_url.trim_end_matches('/').to_string(),
             service_id: config.core.service_id.clone(),
             describe,
+            node: node_name(),
         })
+    }
+
+    /// Holds outbox leases as `node` instead of this process's name (tests of two nodes in
+    /// one process).
+    pub fn with_node(mut self, node: &str) -> Mailer {
+        self.node = node.to_string();
+        self
     }
 
     /// The e-mail for one job: to the mobile address, with the setup link.
@@ -142,7 +171,11 @@ impl Mailer {
         ignore_schedule: bool,
         unreadable: &mut HashSet<u64>,
     ) -> Option<UnixTime> {
-        let pending = match ops.run(|svc, _| svc.pending_mail()).await.and_then(|r| r) {
+        let node = self.node.clone();
+        let leased = ops
+            .run(move |svc, now| svc.lease_mail(&node, now, LEASE_SECONDS))
+            .await;
+        let pending = match leased.and_then(|r| r) {
             Ok(p) => p,
             Err(e) => {
                 ops.log.error(&format!(

@@ -158,7 +158,8 @@ fn the_wait_is_until_the_next_retry_at_least_a_second() {
     assert_eq!(until_next(Some(T0 + 10), T0), Duration::from_secs(10));
     assert_eq!(until_next(Some(T0), T0), Duration::from_secs(1));
     assert_eq!(until_next(Some(T0 - 30), T0), Duration::from_secs(1));
-    assert_eq!(until_next(None, T0), Duration::from_secs(3600));
+    assert_eq!(until_next(None, T0), Duration::from_secs(60), "looks again");
+    assert_eq!(until_next(Some(T0 + 600), T0), Duration::from_secs(60));
 }
 
 /// Attempts made so far on the only queued message.
@@ -266,4 +267,41 @@ async fn the_running_mailer_waits_its_backoff_then_retries() {
         real.elapsed() < Duration::from_secs(10),
         "the clock was virtual"
     );
+}
+
+#[tokio::test]
+async fn a_message_another_node_holds_is_left_to_it_until_its_lease_runs_out() {
+    let f = fixture("transport = \"file\"\ndir = \"spool\"");
+    issue(&f, "hanako");
+    let text = format!(
+        "service_id = \"EXAMPLE-BANK\"\n[http]\npublic_url = \"https://otp.example.jp/\"\n[mail]\n{}\n",
+        refusing_relay()
+    );
+    let refusing = Config::parse(&text, f.dir.path()).expect("config").config;
+    let a = Mailer::new(&refusing).expect("a").with_node("node-a");
+    let b = Mailer::new(&f.config).expect("b").with_node("node-b");
+    let spooled = || {
+        std::fs::read_dir(f.dir.path().join("spool"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    // Node A takes the message and fails to deliver it: it keeps it, to retry.
+    assert!(a.pass(&f.ops, false, &mut HashSet::new()).await.is_some());
+    // Node B, even ignoring the schedule, is not handed what A holds.
+    assert_eq!(b.pass(&f.ops, true, &mut HashSet::new()).await, None);
+    assert_eq!(spooled(), 0);
+    f.ops
+        .clock()
+        .set(T0 + i64::try_from(LEASE_SECONDS).expect("seconds") - 1);
+    b.pass(&f.ops, true, &mut HashSet::new()).await;
+    assert_eq!(spooled(), 0, "still A's a second before its lease ends");
+    // A went away; once its lease has run out, B sends it, once.
+    f.ops
+        .clock()
+        .set(T0 + i64::try_from(LEASE_SECONDS).expect("seconds") + 1);
+    b.pass(&f.ops, true, &mut HashSet::new()).await;
+    assert_eq!(spooled(), 1);
+    assert!(f.ops.service().pending_mail().expect("outbox").is_empty());
+    b.pass(&f.ops, true, &mut HashSet::new()).await;
+    assert_eq!(spooled(), 1);
 }
