@@ -195,6 +195,11 @@ pub trait Store: Send + Sync {
     fn needs_flush(&self, login_id: &str) -> bool;
     /// Which engine, and where: ("sled", its folder) or ("postgres", its server).
     fn describe(&self) -> (String, String);
+    /// Whether the store answers now (a database server may be unreachable); quick, with
+    /// a short timeout of its own. An embedded store is always there.
+    fn check(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// Bytes the store occupies on disk.
     fn size_on_disk(&self) -> u64;
     /// A copy of everything, for backups: each record is read whole, so every user comes

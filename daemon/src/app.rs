@@ -154,6 +154,13 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     });
     tasks.spawn(http.serve(wait_for(stop_rx.clone())));
     tasks.spawn(mailer.run(ops.clone(), wait_for(stop_rx.clone())));
+    let watching = ops.clone();
+    let watch_stop = wait_for(stop_rx.clone());
+    tasks.spawn(async move {
+        watching
+            .watch_store(std::time::Duration::from_secs(1), watch_stop)
+            .await
+    });
     if let Some(listener) = metrics {
         tasks.spawn(crate::metrics::serve(
             listener,

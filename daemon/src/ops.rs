@@ -29,6 +29,10 @@ pub struct Ops {
     /// write once an I/O error happened, until the store is opened again, so otpd stops
     /// (exit status 1) and its service manager restarts it (`Restart=on-failure`).
     store_failed: watch::Sender<Option<String>>,
+    /// Set while the store does not answer (a database server down or unreachable), with
+    /// why and since when; logins are refused at once meanwhile (see [`Ops::watch_store`]).
+    store_down: std::sync::Mutex<Option<(String, tokio::time::Instant)>>,
+    store_is_down: std::sync::atomic::AtomicBool,
     /// A customer's refused renewal or sign-in is answered no sooner than this after it
     /// arrived (`radius.reject_delay_ms`): an unknown user costs no write, a known one a
     /// counted failure, and the difference must not show in the answer's timing.
@@ -47,6 +51,8 @@ impl Ops {
             log,
             mail_wake: Arc::new(Notify::new()),
             store_failed: watch::channel(None).0,
+            store_down: std::sync::Mutex::new(None),
+            store_is_down: std::sync::atomic::AtomicBool::new(false),
             refusal_delay: std::time::Duration::ZERO,
         }
     }
@@ -83,6 +89,59 @@ impl Ops {
 
     pub fn service(&self) -> &Arc<Service> {
         &self.svc
+    }
+
+    /// Whether the store answered its last check (readiness, and logins' fast refusal).
+    pub fn store_available(&self) -> bool {
+        !self
+            .store_is_down
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Asks the store every `every` whether it answers, until `stop` resolves. When it stops
+    /// answering, one line says so and logins are refused at once (no login waits for a
+    /// database that is not there); when it answers again, one line says so and logins
+    /// are served again. An embedded store always answers.
+    pub async fn watch_store(
+        &self,
+        every: std::time::Duration,
+        stop: impl std::future::Future<Output = ()>,
+    ) {
+        tokio::pin!(stop);
+        loop {
+            let svc = self.svc.clone();
+            let checked = tokio::task::spawn_blocking(move || svc.store().check())
+                .await
+                .unwrap_or_else(|e| Err(otpd_core::store::StoreError::Io(e.to_string())));
+            self.note_store(checked.map_err(|e| e.to_string()));
+            tokio::select! {
+                () = &mut stop => return,
+                () = tokio::time::sleep(every) => {}
+            }
+        }
+    }
+
+    /// Records the outcome of a store check, saying so once per change.
+    pub fn note_store(&self, checked: Result<(), String>) {
+        let mut down = self.store_down.lock().unwrap_or_else(|e| e.into_inner());
+        match (checked, down.as_ref()) {
+            (Err(e), None) => {
+                self.log.error(&format!(
+                    "store unavailable: {e}; logins that need it are refused until it answers again"
+                ));
+                *down = Some((e, clock::instant()));
+            }
+            (Ok(()), Some((_, since))) => {
+                self.log.info(&format!(
+                    "store available again after {} ms; serving logins",
+                    since.elapsed().as_millis()
+                ));
+                *down = None;
+            }
+            _ => {}
+        }
+        self.store_is_down
+            .store(down.is_some(), std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Runs `f` on the blocking pool with `now`, at most one per core at a time.
@@ -215,6 +274,10 @@ impl Ops {
     where
         F: FnOnce(&Service, UnixTime) -> LoginOutcome + Send + 'static,
     {
+        // Fail closed, at once: the gateway hears a Reject, not a timeout.
+        if !self.store_available() {
+            return LoginOutcome::Reject(RejectReason::Store);
+        }
         let outcome = match self.run(f).await {
             Ok(o) => o,
             Err(_) => return LoginOutcome::Reject(RejectReason::Store),
@@ -386,5 +449,24 @@ mod tests {
         let listed = listed.expect("list");
         assert_eq!(listed.len(), 1);
         assert_eq!(listed[0].created_at, otpd_core::rfc3339(T0), "{listed:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn logins_are_refused_at_once_while_the_store_does_not_answer() {
+        use otpd_core::service::{LoginOutcome, RejectReason};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ops = ops_at(dir.path(), Clock::starting_at(T0));
+        ops.write(|svc, now| svc.add_user("taro", "login-pw", now))
+            .await
+            .expect("add");
+        let login = || ops.login("taro".into(), zeroize::Zeroizing::new("login-pw".into()));
+        assert_eq!(login().await, LoginOutcome::Accept { with_otp: false });
+        ops.note_store(Err("connection refused".into()));
+        ops.note_store(Err("connection refused".into()));
+        assert!(!ops.store_available());
+        assert_eq!(login().await, LoginOutcome::Reject(RejectReason::Store));
+        ops.note_store(Ok(()));
+        assert!(ops.store_available());
+        assert_eq!(login().await, LoginOutcome::Accept { with_otp: false });
     }
 }

@@ -71,6 +71,21 @@ const CUSTOMER_SOURCES: usize = 16_384;
 
 type Shared = Arc<Web>;
 
+/// Readiness for a load balancer: 200 `ok` while the store answers, 503 while it does not
+/// (this node refuses logins then, so the balancer should send them to another).
+async fn healthz(
+    axum::extract::State(web): axum::extract::State<Shared>,
+) -> (axum::http::StatusCode, &'static str) {
+    if web.ops.store_available() {
+        (axum::http::StatusCode::OK, "ok")
+    } else {
+        (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "store unavailable",
+        )
+    }
+}
+
 /// The longest setup-link code accepted in a path. Anything else is answered 404 without
 /// touching the store.
 const CODE_MAX: usize = 128;
@@ -102,7 +117,7 @@ pub fn router(web: Shared) -> Router {
             edge::customer_limit,
         ));
     let mut r = Router::new()
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(healthz))
         .merge(customer);
     if !web.keys.is_empty() {
         r = r.nest("/api/v1/admin", admin::routes(web.clone()));
