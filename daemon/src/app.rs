@@ -99,9 +99,15 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         sealer,
         clock::now(),
     )?);
-    let ops = Arc::new(Ops::new(svc.clone(), log.clone()).with_refusal_delay(
-        std::time::Duration::from_millis(config.radius.reject_delay_ms),
-    ));
+    let ops = Arc::new(
+        Ops::new(svc.clone(), log.clone())
+            .with_refusal_delay(std::time::Duration::from_millis(
+                config.radius.reject_delay_ms,
+            ))
+            .with_login_queue(crate::schedule::Bounds::per_source(
+                config.radius.login_queue_per_source as usize,
+            )),
+    );
     let radius = RadiusServer::bind(
         radius_config(&config)?,
         Arc::new(Access::new(

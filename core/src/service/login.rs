@@ -53,7 +53,31 @@ pub enum LoginOutcome {
     Reject(RejectReason),
 }
 
+/// How a login ID's record stands before any password is checked: what the daemon's
+/// scheduler reads to decide who waits for a hashing worker, never a login decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginClass {
+    /// A known user with no failure since its last success, not locked.
+    Clean,
+    /// A known user with failures since its last success (or whose lock ran out).
+    Failing,
+    /// A user locked now.
+    Locked,
+    /// No such user, or the store could not be read (the login itself reports that).
+    Unknown,
+}
+
 impl Service {
+    /// The class of `login_id` at `now`: one store read, no hash, nothing written.
+    pub fn login_class(&self, login_id: &str, now: UnixTime) -> LoginClass {
+        match self.store.get_user(login_id) {
+            Ok(Some(read)) if read.value.lock.is_locked(now) => LoginClass::Locked,
+            Ok(Some(read)) if read.value.lock.failures > 0 => LoginClass::Failing,
+            Ok(Some(_)) => LoginClass::Clean,
+            Ok(None) | Err(_) => LoginClass::Unknown,
+        }
+    }
+
     /// A login with `User-Password`: the password, or the password followed by the OTP.
     pub fn login(&self, login_id: &str, user_password: &str, now: UnixTime) -> LoginOutcome {
         let read = match self.store.get_user(login_id) {
