@@ -317,6 +317,69 @@ mod tests {
         );
     }
 
+    fn request(user: &str, password: &str, station: Option<&str>) -> AccessRequest {
+        AccessRequest {
+            user_name: user.to_string(),
+            input: AccessInput::Password(zeroize::Zeroizing::new(password.to_string())),
+            client: crate::radius::ClientInfo {
+                name: "gw".to_string(),
+                addr: "192.0.2.1:1812".parse().expect("addr"),
+            },
+            nas_identifier: None,
+            calling_station_id: station.map(str::to_string),
+        }
+    }
+
+    fn reason(d: &Decision) -> Option<&'static str> {
+        match d {
+            Decision::Reject { reason, .. } => Some(reason),
+            _ => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_gateway_over_its_budget_still_gets_a_clean_customer_s_correct_login_through() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ops = crate::ops::tests_support::ops(dir.path());
+        ops.write(|svc, now| svc.add_user("taro", "login-pw", now))
+            .await
+            .expect("add");
+        let access = Access::new(ops.clone(), 1, 3);
+        for n in 0..3 {
+            let d = access.decide(request(&format!("nobody{n}"), "guess", None)).await;
+            assert_eq!(reason(&d), Some("unknown_user"), "{d:?}");
+        }
+        let gw = Source::new("gw", None);
+        assert!(!access.budget.has_budget(&gw, clock::instant()), "spent");
+        // Over budget: still evaluated, and a correct password is accepted.
+        let d = access.decide(request("taro", "login-pw", None)).await;
+        assert_eq!(d, Decision::Accept { reply_message: None });
+        // A wrong one is evaluated too (counted on the user), not refused unevaluated.
+        let d = access.decide(request("taro", "wrong", None)).await;
+        assert_eq!(reason(&d), Some("bad_password"), "{d:?}");
+        let record = ops.login_class("taro".to_string()).await;
+        assert_eq!(record, otpd_core::service::LoginClass::Failing);
+        assert_eq!(
+            ops.login_class("nobody0".to_string()).await,
+            otpd_core::service::LoginClass::Unknown
+        );
+    }
+
+    #[tokio::test]
+    async fn failures_behind_a_calling_station_spend_that_station_s_budget_not_the_gateway_s() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ops = crate::ops::tests_support::ops(dir.path());
+        let access = Access::new(ops, 1, 2);
+        for n in 0..4 {
+            let req = request(&format!("nobody{n}"), "guess", Some("203.0.113.9"));
+            access.decide(req).await;
+        }
+        let now = clock::instant();
+        assert!(!access.budget.has_budget(&Source::new("gw", Some("203.0.113.9")), now));
+        assert!(access.budget.has_budget(&Source::new("gw", Some("198.51.100.7")), now));
+        assert!(access.budget.has_budget(&Source::new("gw", None), now));
+    }
+
     #[test]
     fn after_the_password_the_message_helps() {
         let d = decision(LoginOutcome::Reject(RejectReason::BadOtp), true);
