@@ -57,11 +57,6 @@ impl Ops {
         self
     }
 
-    /// Requests waiting for a worker in each line, in [`Class`] order.
-    pub fn waiting(&self) -> [usize; 4] {
-        self.workers.waiting()
-    }
-
     /// Reads the wall time from `clock` instead of the system's.
     pub fn with_clock(mut self, clock: Clock) -> Ops {
         self.clock = clock;

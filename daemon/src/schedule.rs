@@ -242,7 +242,8 @@ impl Scheduler {
     }
 
     /// Requests waiting in each line, in [`Class`] order.
-    pub fn waiting(&self) -> [usize; 4] {
+    #[cfg(test)]
+    fn waiting(&self) -> [usize; 4] {
         let s = self.lock();
         Class::ALL.map(|c| s.lines[c.index()].len)
     }
