@@ -49,11 +49,11 @@ impl AccessHandler for Access {
         let user = req.user_name;
         let (class, step, challenged) = match req.input {
             AccessInput::Password(pw) => {
-                let record = self.ops.login_class(user.clone()).await;
+                let record = self.ops.login_class(user.clone(), pw.clone()).await;
                 (Class::of_login(record, spent), LoginStep::Password(pw), false)
             }
             // Our challenge was answered: the password is proven, the user mid-login.
-            AccessInput::ChallengeResponse { otp } => (Class::Clean, LoginStep::Otp(otp), true),
+            AccessInput::ChallengeResponse { otp } => (Class::Proven, LoginStep::Otp(otp), true),
         };
         let Ok(outcome) = self.ops.login_in(class, &source, user, step).await else {
             return Decision::Reject {
@@ -357,12 +357,9 @@ mod tests {
         // A wrong one is evaluated too (counted on the user), not refused unevaluated.
         let d = access.decide(request("taro", "wrong", None)).await;
         assert_eq!(reason(&d), Some("bad_password"), "{d:?}");
-        let record = ops.login_class("taro".to_string()).await;
-        assert_eq!(record, otpd_core::service::LoginClass::Failing);
-        assert_eq!(
-            ops.login_class("nobody0".to_string()).await,
-            otpd_core::service::LoginClass::Unknown
-        );
+        let class = |who: &str| ops.login_class(who.to_string(), "login-pw".to_string().into());
+        assert_eq!(class("taro").await, otpd_core::service::LoginClass::Failing);
+        assert_eq!(class("nobody0").await, otpd_core::service::LoginClass::Unknown);
     }
 
     #[tokio::test]

@@ -122,11 +122,12 @@ impl Ops {
             .map_err(|e| OpError::Store(format!("worker failed: {e}"))))
     }
 
-    /// How `login_id`'s record stands, read before any hash and without waiting for a
-    /// worker (one store read): what decides a RADIUS login's line.
-    pub async fn login_class(&self, login_id: String) -> LoginClass {
+    /// How a login with `password` for `login_id` stands, read before any hash and
+    /// without waiting for a worker (one store read, the OTP's HMAC): what decides a RADIUS
+    /// login's line.
+    pub async fn login_class(&self, login_id: String, password: Zeroizing<String>) -> LoginClass {
         let (svc, clock) = (self.svc.clone(), self.clock.clone());
-        tokio::task::spawn_blocking(move || svc.login_class(&login_id, clock.now()))
+        tokio::task::spawn_blocking(move || svc.login_class(&login_id, &password, clock.now()))
             .await
             .unwrap_or(LoginClass::Unknown)
     }

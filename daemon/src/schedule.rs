@@ -18,9 +18,12 @@ pub enum Class {
     /// Admin requests, the HTTP pages, the OTP menu and the mailer: rare, and the HTTP
     /// endpoints have rate limits of their own. Unbounded.
     Plain,
+    /// A RADIUS login one of whose credentials is already proven: the OTP at the end of its
+    /// User-Password checks out, or it answers our challenge (the password was proven).
+    /// A sprayer does not get here by guessing. Unbounded (`max_in_flight` bounds it).
+    Proven,
     /// A RADIUS login of a known user with a clean record (no failure since its last
-    /// success, not locked) from a source within its failure budget, or the answer to our
-    /// challenge (the password is already proven). Unbounded (`max_in_flight` bounds it).
+    /// success, not locked) from a source within its failure budget. Unbounded.
     Clean,
     /// A known user with a clean record from a source that spent its failure budget: the
     /// customers of a gateway under attack, and the attack's first try at each stored ID.
@@ -30,12 +33,19 @@ pub enum Class {
 }
 
 impl Class {
-    const ALL: [Class; 4] = [Class::Plain, Class::Clean, Class::Spent, Class::Doubtful];
+    const ALL: [Class; 5] = [
+        Class::Plain,
+        Class::Proven,
+        Class::Clean,
+        Class::Spent,
+        Class::Doubtful,
+    ];
 
     /// The line of a RADIUS password login: the user's record and whether its source has
     /// failed more than its budget allows.
     pub fn of_login(record: LoginClass, source_spent: bool) -> Class {
         match (record, source_spent) {
+            (LoginClass::Proven, _) => Class::Proven,
             (LoginClass::Clean, false) => Class::Clean,
             (LoginClass::Clean, true) => Class::Spent,
             (LoginClass::Failing | LoginClass::Locked | LoginClass::Unknown, _) => Class::Doubtful,
@@ -186,7 +196,7 @@ impl Line {
 struct State {
     idle: usize,
     next_id: u64,
-    lines: [Line; 4],
+    lines: [Line; 5],
 }
 
 /// The hashing workers and the lines in front of them. Invariant: a worker is idle only
@@ -243,7 +253,7 @@ impl Scheduler {
 
     /// Requests waiting in each line, in [`Class`] order.
     #[cfg(test)]
-    fn waiting(&self) -> [usize; 4] {
+    fn waiting(&self) -> [usize; 5] {
         let s = self.lock();
         Class::ALL.map(|c| s.lines[c.index()].len)
     }
@@ -375,18 +385,19 @@ mod tests {
             (Class::Doubtful, "doubtful"),
             (Class::Spent, "spent"),
             (Class::Clean, "clean"),
+            (Class::Proven, "proven"),
             (Class::Plain, "plain"),
         ] {
             tasks.push(enter(&sched, class, gw(None), tag, HASH, &tx));
             settle().await;
         }
-        assert_eq!(sched.waiting(), [1, 1, 1, 1]);
-        let got = order(&mut rx, 5).await;
-        assert_eq!(got, ["busy", "plain", "clean", "spent", "doubtful"]);
+        assert_eq!(sched.waiting(), [1, 1, 1, 1, 1]);
+        let got = order(&mut rx, 6).await;
+        assert_eq!(got, ["busy", "plain", "proven", "clean", "spent", "doubtful"]);
         for t in tasks {
             assert_eq!(t.await.expect("task"), Ok(()));
         }
-        assert_eq!(sched.waiting(), [0; 4]);
+        assert_eq!(sched.waiting(), [0; 5]);
     }
 
     #[tokio::test(start_paused = true)]
@@ -399,7 +410,7 @@ mod tests {
             .collect();
         settle().await;
         assert_eq!(order(&mut rx, 2).await.len(), 2, "two workers at once");
-        assert_eq!(sched.waiting(), [0, 2, 0, 0], "the other two wait");
+        assert_eq!(sched.waiting(), [0, 0, 2, 0, 0], "the other two wait");
         assert_eq!(started.elapsed(), Duration::ZERO);
         order(&mut rx, 2).await;
         assert_eq!(started.elapsed(), HASH, "admitted when the first two finished");
@@ -438,7 +449,7 @@ mod tests {
             waiting.push(enter(&sched, Class::Clean, a(), "c", HASH, &tx));
         }
         settle().await;
-        assert_eq!(sched.waiting(), [0, 50, 1, 3]);
+        assert_eq!(sched.waiting(), [0, 0, 50, 1, 3]);
         for t in waiting {
             assert_eq!(t.await.expect("task"), Ok(()), "everyone that waited is served");
         }
@@ -472,10 +483,10 @@ mod tests {
         settle().await;
         let quitter = enter(&sched, Class::Doubtful, gw(None), "quitter", HASH, &tx);
         settle().await;
-        assert_eq!(sched.waiting(), [0, 0, 0, 1]);
+        assert_eq!(sched.waiting(), [0, 0, 0, 0, 1]);
         quitter.abort();
         settle().await;
-        assert_eq!(sched.waiting(), [0; 4], "its place is given up");
+        assert_eq!(sched.waiting(), [0; 5], "its place is given up");
         // Its source may wait again (the per-source count went back down).
         let next = enter(&sched, Class::Doubtful, gw(None), "next", HASH, &tx);
         assert_eq!(order(&mut rx, 2).await, ["busy", "next"]);
@@ -502,7 +513,7 @@ mod tests {
         drop(first);
         assert_eq!(order(&mut rx, 1).await, ["second"]);
         second.await.expect("task").expect("admitted");
-        assert_eq!(sched.waiting(), [0; 4]);
+        assert_eq!(sched.waiting(), [0; 5]);
     }
 
     async fn futures_poll_once<F: std::future::Future + Unpin>(f: F) -> Option<F::Output> {
@@ -518,6 +529,7 @@ mod tests {
 
     #[test]
     fn the_line_of_a_login_follows_its_record_and_its_source() {
+        assert_eq!(Class::of_login(LoginClass::Proven, true), Class::Proven);
         assert_eq!(Class::of_login(LoginClass::Clean, false), Class::Clean);
         assert_eq!(Class::of_login(LoginClass::Clean, true), Class::Spent);
         for r in [LoginClass::Failing, LoginClass::Locked, LoginClass::Unknown] {
