@@ -1,7 +1,8 @@
 //! A password spray through the bank's one gateway at well above the node's hashing
-//! capacity, at the production argon2id cost: wrong passwords for stored IDs that are not
-//! the customers' and for IDs the store does not hold. Meanwhile customers log in with
-//! password + OTP through the same gateway: every one must be accepted, and quickly.
+//! capacity, at the production argon2id cost: wrong passwords (and six digits) for stored
+//! IDs, the customers' among them (one guess each, so each has a failure on record), and
+//! for IDs the store does not hold. Meanwhile the customers log in with password + OTP
+//! through the same gateway: every one must be accepted, and quickly.
 
 use std::net::UdpSocket;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -55,7 +56,14 @@ struct Sprayer {
 }
 
 impl Sprayer {
-    fn start(server: std::net::SocketAddr, rate: f64, duration: Duration) -> Sprayer {
+    /// Sprays at `rate` for `duration`: every other guess names the next of `stored`
+    /// (each once), the others IDs the store does not hold.
+    fn start(
+        server: std::net::SocketAddr,
+        rate: f64,
+        duration: Duration,
+        stored: Vec<String>,
+    ) -> Sprayer {
         let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
         sock.set_read_timeout(Some(Duration::from_millis(100)))
             .expect("timeout");
@@ -71,13 +79,13 @@ impl Sprayer {
             std::thread::spawn(move || {
                 let started = Instant::now();
                 for i in 0..total {
-                    // Half the guesses name a stored user (each once), half no one.
                     let user = if i % 2 == 0 {
-                        format!("sprayed{:05}", (i / 2) % SPRAYED_USERS as u64)
+                        stored[(i / 2) as usize % stored.len()].clone()
                     } else {
                         format!("ghost{i:06}")
                     };
-                    let req = Request::access(i as u8, &user, "Spray-Guess-2024", RADIUS_SECRET.as_bytes());
+                    let guess = format!("Spray-Guess-2024{:06}", i % 1_000_000);
+                    let req = Request::access(i as u8, &user, &guess, RADIUS_SECRET.as_bytes());
                     let due = started + Duration::from_secs_f64(i as f64 / rate);
                     // The spray's schedule (an open loop), not a wait for readiness.
                     std::thread::sleep(due.saturating_duration_since(Instant::now()));
@@ -169,7 +177,13 @@ fn under_a_spray_above_hashing_capacity_every_customer_login_is_accepted_within_
     let rounds = 2;
     let customer_window = CUSTOMER_GAP * (CUSTOMERS * rounds) as u32;
     let spray_for = LEAD + customer_window + Duration::from_secs(1);
-    let sprayer = Sprayer::start(d.radius(), rate, spray_for);
+    // The customers are guessed at first, before they log in.
+    let stored: Vec<String> = customers
+        .iter()
+        .map(|c| c.0.clone())
+        .chain((0..SPRAYED_USERS).map(|i| format!("sprayed{i:05}")))
+        .collect();
+    let sprayer = Sprayer::start(d.radius(), rate, spray_for, stored);
     let started = Instant::now();
     let server = d.radius();
     let results: Vec<(String, u8, Duration)> = std::thread::scope(|s| {
@@ -218,8 +232,9 @@ fn under_a_spray_above_hashing_capacity_every_customer_login_is_accepted_within_
     let p50 = quantile(&latencies, 0.5);
     let p99 = quantile(&latencies, 0.99);
     let accepted = results.iter().filter(|r| r.1 == ACCESS_ACCEPT).count();
+    let slowest: Vec<u128> = latencies.iter().rev().take(5).map(Duration::as_millis).collect();
     eprintln!(
-        "hashing capacity {capacity:.1}/s; spray {rate:.1}/s for {spray_for:?}: sent {sent}, answered {answered}, {overflowed} refused unhashed; customers {accepted}/{} accepted, p50 {p50:?}, p99 {p99:?}",
+        "hashing capacity {capacity:.1}/s; spray {rate:.1}/s for {spray_for:?}: sent {sent}, answered {answered}, {overflowed} refused unhashed; customers {accepted}/{} accepted, p50 {p50:?}, p99 {p99:?}, slowest {slowest:?} ms",
         results.len()
     );
     let refused: Vec<_> = results
@@ -238,6 +253,12 @@ fn under_a_spray_above_hashing_capacity_every_customer_login_is_accepted_within_
     assert!(overflowed > 0, "no request was refused for lack of a worker");
     assert!(!log.contains("panicked"), "{log}");
     for (login, _) in &customers {
-        assert_eq!(d.show(login)["failures"], 0, "{login}");
+        let guessed = format!("user=\"{login}\"");
+        assert!(
+            log.lines()
+                .any(|l| l.contains(&guessed) && l.contains("reason=bad_password")),
+            "the spray's guess at {login} was evaluated and counted"
+        );
+        assert_eq!(d.show(login)["failures"], 0, "{login}: the login reset the count");
     }
 }
