@@ -50,7 +50,11 @@ impl AccessHandler for Access {
         let (class, step, challenged) = match req.input {
             AccessInput::Password(pw) => {
                 let record = self.ops.login_class(user.clone(), pw.clone()).await;
-                (Class::of_login(record, spent), LoginStep::Password(pw), false)
+                (
+                    Class::of_login(record, spent),
+                    LoginStep::Password(pw),
+                    false,
+                )
             }
             // Our challenge was answered: the password is proven, the user mid-login.
             AccessInput::ChallengeResponse { otp } => (Class::Proven, LoginStep::Otp(otp), true),
@@ -261,8 +265,14 @@ mod tests {
         assert!(!b.spend(&attacker, t0));
         assert!(b.spend(&attacker, t0));
         assert!(!b.has_budget(&attacker, t0));
-        assert!(b.has_budget(&customer, t0), "another station behind the same gateway");
-        assert!(b.has_budget(&gw("gw"), t0), "nor the gateway's own requests");
+        assert!(
+            b.has_budget(&customer, t0),
+            "another station behind the same gateway"
+        );
+        assert!(
+            b.has_budget(&gw("gw"), t0),
+            "nor the gateway's own requests"
+        );
     }
 
     #[test]
@@ -292,10 +302,7 @@ mod tests {
         assert!(b.spend(gw1, clock::instant()), "the burst is spent");
         let real = std::time::Instant::now();
         tokio::time::advance(Duration::from_millis(250)).await;
-        assert!(
-            !b.has_budget(gw1, clock::instant()),
-            "half a failure back"
-        );
+        assert!(!b.has_budget(gw1, clock::instant()), "half a failure back");
         tokio::time::advance(Duration::from_millis(250)).await;
         assert!(
             b.has_budget(gw1, clock::instant()),
@@ -346,20 +353,30 @@ mod tests {
             .expect("add");
         let access = Access::new(ops.clone(), 1, 3);
         for n in 0..3 {
-            let d = access.decide(request(&format!("nobody{n}"), "guess", None)).await;
+            let d = access
+                .decide(request(&format!("nobody{n}"), "guess", None))
+                .await;
             assert_eq!(reason(&d), Some("unknown_user"), "{d:?}");
         }
         let gw = Source::new("gw", None);
         assert!(!access.budget.has_budget(&gw, clock::instant()), "spent");
         // Over budget: still evaluated, and a correct password is accepted.
         let d = access.decide(request("taro", "login-pw", None)).await;
-        assert_eq!(d, Decision::Accept { reply_message: None });
+        assert_eq!(
+            d,
+            Decision::Accept {
+                reply_message: None
+            }
+        );
         // A wrong one is evaluated too (counted on the user), not refused unevaluated.
         let d = access.decide(request("taro", "wrong", None)).await;
         assert_eq!(reason(&d), Some("bad_password"), "{d:?}");
         let class = |who: &str| ops.login_class(who.to_string(), "login-pw".to_string().into());
         assert_eq!(class("taro").await, otpd_core::service::LoginClass::Failing);
-        assert_eq!(class("nobody0").await, otpd_core::service::LoginClass::Unknown);
+        assert_eq!(
+            class("nobody0").await,
+            otpd_core::service::LoginClass::Unknown
+        );
     }
 
     #[tokio::test]
@@ -372,8 +389,12 @@ mod tests {
             access.decide(req).await;
         }
         let now = clock::instant();
-        assert!(!access.budget.has_budget(&Source::new("gw", Some("203.0.113.9")), now));
-        assert!(access.budget.has_budget(&Source::new("gw", Some("198.51.100.7")), now));
+        assert!(!access
+            .budget
+            .has_budget(&Source::new("gw", Some("203.0.113.9")), now));
+        assert!(access
+            .budget
+            .has_budget(&Source::new("gw", Some("198.51.100.7")), now));
         assert!(access.budget.has_budget(&Source::new("gw", None), now));
     }
 

@@ -393,7 +393,10 @@ mod tests {
         }
         assert_eq!(sched.waiting(), [1, 1, 1, 1, 1]);
         let got = order(&mut rx, 6).await;
-        assert_eq!(got, ["busy", "plain", "proven", "clean", "spent", "doubtful"]);
+        assert_eq!(
+            got,
+            ["busy", "plain", "proven", "clean", "spent", "doubtful"]
+        );
         for t in tasks {
             assert_eq!(t.await.expect("task"), Ok(()));
         }
@@ -413,7 +416,11 @@ mod tests {
         assert_eq!(sched.waiting(), [0, 0, 2, 0, 0], "the other two wait");
         assert_eq!(started.elapsed(), Duration::ZERO);
         order(&mut rx, 2).await;
-        assert_eq!(started.elapsed(), HASH, "admitted when the first two finished");
+        assert_eq!(
+            started.elapsed(),
+            HASH,
+            "admitted when the first two finished"
+        );
         for t in tasks {
             t.await.expect("task").expect("admitted");
         }
@@ -451,7 +458,11 @@ mod tests {
         settle().await;
         assert_eq!(sched.waiting(), [0, 0, 50, 1, 3]);
         for t in waiting {
-            assert_eq!(t.await.expect("task"), Ok(()), "everyone that waited is served");
+            assert_eq!(
+                t.await.expect("task"),
+                Ok(()),
+                "everyone that waited is served"
+            );
         }
     }
 
@@ -459,17 +470,41 @@ mod tests {
     async fn sources_take_turns_within_a_line() {
         let sched = Arc::new(Scheduler::new(1, Bounds::per_source(8)));
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let mut tasks = vec![enter(&sched, Class::Plain, Source::local(), "busy", HASH, &tx)];
+        let mut tasks = vec![enter(
+            &sched,
+            Class::Plain,
+            Source::local(),
+            "busy",
+            HASH,
+            &tx,
+        )];
         settle().await;
         // The sprayer's backlog arrived first; the customer's one request comes after it.
         for _ in 0..4 {
-            tasks.push(enter(&sched, Class::Doubtful, gw(Some("attacker")), "spray", HASH, &tx));
+            tasks.push(enter(
+                &sched,
+                Class::Doubtful,
+                gw(Some("attacker")),
+                "spray",
+                HASH,
+                &tx,
+            ));
         }
         settle().await;
-        tasks.push(enter(&sched, Class::Doubtful, gw(Some("customer")), "customer", HASH, &tx));
+        tasks.push(enter(
+            &sched,
+            Class::Doubtful,
+            gw(Some("customer")),
+            "customer",
+            HASH,
+            &tx,
+        ));
         settle().await;
         let got = order(&mut rx, 6).await;
-        assert_eq!(got, ["busy", "spray", "customer", "spray", "spray", "spray"]);
+        assert_eq!(
+            got,
+            ["busy", "spray", "customer", "spray", "spray", "spray"]
+        );
         for t in tasks {
             t.await.expect("task").expect("admitted");
         }
@@ -493,7 +528,10 @@ mod tests {
         next.await.expect("task").expect("admitted");
         busy.await.expect("task").expect("admitted");
         // The one worker is back: taken at once, given back, taken again.
-        let w = sched.admit(Class::Clean, &gw(None)).await.expect("idle worker");
+        let w = sched
+            .admit(Class::Clean, &gw(None))
+            .await
+            .expect("idle worker");
         drop(w);
         assert!(sched.admit(Class::Clean, &gw(None)).await.is_ok());
     }
@@ -501,7 +539,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_grant_never_picked_up_is_handed_on() {
         let sched = Arc::new(Scheduler::new(1, Bounds::default()));
-        let held = sched.admit(Class::Plain, &Source::local()).await.expect("idle");
+        let held = sched
+            .admit(Class::Plain, &Source::local())
+            .await
+            .expect("idle");
         let source = gw(None);
         let mut first = Box::pin(sched.admit(Class::Clean, &source));
         // Polled once: it waits in the line.

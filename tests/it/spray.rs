@@ -145,7 +145,9 @@ fn under_a_spray_above_hashing_capacity_every_customer_login_is_accepted_within_
         "[radius]\nreject_delay_ms = 1000\n\n[password]\nargon2_memory_kib = 19456\nargon2_iterations = 2\n",
     );
     // The sprayed stored users, at the production cost (verifying a guess costs a hash).
-    let hash = HashParams::default().hash("their-own-password").expect("hash");
+    let hash = HashParams::default()
+        .hash("their-own-password")
+        .expect("hash");
     let mut lines = vec!["login_id,password_hash,email".to_string()];
     lines.extend((0..SPRAYED_USERS).map(|i| format!("sprayed{i:05},{hash},s{i}@example.jp")));
     let file = d.dir.path().join("sprayed.csv");
@@ -232,7 +234,12 @@ fn under_a_spray_above_hashing_capacity_every_customer_login_is_accepted_within_
     let p50 = quantile(&latencies, 0.5);
     let p99 = quantile(&latencies, 0.99);
     let accepted = results.iter().filter(|r| r.1 == ACCESS_ACCEPT).count();
-    let slowest: Vec<u128> = latencies.iter().rev().take(5).map(Duration::as_millis).collect();
+    let slowest: Vec<u128> = latencies
+        .iter()
+        .rev()
+        .take(5)
+        .map(Duration::as_millis)
+        .collect();
     eprintln!(
         "hashing capacity {capacity:.1}/s; spray {rate:.1}/s for {spray_for:?}: sent {sent}, answered {answered}, {overflowed} refused unhashed; customers {accepted}/{} accepted, p50 {p50:?}, p99 {p99:?}, slowest {slowest:?} ms",
         results.len()
@@ -244,13 +251,19 @@ fn under_a_spray_above_hashing_capacity_every_customer_login_is_accepted_within_
         .collect();
     assert!(refused.is_empty(), "customers refused: {refused:?}");
     assert_eq!(results.len(), CUSTOMERS * rounds);
-    assert!(p99 < Duration::from_secs(1), "customer p99 {p99:?} (p50 {p50:?})");
+    assert!(
+        p99 < Duration::from_secs(1),
+        "customer p99 {p99:?} (p50 {p50:?})"
+    );
     // The spray really was above capacity: work was refused without a hash.
     assert!(
         sent as f64 >= 0.9 * rate * spray_for.as_secs_f64(),
         "the sprayer kept its rate: {sent}"
     );
-    assert!(overflowed > 0, "no request was refused for lack of a worker");
+    assert!(
+        overflowed > 0,
+        "no request was refused for lack of a worker"
+    );
     assert!(!log.contains("panicked"), "{log}");
     for (login, _) in &customers {
         let guessed = format!("user=\"{login}\"");
@@ -259,6 +272,10 @@ fn under_a_spray_above_hashing_capacity_every_customer_login_is_accepted_within_
                 .any(|l| l.contains(&guessed) && l.contains("reason=bad_password")),
             "the spray's guess at {login} was evaluated and counted"
         );
-        assert_eq!(d.show(login)["failures"], 0, "{login}: the login reset the count");
+        assert_eq!(
+            d.show(login)["failures"],
+            0,
+            "{login}: the login reset the count"
+        );
     }
 }

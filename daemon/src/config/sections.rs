@@ -29,8 +29,9 @@ pub struct RadiusSection {
     /// Logins of one source that may wait for a hashing worker in each back line (users
     /// with failures or unknown IDs; clean users from a source over budget); a line holds
     /// eight times this over all sources. What does not fit is refused at once (audit
-    /// reason `overloaded`, or `client_rate_limited` over budget). Clean users' logins
-    /// from sources within budget are not bounded here (`max_in_flight` bounds them).
+    /// reason `overloaded`, or `client_rate_limited` over budget). Logins whose OTP already
+    /// checks out, and clean users' from sources within budget, are not bounded here
+    /// (`max_in_flight` bounds them).
     pub login_queue_per_source: u32,
     pub clients: Vec<RadiusClientSection>,
     /// `[radius.tls]`: RADIUS over TLS (RFC 6614); absent, off.

@@ -26,12 +26,23 @@ fn a_login_s_class_is_read_before_any_hash_and_changes_nothing() {
     assert_eq!(svc.login_class("u", &wrong_pw, t), LoginClass::Proven);
     assert_eq!(svc.login_class("u", "pw-of-000000", t), LoginClass::Clean);
     assert_eq!(svc.login_class("u", "pw-of-", t), LoginClass::Clean);
-    assert_eq!(svc.get("u").expect("u").lock.failures, 0, "no failure counted");
+    assert_eq!(
+        svc.get("u").expect("u").lock.failures,
+        0,
+        "no failure counted"
+    );
     svc.login("u", "pw-of-000000", t);
     assert_eq!(svc.login_class("u", "pw-of-000000", t), LoginClass::Failing);
-    assert_eq!(svc.login_class("u", &good, t), LoginClass::Proven, "despite the failure");
+    assert_eq!(
+        svc.login_class("u", &good, t),
+        LoginClass::Proven,
+        "despite the failure"
+    );
     // A spent code proves nothing.
-    assert_eq!(svc.login("u", &good, t), LoginOutcome::Accept { with_otp: true });
+    assert_eq!(
+        svc.login("u", &good, t),
+        LoginOutcome::Accept { with_otp: true }
+    );
     assert_eq!(svc.login_class("u", &good, t), LoginClass::Clean);
     for _ in 0..3 {
         svc.login("u", "pw-of-000000", t);
