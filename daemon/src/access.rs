@@ -8,8 +8,10 @@ use otpd_core::service::{LoginOutcome, RejectReason};
 use tokio::time::Instant;
 
 use crate::clock;
-use crate::ops::Ops;
+use crate::limit::Bucket;
+use crate::ops::{LoginStep, Ops};
 use crate::radius::{AccessHandler, AccessInput, AccessRequest, Decision};
+use crate::schedule::{Class, Source};
 
 pub const ASK_OTP: &str = "ワンタイムパスワードを入力してください / Enter your one-time password: ";
 pub const LOGIN_FAILED: &str = "ログインできませんでした / Login failed";
@@ -20,8 +22,9 @@ pub const EXPIRED: &str =
 pub const OTP_REQUIRED: &str =
     "ワンタイムパスワードの利用登録が必要です / A one-time password token is required: ask for token issuance";
 
-/// The daemon's [`AccessHandler`]: owns the per-gateway failure budget and the wording of
-/// the replies; the login itself is the core's, through [`Ops`].
+/// The daemon's [`AccessHandler`]: owns the per-source failure budget, the choice of each
+/// login's line for a hashing worker and the wording of the replies; the login itself is
+/// the core's, through [`Ops`].
 pub struct Access {
     ops: Arc<Ops>,
     budget: FailureBudget,
@@ -38,25 +41,39 @@ impl Access {
 
 impl AccessHandler for Access {
     async fn decide(&self, req: AccessRequest) -> Decision {
-        // A gateway that already spent its failure budget is refused before anything is
-        // evaluated, so its flood locks no customer out and costs no password hash.
-        if !self.budget.has_budget(&req.client.name, clock::instant()) {
-            return Decision::Reject {
-                reply_message: Some(LOGIN_FAILED.to_string()),
-                reason: "client_rate_limited",
-            };
-        }
+        let source = Source::new(&req.client.name, req.calling_station_id.as_deref());
+        // A source over its failure budget is never refused for that alone: its clean
+        // users' logins wait behind other sources' (a customer's correct login still gets
+        // through), and only what does not fit in the bounded back lines is refused.
+        let spent = !self.budget.has_budget(&source, clock::instant());
         let user = req.user_name;
-        let (outcome, challenged) = match req.input {
-            AccessInput::Password(pw) => (self.ops.login(user, pw).await, false),
+        let (class, step, challenged) = match req.input {
+            AccessInput::Password(pw) => {
+                let record = self.ops.login_class(user.clone(), pw.clone()).await;
+                (
+                    Class::of_login(record, spent),
+                    LoginStep::Password(pw),
+                    false,
+                )
+            }
+            // Our challenge was answered: the password is proven, the user mid-login.
             AccessInput::ChallengeResponse { otp, state } => {
-                (self.ops.answer_challenge(user, otp, state).await, true)
+                (Class::Proven, LoginStep::Challenge(otp, state), true)
             }
         };
-        if counts_as_failure(outcome) && self.budget.spend(&req.client.name, clock::instant()) {
+        let Ok(outcome) = self.ops.login_in(class, &source, user, step).await else {
+            return Decision::Reject {
+                reply_message: Some(LOGIN_FAILED.to_string()),
+                reason: if spent {
+                    "client_rate_limited"
+                } else {
+                    "overloaded"
+                },
+            };
+        };
+        if counts_as_failure(outcome) && self.budget.spend(&source, clock::instant()) {
             self.ops.log.warn(&format!(
-                "radius client {:?} exceeded its failed-login budget; its requests are refused until it recovers",
-                req.client.name
+                "radius source {source} exceeded its failed-login budget; its logins wait behind other sources' until it recovers"
             ));
         }
         decision(outcome, challenged)
@@ -80,12 +97,17 @@ fn counts_as_failure(o: LoginOutcome) -> bool {
     )
 }
 
-/// A token bucket of failed logins per RADIUS client: `burst` failures at once, refilled
-/// at `rate` a second. The map holds one entry per configured client name.
+/// Sources whose budget is tracked at once; past it, sources whose bucket has refilled are
+/// forgotten, and if none has, a new station shares its client's bucket.
+const BUDGET_SOURCES: usize = 4096;
+
+/// A token bucket of failed logins per source (a RADIUS client, or a Calling-Station-Id
+/// behind it): `burst` failures at once, refilled at `rate` a second. A source over budget
+/// is deprioritised, never refused for that alone (see [`Access::decide`]).
 pub struct FailureBudget {
     rate: f64,
     burst: f64,
-    buckets: std::sync::Mutex<std::collections::HashMap<String, crate::limit::Bucket>>,
+    buckets: std::sync::Mutex<std::collections::HashMap<Source, Bucket>>,
 }
 
 impl FailureBudget {
@@ -97,33 +119,43 @@ impl FailureBudget {
         }
     }
 
-    /// Refills `client`'s bucket up to `now` and lets `f` look at or take from it, all under
+    /// Refills `source`'s bucket up to `now` and lets `f` look at or take from it, all under
     /// one lock. `None` only if the lock was poisoned.
     fn with_bucket<T>(
         &self,
-        client: &str,
+        source: &Source,
         now: Instant,
         f: impl FnOnce(&mut f64) -> T,
     ) -> Option<T> {
         let mut buckets = self.buckets.lock().ok()?;
-        if !buckets.contains_key(client) {
-            let full = crate::limit::Bucket::full(self.burst, now);
-            buckets.insert(client.to_string(), full);
+        let (rate, burst) = (self.rate, self.burst);
+        let mut key = source;
+        let fallback = source.client_only();
+        if !buckets.contains_key(source) && buckets.len() >= BUDGET_SOURCES {
+            buckets.retain(|_, b| {
+                b.refill(now, rate, burst);
+                b.level < burst
+            });
+            if buckets.len() >= BUDGET_SOURCES {
+                key = &fallback;
+            }
         }
-        let bucket = buckets.get_mut(client)?;
-        bucket.refill(now, self.rate, self.burst);
+        let bucket = buckets
+            .entry(key.clone())
+            .or_insert_with(|| Bucket::full(burst, now));
+        bucket.refill(now, rate, burst);
         Some(f(&mut bucket.level))
     }
 
-    /// Whether `client` may still fail at `now`.
-    pub fn has_budget(&self, client: &str, now: Instant) -> bool {
-        self.with_bucket(client, now, |level| *level >= 1.0)
+    /// Whether `source` may still fail at `now`.
+    pub fn has_budget(&self, source: &Source, now: Instant) -> bool {
+        self.with_bucket(source, now, |level| *level >= 1.0)
             .unwrap_or(true)
     }
 
     /// Takes one failure at `now`; true when this emptied the bucket.
-    pub fn spend(&self, client: &str, now: Instant) -> bool {
-        self.with_bucket(client, now, |level| {
+    pub fn spend(&self, source: &Source, now: Instant) -> bool {
+        self.with_bucket(source, now, |level| {
             if *level < 1.0 {
                 return false;
             }
@@ -200,58 +232,172 @@ mod tests {
         assert_eq!(reasons.len(), 5);
     }
 
+    fn gw(name: &str) -> Source {
+        Source::new(name, None)
+    }
+
     #[test]
     fn failure_budget_is_per_client_and_refills() {
         let t0 = clock::instant();
         let b = FailureBudget::new(1000, 3);
-        assert!(b.has_budget("gw1", t0));
-        assert!(!b.spend("gw1", t0));
-        assert!(!b.spend("gw1", t0));
-        assert!(b.spend("gw1", t0), "the third failure empties the bucket");
-        assert!(!b.has_budget("gw1", t0));
-        assert!(b.has_budget("gw2", t0), "other gateways are unaffected");
+        let (gw1, gw2) = (gw("gw1"), gw("gw2"));
+        assert!(b.has_budget(&gw1, t0));
+        assert!(!b.spend(&gw1, t0));
+        assert!(!b.spend(&gw1, t0));
+        assert!(b.spend(&gw1, t0), "the third failure empties the bucket");
+        assert!(!b.has_budget(&gw1, t0));
+        assert!(b.has_budget(&gw2, t0), "other gateways are unaffected");
         let half = t0 + Duration::from_micros(500);
         assert!(
-            !b.has_budget("gw1", half),
+            !b.has_budget(&gw1, half),
             "half a failure refilled after 0.5 ms"
         );
         assert!(
-            b.has_budget("gw1", t0 + Duration::from_millis(5)),
+            b.has_budget(&gw1, t0 + Duration::from_millis(5)),
             "refilled at 1000/s after 5 ms"
         );
+    }
+
+    #[test]
+    fn a_station_behind_a_gateway_spends_its_own_budget_only() {
+        let t0 = clock::instant();
+        let b = FailureBudget::new(1, 2);
+        let attacker = Source::new("gw", Some("203.0.113.9"));
+        let customer = Source::new("gw", Some("198.51.100.7"));
+        assert!(!b.spend(&attacker, t0));
+        assert!(b.spend(&attacker, t0));
+        assert!(!b.has_budget(&attacker, t0));
+        assert!(
+            b.has_budget(&customer, t0),
+            "another station behind the same gateway"
+        );
+        assert!(
+            b.has_budget(&gw("gw"), t0),
+            "nor the gateway's own requests"
+        );
+    }
+
+    #[test]
+    fn the_budget_table_stays_bounded_under_rotating_stations() {
+        let t0 = clock::instant();
+        let b = FailureBudget::new(1, 2);
+        for n in 0..(BUDGET_SOURCES + 500) {
+            let s = Source::new("gw", Some(&format!("station-{n}")));
+            b.spend(&s, t0);
+        }
+        let tracked = b.buckets.lock().expect("lock").len();
+        assert!(tracked <= BUDGET_SOURCES + 1, "{tracked}");
+        // The stations past the table shared the gateway's bucket: 500 failures spent it.
+        assert!(!b.has_budget(&Source::new("gw", Some("station-new")), t0));
+        // Once the buckets refilled, old stations are forgotten to make room.
+        let later = t0 + Duration::from_secs(10);
+        assert!(b.has_budget(&Source::new("gw", Some("station-new")), later));
+        assert!(b.buckets.lock().expect("lock").len() <= 2);
     }
 
     /// What `decide` reads: tokio's clock, moved here by `advance` with no real wait.
     #[tokio::test(start_paused = true)]
     async fn failure_budget_refills_on_tokio_s_clock() {
         let b = FailureBudget::new(2, 2);
-        assert!(!b.spend("gw1", clock::instant()));
-        assert!(b.spend("gw1", clock::instant()), "the burst is spent");
+        let gw1 = &gw("gw1");
+        assert!(!b.spend(gw1, clock::instant()));
+        assert!(b.spend(gw1, clock::instant()), "the burst is spent");
         let real = std::time::Instant::now();
         tokio::time::advance(Duration::from_millis(250)).await;
-        assert!(
-            !b.has_budget("gw1", clock::instant()),
-            "half a failure back"
-        );
+        assert!(!b.has_budget(gw1, clock::instant()), "half a failure back");
         tokio::time::advance(Duration::from_millis(250)).await;
         assert!(
-            b.has_budget("gw1", clock::instant()),
+            b.has_budget(gw1, clock::instant()),
             "one failure back at 2/s"
         );
         assert!(
-            b.spend("gw1", clock::instant()),
+            b.spend(gw1, clock::instant()),
             "the failure that came back is spent"
         );
         tokio::time::advance(Duration::from_secs(3600)).await;
         assert!(
-            !b.spend("gw1", clock::instant()),
+            !b.spend(gw1, clock::instant()),
             "refilled up to the burst only"
         );
-        assert!(b.spend("gw1", clock::instant()));
+        assert!(b.spend(gw1, clock::instant()));
         assert!(
             real.elapsed() < Duration::from_secs(1),
             "the clock was virtual"
         );
+    }
+
+    fn request(user: &str, password: &str, station: Option<&str>) -> AccessRequest {
+        AccessRequest {
+            user_name: user.to_string(),
+            input: AccessInput::Password(zeroize::Zeroizing::new(password.to_string())),
+            client: crate::radius::ClientInfo {
+                name: "gw".to_string(),
+                addr: "192.0.2.1:1812".parse().expect("addr"),
+            },
+            nas_identifier: None,
+            calling_station_id: station.map(str::to_string),
+        }
+    }
+
+    fn reason(d: &Decision) -> Option<&'static str> {
+        match d {
+            Decision::Reject { reason, .. } => Some(reason),
+            _ => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_gateway_over_its_budget_still_gets_a_clean_customer_s_correct_login_through() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ops = crate::ops::tests_support::ops(dir.path());
+        ops.write(|svc, now| svc.add_user("taro", "login-pw", now))
+            .await
+            .expect("add");
+        let access = Access::new(ops.clone(), 1, 3);
+        for n in 0..3 {
+            let d = access
+                .decide(request(&format!("nobody{n}"), "guess", None))
+                .await;
+            assert_eq!(reason(&d), Some("unknown_user"), "{d:?}");
+        }
+        let gw = Source::new("gw", None);
+        assert!(!access.budget.has_budget(&gw, clock::instant()), "spent");
+        // Over budget: still evaluated, and a correct password is accepted.
+        let d = access.decide(request("taro", "login-pw", None)).await;
+        assert_eq!(
+            d,
+            Decision::Accept {
+                reply_message: None
+            }
+        );
+        // A wrong one is evaluated too (counted on the user), not refused unevaluated.
+        let d = access.decide(request("taro", "wrong", None)).await;
+        assert_eq!(reason(&d), Some("bad_password"), "{d:?}");
+        let class = |who: &str| ops.login_class(who.to_string(), "login-pw".to_string().into());
+        assert_eq!(class("taro").await, otpd_core::service::LoginClass::Failing);
+        assert_eq!(
+            class("nobody0").await,
+            otpd_core::service::LoginClass::Unknown
+        );
+    }
+
+    #[tokio::test]
+    async fn failures_behind_a_calling_station_spend_that_station_s_budget_not_the_gateway_s() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ops = crate::ops::tests_support::ops(dir.path());
+        let access = Access::new(ops, 1, 2);
+        for n in 0..4 {
+            let req = request(&format!("nobody{n}"), "guess", Some("203.0.113.9"));
+            access.decide(req).await;
+        }
+        let now = clock::instant();
+        assert!(!access
+            .budget
+            .has_budget(&Source::new("gw", Some("203.0.113.9")), now));
+        assert!(access
+            .budget
+            .has_budget(&Source::new("gw", Some("198.51.100.7")), now));
+        assert!(access.budget.has_budget(&Source::new("gw", None), now));
     }
 
     #[test]

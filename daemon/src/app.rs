@@ -105,9 +105,15 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         sealer,
         clock::now(),
     )?);
-    let ops = Arc::new(Ops::new(svc.clone(), log.clone()).with_refusal_delay(
-        std::time::Duration::from_millis(config.radius.reject_delay_ms),
-    ));
+    let ops = Arc::new(
+        Ops::new(svc.clone(), log.clone())
+            .with_refusal_delay(std::time::Duration::from_millis(
+                config.radius.reject_delay_ms,
+            ))
+            .with_login_queue(crate::schedule::Bounds::per_source(
+                config.radius.login_queue_per_source as usize,
+            )),
+    );
     let mut radius_settings = radius_config(&config)?;
     // Every node that shares key_file signs and checks challenge States alike, on the
     // wall clock the core is told.

@@ -16,3 +16,4 @@ pub mod metrics;
 pub mod notify;
 pub mod ops;
 pub mod radius;
+pub mod schedule;

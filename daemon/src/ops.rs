@@ -6,13 +6,15 @@
 use std::sync::Arc;
 
 use otpd_core::admin::{AdminReply, AdminRequest};
-use otpd_core::service::{LoginOutcome, RejectReason, SetupDone};
+use otpd_core::service::{LoginClass, LoginOutcome, RejectReason, SetupDone};
 use otpd_core::user::UserView;
 use otpd_core::{OpError, Service, UnixTime};
-use tokio::sync::{watch, Notify, Semaphore};
+use tokio::sync::{watch, Notify};
+use zeroize::Zeroizing;
 
 use crate::clock::{self, Clock};
 use crate::log::Logger;
+use crate::schedule::{Bounds, Class, Full, Scheduler, Source};
 
 /// The front doors' way into the core: owns the blocking pool's bound, the wall clock each
 /// operation is handed as `now`, the durability wait and the audit lines.
@@ -20,8 +22,9 @@ pub struct Ops {
     svc: Arc<Service>,
     /// The wall time handed to the core (the system's, a settable one in tests).
     clock: Clock,
-    /// Permits = cores: at most that many argon2 hashes at once, the rest queue here.
-    pool: Semaphore,
+    /// Workers = cores: at most that many argon2 hashes at once; the rest wait in the
+    /// line of their class (clean customers first, see `schedule.rs`).
+    workers: Scheduler,
     pub log: Arc<Logger>,
     /// Wakes the mailer when an issuance queued a message.
     pub mail_wake: Arc<Notify>,
@@ -41,13 +44,10 @@ pub struct Ops {
 
 impl Ops {
     pub fn new(svc: Arc<Service>, log: Arc<Logger>) -> Ops {
-        let cores = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2);
         Ops {
             svc,
             clock: Clock::system(),
-            pool: Semaphore::new(cores),
+            workers: Scheduler::new(cores(), Bounds::default()),
             log,
             mail_wake: Arc::new(Notify::new()),
             store_failed: watch::channel(None).0,
@@ -55,6 +55,12 @@ impl Ops {
             store_is_down: std::sync::atomic::AtomicBool::new(false),
             refusal_delay: std::time::Duration::ZERO,
         }
+    }
+
+    /// Bounds the back lines of RADIUS logins (`[radius] login_queue_per_source`).
+    pub fn with_login_queue(mut self, bounds: Bounds) -> Ops {
+        self.workers = Scheduler::new(cores(), bounds);
+        self
     }
 
     /// Reads the wall time from `clock` instead of the system's.
@@ -144,21 +150,45 @@ impl Ops {
             .store(down.is_some(), std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Runs `f` on the blocking pool with `now`, at most one per core at a time.
+    /// Runs `f` on the blocking pool with `now`, at most one per core at a time, ahead of
+    /// RADIUS logins (the admin socket, HTTP and the mailer: [`Class::Plain`]).
     pub async fn run<T, F>(&self, f: F) -> Result<T, OpError>
     where
         T: Send + 'static,
         F: FnOnce(&Service, UnixTime) -> T + Send + 'static,
     {
-        let _permit = self
-            .pool
-            .acquire()
+        self.run_in(Class::Plain, &Source::local(), f)
             .await
-            .map_err(|_| OpError::Store("shutting down".into()))?;
+            .unwrap_or_else(|Full| Err(OpError::Store("no worker".into())))
+    }
+
+    /// Runs `f` once a worker is free for `source` in `class`'s line; `Err(Full)` at once
+    /// when that line has no room for it.
+    async fn run_in<T, F>(
+        &self,
+        class: Class,
+        source: &Source,
+        f: F,
+    ) -> Result<Result<T, OpError>, Full>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Service, UnixTime) -> T + Send + 'static,
+    {
+        let _worker = self.workers.admit(class, source).await?;
         let (svc, clock) = (self.svc.clone(), self.clock.clone());
-        tokio::task::spawn_blocking(move || f(&svc, clock.now()))
+        Ok(tokio::task::spawn_blocking(move || f(&svc, clock.now()))
             .await
-            .map_err(|e| OpError::Store(format!("worker failed: {e}")))
+            .map_err(|e| OpError::Store(format!("worker failed: {e}"))))
+    }
+
+    /// How a login with `password` for `login_id` stands, read before any hash and
+    /// without waiting for a worker (one store read, the OTP's HMAC): what decides a RADIUS
+    /// login's line.
+    pub async fn login_class(&self, login_id: String, password: Zeroizing<String>) -> LoginClass {
+        let (svc, clock) = (self.svc.clone(), self.clock.clone());
+        tokio::task::spawn_blocking(move || svc.login_class(&login_id, &password, clock.now()))
+            .await
+            .unwrap_or(LoginClass::Unknown)
     }
 
     /// Resolves once every write made so far is on disk (group commit).
@@ -232,60 +262,62 @@ impl Ops {
         result.map_err(Into::into)
     }
 
-    /// A RADIUS or PAM login with `User-Password`; what it wrote (and what it read that was
-    /// not yet on disk) is durable before it returns.
-    pub async fn login(
-        &self,
-        login_id: String,
-        password: zeroize::Zeroizing<String>,
-    ) -> LoginOutcome {
-        let id = login_id.clone();
-        self.login_with(id, move |svc, now| svc.login(&login_id, &password, now))
-            .await
+    /// A sign-in of the OTP menu with the login password; durable before it returns.
+    pub async fn login(&self, login_id: String, password: Zeroizing<String>) -> LoginOutcome {
+        let (step, source) = (LoginStep::Password(password), Source::local());
+        let queued = self.login_in(Class::Plain, &source, login_id, step).await;
+        queued.unwrap_or(LoginOutcome::Reject(RejectReason::Store))
     }
 
-    /// The OTP of a login whose password was proven in the same request (the OTP menu).
-    pub async fn login_otp(
-        &self,
-        login_id: String,
-        otp: zeroize::Zeroizing<String>,
-    ) -> LoginOutcome {
-        let id = login_id.clone();
-        self.login_with(id, move |svc, now| svc.login_otp(&login_id, &otp, now))
-            .await
+    /// The OTP of the menu's sign-in.
+    pub async fn login_otp(&self, login_id: String, otp: Zeroizing<String>) -> LoginOutcome {
+        let (step, source) = (LoginStep::Otp(otp), Source::local());
+        let queued = self.login_in(Class::Plain, &source, login_id, step).await;
+        queued.unwrap_or(LoginOutcome::Reject(RejectReason::Store))
     }
 
-    /// The OTP answering a RADIUS challenge, whose State is used up on every node.
-    pub async fn answer_challenge(
+    /// A login step waiting in `class`'s line for `source`; durable before it returns.
+    /// `Err(Full)`: that line had no room, nothing was evaluated.
+    pub async fn login_in(
         &self,
+        class: Class,
+        source: &Source,
         login_id: String,
-        otp: zeroize::Zeroizing<String>,
-        state: crate::radius::StateTicket,
-    ) -> LoginOutcome {
-        let id = login_id.clone();
-        self.login_with(id, move |svc, now| {
-            let key = state.once_key();
-            svc.answer_challenge(&login_id, &otp, &key, state.expires_at(), now)
-        })
-        .await
-    }
-
-    async fn login_with<F>(&self, login_id: String, f: F) -> LoginOutcome
-    where
-        F: FnOnce(&Service, UnixTime) -> LoginOutcome + Send + 'static,
-    {
+        step: LoginStep,
+    ) -> Result<LoginOutcome, Full> {
         // Fail closed, at once: the gateway hears a Reject, not a timeout.
         if !self.store_available() {
-            return LoginOutcome::Reject(RejectReason::Store);
+            return Ok(LoginOutcome::Reject(RejectReason::Store));
         }
-        let outcome = match self.run(f).await {
+        let id = login_id.clone();
+        let outcome = self
+            .run_in(class, source, move |svc, now| match step {
+                LoginStep::Password(pw) => svc.login(&login_id, &pw, now),
+                LoginStep::Otp(otp) => svc.login_otp(&login_id, &otp, now),
+                LoginStep::Challenge(otp, state) => {
+                    let key = state.once_key();
+                    svc.answer_challenge(&login_id, &otp, &key, state.expires_at(), now)
+                }
+            })
+            .await?;
+        Ok(self.login_durable(&id, outcome).await)
+    }
+
+    /// Makes what the login wrote (and what it read that was not yet on disk) durable
+    /// before its answer leaves.
+    async fn login_durable(
+        &self,
+        login_id: &str,
+        outcome: Result<LoginOutcome, OpError>,
+    ) -> LoginOutcome {
+        let outcome = match outcome {
             Ok(o) => o,
             Err(_) => return LoginOutcome::Reject(RejectReason::Store),
         };
         // The accepted step (or the failure count) is on disk before the answer leaves, and
         // so is any write to this user the answer read. A login that read only what is on
         // disk and wrote nothing (an unknown user, a challenge, a locked user) needs no flush.
-        if !self.svc.store().needs_flush(&login_id) {
+        if !self.svc.store().needs_flush(login_id) {
             return outcome;
         }
         match self.durable().await {
@@ -358,6 +390,22 @@ impl Ops {
             .audit(&[("renew", "customer"), ("user", &user), ("outcome", outcome)]);
         r
     }
+}
+
+/// The hashing workers: one per core.
+fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+}
+
+/// What one login step carries: the `User-Password` (password, or password followed by
+/// the OTP), or the OTP answering a challenge.
+pub enum LoginStep {
+    Password(Zeroizing<String>),
+    Otp(Zeroizing<String>),
+    /// The OTP answering a RADIUS challenge, whose State is used up on every node.
+    Challenge(Zeroizing<String>, crate::radius::StateTicket),
 }
 
 /// An `Ops` on a fresh store in `dir` with cheap hashing, for the daemon's unit tests.

@@ -66,6 +66,9 @@ pub mod attr {
     pub const REPLY_MESSAGE: u8 = 18;
     /// State: sent with an Access-Challenge, returned with the answer to it.
     pub const STATE: u8 = 24;
+    /// Calling-Station-Id: who is calling, as the NAS sees it (RFC 2865 §5.31): for a
+    /// web gateway, the customer's address.
+    pub const CALLING_STATION_ID: u8 = 31;
     /// NAS-Identifier: the client's name for itself.
     pub const NAS_IDENTIFIER: u8 = 32;
     /// Proxy-State: a proxy's own value, echoed in the reply in order.

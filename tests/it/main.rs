@@ -14,6 +14,7 @@ mod radius;
 mod readme;
 mod screens;
 mod secrets;
+mod spray;
 mod startup;
 mod storage;
 mod web;

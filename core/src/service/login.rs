@@ -57,7 +57,65 @@ pub enum LoginOutcome {
     Reject(RejectReason),
 }
 
+/// How a login stands before its password is hashed: what the daemon's scheduler reads to
+/// decide who waits for a hashing worker, never a login decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginClass {
+    /// A user not locked whose `User-Password` ends in a valid, unspent OTP of its token in
+    /// use: the part a sprayer cannot guess already checks out (failures or not).
+    Proven,
+    /// A known user with no failure since its last success, not locked.
+    Clean,
+    /// A known user with failures since its last success (or whose lock ran out).
+    Failing,
+    /// A user locked now.
+    Locked,
+    /// No such user, or the store could not be read (the login itself reports that).
+    Unknown,
+}
+
 impl Service {
+    /// The class of a login with `user_password` for `login_id` at `now`: one store read
+    /// and, for a token in use, the OTP at the end checked as [`Service::login`] would (no
+    /// password hash, nothing written, no failure counted).
+    pub fn login_class(&self, login_id: &str, user_password: &str, now: UnixTime) -> LoginClass {
+        let user = match self.store.get_user(login_id) {
+            Ok(Some(read)) => read.value,
+            Ok(None) | Err(_) => return LoginClass::Unknown,
+        };
+        if user.lock.is_locked(now) {
+            return LoginClass::Locked;
+        }
+        let otp_checks_out = || {
+            if user.token.state(now) != TokenState::Active {
+                return false;
+            }
+            let split = user_password.len().checked_sub(self.otp.digits);
+            let Some((_, code)) = split
+                .filter(|&s| s > 0)
+                .and_then(|s| user_password.split_at_checked(s))
+            else {
+                return false;
+            };
+            let secret = user.token.secret().map(|s| self.sealer.open(login_id, s));
+            let Some(Ok(secret)) = secret else {
+                return false;
+            };
+            code.bytes().all(|b| b.is_ascii_digit())
+                && self
+                    .otp
+                    .verify(&secret, code, now, user.token.last_step())
+                    .is_ok()
+        };
+        if otp_checks_out() {
+            LoginClass::Proven
+        } else if user.lock.failures > 0 {
+            LoginClass::Failing
+        } else {
+            LoginClass::Clean
+        }
+    }
+
     /// A login with `User-Password`: the password, or the password followed by the OTP.
     pub fn login(&self, login_id: &str, user_password: &str, now: UnixTime) -> LoginOutcome {
         let read = match self.store.get_user(login_id) {

@@ -32,7 +32,7 @@ mod setup;
 mod token;
 
 pub use issue::link_hash;
-pub use login::{LoginOutcome, RejectReason};
+pub use login::{LoginClass, LoginOutcome, RejectReason};
 pub use outbox::{MailJob, PendingMail};
 pub use setup::SetupDone;
 

@@ -48,6 +48,9 @@ impl Config {
         if !r.require_message_authenticator {
             warnings.push("`radius.require_message_authenticator = false`: requests without Message-Authenticator are accepted, which BlastRADIUS (CVE-2024-3596) exploits; turn it on once every gateway sends one".into());
         }
+        if r.login_queue_per_source == 0 {
+            problems.push("`radius.login_queue_per_source` must be at least 1".into());
+        }
         if r.reject_delay_ms == 0 {
             warnings.push("`radius.reject_delay_ms = 0`: refusals are answered at once, which lets a client guess passwords at full speed; 1000 is the default".into());
         }

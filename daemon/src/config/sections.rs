@@ -16,11 +16,23 @@ pub struct RadiusSection {
     pub listen: Vec<String>,
     pub require_message_authenticator: bool,
     pub reject_delay_ms: u64,
-    /// Failed logins a client may cause in a burst before its requests are refused
-    /// (so one gateway's flood cannot lock out every other gateway's customers).
+    /// Failed logins a source may cause in a burst before it is over budget. A source is
+    /// the client, or the `Calling-Station-Id` behind it when the client sends one. Over
+    /// budget, nothing is refused for that alone: its logins of clean users wait behind
+    /// other sources' for a hashing worker, and its other logins (unknown IDs, users with
+    /// failures) wait in the bounded back line; only what overflows that line is refused
+    /// unevaluated (audit reason `client_rate_limited`). A customer's correct login is
+    /// never refused for its gateway's budget.
     pub client_failure_burst: u32,
-    /// Failed logins per second a client's budget regains.
+    /// Failed logins per second a source's budget regains.
     pub client_failure_rate: u32,
+    /// Logins of one source that may wait for a hashing worker in each back line (users
+    /// with failures or unknown IDs; clean users from a source over budget); a line holds
+    /// eight times this over all sources. What does not fit is refused at once (audit
+    /// reason `overloaded`, or `client_rate_limited` over budget). Logins whose OTP already
+    /// checks out, and clean users' from sources within budget, are not bounded here
+    /// (`max_in_flight` bounds them).
+    pub login_queue_per_source: u32,
     pub clients: Vec<RadiusClientSection>,
     /// `[radius.tls]`: RADIUS over TLS (RFC 6614); absent, off.
     pub tls: Option<RadiusTlsSection>,
@@ -34,6 +46,7 @@ impl Default for RadiusSection {
             reject_delay_ms: 1000,
             client_failure_burst: 200,
             client_failure_rate: 20,
+            login_queue_per_source: 32,
             clients: Vec::new(),
             tls: None,
         }

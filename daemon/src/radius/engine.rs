@@ -124,6 +124,7 @@ struct Examined {
     other_credential: Option<InputKind>,
     state: Option<Vec<u8>>,
     nas_identifier: Option<String>,
+    calling_station_id: Option<String>,
 }
 
 impl<H: AccessHandler> Engine<H> {
@@ -283,6 +284,7 @@ impl<H: AccessHandler> Engine<H> {
             other_credential,
             state,
             nas_identifier,
+            calling_station_id,
         } = examined;
         let input = match (&password, other_credential, &state) {
             (None, Some(other), _) => other,
@@ -299,6 +301,7 @@ impl<H: AccessHandler> Engine<H> {
                     addr: src,
                 },
                 nas_identifier: nas_identifier.clone(),
+                calling_station_id,
             }),
             Err(reason) => Work::Decided(Decision::Reject {
                 reply_message: self.handler.refusal_message(),
@@ -584,6 +587,9 @@ fn examine(req: &wire::Request<'_>, secret: &[u8]) -> Result<Examined, &'static 
     let nas_identifier = req
         .first(attr::NAS_IDENTIFIER)
         .map(|v| String::from_utf8_lossy(v).into_owned());
+    let calling_station_id = req
+        .first(attr::CALLING_STATION_ID)
+        .map(|v| String::from_utf8_lossy(v).into_owned());
     Ok(Examined {
         user,
         audit_user,
@@ -591,5 +597,6 @@ fn examine(req: &wire::Request<'_>, secret: &[u8]) -> Result<Examined, &'static 
         other_credential,
         state,
         nas_identifier,
+        calling_station_id,
     })
 }

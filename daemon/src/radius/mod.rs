@@ -107,6 +107,8 @@ pub struct AccessRequest {
     pub client: ClientInfo,
     /// `NAS-Identifier`, if the client sent one (informational).
     pub nas_identifier: Option<String>,
+    /// `Calling-Station-Id`, if the client sent one: who is behind the gateway.
+    pub calling_station_id: Option<String>,
 }
 
 /// The handler's answer: the reply's kind and the text it carries; the State, the reject

@@ -97,16 +97,23 @@ pub(super) fn spray_phase(
     })
 }
 
-/// Counts otpd's audit lines by their `reason=` (or `outcome=`) word.
+/// Counts otpd's audit lines by their `reason=` word; drop lines (no answer sent) count
+/// apart, as `dropped REASON`, since a reject refused for lack of a hashing worker and a
+/// datagram dropped past `max_in_flight` are both `overloaded`.
 pub(super) fn audit_reasons(log: &str) -> Vec<(String, u64)> {
     let mut counts: std::collections::BTreeMap<String, u64> = Default::default();
     for line in log.lines() {
         let word = line
             .split_whitespace()
             .find_map(|w| w.strip_prefix("reason="))
-            .map(|w| w.trim_matches('"').to_string());
+            .map(|w| w.trim_matches('"'));
         if let Some(w) = word {
-            *counts.entry(w).or_default() += 1;
+            let key = if line.contains("radius drop") {
+                format!("dropped {w}")
+            } else {
+                w.to_string()
+            };
+            *counts.entry(key).or_default() += 1;
         }
     }
     counts.into_iter().collect()

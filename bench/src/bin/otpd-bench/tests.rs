@@ -88,12 +88,16 @@ fn audit_lines_are_counted_by_reason() {
     let log = "x radius reject user=a reason=bad_password\n\
                y radius reject user=b reason=client_rate_limited\n\
                z radius reject user=c reason=\"client_rate_limited\"\n\
-               w radius accept user=d\n";
+               w radius accept user=d\n\
+               v radius reject user=e reason=overloaded\n\
+               u radius drop reason=overloaded src=127.0.0.1:4 client=\"gw\"\n";
     assert_eq!(
         audit_reasons(log),
         vec![
             ("bad_password".to_string(), 1),
-            ("client_rate_limited".to_string(), 2)
+            ("client_rate_limited".to_string(), 2),
+            ("dropped overloaded".to_string(), 1),
+            ("overloaded".to_string(), 1)
         ]
     );
 }

@@ -11,6 +11,47 @@ fn otp_required_refuses_password_only_users() {
 }
 
 #[test]
+fn a_login_s_class_is_read_before_any_hash_and_changes_nothing() {
+    let f = fixture("[otp]\nmax_failures = 3\n");
+    let svc = &f.svc;
+    let t = NOW + 120;
+    assert_eq!(svc.login_class("nobody", "x", t), LoginClass::Unknown);
+    svc.add_user("p", "pw", NOW).expect("add");
+    assert_eq!(svc.login_class("p", "pw", t), LoginClass::Clean);
+    let secret = active(svc, "u");
+    let good = format!("pw-of-{}", code(svc, &secret, t));
+    // The OTP checks out whatever the password: the class never says the password is right.
+    let wrong_pw = format!("guess-{}", code(svc, &secret, t));
+    assert_eq!(svc.login_class("u", &good, t), LoginClass::Proven);
+    assert_eq!(svc.login_class("u", &wrong_pw, t), LoginClass::Proven);
+    assert_eq!(svc.login_class("u", "pw-of-000000", t), LoginClass::Clean);
+    assert_eq!(svc.login_class("u", "pw-of-", t), LoginClass::Clean);
+    assert_eq!(
+        svc.get("u").expect("u").lock.failures,
+        0,
+        "no failure counted"
+    );
+    svc.login("u", "pw-of-000000", t);
+    assert_eq!(svc.login_class("u", "pw-of-000000", t), LoginClass::Failing);
+    assert_eq!(
+        svc.login_class("u", &good, t),
+        LoginClass::Proven,
+        "despite the failure"
+    );
+    // A spent code proves nothing.
+    assert_eq!(
+        svc.login("u", &good, t),
+        LoginOutcome::Accept { with_otp: true }
+    );
+    assert_eq!(svc.login_class("u", &good, t), LoginClass::Clean);
+    for _ in 0..3 {
+        svc.login("u", "pw-of-000000", t);
+    }
+    let next = format!("pw-of-{}", code(svc, &secret, t + 60));
+    assert_eq!(svc.login_class("u", &next, t + 60), LoginClass::Locked);
+}
+
+#[test]
 fn lockout_and_unlock() {
     let f = fixture("[otp]\nmax_failures = 3\nlockout_seconds = 600\n");
     let svc = &f.svc;
