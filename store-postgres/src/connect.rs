@@ -26,26 +26,15 @@ pub struct Target {
 
 impl Target {
     pub fn new(settings: &Settings) -> Result<Target, StoreError> {
-        if settings.url.contains("sslmode=") {
-            return Err(StoreError::Io(
-                "`store.postgres.url` must not set sslmode: give it as `store.postgres.sslmode`"
-                    .into(),
-            ));
-        }
         let mut secrets = Vec::new();
         if let Some(p) = &settings.password {
             secrets.push(p.clone());
         }
-        let mut config: postgres::Config = settings.url.parse().map_err(|e| {
-            StoreError::Io(scrub(
-                &format!(
-                    "`store.postgres.url` {}: {}",
-                    redact_url(&settings.url),
-                    chain(&e)
-                ),
-                &secrets,
-            ))
-        })?;
+        check_url(&settings.url).map_err(|e| StoreError::Io(scrub(&e, &secrets)))?;
+        let mut config: postgres::Config = settings
+            .url
+            .parse()
+            .map_err(|e| StoreError::Io(scrub(&chain(&e), &secrets)))?;
         if let Some(p) = config.get_password() {
             secrets.push(Zeroizing::new(String::from_utf8_lossy(p).into_owned()));
         }
@@ -104,6 +93,42 @@ impl Target {
             &self.secrets,
         ))
     }
+}
+
+/// What the configuration check needs to know about a URL, read without connecting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UrlFacts {
+    /// The URL itself carries a password (better kept in `password_file`).
+    pub has_password: bool,
+    /// Every host is this machine (loopback or a Unix socket): no network in between.
+    pub local_only: bool,
+}
+
+/// Parses `url` as the store will, without connecting: its problem in one sentence, or
+/// what the configuration check warns about.
+pub fn check_url(url: &str) -> Result<UrlFacts, String> {
+    if url.contains("sslmode=") {
+        return Err(format!(
+            "`store.postgres.url` {}: give sslmode as `store.postgres.sslmode`, not in the URL",
+            redact_url(url)
+        ));
+    }
+    let config: postgres::Config = url
+        .parse()
+        .map_err(|e| format!("`store.postgres.url` {}: {}", redact_url(url), chain(&e)))?;
+    let local_only = config.get_hosts().iter().all(|h| match h {
+        Host::Unix(_) => true,
+        Host::Tcp(name) => {
+            name == "localhost"
+                || name
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+    });
+    Ok(UrlFacts {
+        has_password: config.get_password().is_some(),
+        local_only,
+    })
 }
 
 /// The error and its causes in one line (tokio-postgres keeps the server's message and the
@@ -228,10 +253,26 @@ mod tests {
 
     #[test]
     fn errors_are_scrubbed_of_both_passwords() {
-        let t = Target::new(&settings("postgresql://otpd:url-pw@127.0.0.1:1/otpd"))
-            .expect("target");
+        let t =
+            Target::new(&settings("postgresql://otpd:url-pw@127.0.0.1:1/otpd")).expect("target");
         let scrubbed = scrub("saw url-pw and from-file-pw", &t.secrets);
         assert_eq!(scrubbed, "saw *** and ***");
+    }
+
+    #[test]
+    fn the_check_tells_a_local_database_and_a_password_in_the_url() {
+        let f = check_url("postgresql://otpd:pw@127.0.0.1,localhost/otpd").expect("valid");
+        assert_eq!(
+            f,
+            UrlFacts {
+                has_password: true,
+                local_only: true
+            }
+        );
+        let f = check_url("postgresql://otpd@db1,127.0.0.1/otpd?target_session_attrs=read-write")
+            .expect("valid");
+        assert!(!f.has_password && !f.local_only, "{f:?}");
+        assert!(check_url("postgresql://db/otpd?nonsense=1").is_err());
     }
 
     #[test]
@@ -245,7 +286,8 @@ mod tests {
 
     #[test]
     fn a_bad_url_is_reported_without_its_password() {
-        let Err(StoreError::Io(e)) = Target::new(&settings("postgresql://otpd:pw9@db/otpd?bogus=1"))
+        let Err(StoreError::Io(e)) =
+            Target::new(&settings("postgresql://otpd:pw9@db/otpd?bogus=1"))
         else {
             panic!("unknown URL option refused");
         };

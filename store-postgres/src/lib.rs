@@ -27,7 +27,7 @@ use std::time::Duration;
 use otpd_core::store::StoreError;
 use zeroize::Zeroizing;
 
-pub use connect::redact_url;
+pub use connect::{check_url, redact_url, UrlFacts};
 pub use schema::SCHEMA_VERSION;
 pub use store::PgStore;
 

@@ -100,13 +100,17 @@ pub struct Conn<'a> {
 impl Deref for Conn<'_> {
     type Target = Client;
     fn deref(&self) -> &Client {
-        self.client.as_ref().expect("a lent connection is present until dropped")
+        self.client
+            .as_ref()
+            .expect("a lent connection is present until dropped")
     }
 }
 
 impl DerefMut for Conn<'_> {
     fn deref_mut(&mut self) -> &mut Client {
-        self.client.as_mut().expect("a lent connection is present until dropped")
+        self.client
+            .as_mut()
+            .expect("a lent connection is present until dropped")
     }
 }
 

@@ -67,11 +67,7 @@ pub fn inspect(client: &mut Client) -> Result<Found, postgres::Error> {
         None
     };
     let users = if has(client, "users")? {
-        Some(
-            client
-                .query_one("SELECT count(*) FROM users", &[])?
-                .get(0),
-        )
+        Some(client.query_one("SELECT count(*) FROM users", &[])?.get(0))
     } else {
         None
     };
@@ -102,10 +98,7 @@ pub fn migrate(client: &mut Client) -> Result<i32, Migration> {
          )",
     )?;
     let found: i32 = tx
-        .query_one(
-            "SELECT coalesce(max(version), 0) FROM schema_version",
-            &[],
-        )?
+        .query_one("SELECT coalesce(max(version), 0) FROM schema_version", &[])?
         .get(0);
     refuse_newer(found).map_err(Migration::Refused)?;
     for (version, statements) in (1..).zip(MIGRATIONS) {

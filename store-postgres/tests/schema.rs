@@ -24,7 +24,10 @@ fn nodes_starting_together_create_the_schema_once() {
     let s = settings(&pg, pg.url());
     let before = probe(&s).expect("probe an empty database");
     assert_eq!(before.schema_version, None, "{before}");
-    assert!(before.to_string().contains("no otpd schema yet"), "{before}");
+    assert!(
+        before.to_string().contains("no otpd schema yet"),
+        "{before}"
+    );
 
     let opened: Vec<_> = (0..3)
         .map(|_| {
@@ -36,16 +39,24 @@ fn nodes_starting_together_create_the_schema_once() {
         o.join().expect("thread").expect("open");
     }
     assert_eq!(
-        pg.psql("otpd", "SELECT string_agg(version::text, ',') FROM schema_version"),
+        pg.psql(
+            "otpd",
+            "SELECT string_agg(version::text, ',') FROM schema_version"
+        ),
         SCHEMA_VERSION.to_string(),
         "each version recorded once"
     );
     let after = probe(&s).expect("probe");
     assert_eq!(after.schema_version, Some(SCHEMA_VERSION));
     assert_eq!(after.users, Some(0));
-    assert!(after.server_version.starts_with(char::is_numeric), "{after}");
     assert!(
-        after.location.starts_with(&format!("127.0.0.1:{} otpd", pg.port())),
+        after.server_version.starts_with(char::is_numeric),
+        "{after}"
+    );
+    assert!(
+        after
+            .location
+            .starts_with(&format!("127.0.0.1:{} otpd", pg.port())),
         "{after}"
     );
 }
@@ -68,7 +79,9 @@ fn a_newer_schema_is_refused_with_a_clear_message() {
         e.contains(&format!("version {newer}")) && e.contains("upgrade"),
         "{e}"
     );
-    let e = probe(&s).expect_err("check-config refuses it too").to_string();
+    let e = probe(&s)
+        .expect_err("check-config refuses it too")
+        .to_string();
     assert!(e.contains(&format!("version {newer}")), "{e}");
 }
 
@@ -83,7 +96,9 @@ fn connection_errors_name_the_server_and_never_the_password() {
 
     let mut in_url = settings(&pg, pg.url().replace("otpd@", "otpd:url-Secret-7@"));
     in_url.password = None;
-    let e = probe(&in_url).expect_err("wrong password in the url").to_string();
+    let e = probe(&in_url)
+        .expect_err("wrong password in the url")
+        .to_string();
     assert!(!e.contains("url-Secret-7"), "{e}");
 
     let dead = settings(&pg, "postgresql://otpd@127.0.0.1:1/otpd".into());

@@ -93,10 +93,14 @@ impl Postgres {
             ],
         );
         pg.running = true;
-        let ready = try_wait_until("PostgreSQL to accept connections", crate::wait::DEADLINE, || {
-            let out = pg.command("pg_isready").args(pg.socket_args()).output();
-            Ok::<_, String>(out.ok().filter(|o| o.status.success()).map(|_| ()))
-        });
+        let ready = try_wait_until(
+            "PostgreSQL to accept connections",
+            crate::wait::DEADLINE,
+            || {
+                let out = pg.command("pg_isready").args(pg.socket_args()).output();
+                Ok::<_, String>(out.ok().filter(|o| o.status.success()).map(|_| ()))
+            },
+        );
         if let Err(e) = ready {
             panic!(
                 "{e}; its log:\n{}",
