@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use otpd_core::lockout::{LockPolicy, LockState};
-use otpd_core::store::{DurableCallback, ExportRow, Spend, Store, StoreError, Versioned};
+use otpd_core::store::{DurableCallback, ExportRow, Marks, Spend, Store, StoreError, Versioned};
 use otpd_core::user::UserRecord;
 use otpd_core::UnixTime;
 use postgres::types::ToSql;
@@ -139,14 +139,16 @@ impl Hot {
     }
 
     /// The record as a reader sees it: the columns laid over the JSON.
-    fn merge(self, mut u: UserRecord) -> UserRecord {
-        u.lock = LockState {
-            failures: u32::try_from(self.failures).unwrap_or(0),
-            locked_until: self.locked_until,
-        };
-        if let Some(step) = self.last_step.and_then(|s| u64::try_from(s).ok()) {
-            u.token = u.token.spend_step(step);
+    fn merge(self, mut u: UserRecord, epoch: u64) -> UserRecord {
+        Marks {
+            epoch,
+            last_step: self.last_step.and_then(|s| u64::try_from(s).ok()),
+            lock: LockState {
+                failures: u32::try_from(self.failures).unwrap_or(0),
+                locked_until: self.locked_until,
+            },
         }
+        .apply(&mut u);
         u
     }
 }
@@ -185,7 +187,7 @@ fn user_from_row(row: &Row, at: usize) -> Result<(UserRecord, u64, Hot), StoreEr
         locked_until: row.get(at + 4),
     };
     let epoch = u64::try_from(epoch).map_err(|_| StoreError::Corrupt("negative epoch".into()))?;
-    Ok((hot.merge(decode_user(&json)?), epoch, hot))
+    Ok((hot.merge(decode_user(&json)?, epoch), epoch, hot))
 }
 
 /// Whether a lock read from the columns holds at `now` (as `LockState::is_locked`).
@@ -653,16 +655,17 @@ impl Store for PgStore {
         if self.once_calls.fetch_add(1, Ordering::Relaxed) % PURGE_EVERY == PURGE_EVERY - 1 {
             self.execute(
                 "purge expired single-use keys",
-                "DELETE FROM once WHERE expires_at <= $1",
+                "DELETE FROM once WHERE expires_at < $1",
                 &[&now],
             )?;
         }
-        // A key past its time may be used again: the upsert takes it over in one statement.
+        // A key stays used up to its expires_at; after it, the upsert takes it over in one
+        // statement.
         let rows = self.query(
             "use a single-use key",
             "INSERT INTO once (key, expires_at) VALUES ($1, $2)
              ON CONFLICT (key) DO UPDATE SET expires_at = EXCLUDED.expires_at
-                 WHERE once.expires_at <= $3
+                 WHERE once.expires_at < $3
              RETURNING 1",
             &[&key, &expires_at, &now],
         )?;

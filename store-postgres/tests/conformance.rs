@@ -23,12 +23,8 @@ struct Engine {
     name: &'static str,
     a: Arc<dyn Store>,
     b: Arc<dyn Store>,
-    _keep: Keep,
-}
-
-enum Keep {
-    Sled(tempfile::TempDir),
-    Postgres(Postgres),
+    /// The sled folder or the PostgreSQL cluster, removed or stopped when dropped.
+    _keep: Box<dyn std::any::Any>,
 }
 
 fn sled() -> Engine {
@@ -38,7 +34,7 @@ fn sled() -> Engine {
         name: "sled",
         a: s.clone(),
         b: s,
-        _keep: Keep::Sled(dir),
+        _keep: Box::new(dir),
     }
 }
 
@@ -62,7 +58,7 @@ fn postgres() -> Engine {
         name: "postgres",
         a,
         b,
-        _keep: Keep::Postgres(pg),
+        _keep: Box::new(pg),
     }
 }
 
@@ -343,11 +339,21 @@ fn a_single_use_key_is_used_once(e: Engine) {
         .expect("use"));
     assert!(e.b.use_once(b"challenge-2", NOW + 60, NOW).expect("use"));
     assert!(
-        e.b.use_once(b"challenge-1", NOW + 120, NOW + 60)
+        !e.b.use_once(b"challenge-1", NOW + 120, NOW + 60)
+            .expect("use"),
+        "{}: used up to its expires_at",
+        e.name
+    );
+    assert!(
+        e.b.use_once(b"challenge-1", NOW + 120, NOW + 61)
             .expect("use"),
         "{}: a key past its time may be used again",
         e.name
     );
+    assert!(!e
+        .a
+        .use_once(b"challenge-1", NOW + 120, NOW + 62)
+        .expect("use"));
 }
 
 fn two_nodes_never_lease_the_same_mail(e: Engine) {

@@ -68,7 +68,10 @@ fn a_code_accepted_on_one_node_is_refused_on_the_other() {
         Client::new(a.radius(), RADIUS_SECRET),
         Client::new(b.radius(), RADIUS_SECRET),
     );
-    assert_eq!(ca.login(1, "taro", &format!("pw{code}")).code, ACCESS_ACCEPT);
+    assert_eq!(
+        ca.login(1, "taro", &format!("pw{code}")).code,
+        ACCESS_ACCEPT
+    );
     assert_eq!(
         cb.login(1, "taro", &format!("pw{code}")).code,
         ACCESS_REJECT,
@@ -117,7 +120,9 @@ fn the_same_fresh_code_at_both_nodes_is_accepted_once() {
                 .collect();
             let accepted = codes.iter().filter(|c| **c == ACCESS_ACCEPT).count();
             assert!(
-                codes.iter().all(|c| *c == ACCESS_ACCEPT || *c == ACCESS_REJECT),
+                codes
+                    .iter()
+                    .all(|c| *c == ACCESS_ACCEPT || *c == ACCESS_REJECT),
                 "{codes:?}"
             );
             accepts_per_code.push(accepted);
@@ -135,7 +140,10 @@ fn the_same_fresh_code_at_both_nodes_is_accepted_once() {
 #[test]
 fn failures_on_both_nodes_add_up_to_one_lock() {
     let pg = Postgres::start();
-    let (a, b) = both(&pg, "[radius]\nreject_delay_ms = 0\n[otp]\nmax_failures = 5\n");
+    let (a, b) = both(
+        &pg,
+        "[radius]\nreject_delay_ms = 0\n[otp]\nmax_failures = 5\n",
+    );
     let secret = activate(&a, "hanako", "pw");
     let wrong: Vec<_> = (0..5)
         .map(|i| {
@@ -216,14 +224,24 @@ fn a_backup_moves_between_sled_and_postgres_with_its_replay_marks() {
     sled.stop_clean();
 
     let pg = Postgres::start();
-    let mut p = pg.configure(Otpd::builder(), "otpd").config(FAST).unstarted();
+    let mut p = pg
+        .configure(Otpd::builder(), "otpd")
+        .config(FAST)
+        .unstarted();
     let out = otpd_with(&p.config, &["--restore", backup.to_str().expect("utf8")]);
     assert!(out.status.success(), "{}", stderr_of(&out));
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(said.contains("the postgres store"), "{said}");
     let again = otpd_with(&p.config, &["--restore", backup.to_str().expect("utf8")]);
-    assert!(!again.status.success(), "a database with users needs --force");
-    assert!(stderr_of(&again).contains("--force"), "{}", stderr_of(&again));
+    assert!(
+        !again.status.success(),
+        "a database with users needs --force"
+    );
+    assert!(
+        stderr_of(&again).contains("--force"),
+        "{}",
+        stderr_of(&again)
+    );
     p.launch();
     let c = Client::new(p.radius(), RADIUS_SECRET);
     for (i, pw) in spent.iter().enumerate() {
@@ -244,8 +262,16 @@ fn a_backup_moves_between_sled_and_postgres_with_its_replay_marks() {
     assert!(out.status.success(), "{}", stderr_of(&out));
     s2.launch();
     let c = Client::new(s2.radius(), RADIUS_SECRET);
-    assert_eq!(c.login(8, "u0", &next).code, ACCESS_REJECT, "spent on PostgreSQL");
-    assert_eq!(c.login(9, "u1", &spent[1]).code, ACCESS_REJECT, "spent on sled");
+    assert_eq!(
+        c.login(8, "u0", &next).code,
+        ACCESS_REJECT,
+        "spent on PostgreSQL"
+    );
+    assert_eq!(
+        c.login(9, "u1", &spent[1]).code,
+        ACCESS_REJECT,
+        "spent on sled"
+    );
     assert_eq!(s2.show("u2")["state"], "active");
 }
 
