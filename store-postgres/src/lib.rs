@@ -124,6 +124,10 @@ impl std::fmt::Display for Probe {
 /// Connects once, without creating or changing anything, and says what is there; refuses
 /// a schema newer than this otpd knows, as a start would.
 pub fn probe(settings: &Settings) -> Result<Probe, StoreError> {
+    pool::off_reactor(|| probe_here(settings))
+}
+
+fn probe_here(settings: &Settings) -> Result<Probe, StoreError> {
     let target = connect::Target::new(settings)?;
     let mut client = target.connect()?;
     let found = schema::inspect(&mut client).map_err(|e| target.error("inspect", &e))?;

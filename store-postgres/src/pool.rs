@@ -11,6 +11,24 @@ use postgres::Client;
 
 use crate::connect::Target;
 
+/// Runs `f`, which blocks on the database, so that it may: as is on a plain thread or the
+/// daemon's blocking pool; through `block_in_place` on a worker of a multi-threaded tokio
+/// runtime; on a thread of its own under a single-threaded one. The `postgres` client
+/// drives its connection with a runtime of its own, which tokio refuses to start on a
+/// thread that is driving asynchronous tasks.
+pub fn off_reactor<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Err(_) => f(),
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        Ok(_) => std::thread::scope(|s| {
+            s.spawn(f)
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        }),
+    }
+}
+
 pub struct Pool {
     pub target: Target,
     size: usize,
@@ -88,6 +106,14 @@ impl Pool {
                 )));
             }
         }
+    }
+}
+
+impl Drop for Pool {
+    /// Closing a client blocks on its connection: done where blocking is allowed.
+    fn drop(&mut self) {
+        let idle = std::mem::take(&mut self.lock().idle);
+        off_reactor(move || drop(idle));
     }
 }
 

@@ -14,7 +14,7 @@ use postgres::types::ToSql;
 use postgres::Row;
 
 use crate::connect::Target;
-use crate::pool::Pool;
+use crate::pool::{off_reactor, Pool};
 use crate::schema::{self, Migration};
 use crate::Settings;
 
@@ -33,6 +33,10 @@ impl PgStore {
     /// Connects, creates or migrates otpd's tables, and refuses a schema newer than this
     /// otpd knows.
     pub fn open(settings: &Settings) -> Result<Arc<PgStore>, StoreError> {
+        off_reactor(|| PgStore::open_here(settings))
+    }
+
+    fn open_here(settings: &Settings) -> Result<Arc<PgStore>, StoreError> {
         let target = Target::new(settings)?;
         // A caller waits for a busy pool about as long as a statement may run.
         let wait = settings.statement_timeout + Duration::from_secs(1);
@@ -59,9 +63,11 @@ impl PgStore {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, StoreError> {
-        let mut conn = self.pool.get()?;
-        conn.query(sql, params)
-            .map_err(|e| self.pool.target.error(doing, &e))
+        off_reactor(|| {
+            let mut conn = self.pool.get()?;
+            conn.query(sql, params)
+                .map_err(|e| self.pool.target.error(doing, &e))
+        })
     }
 
     fn execute(
@@ -70,9 +76,11 @@ impl PgStore {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<u64, StoreError> {
-        let mut conn = self.pool.get()?;
-        conn.execute(sql, params)
-            .map_err(|e| self.pool.target.error(doing, &e))
+        off_reactor(|| {
+            let mut conn = self.pool.get()?;
+            conn.execute(sql, params)
+                .map_err(|e| self.pool.target.error(doing, &e))
+        })
     }
 
     fn db_error(&self, doing: &str) -> impl Fn(postgres::Error) -> StoreError + '_ {
@@ -424,148 +432,12 @@ impl Store for PgStore {
         after: Option<(&str, &[u8])>,
         limit: usize,
     ) -> Result<Vec<ExportRow>, StoreError> {
-        let first = match after {
-            Some((name, _)) => TREES.iter().position(|n| *n == name).ok_or_else(|| {
-                StoreError::Corrupt(format!("unknown tree {name:?} in a backup cursor"))
-            })?,
-            None => 0,
-        };
-        let mut conn = self.pool.get()?;
-        // One snapshot for the page: a user and its link are read as of the same moment.
-        let mut tx = conn
-            .build_transaction()
-            .isolation_level(postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .map_err(self.db_error("start a backup page"))?;
-        let mut out = Vec::new();
-        for (i, name) in TREES.iter().enumerate().skip(first) {
-            let from = match after {
-                Some((_, key)) if i == first => Some(key),
-                _ => None,
-            };
-            let left = limit_to_db(limit - out.len());
-            if left == 0 {
-                break;
-            }
-            let doing = "read a backup page";
-            match *name {
-                "users" => {
-                    let from = from.map(|k| utf8(k, "user")).transpose()?;
-                    let rows = tx
-                        .query(
-                            &format!(
-                                "SELECT login_id, {USER_COLUMNS} FROM users
-                                 WHERE $1::text IS NULL OR login_id > $1::text
-                                 ORDER BY login_id LIMIT $2"
-                            ),
-                            &[&from, &left],
-                        )
-                        .map_err(self.db_error(doing))?;
-                    for r in &rows {
-                        let id: String = r.get(0);
-                        let (u, _, _) = user_from_row(r, 1)?;
-                        out.push((
-                            name.to_string(),
-                            id.into_bytes(),
-                            encode_user(&u)?.into_bytes(),
-                        ));
-                    }
-                }
-                "links" => {
-                    let from = from.map(|k| utf8(k, "link")).transpose()?;
-                    let rows = tx
-                        .query(
-                            "SELECT hash, login_id FROM links
-                             WHERE $1::text IS NULL OR hash > $1::text
-                             ORDER BY hash LIMIT $2",
-                            &[&from, &left],
-                        )
-                        .map_err(self.db_error(doing))?;
-                    for r in &rows {
-                        let (hash, id): (String, String) = (r.get(0), r.get(1));
-                        out.push((name.to_string(), hash.into_bytes(), id.into_bytes()));
-                    }
-                }
-                _ => {
-                    let from = from.map(outbox_id).transpose()?;
-                    let rows = tx
-                        .query(
-                            "SELECT id, message FROM outbox
-                             WHERE $1::bigint IS NULL OR id > $1::bigint
-                             ORDER BY id LIMIT $2",
-                            &[&from, &left],
-                        )
-                        .map_err(self.db_error(doing))?;
-                    for r in &rows {
-                        let id: i64 = r.get(0);
-                        let id = u64::try_from(id)
-                            .map_err(|_| StoreError::Corrupt("negative outbox id".into()))?;
-                        out.push((name.to_string(), id.to_be_bytes().to_vec(), r.get(1)));
-                    }
-                }
-            }
-        }
-        tx.commit().map_err(self.db_error("end a backup page"))?;
-        Ok(out)
+        off_reactor(|| self.export_page(after, limit))
     }
 
     /// All rows in one transaction: a restore that fails leaves the database as it was.
     fn restore(&self, rows: &[ExportRow]) -> Result<(), StoreError> {
-        let doing = "restore a backup";
-        let mut conn = self.pool.get()?;
-        let mut tx = conn.transaction().map_err(self.db_error(doing))?;
-        for (name, k, v) in rows {
-            match name.as_str() {
-                "users" => {
-                    let id = utf8(k, "user")?;
-                    let u: UserRecord = serde_json::from_slice(v)
-                        .map_err(|e| StoreError::Corrupt(format!("user {id:?}: {e}")))?;
-                    let (json, h) = (encode_user(&u)?, Hot::of(&u)?);
-                    tx.execute(
-                        "INSERT INTO users (login_id, record, epoch, last_step, failures, locked_until)
-                         VALUES ($1, $2::text::jsonb, 1, $3, $4, $5)
-                         ON CONFLICT (login_id) DO UPDATE SET record = EXCLUDED.record,
-                             epoch = users.epoch + 1, last_step = EXCLUDED.last_step,
-                             failures = EXCLUDED.failures, locked_until = EXCLUDED.locked_until",
-                        &[&id, &json, &h.last_step, &h.failures, &h.locked_until],
-                    )
-                    .map_err(self.db_error(doing))?;
-                }
-                "links" => {
-                    let (hash, id) = (utf8(k, "link")?, utf8(v, "link owner")?);
-                    tx.execute(
-                        "INSERT INTO links (hash, login_id) VALUES ($1, $2)
-                         ON CONFLICT (hash) DO UPDATE SET login_id = EXCLUDED.login_id",
-                        &[&hash, &id],
-                    )
-                    .map_err(self.db_error(doing))?;
-                }
-                "outbox" => {
-                    let id = outbox_id(k)?;
-                    tx.execute(
-                        "INSERT INTO outbox (id, message) VALUES ($1, $2)
-                         ON CONFLICT (id) DO UPDATE SET message = EXCLUDED.message,
-                             leased_by = NULL, lease_until = NULL",
-                        &[&id, v],
-                    )
-                    .map_err(self.db_error(doing))?;
-                }
-                other => {
-                    return Err(StoreError::Corrupt(format!(
-                        "unknown tree {other:?} in backup"
-                    )))
-                }
-            }
-        }
-        // Ids for new outbox entries must not collide with restored ones.
-        tx.execute(
-            "SELECT setval(pg_get_serial_sequence('outbox', 'id'), coalesce(max(id), 0) + 1, false)
-             FROM outbox",
-            &[],
-        )
-        .map_err(self.db_error(doing))?;
-        tx.commit().map_err(self.db_error(doing))
+        off_reactor(|| self.restore_rows(rows))
     }
 
     fn spend_step(
@@ -704,5 +576,156 @@ impl Store for PgStore {
 
     fn needs_flush(&self, _login_id: &str) -> bool {
         false
+    }
+}
+
+/// The bodies of the calls that hold one connection for several statements.
+impl PgStore {
+    fn export_page(
+        &self,
+        after: Option<(&str, &[u8])>,
+        limit: usize,
+    ) -> Result<Vec<ExportRow>, StoreError> {
+        let first = match after {
+            Some((name, _)) => TREES.iter().position(|n| *n == name).ok_or_else(|| {
+                StoreError::Corrupt(format!("unknown tree {name:?} in a backup cursor"))
+            })?,
+            None => 0,
+        };
+        let mut conn = self.pool.get()?;
+        // One snapshot for the page: a user and its link are read as of the same moment.
+        let mut tx = conn
+            .build_transaction()
+            .isolation_level(postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .map_err(self.db_error("start a backup page"))?;
+        let mut out = Vec::new();
+        for (i, name) in TREES.iter().enumerate().skip(first) {
+            let from = match after {
+                Some((_, key)) if i == first => Some(key),
+                _ => None,
+            };
+            let left = limit_to_db(limit - out.len());
+            if left == 0 {
+                break;
+            }
+            let doing = "read a backup page";
+            match *name {
+                "users" => {
+                    let from = from.map(|k| utf8(k, "user")).transpose()?;
+                    let rows = tx
+                        .query(
+                            &format!(
+                                "SELECT login_id, {USER_COLUMNS} FROM users
+                                 WHERE $1::text IS NULL OR login_id > $1::text
+                                 ORDER BY login_id LIMIT $2"
+                            ),
+                            &[&from, &left],
+                        )
+                        .map_err(self.db_error(doing))?;
+                    for r in &rows {
+                        let id: String = r.get(0);
+                        let (u, _, _) = user_from_row(r, 1)?;
+                        out.push((
+                            name.to_string(),
+                            id.into_bytes(),
+                            encode_user(&u)?.into_bytes(),
+                        ));
+                    }
+                }
+                "links" => {
+                    let from = from.map(|k| utf8(k, "link")).transpose()?;
+                    let rows = tx
+                        .query(
+                            "SELECT hash, login_id FROM links
+                             WHERE $1::text IS NULL OR hash > $1::text
+                             ORDER BY hash LIMIT $2",
+                            &[&from, &left],
+                        )
+                        .map_err(self.db_error(doing))?;
+                    for r in &rows {
+                        let (hash, id): (String, String) = (r.get(0), r.get(1));
+                        out.push((name.to_string(), hash.into_bytes(), id.into_bytes()));
+                    }
+                }
+                _ => {
+                    let from = from.map(outbox_id).transpose()?;
+                    let rows = tx
+                        .query(
+                            "SELECT id, message FROM outbox
+                             WHERE $1::bigint IS NULL OR id > $1::bigint
+                             ORDER BY id LIMIT $2",
+                            &[&from, &left],
+                        )
+                        .map_err(self.db_error(doing))?;
+                    for r in &rows {
+                        let id: i64 = r.get(0);
+                        let id = u64::try_from(id)
+                            .map_err(|_| StoreError::Corrupt("negative outbox id".into()))?;
+                        out.push((name.to_string(), id.to_be_bytes().to_vec(), r.get(1)));
+                    }
+                }
+            }
+        }
+        tx.commit().map_err(self.db_error("end a backup page"))?;
+        Ok(out)
+    }
+
+    fn restore_rows(&self, rows: &[ExportRow]) -> Result<(), StoreError> {
+        let doing = "restore a backup";
+        let mut conn = self.pool.get()?;
+        let mut tx = conn.transaction().map_err(self.db_error(doing))?;
+        for (name, k, v) in rows {
+            match name.as_str() {
+                "users" => {
+                    let id = utf8(k, "user")?;
+                    let u: UserRecord = serde_json::from_slice(v)
+                        .map_err(|e| StoreError::Corrupt(format!("user {id:?}: {e}")))?;
+                    let (json, h) = (encode_user(&u)?, Hot::of(&u)?);
+                    tx.execute(
+                        "INSERT INTO users (login_id, record, epoch, last_step, failures, locked_until)
+                         VALUES ($1, $2::text::jsonb, 1, $3, $4, $5)
+                         ON CONFLICT (login_id) DO UPDATE SET record = EXCLUDED.record,
+                             epoch = users.epoch + 1, last_step = EXCLUDED.last_step,
+                             failures = EXCLUDED.failures, locked_until = EXCLUDED.locked_until",
+                        &[&id, &json, &h.last_step, &h.failures, &h.locked_until],
+                    )
+                    .map_err(self.db_error(doing))?;
+                }
+                "links" => {
+                    let (hash, id) = (utf8(k, "link")?, utf8(v, "link owner")?);
+                    tx.execute(
+                        "INSERT INTO links (hash, login_id) VALUES ($1, $2)
+                         ON CONFLICT (hash) DO UPDATE SET login_id = EXCLUDED.login_id",
+                        &[&hash, &id],
+                    )
+                    .map_err(self.db_error(doing))?;
+                }
+                "outbox" => {
+                    let id = outbox_id(k)?;
+                    tx.execute(
+                        "INSERT INTO outbox (id, message) VALUES ($1, $2)
+                         ON CONFLICT (id) DO UPDATE SET message = EXCLUDED.message,
+                             leased_by = NULL, lease_until = NULL",
+                        &[&id, v],
+                    )
+                    .map_err(self.db_error(doing))?;
+                }
+                other => {
+                    return Err(StoreError::Corrupt(format!(
+                        "unknown tree {other:?} in backup"
+                    )))
+                }
+            }
+        }
+        // Ids for new outbox entries must not collide with restored ones.
+        tx.execute(
+            "SELECT setval(pg_get_serial_sequence('outbox', 'id'), coalesce(max(id), 0) + 1, false)
+             FROM outbox",
+            &[],
+        )
+        .map_err(self.db_error(doing))?;
+        tx.commit().map_err(self.db_error(doing))
     }
 }

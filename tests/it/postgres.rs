@@ -22,11 +22,12 @@ fn node_a(pg: &Postgres, extra: &str) -> Otpd {
     pg.configure(Otpd::builder(), "otpd").config(extra).start()
 }
 
-/// Node B on the same database, its mail going into A's mail folder (so the helpers that
-/// read A's mail find every issuance mail, whichever node's mailer sent it).
+/// Node B on the same database with A's sealing key (every node of a database opens the
+/// same sealed secrets), its mail going into A's mail folder (so the helpers that read A's
+/// mail find every issuance mail, whichever node's mailer sent it).
 fn node_b(pg: &Postgres, a: &Otpd, extra: &str) -> Otpd {
     let mail = a.dir.path().join("mail");
-    b_builder(pg, extra)
+    with_key_of(a, pg.configure(Otpd::builder(), "otpd").config(extra))
         .config(&format!(
             "[mail]\ntransport = \"file\"\ndir = \"{}\"\n",
             mail.display()
@@ -34,8 +35,13 @@ fn node_b(pg: &Postgres, a: &Otpd, extra: &str) -> Otpd {
         .start()
 }
 
-fn b_builder(pg: &Postgres, extra: &str) -> Builder {
-    pg.configure(Otpd::builder(), "otpd").config(extra)
+/// `builder` with the sealing key of `a` (a node of the same database, or the node a
+/// backup came from).
+fn with_key_of(a: &Otpd, builder: Builder) -> Builder {
+    builder.config(&format!(
+        "key_file = \"{}\"\n",
+        a.dir.path().join("master.key").display()
+    ))
 }
 
 fn both(pg: &Postgres, extra: &str) -> (Otpd, Otpd) {
@@ -77,6 +83,16 @@ fn a_code_accepted_on_one_node_is_refused_on_the_other() {
         ACCESS_REJECT,
         "node B accepted a code node A had accepted"
     );
+    let next = oathtool(&secret, Some(now() + 60));
+    assert_eq!(
+        cb.login(2, "taro", &format!("pw{next}")).code,
+        ACCESS_ACCEPT,
+        "node B takes the next code"
+    );
+    assert_eq!(
+        ca.login(2, "taro", &format!("pw{next}")).code,
+        ACCESS_REJECT
+    );
     let status = b.ctl_ok(&["status"], "");
     assert!(
         status.contains(&format!("postgres 127.0.0.1:{} otpd", pg.port())),
@@ -88,15 +104,16 @@ fn a_code_accepted_on_one_node_is_refused_on_the_other() {
 fn the_same_fresh_code_at_both_nodes_is_accepted_once() {
     let pg = Postgres::start();
     let (a, b) = both(&pg, FAST);
-    let users = 6;
+    let users = 10;
     let secrets: Vec<String> = (0..users)
         .map(|u| activate(&a, &format!("race{u}"), "pw"))
         .collect();
     let servers = [a.radius(), b.radius()];
     // Each user has two fresh steps: the current one, then the next (otp.window = 1).
     let rounds = 2;
-    let copies = 4;
+    let copies = 6;
     let mut accepts_per_code = Vec::new();
+    let mut accepted_by = [0usize; 2];
     for round in 0..rounds {
         for (u, secret) in secrets.iter().enumerate() {
             let at = now() + 60 * round;
@@ -119,6 +136,9 @@ fn the_same_fresh_code_at_both_nodes_is_accepted_once() {
                 .map(|s| s.join().expect("sender"))
                 .collect();
             let accepted = codes.iter().filter(|c| **c == ACCESS_ACCEPT).count();
+            for (c, code) in codes.iter().enumerate() {
+                accepted_by[c % 2] += usize::from(*code == ACCESS_ACCEPT);
+            }
             assert!(
                 codes
                     .iter()
@@ -129,12 +149,19 @@ fn the_same_fresh_code_at_both_nodes_is_accepted_once() {
         }
     }
     println!(
-        "{rounds} rounds x {users} users, {copies} copies of each code over 2 nodes: accepts per code {accepts_per_code:?}"
+        "{rounds} rounds x {users} users, {copies} copies of each code over 2 nodes: accepts per code {accepts_per_code:?}, by node A/B {accepted_by:?}"
     );
     assert!(
         accepts_per_code.iter().all(|n| *n == 1),
         "every fresh code accepted exactly once: {accepts_per_code:?}"
     );
+    for node in [&a, &b] {
+        assert!(
+            !node.stderr().contains("reason=store_error"),
+            "a refusal came from the store, not the replay mark: {}",
+            node.stderr()
+        );
+    }
 }
 
 #[test]
@@ -224,10 +251,7 @@ fn a_backup_moves_between_sled_and_postgres_with_its_replay_marks() {
     sled.stop_clean();
 
     let pg = Postgres::start();
-    let mut p = pg
-        .configure(Otpd::builder(), "otpd")
-        .config(FAST)
-        .unstarted();
+    let mut p = with_key_of(&sled, pg.configure(Otpd::builder(), "otpd").config(FAST)).unstarted();
     let out = otpd_with(&p.config, &["--restore", backup.to_str().expect("utf8")]);
     assert!(out.status.success(), "{}", stderr_of(&out));
     let said = String::from_utf8_lossy(&out.stdout);
@@ -252,12 +276,17 @@ fn a_backup_moves_between_sled_and_postgres_with_its_replay_marks() {
         );
     }
     let next = format!("pw{}", oathtool(&secrets[0], Some(now() + 60)));
-    assert_eq!(c.login(7, "u0", &next).code, ACCESS_ACCEPT);
+    assert_eq!(
+        c.login(7, "u0", &next).code,
+        ACCESS_ACCEPT,
+        "{}",
+        p.stderr()
+    );
 
     // And back: PostgreSQL's backup restored into a fresh sled store.
     let back = p.dir.path().join("pg.backup");
     p.ctl_ok(&["backup", back.to_str().expect("utf8")], "");
-    let mut s2 = Otpd::builder().config(FAST).unstarted();
+    let mut s2 = with_key_of(&sled, Otpd::builder().config(FAST)).unstarted();
     let out = otpd_with(&s2.config, &["--restore", back.to_str().expect("utf8")]);
     assert!(out.status.success(), "{}", stderr_of(&out));
     s2.launch();
