@@ -31,6 +31,16 @@ pub struct Postgres {
 impl Postgres {
     /// A new cluster with role and database `otpd`; returns once it accepts connections.
     pub fn start() -> Postgres {
+        Postgres::launch(None)
+    }
+
+    /// As [`Postgres::start`], also offering TLS with this certificate (PEM, chain first)
+    /// and key; clients choose whether to use it.
+    pub fn start_tls(cert: &Path, key: &Path) -> Postgres {
+        Postgres::launch(Some((cert, key)))
+    }
+
+    fn launch(tls: Option<(&Path, &Path)>) -> Postgres {
         let bin = pg_bin();
         let dir = tempfile::Builder::new()
             .prefix("otpd-pg-")
@@ -73,11 +83,32 @@ impl Postgres {
             ],
         );
         // fsync off: a test's cluster lives for seconds and never survives a power cut.
-        let options = format!(
+        let mut options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off",
             pg.port,
             pg.dir.path().display()
         );
+        if let Some((cert, key)) = tls {
+            // The server reads them as its own user and refuses a key others may read.
+            for (from, name, mode) in [(cert, "server.crt", 0o644), (key, "server.key", 0o600)] {
+                let to = pg.dir.path().join(name);
+                std::fs::copy(from, &to).expect("copy the TLS files");
+                std::fs::set_permissions(&to, std::fs::Permissions::from_mode(mode))
+                    .expect("chmod TLS file");
+                if pg.run_as.is_some() {
+                    let status = Command::new(tool("chown"))
+                        .arg(RUN_AS)
+                        .arg(&to)
+                        .status()
+                        .expect("chown");
+                    assert!(status.success(), "chown {}", to.display());
+                }
+            }
+            options.push_str(&format!(
+                " -c ssl=on -c ssl_cert_file={0}/server.crt -c ssl_key_file={0}/server.key",
+                pg.dir.path().display()
+            ));
+        }
         let log = pg.dir.path().join("postgres.log");
         pg.run(
             "pg_ctl",
