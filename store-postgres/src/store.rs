@@ -221,6 +221,41 @@ fn utf8(key: &[u8], what: &str) -> Result<String, StoreError> {
 
 const TREES: [&str; 3] = ["users", "links", "outbox"];
 
+/// Rows a restore writes with one statement.
+const RESTORE_BATCH: usize = 1000;
+
+/// Rows of one table for a restore, each key once (the last row given for it wins: one
+/// statement may not change a row twice).
+struct Batch<K, V> {
+    rows: Vec<(K, V)>,
+    at: std::collections::HashMap<K, usize>,
+}
+
+impl<K, V> Default for Batch<K, V> {
+    fn default() -> Self {
+        Batch {
+            rows: Vec::new(),
+            at: std::collections::HashMap::new(),
+        }
+    }
+}
+
+impl<K: std::hash::Hash + Eq + Clone, V> Batch<K, V> {
+    fn put(&mut self, key: K, value: V) {
+        match self.at.get(&key) {
+            Some(&i) => self.rows[i].1 = value,
+            None => {
+                self.at.insert(key.clone(), self.rows.len());
+                self.rows.push((key, value));
+            }
+        }
+    }
+}
+
+/// Below every login ID and link hash (none is empty): a page "after" it is the first.
+/// Outbox ids start at 1, so the first outbox page is after 0.
+const FIRST_KEY: &str = "";
+
 impl Store for PgStore {
     fn get_user(&self, login_id: &str) -> Result<Option<Versioned<UserRecord>>, StoreError> {
         let rows = self.query(
@@ -318,11 +353,10 @@ impl Store for PgStore {
         let rows = self.query(
             "list users",
             &format!(
-                "SELECT {USER_COLUMNS} FROM users
-                 WHERE $1::text IS NULL OR login_id > $1::text
+                "SELECT {USER_COLUMNS} FROM users WHERE login_id > $1
                  ORDER BY login_id LIMIT $2"
             ),
-            &[&after, &limit_to_db(limit)],
+            &[&after.unwrap_or(FIRST_KEY), &limit_to_db(limit)],
         )?;
         rows.iter()
             .map(|r| user_from_row(r, 0).map(|(u, _, _)| u))
@@ -617,11 +651,10 @@ impl PgStore {
                     let rows = tx
                         .query(
                             &format!(
-                                "SELECT login_id, {USER_COLUMNS} FROM users
-                                 WHERE $1::text IS NULL OR login_id > $1::text
+                                "SELECT login_id, {USER_COLUMNS} FROM users WHERE login_id > $1
                                  ORDER BY login_id LIMIT $2"
                             ),
-                            &[&from, &left],
+                            &[&from.as_deref().unwrap_or(FIRST_KEY), &left],
                         )
                         .map_err(self.db_error(doing))?;
                     for r in &rows {
@@ -638,10 +671,9 @@ impl PgStore {
                     let from = from.map(|k| utf8(k, "link")).transpose()?;
                     let rows = tx
                         .query(
-                            "SELECT hash, login_id FROM links
-                             WHERE $1::text IS NULL OR hash > $1::text
+                            "SELECT hash, login_id FROM links WHERE hash > $1
                              ORDER BY hash LIMIT $2",
-                            &[&from, &left],
+                            &[&from.as_deref().unwrap_or(FIRST_KEY), &left],
                         )
                         .map_err(self.db_error(doing))?;
                     for r in &rows {
@@ -653,10 +685,9 @@ impl PgStore {
                     let from = from.map(outbox_id).transpose()?;
                     let rows = tx
                         .query(
-                            "SELECT id, message FROM outbox
-                             WHERE $1::bigint IS NULL OR id > $1::bigint
+                            "SELECT id, message FROM outbox WHERE id > $1
                              ORDER BY id LIMIT $2",
-                            &[&from, &left],
+                            &[&from.unwrap_or(0), &left],
                         )
                         .map_err(self.db_error(doing))?;
                     for r in &rows {
@@ -674,50 +705,71 @@ impl PgStore {
 
     fn restore_rows(&self, rows: &[ExportRow]) -> Result<(), StoreError> {
         let doing = "restore a backup";
-        let mut conn = self.pool.get()?;
-        let mut tx = conn.transaction().map_err(self.db_error(doing))?;
+        // Decoded and checked before anything is written; later rows of a key win.
+        let mut users = Batch::default();
+        let mut links = Batch::default();
+        let mut outbox = Batch::default();
         for (name, k, v) in rows {
             match name.as_str() {
                 "users" => {
                     let id = utf8(k, "user")?;
                     let u: UserRecord = serde_json::from_slice(v)
                         .map_err(|e| StoreError::Corrupt(format!("user {id:?}: {e}")))?;
-                    let (json, h) = (encode_user(&u)?, Hot::of(&u)?);
-                    tx.execute(
-                        "INSERT INTO users (login_id, record, epoch, last_step, failures, locked_until)
-                         VALUES ($1, $2::text::jsonb, 1, $3, $4, $5)
-                         ON CONFLICT (login_id) DO UPDATE SET record = EXCLUDED.record,
-                             epoch = users.epoch + 1, last_step = EXCLUDED.last_step,
-                             failures = EXCLUDED.failures, locked_until = EXCLUDED.locked_until",
-                        &[&id, &json, &h.last_step, &h.failures, &h.locked_until],
-                    )
-                    .map_err(self.db_error(doing))?;
+                    let row = (encode_user(&u)?, Hot::of(&u)?);
+                    users.put(id, row);
                 }
-                "links" => {
-                    let (hash, id) = (utf8(k, "link")?, utf8(v, "link owner")?);
-                    tx.execute(
-                        "INSERT INTO links (hash, login_id) VALUES ($1, $2)
-                         ON CONFLICT (hash) DO UPDATE SET login_id = EXCLUDED.login_id",
-                        &[&hash, &id],
-                    )
-                    .map_err(self.db_error(doing))?;
-                }
-                "outbox" => {
-                    let id = outbox_id(k)?;
-                    tx.execute(
-                        "INSERT INTO outbox (id, message) VALUES ($1, $2)
-                         ON CONFLICT (id) DO UPDATE SET message = EXCLUDED.message,
-                             leased_by = NULL, lease_until = NULL",
-                        &[&id, v],
-                    )
-                    .map_err(self.db_error(doing))?;
-                }
+                "links" => links.put(utf8(k, "link")?, utf8(v, "link owner")?),
+                "outbox" => outbox.put(outbox_id(k)?, v.clone()),
                 other => {
                     return Err(StoreError::Corrupt(format!(
                         "unknown tree {other:?} in backup"
                     )))
                 }
             }
+        }
+        let mut conn = self.pool.get()?;
+        let mut tx = conn.transaction().map_err(self.db_error(doing))?;
+        // A thousand rows a statement: a million users restore in a thousand round trips.
+        for chunk in users.rows.chunks(RESTORE_BATCH) {
+            let ids: Vec<&str> = chunk.iter().map(|(id, _)| id.as_str()).collect();
+            let json: Vec<&str> = chunk.iter().map(|(_, (j, _))| j.as_str()).collect();
+            let steps: Vec<Option<i64>> = chunk.iter().map(|(_, (_, h))| h.last_step).collect();
+            let failures: Vec<i32> = chunk.iter().map(|(_, (_, h))| h.failures).collect();
+            let until: Vec<Option<i64>> = chunk.iter().map(|(_, (_, h))| h.locked_until).collect();
+            tx.execute(
+                "INSERT INTO users (login_id, record, epoch, last_step, failures, locked_until)
+                 SELECT id, rec::jsonb, 1, step, fails, until
+                 FROM unnest($1::text[], $2::text[], $3::int8[], $4::int4[], $5::int8[])
+                     AS t(id, rec, step, fails, until)
+                 ON CONFLICT (login_id) DO UPDATE SET record = EXCLUDED.record,
+                     epoch = users.epoch + 1, last_step = EXCLUDED.last_step,
+                     failures = EXCLUDED.failures, locked_until = EXCLUDED.locked_until",
+                &[&ids, &json, &steps, &failures, &until],
+            )
+            .map_err(self.db_error(doing))?;
+        }
+        for chunk in links.rows.chunks(RESTORE_BATCH) {
+            let (hashes, owners): (Vec<&str>, Vec<&str>) =
+                chunk.iter().map(|(h, o)| (h.as_str(), o.as_str())).unzip();
+            tx.execute(
+                "INSERT INTO links (hash, login_id)
+                 SELECT * FROM unnest($1::text[], $2::text[])
+                 ON CONFLICT (hash) DO UPDATE SET login_id = EXCLUDED.login_id",
+                &[&hashes, &owners],
+            )
+            .map_err(self.db_error(doing))?;
+        }
+        for chunk in outbox.rows.chunks(RESTORE_BATCH) {
+            let (ids, messages): (Vec<i64>, Vec<&[u8]>) =
+                chunk.iter().map(|(id, m)| (*id, m.as_slice())).unzip();
+            tx.execute(
+                "INSERT INTO outbox (id, message)
+                 SELECT * FROM unnest($1::int8[], $2::bytea[])
+                 ON CONFLICT (id) DO UPDATE SET message = EXCLUDED.message,
+                     leased_by = NULL, lease_until = NULL",
+                &[&ids, &messages],
+            )
+            .map_err(self.db_error(doing))?;
         }
         // Ids for new outbox entries must not collide with restored ones.
         tx.execute(

@@ -526,3 +526,35 @@ both_engines!(
     a_backup_restores_into_either_engine,
     a_page_of_users_is_in_login_order,
 );
+
+/// PostgreSQL restores in batches inside one transaction: thousands of users come back
+/// whole, a key given twice keeps its last row, and a backup with one bad row writes nothing.
+#[test]
+fn a_large_restore_into_postgres_is_all_or_nothing() {
+    let e = postgres();
+    let n = 2500;
+    let mut rows: Vec<(String, Vec<u8>, Vec<u8>)> = (0..n)
+        .map(|i| {
+            let id = format!("bulk{i:05}");
+            let json = serde_json::to_vec(&active(&id, i)).expect("json");
+            ("users".to_string(), id.into_bytes(), json)
+        })
+        .collect();
+    let twice = active("bulk00007", 999_999);
+    rows.push((
+        "users".into(),
+        b"bulk00007".to_vec(),
+        serde_json::to_vec(&twice).expect("json"),
+    ));
+    let mut bad = rows.clone();
+    bad.push(("users".into(), b"broken".to_vec(), b"{not json".to_vec()));
+    assert!(e.a.restore(&bad).is_err(), "a bad row refuses the backup");
+    assert_eq!(e.a.user_count(), 0, "and nothing of it was written");
+
+    e.a.restore(&rows).expect("restore");
+    assert_eq!(e.b.user_count(), n as usize);
+    let seven = e.b.get_user("bulk00007").expect("read").expect("present");
+    assert_eq!(seven.value.token.last_step(), Some(999_999), "the last row wins");
+    let last = e.b.get_user("bulk02499").expect("read").expect("present");
+    assert_eq!(last.value, active("bulk02499", 2499));
+}
