@@ -554,7 +554,11 @@ fn a_large_restore_into_postgres_is_all_or_nothing() {
     e.a.restore(&rows).expect("restore");
     assert_eq!(e.b.user_count(), n as usize);
     let seven = e.b.get_user("bulk00007").expect("read").expect("present");
-    assert_eq!(seven.value.token.last_step(), Some(999_999), "the last row wins");
+    assert_eq!(
+        seven.value.token.last_step(),
+        Some(999_999),
+        "the last row wins"
+    );
     let last = e.b.get_user("bulk02499").expect("read").expect("present");
     assert_eq!(last.value, active("bulk02499", 2499));
 }
