@@ -167,7 +167,14 @@ fn print(data: &AdminData, json: bool) {
             }
             println!("locked      {}", s.locked);
             println!("mail queued {}", s.mail_queued);
-            println!("store       {} bytes", s.store_bytes);
+            if s.store_engine.is_empty() {
+                println!("store       {} bytes", s.store_bytes);
+            } else {
+                println!(
+                    "store       {} {} ({} bytes)",
+                    s.store_engine, s.store_location, s.store_bytes
+                );
+            }
         }
         AdminData::User(u) => print_user(u),
         AdminData::Users { users } | AdminData::UserPage { users, .. } => {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use otpd_core::seal::Sealer;
-use otpd_core::store::SledStore;
+use otpd_core::store::{SledStore, Store};
 use otpd_core::Service;
 use tokio::sync::watch;
 
@@ -34,6 +34,37 @@ pub fn check_all(path: &Path) -> Result<Loaded, Vec<String>> {
     } else {
         Err(problems)
     }
+}
+
+/// `otpd --check-config` on the store: with PostgreSQL, connects and says what is there
+/// (server version, schema version, users) or why it cannot; with sled, nothing to say.
+pub fn check_store(config: &Config) -> Result<Option<String>, String> {
+    match &config.postgres {
+        Some(pg) => otpd_store_postgres::probe(pg)
+            .map(|found| Some(found.to_string()))
+            .map_err(|e| e.to_string()),
+        None => Ok(None),
+    }
+}
+
+/// Opens the store the configuration names: sled in `data_dir`, or PostgreSQL (tables
+/// created or migrated first); what is worth saying about the opening goes to `notes`.
+pub fn open_store(config: &Config, notes: &mut Vec<String>) -> anyhow::Result<Arc<dyn Store>> {
+    if let Some(pg) = &config.postgres {
+        let store: Arc<dyn Store> = otpd_store_postgres::PgStore::open(pg)?;
+        return Ok(store);
+    }
+    let store = SledStore::open(&config.core.data_dir).context("data_dir")?;
+    if store.migrated() > 0 {
+        notes.push(format!(
+            "store: moved {} users to the layout with their marks apart (nothing lost)",
+            store.migrated()
+        ));
+    }
+    store.observe_commits(Box::new(|batch, took, failed| {
+        crate::metrics::get().commit(batch, took, failed)
+    }));
+    Ok(store)
 }
 
 /// The start-time refusals about what is on disk: a sealing key others can read, an
@@ -89,22 +120,12 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     anyhow::ensure!(refused.is_empty(), "{}", refused.join("; "));
     let sealer = Sealer::load_or_create(&config.core.key_file).context("key_file")?;
     let started = clock::instant();
-    let store = SledStore::open(&config.core.data_dir).context("data_dir")?;
-    if store.migrated() > 0 {
-        log.info(&format!(
-            "store: moved {} users to the layout with their marks apart (nothing lost)",
-            store.migrated()
-        ));
+    let mut notes = Vec::new();
+    let store = open_store(&config, &mut notes)?;
+    for n in &notes {
+        log.info(n);
     }
-    store.observe_commits(Box::new(|batch, took, failed| {
-        crate::metrics::get().commit(batch, took, failed)
-    }));
-    let svc = Arc::new(Service::new(
-        &config.core,
-        store.clone(),
-        sealer,
-        clock::now(),
-    )?);
+    let svc = Arc::new(Service::new(&config.core, store, sealer, clock::now())?);
     let ops = Arc::new(
         Ops::new(svc.clone(), log.clone())
             .with_refusal_delay(std::time::Duration::from_millis(
@@ -176,10 +197,13 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         ));
     }
 
+    // Counting may ask a database: on the blocking pool, like every store call.
+    let users = ops.run(|svc, _| svc.store().user_count()).await?;
+    let (engine, location) = svc.store().describe();
     log.info(&format!(
-        "otpd {} ready: {} users, RADIUS on {}{}, admin socket {}, started in {} ms",
+        "otpd {} ready: {} users in {engine} ({location}), RADIUS on {}{}, admin socket {}, started in {} ms",
         env!("CARGO_PKG_VERSION"),
-        svc.store().user_count(),
+        users,
         radius_addrs
             .iter()
             .map(ToString::to_string)
@@ -303,8 +327,9 @@ fn radius_log(log: Arc<Logger>) -> Arc<dyn RadiusLog> {
     })
 }
 
-/// `otpd --restore`: loads an `otpctl backup` file into the store of a stopped daemon.
-pub fn restore(config: &Config, backup: &Path, force: bool) -> anyhow::Result<usize> {
+/// `otpd --restore`: loads an `otpctl backup` file into the store of a stopped daemon (or,
+/// with PostgreSQL, a database no node uses yet); the records restored, and where.
+pub fn restore(config: &Config, backup: &Path, force: bool) -> anyhow::Result<(usize, String)> {
     use std::io::BufRead;
     let file =
         std::fs::File::open(backup).with_context(|| format!("cannot open {}", backup.display()))?;
@@ -335,18 +360,19 @@ pub fn restore(config: &Config, backup: &Path, force: bool) -> anyhow::Result<us
         header["records"],
         rows.len()
     );
-    let store = SledStore::open(&config.core.data_dir)
-        .map_err(|e| anyhow::anyhow!("{e} (is otpd still running? stop it before restoring)"))?;
-    use otpd_core::store::Store;
+    let store = open_store(config, &mut Vec::new()).map_err(|e| match config.postgres {
+        Some(_) => e,
+        None => anyhow::anyhow!("{e:#} (is otpd still running? stop it before restoring)"),
+    })?;
+    let (engine, location) = store.describe();
+    let users = store.user_count();
     anyhow::ensure!(
-        force || store.user_count() == 0,
-        "{} already holds {} users; restore into an empty data_dir, or add --force",
-        config.core.data_dir.display(),
-        store.user_count()
+        force || users == 0,
+        "the {engine} store {location} already holds {users} users; restore into an empty one, or add --force"
     );
     store.restore(&rows)?;
     store.wait_durable()?;
-    Ok(rows.len())
+    Ok((rows.len(), format!("the {engine} store {location}")))
 }
 
 async fn shutdown_signal() {

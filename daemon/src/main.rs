@@ -28,17 +28,25 @@ fn main() -> ExitCode {
         for w in &loaded.warnings {
             eprintln!("otpd: warning: {w}");
         }
-        println!("{}: configuration OK", args.config.display());
-        return ExitCode::SUCCESS;
+        match otpd::app::check_store(&loaded.config) {
+            Ok(found) => {
+                println!("{}: configuration OK", args.config.display());
+                if let Some(found) = found {
+                    println!("store: {found}");
+                }
+                return ExitCode::SUCCESS;
+            }
+            Err(e) => {
+                eprintln!("otpd: {} has 1 problem(s):", args.config.display());
+                eprintln!("  - the store: {e}");
+                return ExitCode::from(2);
+            }
+        }
     }
     if let Some(backup) = &args.restore {
         return match otpd::app::restore(&loaded.config, backup, args.force) {
-            Ok(n) => {
-                println!(
-                    "restored {n} records from {} into {}",
-                    backup.display(),
-                    loaded.config.core.data_dir.display()
-                );
+            Ok((n, into)) => {
+                println!("restored {n} records from {} into {into}", backup.display());
                 ExitCode::SUCCESS
             }
             Err(e) => {

@@ -225,6 +225,12 @@ pub struct StatusView {
     pub locked: usize,
     pub mail_queued: usize,
     pub store_bytes: u64,
+    /// The store engine ("sled", "postgres") and where it keeps the data (a folder, or
+    /// "host:port database"); empty from an otpd that did not say.
+    #[serde(default)]
+    pub store_engine: String,
+    #[serde(default)]
+    pub store_location: String,
 }
 
 /// A successful reply: what the operation produced, tagged by `kind`.

@@ -2,7 +2,7 @@
 //! (temp folder, free loopback ports, one config template, readiness polled with a
 //! deadline, stopped on drop), the real `otpctl`, and the outside world the daemon meets:
 //! RADIUS clients and servers, PAM through pamtester, an SMTP relay, FreeRADIUS, RadSec,
-//! oathtool, a browser.
+//! oathtool, a browser, PostgreSQL.
 
 pub mod cdp;
 pub mod daemon;
@@ -12,6 +12,7 @@ pub mod http;
 pub mod oath;
 pub mod pam;
 pub mod paths;
+pub mod postgres;
 pub mod radius;
 pub mod radsec;
 pub mod serial;

@@ -9,6 +9,7 @@ mod floods;
 mod hardening;
 mod pam;
 mod pamtester;
+mod postgres;
 mod radclient;
 mod radius;
 mod readme;

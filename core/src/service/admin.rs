@@ -113,6 +113,7 @@ impl Service {
                 _ => break,
             }
         }
+        let (store_engine, store_location) = self.store.describe();
         Ok(StatusView {
             version: env!("CARGO_PKG_VERSION").into(),
             uptime_seconds: u64::try_from(now - self.started_at).unwrap_or(0),
@@ -121,6 +122,8 @@ impl Service {
             locked,
             mail_queued: self.store.outbox()?.len(),
             store_bytes: self.store.size_on_disk(),
+            store_engine,
+            store_location,
         })
     }
 }

@@ -2,7 +2,9 @@
 
 use std::net::SocketAddr;
 
-use super::{parse_network, Config};
+use otpd_store_postgres::SslMode;
+
+use super::{parse_network, Config, StoreEngine};
 
 impl Config {
     /// Pushes every problem and warning the values show by themselves; reads nothing.
@@ -10,6 +12,7 @@ impl Config {
         self.core.check(problems, warnings);
         self.check_radius(problems, warnings);
         self.check_http(problems, warnings);
+        self.check_store(problems, warnings);
         let m = &self.mail;
         if !m.from.contains('@') {
             problems.push(format!("`mail.from` {:?} needs an e-mail address", m.from));
@@ -89,6 +92,62 @@ impl Config {
                     c.name, c.address
                 ));
             }
+        }
+    }
+
+    fn check_store(&self, problems: &mut Vec<String>, warnings: &mut Vec<String>) {
+        let s = &self.store;
+        let pg = match (s.engine, &s.postgres) {
+            (StoreEngine::Sled, None) => return,
+            (StoreEngine::Sled, Some(_)) => {
+                warnings.push("[store.postgres] is not used: `store.engine` is \"sled\"; set engine = \"postgres\" to use it".into());
+                return;
+            }
+            (StoreEngine::Postgres, None) => {
+                problems.push(
+                    "`store.engine = \"postgres\"` needs a [store.postgres] section with `url`"
+                        .into(),
+                );
+                return;
+            }
+            (StoreEngine::Postgres, Some(pg)) => pg,
+        };
+        match otpd_store_postgres::check_url(&pg.url) {
+            Err(e) => problems.push(e),
+            Ok(facts) => {
+                if facts.has_password {
+                    warnings.push("`store.postgres.url` holds a password: whoever reads the configuration reads it; put it in `store.postgres.password_file` (mode 600)".into());
+                }
+                if !facts.local_only && !pg.sslmode.needs_ca() {
+                    warnings.push(format!(
+                        "`store.postgres.sslmode = \"{}\"` with a database across the network: password hashes and sealed secrets would cross it {}; use verify-full with ca_file",
+                        pg.sslmode.as_str(),
+                        if pg.sslmode == SslMode::Disable || pg.sslmode == SslMode::Prefer {
+                            "possibly in clear"
+                        } else {
+                            "to a server whose certificate nobody checks"
+                        }
+                    ));
+                }
+            }
+        }
+        if pg.sslmode.needs_ca() && pg.ca_file.is_none() {
+            problems.push(format!(
+                "`store.postgres.sslmode = \"{}\"` needs `store.postgres.ca_file`",
+                pg.sslmode.as_str()
+            ));
+        }
+        if pg.ca_file.is_some() && matches!(pg.sslmode, SslMode::Disable | SslMode::Prefer) {
+            warnings.push(format!(
+                "`store.postgres.ca_file` is not used with sslmode \"{}\": the server's certificate is not checked; use verify-full",
+                pg.sslmode.as_str()
+            ));
+        }
+        if pg.pool_size == 0 {
+            problems.push("`store.postgres.pool_size` must be at least 1".into());
+        }
+        if pg.statement_timeout_ms == 0 {
+            problems.push("`store.postgres.statement_timeout_ms` must be at least 1 (a statement that hangs would hold a login forever)".into());
         }
     }
 

@@ -1,10 +1,10 @@
 //! The checks that read or look at the files the values name, after [`Config::check`]: the
 //! RADIUS shared secrets (kept, then checked by the client rules), the key, certificate and
-//! API key files, the mail password file and template.
+//! API key files, the mail password file and template, PostgreSQL's password and CA files.
 
 use zeroize::Zeroizing;
 
-use super::Config;
+use super::{Config, StoreEngine};
 use crate::radius::{check_clients, ClientFinding, RadiusClient};
 
 impl Config {
@@ -82,6 +82,7 @@ impl Config {
                 problems.push(format!("`mail.template` {}: {e}", t.display()));
             }
         }
+        self.read_postgres_files(problems);
         if let Some(t) = &self.radius.tls {
             for (key, f) in [
                 ("cert_file", &t.cert_file),
@@ -102,4 +103,56 @@ impl Config {
             }
         }
     }
+}
+
+impl Config {
+    /// With `store.engine = "postgres"`: reads the password file and looks at the CA file,
+    /// then keeps the store's settings.
+    fn read_postgres_files(&mut self, problems: &mut Vec<String>) {
+        let Some(pg) = self
+            .store
+            .postgres
+            .as_ref()
+            .filter(|_| self.store.engine == StoreEngine::Postgres)
+        else {
+            return;
+        };
+        let password = match &pg.password_file {
+            None => None,
+            Some(p) => match read_first_line(p) {
+                Ok(pw) => Some(pw),
+                Err(e) => {
+                    problems.push(format!(
+                        "`store.postgres.password_file` {}: {e}",
+                        p.display()
+                    ));
+                    None
+                }
+            },
+        };
+        if let Some(ca) = &pg.ca_file {
+            if let Err(e) = std::fs::File::open(ca) {
+                problems.push(format!("`store.postgres.ca_file` {}: {e}", ca.display()));
+            }
+        }
+        self.postgres = Some(otpd_store_postgres::Settings {
+            url: pg.url.clone(),
+            password,
+            sslmode: pg.sslmode,
+            ca_file: pg.ca_file.clone(),
+            pool_size: pg.pool_size,
+            statement_timeout: std::time::Duration::from_millis(pg.statement_timeout_ms),
+        });
+    }
+}
+
+/// The first line of a private file (mode 600), not empty.
+fn read_first_line(p: &std::path::Path) -> Result<Zeroizing<String>, String> {
+    otpd_core::seal::check_private(p)?;
+    let text = Zeroizing::new(std::fs::read_to_string(p).map_err(|e| format!("cannot read: {e}"))?);
+    let line = text.lines().next().unwrap_or("").trim_end_matches('\r');
+    if line.is_empty() {
+        return Err("the first line is empty".into());
+    }
+    Ok(Zeroizing::new(line.to_string()))
 }

@@ -1,8 +1,8 @@
 //! otpd's configuration file, the TOML of SPEC.md. Every key has a default except
 //! `service_id`; unknown keys are errors; relative paths are relative to the file's own
 //! folder. The core's part (`service_id`, `data_dir`, `key_file`, `[otp]`, `[password]`,
-//! `[token]`) is [`otpd_core::config::Config`]; the sockets, mail and log sections are the
-//! daemon's and live here.
+//! `[token]`) is [`otpd_core::config::Config`]; the sockets, mail, log and store sections
+//! are the daemon's and live here.
 //!
 //! Reading a file happens in three steps: the TOML is parsed once, the values are checked
 //! without touching the disk ([`Config::check`], `check.rs`), then the files the values
@@ -24,8 +24,8 @@ use crate::radius::RadiusClient;
 
 pub use sections::{
     parse_network, AdminSection, ApiKeySection, HttpSection, LogSection, MailSection,
-    MailTransport, MetricsSection, RadiusClientSection, RadiusSection, RadiusTlsClientSection,
-    RadiusTlsSection,
+    MailTransport, MetricsSection, PostgresSection, RadiusClientSection, RadiusSection,
+    RadiusTlsClientSection, RadiusTlsSection, StoreEngine, StoreSection,
 };
 
 /// The whole checked configuration: the core's part, and each section the daemon's
@@ -41,6 +41,11 @@ pub struct Config {
     pub log: LogSection,
     /// `[metrics]`: absent, no metrics listener.
     pub metrics: Option<MetricsSection>,
+    /// `[store]`: the engine, and PostgreSQL's settings as written.
+    pub store: StoreSection,
+    /// With `store.engine = "postgres"`: the settings with the password file read (by
+    /// [`Config::read_files`]).
+    pub postgres: Option<otpd_store_postgres::Settings>,
     /// `[[radius.clients]]` with their shared secrets read (by [`Config::read_files`]).
     pub radius_clients: Vec<RadiusClient>,
 }
@@ -68,6 +73,7 @@ struct File {
     admin: AdminSection,
     log: LogSection,
     metrics: Option<MetricsSection>,
+    store: StoreSection,
 }
 
 impl Default for File {
@@ -86,6 +92,7 @@ impl Default for File {
             admin: AdminSection::default(),
             log: LogSection::default(),
             metrics: None,
+            store: StoreSection::default(),
         }
     }
 }
@@ -107,6 +114,8 @@ impl File {
             admin: self.admin,
             log: self.log,
             metrics: self.metrics,
+            store: self.store,
+            postgres: None,
             radius_clients: Vec::new(),
         }
     }
@@ -165,6 +174,14 @@ impl File {
         fix(&mut self.admin.socket);
         fix(&mut self.mail.dir);
         fix(&mut self.log.syslog_socket);
+        if let Some(pg) = &mut self.store.postgres {
+            for p in [&mut pg.password_file, &mut pg.ca_file]
+                .into_iter()
+                .flatten()
+            {
+                fix(p);
+            }
+        }
         if let Some(t) = &mut self.radius.tls {
             fix(&mut t.cert_file);
             fix(&mut t.key_file);

@@ -308,3 +308,46 @@ impl Default for LogSection {
         }
     }
 }
+
+/// `[store]`: which engine keeps users, links and the outbox.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct StoreSection {
+    pub engine: StoreEngine,
+    /// `[store.postgres]`: only with `engine = "postgres"`.
+    pub postgres: Option<PostgresSection>,
+}
+
+/// `store.engine`: sled in `data_dir` (one node), or a PostgreSQL database several nodes share.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreEngine {
+    #[default]
+    Sled,
+    Postgres,
+}
+
+/// `[store.postgres]`: where the database is and how otpd talks to it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PostgresSection {
+    /// A libpq URL; several hosts with `target_session_attrs=read-write` find the primary.
+    pub url: String,
+    /// The role's password on its first line (mode 600); wins over one in `url`.
+    pub password_file: Option<PathBuf>,
+    #[serde(default)]
+    pub sslmode: otpd_store_postgres::SslMode,
+    /// The CA of the server's certificate (PEM), for `verify-ca` and `verify-full`.
+    pub ca_file: Option<PathBuf>,
+    #[serde(default = "default_pool_size")]
+    pub pool_size: usize,
+    #[serde(default = "default_statement_timeout_ms")]
+    pub statement_timeout_ms: u64,
+}
+
+fn default_pool_size() -> usize {
+    8
+}
+
+fn default_statement_timeout_ms() -> u64 {
+    5000
+}

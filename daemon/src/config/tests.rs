@@ -216,3 +216,111 @@ fn shipped_example_configs_parse() {
     }
     assert!(seen >= 1, "no example config found under packaging/");
 }
+
+#[test]
+fn the_store_is_sled_unless_postgres_is_named() {
+    let l = parse("service_id = \"B\"\n").expect("valid");
+    assert_eq!(l.config.store.engine, StoreEngine::Sled);
+    assert!(l.config.postgres.is_none());
+
+    let l =
+        parse("service_id = \"B\"\n[store.postgres]\nurl = \"postgresql://otpd@127.0.0.1/otpd\"\n")
+            .expect("valid");
+    assert!(l.config.postgres.is_none(), "sled stays the engine");
+    assert!(
+        l.warnings
+            .iter()
+            .any(|w| w.contains("[store.postgres] is not used")),
+        "{:?}",
+        l.warnings
+    );
+}
+
+#[test]
+fn the_postgres_section_takes_its_defaults_and_its_password_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pw = dir.path().join("pg.password");
+    std::fs::write(&pw, "s3cret-from-file\nignored\n").expect("write");
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let text = "service_id = \"B\"\n[store]\nengine = \"postgres\"\n[store.postgres]\nurl = \"postgresql://otpd@db1,db2/otpd?target_session_attrs=read-write\"\npassword_file = \"pg.password\"\nsslmode = \"require\"\n";
+    let l = Config::parse(text, dir.path()).expect("valid");
+    let pg = l.config.postgres.expect("postgres settings");
+    assert_eq!(
+        pg.password.as_deref().map(String::as_str),
+        Some("s3cret-from-file")
+    );
+    assert_eq!(pg.sslmode, otpd_store_postgres::SslMode::Require);
+    assert_eq!(pg.pool_size, 8);
+    assert_eq!(pg.statement_timeout, std::time::Duration::from_millis(5000));
+    assert!(
+        l.warnings
+            .iter()
+            .any(|w| w.contains("across the network") && w.contains("verify-full")),
+        "{:?}",
+        l.warnings
+    );
+    assert!(
+        !format!("{pg:?}").contains("s3cret"),
+        "the settings' Debug hides the password"
+    );
+
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let e = Config::parse(text, dir.path()).expect_err("a readable password file is refused");
+    assert!(
+        e.iter()
+            .any(|p| p.contains("`store.postgres.password_file`") && p.contains("chmod 600")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn every_postgres_mistake_is_listed() {
+    let e = parse("service_id = \"B\"\n[store]\nengine = \"postgres\"\n").expect_err("refused");
+    assert!(
+        e.iter()
+            .any(|p| p.contains("needs a [store.postgres] section")),
+        "{e:?}"
+    );
+    let e = parse(
+        "service_id = \"B\"\n[store]\nengine = \"postgres\"\n[store.postgres]\nurl = \"postgresql://db/otpd?sslmode=require\"\nsslmode = \"verify-full\"\npool_size = 0\nstatement_timeout_ms = 0\nhost = \"x\"\n",
+    )
+    .expect_err("refused");
+    for needle in [
+        "give sslmode as `store.postgres.sslmode`",
+        "needs `store.postgres.ca_file`",
+        "`store.postgres.pool_size`",
+        "`store.postgres.statement_timeout_ms`",
+        "unknown key `store.postgres.host`",
+    ] {
+        assert!(
+            e.iter().any(|p| p.contains(needle)),
+            "missing {needle}: {e:?}"
+        );
+    }
+    let e = parse("service_id = \"B\"\n[store]\nengine = \"mysql\"\n").expect_err("refused");
+    assert!(e.iter().any(|p| p.contains("mysql")), "{e:?}");
+    let e = parse(
+        "service_id = \"B\"\n[store]\nengine = \"postgres\"\n[store.postgres]\nurl = \"postgresql://db/otpd\"\nsslmode = \"verify-everything\"\n",
+    )
+    .expect_err("refused");
+    assert!(e.iter().any(|p| p.contains("verify-everything")), "{e:?}");
+}
+
+#[test]
+fn a_password_in_the_url_is_warned_about() {
+    let l = parse(
+        "service_id = \"B\"\n[store]\nengine = \"postgres\"\n[store.postgres]\nurl = \"postgresql://otpd:pw@127.0.0.1/otpd\"\nsslmode = \"disable\"\n",
+    )
+    .expect("valid");
+    assert!(
+        l.warnings.iter().any(|w| w.contains("holds a password")),
+        "{:?}",
+        l.warnings
+    );
+    assert!(
+        !l.warnings.iter().any(|w| w.contains("across the network")),
+        "loopback needs no TLS warning: {:?}",
+        l.warnings
+    );
+}
