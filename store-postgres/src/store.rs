@@ -457,10 +457,6 @@ impl Store for PgStore {
         .unwrap_or(0)
     }
 
-    fn export(&self) -> Result<Vec<ExportRow>, StoreError> {
-        self.export_after(None, usize::MAX)
-    }
-
     fn export_after(
         &self,
         after: Option<(&str, &[u8])>,
@@ -592,6 +588,7 @@ impl Store for PgStore {
             "UPDATE outbox SET leased_by = $1, lease_until = $2
              WHERE id IN (SELECT id FROM outbox
                           WHERE lease_until IS NULL OR lease_until <= $3
+                             OR leased_by = $1
                           ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED)
              RETURNING id, message",
             &[&node, &until, &now, &limit_to_db(limit)],

@@ -382,6 +382,14 @@ fn two_nodes_never_lease_the_same_mail(e: Engine) {
             mine.extend(new);
         }
     });
+    let held = &taken[0];
+    let again = e.a.outbox_lease("node-0", NOW, 300, 100).expect("lease");
+    assert_eq!(
+        again.iter().map(|(id, _)| *id).collect::<BTreeSet<u64>>(),
+        held.iter().copied().collect::<BTreeSet<u64>>(),
+        "{}: a holder is handed its own again, and nothing another holds",
+        e.name
+    );
     let all: Vec<u64> = taken.iter().flatten().copied().collect();
     let distinct: BTreeSet<u64> = all.iter().copied().collect();
     assert_eq!(all.len(), total, "{}: {taken:?}", e.name);
