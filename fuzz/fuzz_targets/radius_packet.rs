@@ -41,7 +41,7 @@ impl AccessHandler for Handler {
                 reply_message: "Enter your one-time password".into(),
             },
             AccessInput::Password(pw) if pw.as_str() == "pw123456" => accept,
-            AccessInput::ChallengeResponse { otp } if otp.as_str() == "123456" => accept,
+            AccessInput::ChallengeResponse { otp, .. } if otp.as_str() == "123456" => accept,
             _ => Decision::Reject {
                 reply_message: Some("Login failed".into()),
                 reason: "bad_password",
