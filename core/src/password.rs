@@ -26,6 +26,12 @@ impl Default for HashParams {
 }
 
 impl HashParams {
+    /// Whether one hash is short work (about a millisecond or less: at most 4 MiB of
+    /// memory passes), cheap enough to run on the thread that received the request.
+    pub fn quick(&self) -> bool {
+        u64::from(self.memory_kib) * u64::from(self.iterations) <= 4096
+    }
+
     /// True when below OWASP's argon2id minimum; allowed, but worth a warning.
     pub fn below_owasp_minimum(&self) -> bool {
         self.memory_kib < 19456 || self.iterations < 2

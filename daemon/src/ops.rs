@@ -40,11 +40,18 @@ pub struct Ops {
     /// arrived (`radius.reject_delay_ms`): an unknown user costs no write, a known one a
     /// counted failure, and the difference must not show in the answer's timing.
     refusal_delay: std::time::Duration,
+    /// Whether RADIUS logins run on the thread that received them instead of the blocking
+    /// pool: when the store is local and one hash is short work. A hand-off to the pool and
+    /// back costs two thread wake-ups (tens of microseconds, most of a cheap login's CPU);
+    /// a long hash would hold the async workers (timers, other sockets) for its length.
+    inline: bool,
 }
 
 impl Ops {
     pub fn new(svc: Arc<Service>, log: Arc<Logger>) -> Ops {
+        let inline = svc.store().local() && svc.hash_params().quick();
         Ops {
+            inline,
             svc,
             clock: Clock::system(),
             workers: Scheduler::new(cores(), Bounds::default()),
@@ -163,7 +170,8 @@ impl Ops {
     }
 
     /// Runs `f` once a worker is free for `source` in `class`'s line; `Err(Full)` at once
-    /// when that line has no room for it.
+    /// when that line has no room for it. A RADIUS login runs on the thread that holds
+    /// it when that is short work (see [`Ops::inline`]); everything else on the blocking pool.
     async fn run_in<T, F>(
         &self,
         class: Class,
@@ -175,16 +183,29 @@ impl Ops {
         F: FnOnce(&Service, UnixTime) -> T + Send + 'static,
     {
         let _worker = self.workers.admit(class, source).await?;
+        if class != Class::Plain && self.inline {
+            return Ok(self.here(f));
+        }
         let (svc, clock) = (self.svc.clone(), self.clock.clone());
         Ok(tokio::task::spawn_blocking(move || f(&svc, clock.now()))
             .await
             .map_err(|e| OpError::Store(format!("worker failed: {e}"))))
     }
 
+    /// `f` on this thread; a panic in it becomes an error, as on the blocking pool.
+    fn here<T>(&self, f: impl FnOnce(&Service, UnixTime) -> T) -> Result<T, OpError> {
+        let run = std::panic::AssertUnwindSafe(|| f(&self.svc, self.clock.now()));
+        std::panic::catch_unwind(run).map_err(|_| OpError::Store("worker failed: panic".into()))
+    }
+
     /// How a login with `password` for `login_id` stands, read before any hash and
     /// without waiting for a worker (one store read, the OTP's HMAC): what decides a RADIUS
     /// login's line.
     pub async fn login_class(&self, login_id: String, password: Zeroizing<String>) -> LoginClass {
+        if self.svc.store().local() {
+            let class = self.here(|svc, now| svc.login_class(&login_id, &password, now));
+            return class.unwrap_or(LoginClass::Unknown);
+        }
         let (svc, clock) = (self.svc.clone(), self.clock.clone());
         tokio::task::spawn_blocking(move || svc.login_class(&login_id, &password, clock.now()))
             .await

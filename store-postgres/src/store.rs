@@ -605,6 +605,11 @@ impl Store for PgStore {
         ("postgres".into(), self.pool.target.location())
     }
 
+    /// Every call is a round trip to the server: the daemon makes them on its blocking pool.
+    fn local(&self) -> bool {
+        false
+    }
+
     fn needs_flush(&self, _login_id: &str) -> bool {
         false
     }

@@ -82,6 +82,11 @@ impl Service {
         &self.store
     }
 
+    /// The argon2id parameters new password hashes get.
+    pub fn hash_params(&self) -> HashParams {
+        self.hash
+    }
+
     pub fn otp_params(&self) -> OtpParams {
         self.otp
     }
