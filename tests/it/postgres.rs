@@ -10,7 +10,7 @@ use std::sync::{Arc, Barrier};
 use otpd_testkit::daemon::{bin, Builder, Otpd, RADIUS_SECRET};
 use otpd_testkit::oath::{now, oathtool};
 use otpd_testkit::postgres::Postgres;
-use otpd_testkit::radius::{Client, ACCESS_ACCEPT, ACCESS_REJECT};
+use otpd_testkit::radius::{Client, ACCESS_ACCEPT, ACCESS_CHALLENGE, ACCESS_REJECT, STATE};
 use otpd_testkit::token::{activate, issue};
 
 /// No refusal delay: the races below send many refused requests. The lock threshold is
@@ -162,6 +162,81 @@ fn the_same_fresh_code_at_both_nodes_is_accepted_once() {
             node.stderr()
         );
     }
+}
+
+/// The audit lines of `node` for `user` (RADIUS decisions only).
+fn radius_lines(node: &Otpd, user: &str) -> Vec<String> {
+    let who = format!("user=\"{user}\"");
+    node.stderr()
+        .lines()
+        .filter(|l| l.contains("audit radius") && l.contains(&who))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn a_challenge_issued_by_one_node_is_answered_on_the_other_once() {
+    let pg = Postgres::start();
+    // Two steps ahead are accepted: each fresh code below is of its own step.
+    let (a, b) = both(&pg, &format!("{FAST}window = 2\n"));
+    let taro = activate(&a, "taro", "pw");
+    let hanako = activate(&a, "hanako", "pw2");
+    let (ca, cb) = (
+        Client::new(a.radius(), RADIUS_SECRET),
+        Client::new(b.radius(), RADIUS_SECRET),
+    );
+    // The password alone on A: a challenge whose State any node of the database checks.
+    let challenge = ca.login(1, "taro", "pw");
+    assert_eq!(challenge.code, ACCESS_CHALLENGE, "{}", a.stderr());
+    let state = challenge.get(STATE).expect("a State").to_vec();
+    let code = oathtool(&taro, None);
+    let r = cb.answer(1, "taro", &code, &state);
+    assert_eq!(
+        r.code,
+        ACCESS_ACCEPT,
+        "B takes A's challenge: {}",
+        b.stderr()
+    );
+
+    // Used up on every node, whatever OTP comes with it: the next step is fresh, so only
+    // the State can be why these are refused.
+    let next = oathtool(&taro, Some(now() + 60));
+    for (node, c, id) in [(&a, &ca, 2), (&b, &cb, 2)] {
+        let again = c.answer(id, "taro", &next, &state);
+        assert_eq!(again.code, ACCESS_REJECT, "a State answered twice");
+        let lines = radius_lines(node, "taro");
+        assert!(
+            lines.last().is_some_and(|l| l.contains("reason=bad_state")),
+            "{lines:#?}"
+        );
+    }
+    assert_eq!(
+        cb.login(3, "taro", &format!("pw{next}")).code,
+        ACCESS_ACCEPT,
+        "the refused answers spent nothing"
+    );
+
+    // A's State for taro is no State for hanako, on either node, even with her right code.
+    let challenge = ca.login(4, "taro", "pw");
+    assert_eq!(challenge.code, ACCESS_CHALLENGE);
+    let state = challenge.get(STATE).expect("a State").to_vec();
+    let hers = oathtool(&hanako, None);
+    for (node, c) in [(&b, &cb), (&a, &ca)] {
+        assert_eq!(c.answer(5, "hanako", &hers, &state).code, ACCESS_REJECT);
+        let lines = radius_lines(node, "hanako");
+        assert!(
+            lines.last().is_some_and(|l| l.contains("reason=bad_state")),
+            "{lines:#?}"
+        );
+    }
+    assert_eq!(
+        cb.login(6, "hanako", &format!("pw2{hers}")).code,
+        ACCESS_ACCEPT,
+        "her code was not spent by the refused answers"
+    );
+    // Refused for hanako, the State was not used: it still answers for taro, on B.
+    let fresh = oathtool(&taro, Some(now() + 120));
+    assert_eq!(cb.answer(7, "taro", &fresh, &state).code, ACCESS_ACCEPT);
 }
 
 #[test]
