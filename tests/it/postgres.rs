@@ -7,10 +7,11 @@ use std::net::SocketAddr;
 use std::process::Output;
 use std::sync::{Arc, Barrier};
 
-use otpd_testkit::daemon::{bin, Builder, Otpd, RADIUS_SECRET};
+use otpd_testkit::daemon::{bin, wait_until, Builder, Otpd, DEADLINE, RADIUS_SECRET};
 use otpd_testkit::oath::{now, oathtool};
 use otpd_testkit::postgres::Postgres;
 use otpd_testkit::radius::{Client, ACCESS_ACCEPT, ACCESS_CHALLENGE, ACCESS_REJECT, STATE};
+use otpd_testkit::smtp::{setup_link, SmtpSink};
 use otpd_testkit::token::{activate, issue};
 
 /// No refusal delay: the races below send many refused requests. The lock threshold is
@@ -237,6 +238,92 @@ fn a_challenge_issued_by_one_node_is_answered_on_the_other_once() {
     // Refused for hanako, the State was not used: it still answers for taro, on B.
     let fresh = oathtool(&taro, Some(now() + 120));
     assert_eq!(cb.answer(7, "taro", &fresh, &state).code, ACCESS_ACCEPT);
+}
+
+/// `otpctl --json status`'s `mail_queued`: the outbox both nodes share.
+fn mail_queued(node: &Otpd) -> u64 {
+    let status: serde_json::Value =
+        serde_json::from_str(&node.ctl_ok(&["--json", "status"], "")).expect("status json");
+    status["mail_queued"].as_u64().expect("mail_queued")
+}
+
+#[test]
+fn one_mail_per_issuance_with_both_nodes_sending() {
+    let pg = Postgres::start();
+    // Both nodes' mailers deliver to one real SMTP relay, each taking the outbox's messages
+    // by lease while the other does the same.
+    let mut a = pg
+        .configure(Otpd::builder(), "otpd")
+        .config(FAST)
+        .smtp()
+        .unstarted();
+    let relay = tempfile::tempdir().expect("tempdir");
+    let sink = SmtpSink::start(a.smtp_port(), relay.path());
+    a.launch();
+    let b = with_key_of(&a, pg.configure(Otpd::builder(), "otpd").config(FAST))
+        .config(&format!(
+            "[mail]\ntransport = \"smtp\"\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {}\n",
+            a.smtp_port()
+        ))
+        .start();
+    let issuances = 20;
+    // Both nodes issue at once, alternating users: each node's mailer is woken by its own
+    // issuances and finds the other's in the shared outbox.
+    std::thread::scope(|s| {
+        for (n, node) in [&a, &b].into_iter().enumerate() {
+            s.spawn(move || {
+                for i in (n..issuances).step_by(2) {
+                    let login = format!("m{i}");
+                    node.ctl_ok(&["user", "add", &login, "--password-stdin"], "pw\n");
+                    node.ctl_ok(
+                        &[
+                            "token",
+                            "issue",
+                            &login,
+                            "--email",
+                            &format!("{login}@docomo.example.jp"),
+                            "--activation-password-stdin",
+                        ],
+                        "act-pass-1234\n",
+                    );
+                }
+            });
+        }
+    });
+    // Done when the relay holds one mail per issuance and the outbox is empty: nothing is
+    // left for either node to send (again).
+    let mails = wait_until("every issuance mail and an empty outbox", DEADLINE, || {
+        let got = sink.received();
+        (got.len() >= issuances && mail_queued(&a) == 0 && mail_queued(&b) == 0).then_some(got)
+    });
+    let mut to: Vec<String> = mails.iter().flat_map(|m| m.rcpt_tos.clone()).collect();
+    to.sort();
+    let mut want: Vec<String> = (0..issuances)
+        .map(|i| format!("m{i}@docomo.example.jp"))
+        .collect();
+    want.sort();
+    assert_eq!(to, want, "exactly one mail per issuance, none twice");
+    let links: std::collections::BTreeSet<String> =
+        mails.iter().map(|m| setup_link(&m.body).1).collect();
+    assert_eq!(links.len(), issuances, "each mail its own link");
+    // The senders' own account: each mail sent once, by one node or the other.
+    let sent: Vec<String> = [&a, &b]
+        .iter()
+        .flat_map(|n| {
+            n.stderr()
+                .lines()
+                .filter(|l| l.contains("audit mail=sent"))
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(sent.len(), issuances, "{sent:#?}");
+    let by_a = a.stderr().matches("audit mail=sent").count();
+    println!(
+        "{issuances} issuances over 2 nodes: {} mails, sent by A/B {by_a}/{}",
+        mails.len(),
+        issuances - by_a
+    );
 }
 
 #[test]
