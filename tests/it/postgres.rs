@@ -1,7 +1,11 @@
 //! Two real otpd nodes on one PostgreSQL database (a private cluster per test): a code is
-//! accepted once across both, failures on both add up to one lock, a link mailed by one is
-//! completed on the other, a backup moves between sled and PostgreSQL with its replay marks,
-//! and `--check-config` says what it finds at a live database and why a dead one fails.
+//! accepted once across both, a challenge issued by one is answered once on the other,
+//! failures on both add up to one lock, a link mailed by one is completed on the other, each
+//! issuance is mailed once with both mailers running, a backup moves between sled and
+//! PostgreSQL with its replay marks, and `--check-config` says what it finds at a live
+//! database and why a dead one fails. Under a login burst on both nodes: one node killed
+//! (kill -9) and started again, and the database stopped and started again, with every
+//! accepted code accepted exactly once over the whole run.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
