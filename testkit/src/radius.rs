@@ -214,15 +214,6 @@ impl Client {
         self.exchange(&Request::access(id, user, password, &self.secret))
     }
 
-    /// As [`Client::login`], but `None` when no reply came within `wait` (a server that
-    /// died, or was killed, mid-request).
-    pub fn try_login(&self, id: u8, user: &str, password: &str, wait: Duration) -> Option<Reply> {
-        let req = Request::access(id, user, password, &self.secret);
-        self.send_raw(&req.encode(ACCESS_REQUEST, &self.secret, Ma::Good));
-        let raw = self.recv_raw(wait)?;
-        Some(verify_reply(&raw, &req, &self.secret))
-    }
-
     /// The answer to an Access-Challenge: the OTP as User-Password, with the challenge's
     /// State; returns the verified reply.
     pub fn answer(&self, id: u8, user: &str, otp: &str, state: &[u8]) -> Reply {
