@@ -162,6 +162,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    let shutdown = shutdown_signal();
     // Bound last: once the admin socket accepts, every front door is open (tests, scripts
     // and service managers wait on it).
     let admin = AdminSocket::bind(&config.admin.socket)?;
@@ -228,7 +229,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     crate::notify::notify("READY=1");
 
     let store_failed = tokio::select! {
-        () = shutdown_signal() => None,
+        () = shutdown => None,
         e = ops.store_failure() => Some(e),
     };
     crate::notify::notify("STOPPING=1");
@@ -375,18 +376,24 @@ pub fn restore(config: &Config, backup: &Path, force: bool) -> anyhow::Result<(u
     Ok((rows.len(), format!("the {engine} store {location}")))
 }
 
-async fn shutdown_signal() {
+/// Resolves at SIGTERM or SIGINT. The handlers are installed when this is called, not when
+/// the future is first polled: called before the doors open, a signal that comes once they
+/// are open stops otpd cleanly instead of killing it.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
+    let handlers = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) else {
-        // Without signal handlers only Ctrl-C remains.
-        let _ = tokio::signal::ctrl_c().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = int.recv() => {},
+    );
+    async move {
+        let (Ok(mut term), Ok(mut int)) = handlers else {
+            // Without signal handlers only Ctrl-C remains.
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
     }
 }

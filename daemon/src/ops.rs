@@ -127,9 +127,12 @@ impl Ops {
                 .await
                 .unwrap_or_else(|e| Err(otpd_core::store::StoreError::Io(e.to_string())));
             self.note_store(checked.map_err(|e| e.to_string()));
+            // While it is down, ask four times as often: logins are served again soon after
+            // the store is back.
+            let next = if self.store_available() { every } else { every / 4 };
             tokio::select! {
                 () = &mut stop => return,
-                () = tokio::time::sleep(every) => {}
+                () = tokio::time::sleep(next) => {}
             }
         }
     }

@@ -1,6 +1,11 @@
 //! At most `pool_size` open connections, opened when first needed and reused; a connection
 //! the server closed (a restart, a failover to another host) is dropped and the next call
 //! opens a new one, on whichever listed host now takes writes.
+//!
+//! An idle connection is not watched (the client reads from its socket only during a
+//! call), so one whose server went away still looks open until it is used. Once a call
+//! finds its connection dead, [`Pool::discard_idle`] drops the idle ones too: they were
+//! most likely opened to the same server and died with it.
 
 use std::ops::{Deref, DerefMut};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
@@ -75,6 +80,7 @@ impl Pool {
                 return Ok(Conn {
                     pool: self,
                     client: Some(client),
+                    reused: true,
                 });
             }
             if state.open < self.size {
@@ -84,6 +90,7 @@ impl Pool {
                     Ok(client) => Ok(Conn {
                         pool: self,
                         client: Some(client),
+                        reused: false,
                     }),
                     Err(e) => {
                         self.lock().open -= 1;
@@ -109,6 +116,23 @@ impl Pool {
     }
 }
 
+impl Pool {
+    /// Closes every idle connection (the next calls open new ones); called where blocking
+    /// is allowed, since closing a client blocks on its connection.
+    pub fn discard_idle(&self) {
+        let idle = {
+            let mut state = self.lock();
+            let idle = std::mem::take(&mut state.idle);
+            state.open -= idle.len();
+            idle
+        };
+        if !idle.is_empty() {
+            self.freed.notify_all();
+        }
+        drop(idle);
+    }
+}
+
 impl Drop for Pool {
     /// Closing a client blocks on its connection: done where blocking is allowed.
     fn drop(&mut self) {
@@ -121,6 +145,15 @@ impl Drop for Pool {
 pub struct Conn<'a> {
     pool: &'a Pool,
     client: Option<Client>,
+    /// Whether it was idle in the pool before (and may have died there unnoticed), rather
+    /// than opened for this call.
+    reused: bool,
+}
+
+impl Conn<'_> {
+    pub fn reused(&self) -> bool {
+        self.reused
+    }
 }
 
 impl Deref for Conn<'_> {

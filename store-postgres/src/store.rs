@@ -57,15 +57,48 @@ impl PgStore {
         }))
     }
 
+    /// Runs `f` on a pooled connection. When the connection turns out to have died (the
+    /// server restarted or went away since it was last used), the idle ones are closed too,
+    /// and a statement that is safe to repeat ([`Retry::Safe`]) is run once more on a new
+    /// connection: the dead one never reached a server that could have run it, or a read
+    /// lost its answer.
+    fn on_conn<T>(
+        &self,
+        retry: Retry,
+        mut f: impl FnMut(&mut postgres::Client) -> Result<T, StoreError> + Send,
+    ) -> Result<T, StoreError>
+    where
+        T: Send,
+    {
+        off_reactor(|| {
+            let mut conn = self.pool.get()?;
+            let failed = match f(&mut conn) {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            };
+            if !conn.is_closed() {
+                return Err(failed);
+            }
+            let reused = conn.reused();
+            drop(conn);
+            self.pool.discard_idle();
+            if retry == Retry::Never || !reused {
+                return Err(failed);
+            }
+            let mut fresh = self.pool.get()?;
+            f(&mut fresh)
+        })
+    }
+
     fn query(
         &self,
         doing: &str,
+        retry: Retry,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, StoreError> {
-        off_reactor(|| {
-            let mut conn = self.pool.get()?;
-            conn.query(sql, params)
+        self.on_conn(retry, |c| {
+            c.query(sql, params)
                 .map_err(|e| self.pool.target.error(doing, &e))
         })
     }
@@ -73,12 +106,12 @@ impl PgStore {
     fn execute(
         &self,
         doing: &str,
+        retry: Retry,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<u64, StoreError> {
-        off_reactor(|| {
-            let mut conn = self.pool.get()?;
-            conn.execute(sql, params)
+        self.on_conn(retry, |c| {
+            c.execute(sql, params)
                 .map_err(|e| self.pool.target.error(doing, &e))
         })
     }
@@ -88,6 +121,23 @@ impl PgStore {
         move |e| self.pool.target.error(&doing, &e)
     }
 }
+
+/// Whether a statement may be sent again when its connection died under it, so that its
+/// outcome is not known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    /// A read, or a write whose second run leaves what the first left: an idempotent
+    /// delete, an upsert to a fixed value, a lease its holder would be handed again.
+    Safe,
+    /// A conditional write that may have committed before the connection died: run again,
+    /// a spent step or a used State would be refused (or worse, a failure counted twice,
+    /// a mail queued twice, a cleared count clear one counted since). Its caller is told
+    /// the store failed, and refuses.
+    Never,
+}
+
+/// How long the store's health check waits for the database to answer.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What a login changes, kept in columns apart from the record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -260,6 +310,7 @@ impl Store for PgStore {
     fn get_user(&self, login_id: &str) -> Result<Option<Versioned<UserRecord>>, StoreError> {
         let rows = self.query(
             "read a user",
+            Retry::Safe,
             &format!("SELECT {USER_COLUMNS} FROM users WHERE login_id = $1"),
             &[&login_id],
         )?;
@@ -283,6 +334,7 @@ impl Store for PgStore {
             (None, None, _) => {
                 let rows = self.query(
                     doing,
+                    Retry::Safe,
                     "SELECT 1 FROM users WHERE login_id = $1",
                     &[&login_id],
                 )?;
@@ -290,6 +342,7 @@ impl Store for PgStore {
             }
             (None, Some(json), Some(h)) => self.execute(
                 doing,
+                Retry::Never,
                 "INSERT INTO users (login_id, record, epoch, last_step, failures, locked_until)
                  VALUES ($1, $2::text::jsonb, 1, $3, $4, $5)
                  ON CONFLICT (login_id) DO NOTHING",
@@ -306,6 +359,7 @@ impl Store for PgStore {
                 match (json, h) {
                     (Some(json), Some(h)) => self.execute(
                         doing,
+                        Retry::Never,
                         &format!(
                             "UPDATE users SET record = $6::text::jsonb, epoch = epoch + 1,
                                  last_step = $7, failures = $8, locked_until = $9
@@ -325,6 +379,7 @@ impl Store for PgStore {
                     )?,
                     _ => self.execute(
                         doing,
+                        Retry::Never,
                         &format!("DELETE FROM users WHERE {unchanged}"),
                         &[
                             &login_id,
@@ -352,6 +407,7 @@ impl Store for PgStore {
     ) -> Result<Vec<UserRecord>, StoreError> {
         let rows = self.query(
             "list users",
+            Retry::Safe,
             &format!(
                 "SELECT {USER_COLUMNS} FROM users WHERE login_id > $1
                  ORDER BY login_id LIMIT $2"
@@ -364,16 +420,22 @@ impl Store for PgStore {
     }
 
     fn user_count(&self) -> usize {
-        self.query("count users", "SELECT count(*) FROM users", &[])
-            .ok()
-            .and_then(|rows| rows.first().map(|r| r.get::<_, i64>(0)))
-            .and_then(|n| usize::try_from(n).ok())
-            .unwrap_or(0)
+        self.query(
+            "count users",
+            Retry::Safe,
+            "SELECT count(*) FROM users",
+            &[],
+        )
+        .ok()
+        .and_then(|rows| rows.first().map(|r| r.get::<_, i64>(0)))
+        .and_then(|n| usize::try_from(n).ok())
+        .unwrap_or(0)
     }
 
     fn link_owner(&self, hash: &str) -> Result<Option<String>, StoreError> {
         let rows = self.query(
             "read a setup link",
+            Retry::Safe,
             "SELECT login_id FROM links WHERE hash = $1",
             &[&hash],
         )?;
@@ -385,11 +447,17 @@ impl Store for PgStore {
         match login_id {
             Some(id) => self.execute(
                 doing,
+                Retry::Safe,
                 "INSERT INTO links (hash, login_id) VALUES ($1, $2)
                  ON CONFLICT (hash) DO UPDATE SET login_id = EXCLUDED.login_id",
                 &[&hash, &id],
             )?,
-            None => self.execute(doing, "DELETE FROM links WHERE hash = $1", &[&hash])?,
+            None => self.execute(
+                doing,
+                Retry::Safe,
+                "DELETE FROM links WHERE hash = $1",
+                &[&hash],
+            )?,
         };
         Ok(())
     }
@@ -397,6 +465,7 @@ impl Store for PgStore {
     fn outbox_push(&self, message: &[u8]) -> Result<u64, StoreError> {
         let rows = self.query(
             "queue a mail",
+            Retry::Never,
             "INSERT INTO outbox (message) VALUES ($1) RETURNING id",
             &[&message],
         )?;
@@ -410,6 +479,7 @@ impl Store for PgStore {
     fn outbox(&self) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
         let rows = self.query(
             "read the outbox",
+            Retry::Safe,
             "SELECT id, message FROM outbox ORDER BY id",
             &[],
         )?;
@@ -423,6 +493,7 @@ impl Store for PgStore {
         let id = i64::try_from(id).map_err(|_| StoreError::Io("outbox id out of range".into()))?;
         self.execute(
             "rewrite a mail",
+            Retry::Never,
             "INSERT INTO outbox (id, message) VALUES ($1, $2)
              ON CONFLICT (id) DO UPDATE SET message = EXCLUDED.message",
             &[&id, &message],
@@ -434,7 +505,12 @@ impl Store for PgStore {
         let Ok(id) = i64::try_from(id) else {
             return Ok(());
         };
-        self.execute("remove a mail", "DELETE FROM outbox WHERE id = $1", &[&id])?;
+        self.execute(
+            "remove a mail",
+            Retry::Safe,
+            "DELETE FROM outbox WHERE id = $1",
+            &[&id],
+        )?;
         Ok(())
     }
 
@@ -446,6 +522,7 @@ impl Store for PgStore {
     fn size_on_disk(&self) -> u64 {
         self.query(
             "measure the tables",
+            Retry::Safe,
             "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_class c
              WHERE c.relkind = 'r' AND pg_table_is_visible(c.oid)
                AND c.relname IN ('users', 'links', 'outbox', 'once', 'schema_version')",
@@ -462,12 +539,12 @@ impl Store for PgStore {
         after: Option<(&str, &[u8])>,
         limit: usize,
     ) -> Result<Vec<ExportRow>, StoreError> {
-        off_reactor(|| self.export_page(after, limit))
+        self.on_conn(Retry::Safe, |c| self.export_page(c, after, limit))
     }
 
     /// All rows in one transaction: a restore that fails leaves the database as it was.
     fn restore(&self, rows: &[ExportRow]) -> Result<(), StoreError> {
-        off_reactor(|| self.restore_rows(rows))
+        self.on_conn(Retry::Never, |c| self.restore_rows(c, rows))
     }
 
     fn spend_step(
@@ -480,6 +557,7 @@ impl Store for PgStore {
         let (epoch, step) = (epoch_to_db(epoch)?, step_to_db(step)?);
         let spent = self.execute(
             "spend a step",
+            Retry::Never,
             "UPDATE users SET last_step = $3, failures = 0, locked_until = NULL
              WHERE login_id = $1 AND epoch = $2 AND (last_step IS NULL OR last_step < $3)
                AND NOT coalesce(locked_until = 0 OR $4 < locked_until, false)",
@@ -491,6 +569,7 @@ impl Store for PgStore {
         // Nothing changed: one read to say why.
         let rows = self.query(
             "read a refused step",
+            Retry::Safe,
             "SELECT epoch, locked_until FROM users WHERE login_id = $1",
             &[&login_id],
         )?;
@@ -518,6 +597,7 @@ impl Store for PgStore {
         // the count; a lock in force stays as it is; reaching the maximum locks.
         let rows = self.query(
             "count a failure",
+            Retry::Never,
             "UPDATE users SET
                  failures = CASE
                      WHEN locked_until <> 0 AND $2 >= locked_until THEN 1
@@ -541,6 +621,7 @@ impl Store for PgStore {
     fn clear_failures(&self, login_id: &str) -> Result<(), StoreError> {
         self.execute(
             "clear failures",
+            Retry::Never,
             "UPDATE users SET failures = 0, locked_until = NULL
              WHERE login_id = $1 AND (failures <> 0 OR locked_until IS NOT NULL)",
             &[&login_id],
@@ -557,6 +638,7 @@ impl Store for PgStore {
         if self.once_calls.fetch_add(1, Ordering::Relaxed) % PURGE_EVERY == PURGE_EVERY - 1 {
             self.execute(
                 "purge expired single-use keys",
+                Retry::Safe,
                 "DELETE FROM once WHERE expires_at < $1",
                 &[&now],
             )?;
@@ -565,6 +647,7 @@ impl Store for PgStore {
         // statement.
         let rows = self.query(
             "use a single-use key",
+            Retry::Never,
             "INSERT INTO once (key, expires_at) VALUES ($1, $2)
              ON CONFLICT (key) DO UPDATE SET expires_at = EXCLUDED.expires_at
                  WHERE once.expires_at < $3
@@ -585,6 +668,7 @@ impl Store for PgStore {
         // SKIP LOCKED: a message another node is taking right now is left to it.
         let rows = self.query(
             "lease mail",
+            Retry::Safe,
             "UPDATE outbox SET leased_by = $1, lease_until = $2
              WHERE id IN (SELECT id FROM outbox
                           WHERE lease_until IS NULL OR lease_until <= $3
@@ -610,6 +694,25 @@ impl Store for PgStore {
         false
     }
 
+    /// One round trip within [`CHECK_TIMEOUT`]. A connection that did not answer in time
+    /// is closed rather than lent again, and so are the idle ones: the server they were
+    /// opened to is not answering.
+    fn check(&self) -> Result<(), StoreError> {
+        off_reactor(|| {
+            let answered = self.on_conn(Retry::Safe, |c| {
+                c.is_valid(CHECK_TIMEOUT).map_err(|e| {
+                    self.pool
+                        .target
+                        .error("check that the database answers", &e)
+                })
+            });
+            if answered.is_err() {
+                self.pool.discard_idle();
+            }
+            answered
+        })
+    }
+
     fn needs_flush(&self, _login_id: &str) -> bool {
         false
     }
@@ -619,6 +722,7 @@ impl Store for PgStore {
 impl PgStore {
     fn export_page(
         &self,
+        conn: &mut postgres::Client,
         after: Option<(&str, &[u8])>,
         limit: usize,
     ) -> Result<Vec<ExportRow>, StoreError> {
@@ -628,7 +732,6 @@ impl PgStore {
             })?,
             None => 0,
         };
-        let mut conn = self.pool.get()?;
         // One snapshot for the page: a user and its link are read as of the same moment.
         let mut tx = conn
             .build_transaction()
@@ -705,7 +808,11 @@ impl PgStore {
         Ok(out)
     }
 
-    fn restore_rows(&self, rows: &[ExportRow]) -> Result<(), StoreError> {
+    fn restore_rows(
+        &self,
+        conn: &mut postgres::Client,
+        rows: &[ExportRow],
+    ) -> Result<(), StoreError> {
         let doing = "restore a backup";
         // Decoded and checked before anything is written; later rows of a key win.
         let mut users = Batch::default();
@@ -729,7 +836,6 @@ impl PgStore {
                 }
             }
         }
-        let mut conn = self.pool.get()?;
         let mut tx = conn.transaction().map_err(self.db_error(doing))?;
         // A thousand rows a statement: a million users restore in a thousand round trips.
         for chunk in users.rows.chunks(RESTORE_BATCH) {

@@ -25,6 +25,8 @@ pub struct Postgres {
     port: u16,
     run_as: Option<&'static str>,
     password: String,
+    /// The server's `-o` options, kept so [`Postgres::start_again`] starts it as it was.
+    options: String,
     running: bool,
 }
 
@@ -64,6 +66,7 @@ impl Postgres {
             port: free_tcp_port(),
             run_as,
             password: Alphanumeric.sample_string(&mut rand::thread_rng(), 24),
+            options: String::new(),
             running: false,
         };
         let data = pg.data_dir();
@@ -109,8 +112,22 @@ impl Postgres {
                 pg.dir.path().display()
             ));
         }
-        let log = pg.dir.path().join("postgres.log");
-        pg.run(
+        pg.options = options;
+        pg.start_server();
+        pg.psql(
+            "postgres",
+            &format!("CREATE ROLE otpd LOGIN PASSWORD '{}'", pg.password),
+        );
+        pg.create_database("otpd");
+        pg
+    }
+
+    /// `pg_ctl start` on the cluster's data, port and options; returns once it accepts
+    /// connections (panics with the server's log if it does not).
+    fn start_server(&mut self) {
+        let data = self.data_dir();
+        let log = self.log_path();
+        self.run(
             "pg_ctl",
             &[
                 "-D",
@@ -118,32 +135,46 @@ impl Postgres {
                 "-l",
                 &log.display().to_string(),
                 "-o",
-                &options,
+                &self.options,
                 "-W",
                 "start",
             ],
         );
-        pg.running = true;
+        self.running = true;
         let ready = try_wait_until(
             "PostgreSQL to accept connections",
             crate::wait::DEADLINE,
             || {
-                let out = pg.command("pg_isready").args(pg.socket_args()).output();
+                let out = self.command("pg_isready").args(self.socket_args()).output();
                 Ok::<_, String>(out.ok().filter(|o| o.status.success()).map(|_| ()))
             },
         );
         if let Err(e) = ready {
-            panic!(
-                "{e}; its log:\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
+            panic!("{e}; its log:\n{}", self.log());
         }
-        pg.psql(
-            "postgres",
-            &format!("CREATE ROLE otpd LOGIN PASSWORD '{}'", pg.password),
-        );
-        pg.create_database("otpd");
-        pg
+    }
+
+    /// Starts the cluster again after [`Postgres::stop`]: the same data, port, role and
+    /// password, as a database server coming back after a restart. Returns once it accepts
+    /// connections; does nothing while it runs.
+    pub fn start_again(&mut self) {
+        if !self.running {
+            self.start_server();
+        }
+    }
+
+    /// Whether the server runs (started and not stopped since).
+    pub fn is_running(&self) -> bool {
+        self.running
+    }
+
+    /// What the server logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("postgres.log")
     }
 
     pub fn port(&self) -> u16 {

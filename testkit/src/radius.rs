@@ -157,6 +157,15 @@ impl Client {
         Client::bound("127.0.0.1:0", server, secret)
     }
 
+    /// A client whose socket is connected to `server`, so that a server that is not
+    /// running (its port closed) is noticed at once: the refused datagram ends the wait
+    /// for a reply instead of its timeout.
+    pub fn connected(server: SocketAddr, secret: &str) -> Client {
+        let c = Client::new(server, secret);
+        c.sock.connect(server).expect("connect client");
+        c
+    }
+
     /// A client sending from `local` (e.g. 127.0.0.2 to look like an unknown NAS).
     pub fn bound(local: &str, server: SocketAddr, secret: &str) -> Client {
         let sock = UdpSocket::bind(local).expect("bind client");
@@ -173,13 +182,22 @@ impl Client {
         self.sock.send_to(bytes, self.server).expect("send");
     }
 
-    /// Waits up to `wait` for one datagram.
+    /// Waits up to `wait` for one datagram (a signal arriving meanwhile does not end the
+    /// wait; a refused datagram of a [`Client::connected`] one does).
     pub fn recv_raw(&self, wait: Duration) -> Option<Vec<u8>> {
-        self.sock.set_read_timeout(Some(wait)).expect("timeout");
+        let end = std::time::Instant::now() + wait;
         let mut buf = [0u8; 4096];
-        match self.sock.recv(&mut buf) {
-            Ok(n) => Some(buf[..n].to_vec()),
-            Err(_) => None,
+        loop {
+            let left = end.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            self.sock.set_read_timeout(Some(left)).expect("timeout");
+            match self.sock.recv(&mut buf) {
+                Ok(n) => return Some(buf[..n].to_vec()),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => return None,
+            }
         }
     }
 
@@ -194,6 +212,12 @@ impl Client {
     /// A login with User-Password; returns the verified reply.
     pub fn login(&self, id: u8, user: &str, password: &str) -> Reply {
         self.exchange(&Request::access(id, user, password, &self.secret))
+    }
+
+    /// The answer to an Access-Challenge: the OTP as User-Password, with the challenge's
+    /// State; returns the verified reply.
+    pub fn answer(&self, id: u8, user: &str, otp: &str, state: &[u8]) -> Reply {
+        self.exchange(&Request::access(id, user, otp, &self.secret).attr(STATE, state))
     }
 }
 
