@@ -95,10 +95,10 @@ pub struct Report {
 }
 
 /// One request: when it started (ms after the run's start), how long until its answer (ms;
-/// lost requests: until given up), how it ended, and which target answered (or was last
-/// tried).
+/// lost requests: until given up), how it ended, which target answered (or was last
+/// tried), and the bench user it was for.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Sample(pub f64, pub f64, pub Outcome, pub u8);
+pub struct Sample(pub f64, pub f64, pub Outcome, pub u8, pub u64);
 
 impl Sample {
     pub fn start_ms(&self) -> f64 {
@@ -116,6 +116,9 @@ impl Sample {
     }
     pub fn target(&self) -> usize {
         usize::from(self.3)
+    }
+    pub fn user(&self) -> u64 {
+        self.4
     }
 }
 
@@ -566,6 +569,7 @@ async fn client(
                 ms(began.elapsed()),
                 outcome,
                 u8::try_from(sockets[current].0).unwrap_or(u8::MAX),
+                user,
             ));
         }
         if let Ok(mut s) = shared.sched.lock() {

@@ -81,3 +81,27 @@ fn with_both_targets_answering_the_load_is_shared() {
     assert_eq!((report.accepts, report.rejects), (on_a, on_b));
     assert_eq!(a.seen().len() as u64, on_a);
 }
+
+/// A request that failed over to a node that answers late (after the timeout, as a held
+/// back Access-Reject does): the late answer still counts when the client comes back to
+/// that node, so the request is not lost.
+#[test]
+fn a_late_answer_from_the_survivor_is_taken_on_the_next_try() {
+    let dead = DeadServer::bind();
+    // The server's own slowness, not a wait for readiness: it answers after the timeout.
+    let slow = FakeRadius::start(SECRET.as_bytes(), |_| {
+        std::thread::sleep(Duration::from_millis(400));
+        vec![Answer::reject(&["late"])]
+    });
+    let report = runtime()
+        .block_on(loadgen::run(Options {
+            concurrency: 1,
+            requests: Some(1),
+            timeout: Duration::from_millis(300),
+            retries: 3,
+            ..options([dead.addr(), slow.addr()])
+        }))
+        .expect("run");
+    assert_eq!((report.sent, report.rejects, report.lost), (1, 1, 0), "{report:?}");
+    assert_eq!(report.answered_per_target, vec![0, 1]);
+}

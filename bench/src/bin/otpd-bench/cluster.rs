@@ -13,16 +13,17 @@ use otpd_bench::stats::{self, Latency};
 
 use super::*;
 
-/// Around the kill: the window "during" is the requests in flight when the node died and
-/// those started in the next `KILL_WINDOW_MS`, twice the load generator's retransmission
-/// timeout (each client learns its node is gone by one timeout, then resends to the
-/// survivor).
-pub(super) const KILL_WINDOW_MS: f64 = 2000.0;
-/// The load generator's wait before a retransmission (and a fail-over) in this phase.
-const CLUSTER_TIMEOUT_MS: u64 = 1000;
+/// The load generator's wait before a retransmission (and a fail-over) in this phase: a
+/// gateway's usual few seconds, above otpd's 1 s reject delay (a shorter wait would resend
+/// every refusal, a replay refused by the survivor included, before its answer came).
+pub(super) const CLUSTER_TIMEOUT_MS: u64 = 3000;
 /// Retransmissions of the kill run: each request is tried twice on each node at most, so
 /// one slow answer of the survivor does not lose a request that failed over to it.
 const CLUSTER_RETRIES: u32 = 3;
+/// Around the kill: the window "during" is the requests in flight when the node died and
+/// those started in the next `KILL_WINDOW_MS`, twice the retransmission timeout (each
+/// client learns its node is gone by one timeout, then resends to the survivor).
+pub(super) const KILL_WINDOW_MS: f64 = 2.0 * CLUSTER_TIMEOUT_MS as f64;
 
 #[derive(Debug, Clone, Serialize)]
 pub(super) struct Cluster2 {
@@ -194,7 +195,8 @@ pub(super) fn run(b: &mut Bench) -> anyhow::Result<()> {
     let samples = std::mem::take(&mut report.samples);
     for s in samples.iter().filter(|s| !s.outcome().answered()) {
         note(&format!(
-            "kill run: a request started {:.0} ms after the start went unanswered ({:.0} ms of tries, last on node {})",
+            "kill run: a request for {} started {:.0} ms after the start went unanswered ({:.0} ms of tries, last on node {})",
+            otpd_bench::users::login_id(s.user()),
             s.start_ms(),
             s.latency_ms(),
             ["A", "B"].get(s.target()).unwrap_or(&"?")
@@ -388,14 +390,16 @@ fn print_cluster(c: &Cluster2) {
     );
     if let Some(k) = &c.kill {
         println!(
-            "node kill: A killed {:.2} s into {:.0} s; \"during\" = requests in flight at the kill or started in the {:.0} s after it",
+            "node kill: A killed {:.2} s into {:.0} s; the load generator resends after {:.0} s, to the other node; \"during\" = requests in flight at the kill or started in the {:.0} s after it, \"before\" = the {:.0} s before it",
             k.at_ms / 1000.0,
             k.duration_s,
+            CLUSTER_TIMEOUT_MS as f64 / 1000.0,
+            KILL_WINDOW_MS / 1000.0,
             KILL_WINDOW_MS / 1000.0
         );
         println!("  window            from s   to s  requests  accepted  rejected  lost  answers/s  p50 ms  p99 ms   max ms  answered by B");
         for (name, w) in [
-            ("before (2 s)", &k.before),
+            ("before", &k.before),
             ("during", &k.during),
             ("after", &k.after),
         ] {
@@ -416,8 +420,8 @@ fn print_cluster(c: &Cluster2) {
         }
         let r = &k.report;
         println!(
-            "  whole run: {} sent, {} accepted, {} rejected, {} lost, {} retransmissions; {:.0} answers/s, p99 {:.2} ms",
-            r.sent, r.accepts, r.rejects + r.challenges, r.lost, r.retransmissions, r.throughput_rps, r.latency.p99_ms
+            "  whole run: {} sent, {} accepted, {} rejected, {} lost, {} retransmissions, {} invalid replies; {:.0} answers/s, p99 {:.2} ms",
+            r.sent, r.accepts, r.rejects + r.challenges, r.lost, r.retransmissions, r.invalid_replies, r.throughput_rps, r.latency.p99_ms
         );
     }
 }

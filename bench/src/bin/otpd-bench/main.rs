@@ -101,7 +101,7 @@ struct Args {
     #[arg(long)]
     cluster_users: Option<u64>,
     /// Seconds of the cluster phase's node-kill run; node A dies 40 % into it
-    /// [default: 12; quick 6].
+    /// [default: 20; quick 12].
     #[arg(long)]
     kill_duration: Option<f64>,
     /// Leave out phase 5 (two otpd nodes on PostgreSQL; needs Debian's postgresql).
@@ -182,7 +182,7 @@ impl Plan {
                 .cluster_users
                 .unwrap_or(if q { 2000 } else { 50_000 })
                 .max(1),
-            kill_duration: a.kill_duration.unwrap_or(if q { 6.0 } else { 12.0 }),
+            kill_duration: a.kill_duration.unwrap_or(if q { 12.0 } else { 20.0 }),
         }
     }
 }

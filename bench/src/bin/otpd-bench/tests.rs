@@ -174,38 +174,42 @@ fn the_million_flag_adds_the_store() {
 /// answers that arrived inside each stretch.
 #[test]
 fn the_kill_windows_split_the_requests() {
-    let kill = 1000.0;
+    let kill = 10_000.0;
+    let w = KILL_WINDOW_MS;
     let samples = [
-        // Before: started and answered before the kill, by node A (0) and B (1).
-        Sample(100.0, 5.0, Outcome::Accept, 0),
-        Sample(200.0, 5.0, Outcome::Accept, 1),
-        // In flight at the kill on node A: failed over, answered by B 1 s later.
-        Sample(990.0, 1020.0, Outcome::Accept, 1),
+        // Long before the kill: in no window.
+        Sample(kill - w - 100.0, 5.0, Outcome::Accept, 0, 7),
+        // Before: started and answered in the window before the kill, on A (0) and B (1).
+        Sample(kill - w + 1000.0, 5.0, Outcome::Accept, 0, 7),
+        Sample(kill - 100.0, 5.0, Outcome::Accept, 1, 7),
+        // In flight at the kill on node A: failed over, answered by B one timeout later.
+        Sample(kill - 10.0, 3020.0, Outcome::Accept, 1, 7),
         // In flight at the kill, committed on A, its retransmission refused by B (a replay).
-        Sample(995.0, 1010.0, Outcome::Reject, 1),
+        Sample(kill - 5.0, 3010.0, Outcome::Reject, 1, 7),
         // Started after the kill on B.
-        Sample(1500.0, 4.0, Outcome::Accept, 1),
+        Sample(kill + 1000.0, 4.0, Outcome::Accept, 1, 7),
         // Lost after every try.
-        Sample(1600.0, 4000.0, Outcome::Lost, 0),
+        Sample(kill + 2000.0, 12_000.0, Outcome::Lost, 0, 7),
         // After the window.
-        Sample(3500.0, 3.0, Outcome::Accept, 1),
+        Sample(kill + w + 500.0, 3.0, Outcome::Accept, 1, 7),
     ];
-    let before = window(&samples, kill - KILL_WINDOW_MS, kill, Stretch::Before);
-    assert_eq!(before.from_ms, 0.0, "clamped at the run's start");
+    let before = window(&samples, kill - w, kill, Stretch::Before);
     assert_eq!((before.requests, before.accepts), (2, 2));
     assert_eq!(before.answered_by_survivor, 1);
-    assert_eq!(before.answers_per_s, 2.0);
-    let during = window(&samples, kill, kill + KILL_WINDOW_MS, Stretch::During);
+    assert_eq!(before.answers_per_s, 2.0 / (w / 1000.0));
+    let during = window(&samples, kill, kill + w, Stretch::During);
     assert_eq!(
         (during.requests, during.accepts, during.rejects, during.lost),
         (4, 2, 1, 1)
     );
     assert_eq!(during.answered_by_survivor, 3);
-    // Three answers arrived between 1 s and 3 s (two fail-overs and one fresh request).
-    assert_eq!(during.answers_per_s, 1.5);
-    assert_eq!(during.latency.max_ms, 1020.0);
-    let after = window(&samples, kill + KILL_WINDOW_MS, 4000.0, Stretch::After);
+    // Three answers arrived in the window: two fail-overs and one fresh request.
+    assert_eq!(during.answers_per_s, 3.0 / (w / 1000.0));
+    assert_eq!(during.latency.max_ms, 3020.0);
+    let after = window(&samples, kill + w, kill + w + 1000.0, Stretch::After);
     assert_eq!((after.requests, after.accepts), (1, 1));
+    let from_start = window(&samples, -5.0, 1.0, Stretch::Before);
+    assert_eq!(from_start.from_ms, 0.0, "clamped at the run's start");
 }
 
 fn pg_run(sent: u64, accepts: u64) -> PgRun {
@@ -271,5 +275,5 @@ fn only_picks_phases() {
     );
     assert!(Args::try_parse_from(["otpd-bench", "--only", "clusters"]).is_err());
     let plan = Plan::from(&Args::parse_from(["otpd-bench", "--quick"]));
-    assert_eq!((plan.cluster_users, plan.kill_duration), (2000, 6.0));
+    assert_eq!((plan.cluster_users, plan.kill_duration), (2000, 12.0));
 }
