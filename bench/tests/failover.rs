@@ -102,6 +102,10 @@ fn a_late_answer_from_the_survivor_is_taken_on_the_next_try() {
             ..options([dead.addr(), slow.addr()])
         }))
         .expect("run");
-    assert_eq!((report.sent, report.rejects, report.lost), (1, 1, 0), "{report:?}");
+    assert_eq!(
+        (report.sent, report.rejects, report.lost),
+        (1, 1, 0),
+        "{report:?}"
+    );
     assert_eq!(report.answered_per_target, vec![0, 1]);
 }

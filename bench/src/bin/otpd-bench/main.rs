@@ -104,6 +104,10 @@ struct Args {
     /// [default: 20; quick 12].
     #[arg(long)]
     kill_duration: Option<f64>,
+    /// Requests a second of the node-kill run [default: half the two nodes' median
+    /// answers/s; 0: a closed loop, as many as are answered].
+    #[arg(long)]
+    kill_rate: Option<f64>,
     /// Leave out phase 5 (two otpd nodes on PostgreSQL; needs Debian's postgresql).
     #[arg(long)]
     skip_cluster: bool,

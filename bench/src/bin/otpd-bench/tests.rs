@@ -237,6 +237,7 @@ fn cluster_targets() {
     };
     let kill = |lost: u64| Kill {
         duration_s: 6.0,
+        rate: Some(50.0),
         at_ms: 2400.0,
         report: Report {
             lost,
