@@ -107,7 +107,10 @@ fn the_shipped_postgres_example_checks_out_against_a_live_database() {
     assert!(config.contains("engine = \"postgres\""), "{config}");
     for (name, content) in [
         ("postgres.password", format!("{}\n", pg.password())),
-        ("secrets/fr-proxy", "a-long-random-shared-secret-0123\n".into()),
+        (
+            "secrets/fr-proxy",
+            "a-long-random-shared-secret-0123\n".into(),
+        ),
     ] {
         let path = dir.path().join(name);
         std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
@@ -131,7 +134,7 @@ fn the_shipped_postgres_example_checks_out_against_a_live_database() {
     assert!(out.status.success(), "{stdout}{stderr}\n{config}");
     assert!(stdout.contains("configuration OK"), "{stdout}");
     assert!(
-        stdout.contains(&format!("store: PostgreSQL"))
+        stdout.contains("store: PostgreSQL")
             && stdout.contains(&format!("127.0.0.1:{}", pg.port())),
         "it connected and said what it found: {stdout}"
     );
