@@ -1,5 +1,6 @@
 //! Startup refusals through the real binary: otpd will not run with a sealing key that
-//! others can read, nor put its admin socket where anyone could replace it.
+//! others can read, nor put its admin socket where anyone could replace it; and the
+//! shipped PostgreSQL example passes `--check-config` against a live database.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
