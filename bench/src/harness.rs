@@ -73,13 +73,31 @@ pub fn peak_rss_kib(pid: u32) -> Option<u64> {
 
 /// CPU time (user + system) a process has used so far, in seconds.
 pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    // utime and stime are fields 14 and 15 of the line.
+    Some(ticks_of(&stat_fields(pid)?, 14, 15)? as f64 / clock_ticks() as f64)
+}
+
+/// CPU time (user + system) of the children a process has waited for, in seconds.
+pub fn reaped_children_cpu_seconds(pid: u32) -> Option<f64> {
+    // cutime and cstime are fields 16 and 17 of the line.
+    Some(ticks_of(&stat_fields(pid)?, 16, 17)? as f64 / clock_ticks() as f64)
+}
+
+/// A process's parent (field 4 of its stat line).
+pub fn parent_pid(pid: u32) -> Option<u32> {
+    stat_fields(pid)?.get(1)?.parse().ok()
+}
+
+/// The fields of `/proc/PID/stat` after the command name (which is in parentheses and may
+/// contain spaces): field n of the line is at index n - 3.
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name, which is in parentheses and may contain spaces.
     let rest = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some(ticks as f64 / clock_ticks() as f64)
+    Some(rest.split_whitespace().map(str::to_string).collect())
+}
+
+fn ticks_of(fields: &[String], a: usize, b: usize) -> Option<u64> {
+    Some(fields.get(a - 3)?.parse::<u64>().ok()? + fields.get(b - 3)?.parse::<u64>().ok()?)
 }
 
 /// Clock ticks per second of /proc times (`getconf CLK_TCK`, 100 on Linux).
@@ -430,6 +448,20 @@ impl Otpd {
         secret: &str,
         s: OtpdSettings,
     ) -> anyhow::Result<Otpd> {
+        Otpd::configure_with(bin, dir, secret, s, "", &[])
+    }
+
+    /// As [`Otpd::configure`], with `extra` merged over the bench's config and `files`
+    /// (name in `dir`, content, mode) written next to it, e.g. a `[store]` section and its
+    /// password file, or the key file nodes of one database share.
+    pub fn configure_with(
+        bin: &Path,
+        dir: &Path,
+        secret: &str,
+        s: OtpdSettings,
+        extra: &str,
+        files: &[(&str, String, u32)],
+    ) -> anyhow::Result<Otpd> {
         let bin_dir = bin.parent().context("the otpd binary's folder")?;
         let overrides = format!(
             r#"service_id = "BENCH-BANK"
@@ -449,11 +481,18 @@ argon2_iterations = {t}
             m = s.argon2_memory_kib,
             t = s.argon2_iterations,
         );
-        let otpd = otpd_testkit::daemon::Otpd::builder()
+        let mut builder = otpd_testkit::daemon::Otpd::builder()
             .in_dir(dir)
             .bin_dir(bin_dir)
             .radius_client("loadgen", secret)
-            .config(&overrides)
+            .config(&overrides);
+        if !extra.is_empty() {
+            builder = builder.config(extra);
+        }
+        for (name, content, mode) in files {
+            builder = builder.file(name, content, *mode);
+        }
+        let otpd = builder
             // A large store takes a while to open.
             .ready_within(Duration::from_secs(120))
             .try_unstarted()
@@ -482,6 +521,11 @@ argon2_iterations = {t}
         if self.otpd.pid().is_some() {
             let _ = self.otpd.try_stop();
         }
+    }
+
+    /// SIGKILL: a crash (and the process reaped).
+    pub fn kill(&mut self) {
+        self.otpd.kill();
     }
 
     pub fn stderr(&self) -> String {

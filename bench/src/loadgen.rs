@@ -5,6 +5,10 @@
 //!
 //! Which (user, time step) pairs are used is decided by one [`Scheduler`]: against a server
 //! that refuses replays (otpd), no pair is ever sent twice and a user's steps only go up.
+//!
+//! With several targets (nodes of one database) the clients are dealt out over them, and a
+//! client whose request times out sends its retransmission to the next target and stays
+//! there, as a RADIUS proxy fails over between its home servers.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +26,11 @@ use crate::users;
 #[derive(Debug, Clone)]
 pub struct Options {
     pub target: SocketAddr,
+    /// Further servers sharing the load (client `i` starts on target `i mod n`, `target`
+    /// first) and taking over a client's requests when its server stops answering.
+    pub more_targets: Vec<SocketAddr>,
+    /// Keep every request's timing in the report ([`Report::samples`]).
+    pub samples: bool,
     pub secret: Vec<u8>,
     /// Users `first_user .. first_user + users` are driven.
     pub first_user: u64,
@@ -73,6 +82,59 @@ pub struct Report {
     pub latency: Latency,
     /// Wall-clock seconds spent waiting for a step boundary (window 0 only).
     pub boundary_wait_s: f64,
+    /// When the run started, in milliseconds since the Unix epoch (to place samples on
+    /// another program's clock).
+    #[serde(default)]
+    pub started_unix_ms: f64,
+    /// Answered requests per target, in the order given (`target` first).
+    #[serde(default)]
+    pub answered_per_target: Vec<u64>,
+    /// Every request, when asked for ([`Options::samples`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub samples: Vec<Sample>,
+}
+
+/// One request: when it started (ms after the run's start), how long until its answer (ms;
+/// lost requests: until given up), how it ended, which target answered (or was last
+/// tried), and the bench user it was for.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Sample(pub f64, pub f64, pub Outcome, pub u8, pub u64);
+
+impl Sample {
+    pub fn start_ms(&self) -> f64 {
+        self.0
+    }
+    pub fn latency_ms(&self) -> f64 {
+        self.1
+    }
+    /// When it ended: answered, or given up on.
+    pub fn end_ms(&self) -> f64 {
+        self.0 + self.1
+    }
+    pub fn outcome(&self) -> Outcome {
+        self.2
+    }
+    pub fn target(&self) -> usize {
+        usize::from(self.3)
+    }
+    pub fn user(&self) -> u64 {
+        self.4
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Accept,
+    Reject,
+    Challenge,
+    Lost,
+}
+
+impl Outcome {
+    pub fn answered(self) -> bool {
+        self != Outcome::Lost
+    }
 }
 
 /// What to send next.
@@ -226,6 +288,8 @@ struct Totals {
     exhausted: bool,
     boundary_wait: Duration,
     latencies_us: Vec<u32>,
+    answered_per_target: Vec<u64>,
+    samples: Vec<Sample>,
 }
 
 impl Totals {
@@ -242,6 +306,18 @@ impl Totals {
         self.exhausted |= o.exhausted;
         self.boundary_wait = self.boundary_wait.max(o.boundary_wait);
         self.latencies_us.extend(o.latencies_us);
+        if self.answered_per_target.len() < o.answered_per_target.len() {
+            self.answered_per_target
+                .resize(o.answered_per_target.len(), 0);
+        }
+        for (mine, theirs) in self
+            .answered_per_target
+            .iter_mut()
+            .zip(o.answered_per_target)
+        {
+            *mine += theirs;
+        }
+        self.samples.extend(o.samples);
     }
 }
 
@@ -301,17 +377,29 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         opts.replay_ok,
         margin,
     );
+    let targets: Vec<SocketAddr> = std::iter::once(opts.target)
+        .chain(opts.more_targets.iter().copied())
+        .collect();
+    anyhow::ensure!(targets.len() <= 256, "at most 256 targets");
+    // Per client, one socket connected to each target (so a late answer from a target the
+    // client left is never taken for the current one's), the client's own target first.
     let mut sockets = Vec::with_capacity(opts.concurrency);
-    for _ in 0..opts.concurrency.max(1) {
-        let bind: SocketAddr = if opts.target.is_ipv6() {
-            "[::1]:0".parse()?
-        } else {
-            "127.0.0.1:0".parse()?
-        };
-        let s = UdpSocket::bind(bind).await?;
-        s.connect(opts.target).await?;
-        sockets.push(s);
+    for i in 0..opts.concurrency.max(1) {
+        let mut mine = Vec::with_capacity(targets.len());
+        for k in 0..targets.len() {
+            let target = targets[(i + k) % targets.len()];
+            let bind: SocketAddr = if target.is_ipv6() {
+                "[::1]:0".parse()?
+            } else {
+                "127.0.0.1:0".parse()?
+            };
+            let s = UdpSocket::bind(bind).await?;
+            s.connect(target).await?;
+            mine.push(((i + k) % targets.len(), s));
+        }
+        sockets.push(mine);
     }
+    let started_unix_ms = wall_clock().as_secs_f64() * 1000.0;
     let start = Instant::now();
     let shared = Arc::new(Shared {
         deadline: opts.duration.map(|d| start + d),
@@ -323,7 +411,13 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
     let mut tasks = tokio::task::JoinSet::new();
     for (i, socket) in sockets.into_iter().enumerate() {
         let shared = shared.clone();
-        tasks.spawn(client(shared, socket, (i as u8).wrapping_mul(37)));
+        tasks.spawn(client(
+            shared,
+            socket,
+            (i as u8).wrapping_mul(37),
+            start,
+            targets.len(),
+        ));
     }
     let mut totals = Totals::default();
     while let Some(done) = tasks.join_next().await {
@@ -332,7 +426,11 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
     let elapsed = start.elapsed().as_secs_f64();
     let answered = totals.accepts + totals.rejects + totals.challenges;
     Ok(Report {
-        target: opts.target.to_string(),
+        target: targets
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
         concurrency: opts.concurrency,
         users: opts.users,
         sent: totals.sent,
@@ -350,13 +448,31 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         accept_rps: totals.accepts as f64 / elapsed.max(1e-9),
         latency: stats::summarize(&mut totals.latencies_us),
         boundary_wait_s: totals.boundary_wait.as_secs_f64(),
+        started_unix_ms,
+        answered_per_target: totals.answered_per_target,
+        samples: {
+            let mut v = totals.samples;
+            v.sort_by(|a, b| a.0.total_cmp(&b.0));
+            v
+        },
     })
 }
 
-/// One client: one request in flight at a time on its own socket.
-async fn client(shared: Arc<Shared>, socket: UdpSocket, first_id: u8) -> Totals {
+/// One client: one request in flight at a time, on its sockets to each target (its own
+/// target first), moving to the next one when its current target does not answer.
+async fn client(
+    shared: Arc<Shared>,
+    sockets: Vec<(usize, UdpSocket)>,
+    first_id: u8,
+    run_start: Instant,
+    targets: usize,
+) -> Totals {
     let opts = &shared.opts;
-    let mut t = Totals::default();
+    let mut t = Totals {
+        answered_per_target: vec![0; targets],
+        ..Totals::default()
+    };
+    let mut current = 0usize;
     let mut id = first_id;
     let mut buf = vec![0u8; 4096];
     let mut password = String::with_capacity(opts.password.len() + opts.otp.digits);
@@ -414,22 +530,47 @@ async fn client(shared: Arc<Shared>, socket: UdpSocket, first_id: u8) -> Totals 
         };
         t.sent += 1;
         let began = Instant::now();
-        match exchange(opts, &socket, &req, &mut buf, &mut t).await {
+        let outcome = match exchange(opts, &sockets, &mut current, &req, &mut buf, &mut t).await {
             Some(reply) => {
                 let us = u32::try_from(began.elapsed().as_micros()).unwrap_or(u32::MAX);
                 t.latencies_us.push(us);
-                match reply.code {
-                    radius::ACCESS_ACCEPT => t.accepts += 1,
-                    radius::ACCESS_CHALLENGE => t.challenges += 1,
-                    _ => t.rejects += 1,
+                if let Some(n) = t.answered_per_target.get_mut(sockets[current].0) {
+                    *n += 1;
                 }
                 if !reply.message_authenticator {
                     t.without_ma += 1;
                 } else if !reply.message_authenticator_first {
                     t.ma_not_first += 1;
                 }
+                match reply.code {
+                    radius::ACCESS_ACCEPT => {
+                        t.accepts += 1;
+                        Outcome::Accept
+                    }
+                    radius::ACCESS_CHALLENGE => {
+                        t.challenges += 1;
+                        Outcome::Challenge
+                    }
+                    _ => {
+                        t.rejects += 1;
+                        Outcome::Reject
+                    }
+                }
             }
-            None => t.lost += 1,
+            None => {
+                t.lost += 1;
+                Outcome::Lost
+            }
+        };
+        if opts.samples {
+            let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+            t.samples.push(Sample(
+                ms(began.duration_since(run_start)),
+                ms(began.elapsed()),
+                outcome,
+                u8::try_from(sockets[current].0).unwrap_or(u8::MAX),
+                user,
+            ));
         }
         if let Ok(mut s) = shared.sched.lock() {
             s.done(user);
@@ -438,10 +579,12 @@ async fn client(shared: Arc<Shared>, socket: UdpSocket, first_id: u8) -> Totals 
     t
 }
 
-/// Sends `req` and waits for its authentic reply, retransmitting on timeout.
+/// Sends `req` and waits for its authentic reply, retransmitting on timeout: to the next
+/// target when there are several (`current` follows, and stays there for the next request).
 async fn exchange(
     opts: &Options,
-    socket: &UdpSocket,
+    sockets: &[(usize, UdpSocket)],
+    current: &mut usize,
     req: &Request,
     buf: &mut [u8],
     t: &mut Totals,
@@ -449,7 +592,9 @@ async fn exchange(
     for attempt in 0..=opts.retries {
         if attempt > 0 {
             t.retransmissions += 1;
+            *current = (*current + 1) % sockets.len();
         }
+        let socket = &sockets[*current].1;
         if socket.send(&req.bytes).await.is_err() {
             tokio::time::sleep(opts.timeout).await;
             continue;

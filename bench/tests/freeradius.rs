@@ -15,6 +15,8 @@ const SECRET: &str = "test-shared-secret-0123456789";
 fn options(port: u16, secret: &str, requests: u64) -> Options {
     Options {
         target: format!("127.0.0.1:{port}").parse().expect("address"),
+        more_targets: Vec::new(),
+        samples: false,
         secret: secret.as_bytes().to_vec(),
         first_user: 0,
         users: 20,

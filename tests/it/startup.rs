@@ -1,5 +1,6 @@
 //! Startup refusals through the real binary: otpd will not run with a sealing key that
-//! others can read, nor put its admin socket where anyone could replace it.
+//! others can read, nor put its admin socket where anyone could replace it; and the
+//! shipped PostgreSQL example passes `--check-config` against a live database.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -66,4 +67,80 @@ fn an_admin_socket_folder_anyone_may_write_is_refused_at_start() {
     });
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// The shipped example of a node on PostgreSQL (`packaging/otpd-postgres.toml`), with its
+/// hosts, addresses and paths pointed at this test's private cluster and folder: every key
+/// is known, every file it names passes the start-time checks, and `--check-config`
+/// connects and says what it found at the database.
+#[test]
+fn the_shipped_postgres_example_checks_out_against_a_live_database() {
+    let pg = otpd_testkit::postgres::Postgres::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().display().to_string();
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../packaging/otpd-postgres.toml"
+    ))
+    .expect("the example");
+    let url_line = example
+        .lines()
+        .find(|l| l.starts_with("url = "))
+        .expect("a url line")
+        .to_string();
+    let config: String = example
+        .replace(&url_line, &format!("url = \"{}\"", pg.url()))
+        .replace("sslmode = \"verify-full\"", "sslmode = \"disable\"")
+        .lines()
+        .filter(|l| !l.starts_with("ca_file"))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .replace(
+            "10.0.1.11:1812",
+            &format!("127.0.0.1:{}", otpd_testkit::daemon::free_udp_port()),
+        )
+        .replace(
+            "10.0.1.11:8080",
+            &format!("127.0.0.1:{}", otpd_testkit::daemon::free_tcp_port()),
+        )
+        .replace("/run/otpd/", &format!("{d}/run/"))
+        .replace("/etc/otpd/", &format!("{d}/"));
+    assert!(config.contains("engine = \"postgres\""), "{config}");
+    for (name, content) in [
+        ("postgres.password", format!("{}\n", pg.password())),
+        (
+            "secrets/fr-proxy",
+            "a-long-random-shared-secret-0123\n".into(),
+        ),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&path, content).expect("write");
+        chmod(&path, 0o600);
+    }
+    std::fs::create_dir_all(dir.path().join("run")).expect("mkdir");
+    chmod(&dir.path().join("run"), 0o750);
+    let path = dir.path().join("otpd.toml");
+    std::fs::write(&path, &config).expect("config");
+    let out = Command::new(bin("otpd"))
+        .arg("--check-config")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .expect("otpd --check-config");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}{stderr}\n{config}");
+    assert!(stdout.contains("configuration OK"), "{stdout}");
+    assert!(
+        stdout.contains("store: PostgreSQL")
+            && stdout.contains(&format!("127.0.0.1:{}", pg.port())),
+        "it connected and said what it found: {stdout}"
+    );
+    assert!(
+        !stdout.contains(pg.password()) && !stderr.contains(pg.password()),
+        "the password stays secret"
+    );
 }

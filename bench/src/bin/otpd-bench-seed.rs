@@ -1,5 +1,6 @@
 //! otpd-bench-seed: fills a *stopped* otpd's store with active bench users straight through
-//! the core library, and measures what one argon2id verification costs on this machine.
+//! the core library, copies such a store into a PostgreSQL database (as `otpd --restore`
+//! of a backup would), and measures what one argon2id verification costs on this machine.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,6 +15,7 @@ use otpd_core::password::{self, HashParams};
 use otpd_core::seal::Sealer;
 use otpd_core::store::{SledStore, Store};
 use otpd_core::user::UserRecord;
+use otpd_store_postgres::{PgStore, Settings, SslMode};
 
 #[derive(Parser, Debug)]
 #[command(name = "otpd-bench-seed", version, about)]
@@ -38,6 +40,21 @@ enum Command {
         count: u64,
         #[command(flatten)]
         hash: HashArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Copies a (stopped) sled store into an empty PostgreSQL database: every record as a
+    /// backup holds it, through the engines' own export and restore.
+    ToPostgres {
+        /// The sled store's data_dir (otpd must not be running on it).
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The database's URL, as `[store.postgres] url`.
+        #[arg(long)]
+        url: String,
+        /// A file whose first line is the password.
+        #[arg(long)]
+        password_file: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -86,6 +103,12 @@ fn main() -> ExitCode {
             hash,
             json,
         } => seed(&data_dir, &key_file, first, count, hash.params(), json),
+        Command::ToPostgres {
+            data_dir,
+            url,
+            password_file,
+            json,
+        } => to_postgres(&data_dir, url, password_file.as_deref(), json),
         Command::HashBench {
             hash,
             samples,
@@ -189,6 +212,59 @@ fn seed(
         println!(
             "seeded {count} users ({users_total} in the store) in {seconds:.1} s into {}",
             data_dir.display()
+        );
+    }
+    Ok(())
+}
+
+fn to_postgres(
+    data_dir: &std::path::Path,
+    url: String,
+    password_file: Option<&std::path::Path>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let began = Instant::now();
+    let password = match password_file {
+        Some(p) => Some(zeroize::Zeroizing::new(
+            std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read {}", p.display()))?
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_string(),
+        )),
+        None => None,
+    };
+    let rows = {
+        let sled = SledStore::open(data_dir).context("data_dir (is otpd still running on it?)")?;
+        sled.export()?
+    };
+    let pg = PgStore::open(&Settings {
+        url,
+        password,
+        sslmode: SslMode::Disable,
+        ca_file: None,
+        pool_size: 1,
+        statement_timeout: Duration::from_secs(600),
+    })
+    .context("the database")?;
+    let already = pg.user_count();
+    anyhow::ensure!(
+        already == 0,
+        "the database already holds {already} users; copy into an empty one"
+    );
+    pg.restore(&rows)?;
+    let users_total = pg.user_count();
+    let seconds = began.elapsed().as_secs_f64();
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"records": rows.len(), "users": users_total, "seconds": seconds})
+        );
+    } else {
+        println!(
+            "copied {} records ({users_total} users) into PostgreSQL in {seconds:.1} s",
+            rows.len()
         );
     }
     Ok(())

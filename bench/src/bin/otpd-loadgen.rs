@@ -17,9 +17,15 @@ use otpd_core::otp::{Algorithm, OtpParams};
 #[derive(Parser, Debug)]
 #[command(name = "otpd-loadgen", version, about)]
 struct Args {
-    /// The RADIUS server (loopback only).
-    #[arg(long, default_value = "127.0.0.1:1812")]
-    target: SocketAddr,
+    /// The RADIUS server (loopback only). Several (`--target A --target B`, or `A,B`): the
+    /// clients are dealt out over them, and a client whose server stops answering sends
+    /// its retransmissions to the next one (fail-over); the spray uses the first.
+    #[arg(long, default_value = "127.0.0.1:1812", value_delimiter = ',')]
+    target: Vec<SocketAddr>,
+    /// Put every request's timing in the JSON report (`samples`: start ms, latency ms,
+    /// outcome, target index).
+    #[arg(long, requires = "json")]
+    samples: bool,
     /// The shared secret ...
     #[arg(long, conflicts_with = "secret_file")]
     secret: Option<String>,
@@ -94,9 +100,10 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(
-        args.target.ip().is_loopback(),
+        args.target.iter().all(|t| t.ip().is_loopback()),
         "--target must be a loopback address; this tool only loads servers on this machine"
     );
+    let (&target, more_targets) = args.target.split_first().context("give --target")?;
     anyhow::ensure!(
         args.duration.is_some() || args.requests.is_some(),
         "give --duration or --requests (or both)"
@@ -113,10 +120,12 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     anyhow::ensure!(!secret.is_empty(), "the shared secret is empty");
     if args.spray {
-        return run_spray(&args, secret);
+        return run_spray(&args, target, secret);
     }
     let opts = Options {
-        target: args.target,
+        target,
+        more_targets: more_targets.to_vec(),
+        samples: args.samples,
         secret: secret.into_bytes(),
         first_user: args.first_user,
         users: args.users,
@@ -145,7 +154,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn run_spray(args: &Args, secret: String) -> anyhow::Result<ExitCode> {
+fn run_spray(args: &Args, target: SocketAddr, secret: String) -> anyhow::Result<ExitCode> {
     let rate = args
         .rate
         .filter(|r| *r > 0.0)
@@ -156,7 +165,7 @@ fn run_spray(args: &Args, secret: String) -> anyhow::Result<ExitCode> {
         "--first-unknown must lie past the sprayed stored users"
     );
     let opts = spray::Options {
-        target: args.target,
+        target,
         secret: secret.into_bytes(),
         schedule: spray::Schedule {
             rate,

@@ -2,7 +2,8 @@
 //! this machine, with the same load generator: (1) the pipeline at a cheap argon2 setting,
 //! against FreeRADIUS with cleartext and with hashed (SSHA2-512 or `$6$`) passwords,
 //! (2) production argon2id against the hashing bound, (3) scaling with the store's size,
-//! (4) customers' logins through one gateway during a password spray.
+//! (4) customers' logins through one gateway during a password spray, (5) two otpd nodes
+//! on one PostgreSQL against one node on sled, and a node killed under load.
 //! `scripts/bench` builds and runs it.
 
 use std::path::{Path, PathBuf};
@@ -16,6 +17,7 @@ use otpd_bench::loadgen::Report;
 use otpd_bench::spray::Report as SprayReport;
 use serde::{Deserialize, Serialize};
 
+mod cluster;
 mod pipeline;
 mod production;
 mod scaling;
@@ -94,6 +96,26 @@ struct Args {
     customer_rate: f64,
     #[arg(long)]
     skip_spray: bool,
+    /// Users per run of the cluster phase (each run, and the kill run, has its own range)
+    /// [default: 50000; quick 2000].
+    #[arg(long)]
+    cluster_users: Option<u64>,
+    /// Seconds of the cluster phase's node-kill run; node A dies 40 % into it
+    /// [default: 20; quick 12].
+    #[arg(long)]
+    kill_duration: Option<f64>,
+    /// Requests a second of the node-kill run [default: half the two nodes' median
+    /// answers/s; 0: a closed loop, as many as are answered].
+    #[arg(long)]
+    kill_rate: Option<f64>,
+    /// Leave out phase 5 (two otpd nodes on PostgreSQL; needs Debian's postgresql).
+    #[arg(long)]
+    skip_cluster: bool,
+    /// Run only these phases (pipeline, production, scaling, spray, cluster; comma
+    /// separated). The spray's rate is a multiple of production's hashing bound: with
+    /// spray, give production too, or --spray-rate.
+    #[arg(long, value_delimiter = ',', value_parser = ["pipeline", "production", "scaling", "spray", "cluster"])]
+    only: Option<Vec<String>>,
     /// Where otpd, otpd-loadgen and otpd-bench-seed are [default: this program's folder].
     #[arg(long)]
     bin_dir: Option<PathBuf>,
@@ -132,6 +154,8 @@ struct Plan {
     scaling: Vec<u64>,
     scaling_requests: u64,
     spray_duration: f64,
+    cluster_users: u64,
+    kill_duration: f64,
 }
 
 impl Plan {
@@ -158,6 +182,11 @@ impl Plan {
             },
             scaling_requests: a.scaling_requests.unwrap_or(if q { 2000 } else { 20_000 }),
             spray_duration: a.spray_duration.unwrap_or(if q { 4.0 } else { 20.0 }),
+            cluster_users: a
+                .cluster_users
+                .unwrap_or(if q { 2000 } else { 50_000 })
+                .max(1),
+            kill_duration: a.kill_duration.unwrap_or(if q { 12.0 } else { 20.0 }),
         }
     }
 }
@@ -208,6 +237,7 @@ struct Results {
     production: Option<Run>,
     scaling: Vec<Scaling>,
     spray: Option<Spray>,
+    cluster: Option<cluster::Cluster2>,
     checks: Vec<(String, bool)>,
 }
 
@@ -288,11 +318,27 @@ fn run(args: &Args) -> anyhow::Result<bool> {
         harness::load_average()
     );
 
-    pipeline::run(&mut b)?;
+    let wanted = |phase: &str| {
+        args.only
+            .as_ref()
+            .is_none_or(|only| only.iter().any(|p| p == phase))
+    };
+    if wanted("pipeline") {
+        pipeline::run(&mut b)?;
+    }
     if !args.skip_otpd {
-        production::run(&mut b)?;
-        scaling::run(&mut b)?;
-        spray::run(&mut b)?;
+        if wanted("production") {
+            production::run(&mut b)?;
+        }
+        if wanted("scaling") {
+            scaling::run(&mut b)?;
+        }
+        if wanted("spray") {
+            spray::run(&mut b)?;
+        }
+        if wanted("cluster") && !args.skip_cluster {
+            cluster::run(&mut b)?;
+        }
     }
 
     let mut results = b.results;

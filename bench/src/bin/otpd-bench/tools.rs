@@ -36,6 +36,7 @@ impl Tools {
 }
 
 /// How one load-generator run is shaped.
+#[derive(Clone)]
 pub(super) struct Load {
     pub(super) port: u16,
     pub(super) first_user: u64,
@@ -50,6 +51,8 @@ pub(super) struct Load {
     pub(super) rate: Option<f64>,
     /// Milliseconds before a retransmission (none: the load generator's 1 s).
     pub(super) timeout_ms: Option<u64>,
+    /// Retransmissions before a request counts as lost (none: the load generator's 2).
+    pub(super) retries: Option<u32>,
 }
 
 /// Runs the load generator against the server `pid` and measures the server's CPU time.
@@ -76,10 +79,21 @@ pub(super) fn measure(
 }
 
 pub(super) fn loadgen(tools: &Tools, l: &Load) -> anyhow::Result<Report> {
+    let out = stdout_of(&mut loadgen_command(tools, l, &[], false), "otpd-loadgen")?;
+    serde_json::from_slice(&out).context("otpd-loadgen's report")
+}
+
+/// The load generator's command for `l`, on `l.port` and the `more` ports (fail-over), with
+/// every request's timing in its report when `samples`.
+pub(super) fn loadgen_command(tools: &Tools, l: &Load, more: &[u16], samples: bool) -> Command {
     let mut cmd = Command::new(&tools.loadgen);
-    cmd.arg("--target")
-        .arg(format!("127.0.0.1:{}", l.port))
-        .args(["--secret", SECRET, "--json"])
+    for port in std::iter::once(l.port).chain(more.iter().copied()) {
+        cmd.arg("--target").arg(format!("127.0.0.1:{port}"));
+    }
+    if samples {
+        cmd.arg("--samples");
+    }
+    cmd.args(["--secret", SECRET, "--json"])
         .arg("--first-user")
         .arg(l.first_user.to_string())
         .arg("--users")
@@ -105,8 +119,10 @@ pub(super) fn loadgen(tools: &Tools, l: &Load) -> anyhow::Result<Report> {
     if let Some(t) = l.timeout_ms {
         cmd.arg("--timeout-ms").arg(t.to_string());
     }
-    let out = stdout_of(&mut cmd, "otpd-loadgen")?;
-    serde_json::from_slice(&out).context("otpd-loadgen's report")
+    if let Some(r) = l.retries {
+        cmd.arg("--retries").arg(r.to_string());
+    }
+    cmd
 }
 
 /// Runs `cmd` to its end; its stdout, or an error with its stderr when it fails.
@@ -134,6 +150,7 @@ impl Load {
             replay_ok: false,
             rate: None,
             timeout_ms: None,
+            retries: None,
         }
     }
 
@@ -151,6 +168,7 @@ impl Load {
             replay_ok: true,
             rate: None,
             timeout_ms: None,
+            retries: None,
         }
     }
 }
