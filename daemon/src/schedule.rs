@@ -1,6 +1,7 @@
 //! Who gets the next hashing worker. There is one worker per core (argon2 and sled run on
 //! them, never on the reactor); work that finds them all busy waits in the line of its
-//! [`Class`], and a freed worker goes to the first line that is not empty. Within a line the
+//! [`Class`], and a freed worker goes to the first line that is not empty (one in eight to
+//! the request that waited longest, so no line starves on a saturated node). Within a line the
 //! [`Source`]s take turns, so one source's backlog does not delay another's next request.
 //! The back lines are bounded per source and per line: what does not fit is refused at once
 //! (a RADIUS reject, audit reason `overloaded` or `client_rate_limited`) instead of waiting
@@ -175,6 +176,12 @@ impl Line {
         None
     }
 
+    /// The id (arrival order) of the waiter whose turn it is.
+    fn next_id(&self) -> Option<u64> {
+        let source = self.turns.front()?;
+        Some(self.by_source.get(source)?.front()?.id)
+    }
+
     /// Takes waiter `id` out of the line; false if it is not there (it was granted).
     fn remove(&mut self, source: &Source, id: u64) -> bool {
         let Some(queue) = self.by_source.get_mut(source) else {
@@ -196,8 +203,16 @@ impl Line {
 struct State {
     idle: usize,
     next_id: u64,
+    /// Workers handed out from the lines so far (every [`OLDEST_SHARE`]th goes by age).
+    granted: u64,
     lines: [Line; 5],
 }
+
+/// One freed worker in this many goes to the longest-waiting request of any line, not to
+/// the first line: while the front lines stay full (a saturated node), the back lines
+/// still move, at this share of the workers. A customer's worst wait stays short, and a
+/// request in a back line is answered while a gateway still waits for it.
+const OLDEST_SHARE: u64 = 8;
 
 /// The hashing workers and the lines in front of them. Invariant: a worker is idle only
 /// when every line is empty (a freed worker goes straight to the next waiter).
@@ -213,6 +228,7 @@ impl Scheduler {
             state: Mutex::new(State {
                 idle: workers.max(1),
                 next_id: 0,
+                granted: 0,
                 lines: Default::default(),
             }),
         }
@@ -258,9 +274,25 @@ impl Scheduler {
         Class::ALL.map(|c| s.lines[c.index()].len)
     }
 
-    /// Hands a freed worker to the first waiter, or leaves it idle.
+    /// Hands a freed worker to the first waiter (every [`OLDEST_SHARE`]th time: to the
+    /// one that waited longest), or leaves it idle.
     fn release(&self) {
         let mut s = self.lock();
+        s.granted = s.granted.wrapping_add(1);
+        if s.granted % OLDEST_SHARE == 0 {
+            while let Some(class) = Class::ALL
+                .into_iter()
+                .filter_map(|c| Some((s.lines[c.index()].next_id()?, c)))
+                .min()
+                .map(|(_, c)| c)
+            {
+                if let Some(w) = s.lines[class.index()].pop() {
+                    if w.grant.send(()).is_ok() {
+                        return;
+                    }
+                }
+            }
+        }
         for class in Class::ALL {
             while let Some(w) = s.lines[class.index()].pop() {
                 // A waiter leaves its line (under this lock) before its receiver goes.
@@ -269,6 +301,8 @@ impl Scheduler {
                 }
             }
         }
+        // Nobody waited: this release handed nothing out.
+        s.granted = s.granted.wrapping_sub(1);
         s.idle += 1;
     }
 
@@ -401,6 +435,35 @@ mod tests {
             assert_eq!(t.await.expect("task"), Ok(()));
         }
         assert_eq!(sched.waiting(), [0; 5]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_back_line_still_moves_while_the_front_lines_stay_full() {
+        let sched = Arc::new(Scheduler::new(1, Bounds::default()));
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut tasks = vec![enter(&sched, Class::Proven, gw(None), "busy", HASH, &tx)];
+        settle().await;
+        tasks.push(enter(
+            &sched,
+            Class::Doubtful,
+            gw(None),
+            "doubtful",
+            HASH,
+            &tx,
+        ));
+        settle().await;
+        for _ in 0..20 {
+            tasks.push(enter(&sched, Class::Proven, gw(None), "proven", HASH, &tx));
+        }
+        settle().await;
+        let got = order(&mut rx, 22).await;
+        let at = got.iter().position(|t| *t == "doubtful").expect("admitted");
+        // Strict priority would admit it last (21st); it waited longest, so the eighth
+        // freed worker is its.
+        assert_eq!(at, OLDEST_SHARE as usize, "admitted in {got:?}");
+        for t in tasks {
+            assert_eq!(t.await.expect("task"), Ok(()));
+        }
     }
 
     #[tokio::test(start_paused = true)]
