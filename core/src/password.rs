@@ -249,6 +249,19 @@ impl HashParams {
 mod tests {
     use super::*;
 
+    #[test]
+    fn quick_means_a_few_mebibytes_of_memory_passes_at_most() {
+        let p = |memory_kib, iterations| HashParams {
+            memory_kib,
+            iterations,
+            parallelism: 1,
+        };
+        assert!(p(64, 1).quick(), "the benchmark's pipeline setting");
+        assert!(p(1024, 4).quick());
+        assert!(!p(1024, 5).quick());
+        assert!(!HashParams::default().quick(), "the production default");
+    }
+
     const CHEAP: HashParams = HashParams {
         memory_kib: 64,
         iterations: 1,

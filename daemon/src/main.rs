@@ -61,7 +61,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    limit_malloc_arenas();
+    tune_allocator();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -81,10 +81,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// glibc gives every thread that allocates its own arena (up to 8 per core); the hashing
-/// pool and sled's threads then keep hundreds of MiB of freed memory. Two arenas keep the
-/// resident size bounded at no measurable cost in throughput.
-fn limit_malloc_arenas() {
+/// Tunes the allocator before any thread starts.
+fn tune_allocator() {
     // mimalloc.h's `mi_option_arena_eager_commit` (the fifth option, in v2 and v3): with
     // eager commits, memory freed under a write burst stays resident; off, it is returned.
     const ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
