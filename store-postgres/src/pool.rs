@@ -7,12 +7,13 @@
 //! finds its connection dead, [`Pool::discard_idle`] drops the idle ones too: they were
 //! most likely opened to the same server and died with it.
 
+use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use otpd_core::store::StoreError;
-use postgres::Client;
+use postgres::{Client, Statement};
 
 use crate::connect::Target;
 
@@ -43,8 +44,48 @@ pub struct Pool {
     freed: Condvar,
 }
 
+/// An open connection and the statements prepared on it: a statement is parsed and
+/// planned by the server once per connection, not once per call (which cost a round trip
+/// and a plan for every call).
+pub struct Session {
+    client: Client,
+    prepared: HashMap<String, Statement>,
+}
+
+impl Session {
+    fn new(client: Client) -> Session {
+        Session {
+            client,
+            prepared: HashMap::new(),
+        }
+    }
+
+    /// `sql` prepared on this connection (at its first use here).
+    pub fn prepared(&mut self, sql: &str) -> Result<Statement, postgres::Error> {
+        if let Some(st) = self.prepared.get(sql) {
+            return Ok(st.clone());
+        }
+        let st = self.client.prepare(sql)?;
+        self.prepared.insert(sql.to_string(), st.clone());
+        Ok(st)
+    }
+}
+
+impl Deref for Session {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl DerefMut for Session {
+    fn deref_mut(&mut self) -> &mut Client {
+        &mut self.client
+    }
+}
+
 struct State {
-    idle: Vec<Client>,
+    idle: Vec<Session>,
     /// Connections open or being opened, idle ones included.
     open: usize,
 }
@@ -89,7 +130,7 @@ impl Pool {
                 return match self.target.connect() {
                     Ok(client) => Ok(Conn {
                         pool: self,
-                        client: Some(client),
+                        client: Some(Session::new(client)),
                         reused: false,
                     }),
                     Err(e) => {
@@ -144,7 +185,7 @@ impl Drop for Pool {
 /// A connection lent by the [`Pool`]; given back when dropped.
 pub struct Conn<'a> {
     pool: &'a Pool,
-    client: Option<Client>,
+    client: Option<Session>,
     /// Whether it was idle in the pool before (and may have died there unnoticed), rather
     /// than opened for this call.
     reused: bool,
@@ -157,8 +198,8 @@ impl Conn<'_> {
 }
 
 impl Deref for Conn<'_> {
-    type Target = Client;
-    fn deref(&self) -> &Client {
+    type Target = Session;
+    fn deref(&self) -> &Session {
         self.client
             .as_ref()
             .expect("a lent connection is present until dropped")
@@ -166,7 +207,7 @@ impl Deref for Conn<'_> {
 }
 
 impl DerefMut for Conn<'_> {
-    fn deref_mut(&mut self) -> &mut Client {
+    fn deref_mut(&mut self) -> &mut Session {
         self.client
             .as_mut()
             .expect("a lent connection is present until dropped")

@@ -14,7 +14,7 @@ use postgres::types::ToSql;
 use postgres::Row;
 
 use crate::connect::Target;
-use crate::pool::{off_reactor, Pool};
+use crate::pool::{off_reactor, Pool, Session};
 use crate::schema::{self, Migration};
 use crate::Settings;
 
@@ -65,7 +65,7 @@ impl PgStore {
     fn on_conn<T>(
         &self,
         retry: Retry,
-        mut f: impl FnMut(&mut postgres::Client) -> Result<T, StoreError> + Send,
+        mut f: impl FnMut(&mut Session) -> Result<T, StoreError> + Send,
     ) -> Result<T, StoreError>
     where
         T: Send,
@@ -98,7 +98,8 @@ impl PgStore {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, StoreError> {
         self.on_conn(retry, |c| {
-            c.query(sql, params)
+            let st = c.prepared(sql);
+            st.and_then(|st| c.query(&st, params))
                 .map_err(|e| self.pool.target.error(doing, &e))
         })
     }
@@ -111,7 +112,8 @@ impl PgStore {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<u64, StoreError> {
         self.on_conn(retry, |c| {
-            c.execute(sql, params)
+            let st = c.prepared(sql);
+            st.and_then(|st| c.execute(&st, params))
                 .map_err(|e| self.pool.target.error(doing, &e))
         })
     }
