@@ -114,14 +114,14 @@ fn a_code_accepted_on_one_node_is_refused_on_the_other() {
 #[test]
 fn the_same_fresh_code_at_both_nodes_is_accepted_once() {
     let pg = Postgres::start();
-    let (a, b) = both(&pg, FAST);
-    let users = 10;
+    // otp.window = 10: each user has eleven fresh steps, the current one and the ten after.
+    let (a, b) = both(&pg, &format!("{FAST}window = 10\n"));
+    let users = 20;
     let secrets: Vec<String> = (0..users)
         .map(|u| activate(&a, &format!("race{u}"), "pw"))
         .collect();
     let servers = [a.radius(), b.radius()];
-    // Each user has two fresh steps: the current one, then the next (otp.window = 1).
-    let rounds = 2;
+    let rounds = 10;
     let copies = 6;
     let mut accepts_per_code = Vec::new();
     let mut accepted_by = [0usize; 2];
