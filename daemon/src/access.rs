@@ -11,7 +11,7 @@ use crate::clock;
 use crate::limit::Bucket;
 use crate::ops::{LoginStep, Ops};
 use crate::radius::{AccessHandler, AccessInput, AccessRequest, Decision};
-use crate::schedule::{Class, Source};
+use crate::schedule::Source;
 
 pub const ASK_OTP: &str = "ワンタイムパスワードを入力してください / Enter your one-time password: ";
 pub const LOGIN_FAILED: &str = "ログインできませんでした / Login failed";
@@ -46,22 +46,18 @@ impl AccessHandler for Access {
         // users' logins wait behind other sources' (a customer's correct login still gets
         // through), and only what does not fit in the bounded back lines is refused.
         let spent = !self.budget.has_budget(&source, clock::instant());
-        let user = req.user_name;
-        let (class, step, challenged) = match req.input {
-            AccessInput::Password(pw) => {
-                let record = self.ops.login_class(user.clone(), pw.clone()).await;
-                (
-                    Class::of_login(record, spent),
-                    LoginStep::Password(pw),
-                    false,
-                )
-            }
+        let (step, challenged) = match req.input {
+            AccessInput::Password(pw) => (LoginStep::Password(pw), false),
             // Our challenge was answered: the password is proven, the user mid-login.
             AccessInput::ChallengeResponse { otp, state } => {
-                (Class::Proven, LoginStep::Challenge(otp, state), true)
+                (LoginStep::Challenge(otp, state), true)
             }
         };
-        let Ok(outcome) = self.ops.login_in(class, &source, user, step).await else {
+        let queued = self
+            .ops
+            .radius_login(&source, spent, req.user_name, step)
+            .await;
+        let Ok(outcome) = queued else {
             return Decision::Reject {
                 reply_message: Some(LOGIN_FAILED.to_string()),
                 reason: if spent {

@@ -14,7 +14,7 @@ use zeroize::Zeroizing;
 
 use crate::clock::{self, Clock};
 use crate::log::Logger;
-use crate::schedule::{Bounds, Class, Full, Scheduler, Source};
+use crate::schedule::{Bounds, Class, Full, Scheduler, Source, Worker};
 
 /// The front doors' way into the core: owns the blocking pool's bound, the wall clock each
 /// operation is handed as `now`, the durability wait and the audit lines.
@@ -177,8 +177,7 @@ impl Ops {
     }
 
     /// Runs `f` once a worker is free for `source` in `class`'s line; `Err(Full)` at once
-    /// when that line has no room for it. A RADIUS login runs on the thread that holds
-    /// it when that is short work (see [`Ops::inline`]); everything else on the blocking pool.
+    /// when that line has no room for it.
     async fn run_in<T, F>(
         &self,
         class: Class,
@@ -189,14 +188,25 @@ impl Ops {
         T: Send + 'static,
         F: FnOnce(&Service, UnixTime) -> T + Send + 'static,
     {
-        let _worker = self.workers.admit(class, source).await?;
+        let worker = self.workers.admit(class, source).await?;
+        Ok(self.run_on(worker, class, f).await)
+    }
+
+    /// Runs `f` on `worker`'s turn: a RADIUS login on the thread that holds it when that is
+    /// short work (see [`Ops::inline`]), everything else on the blocking pool.
+    async fn run_on<T, F>(&self, worker: Worker<'_>, class: Class, f: F) -> Result<T, OpError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Service, UnixTime) -> T + Send + 'static,
+    {
+        let _worker = worker;
         if class != Class::Plain && self.inline {
-            return Ok(self.here(f));
+            return self.here(f);
         }
         let (svc, clock) = (self.svc.clone(), self.clock.clone());
-        Ok(tokio::task::spawn_blocking(move || f(&svc, clock.now()))
+        tokio::task::spawn_blocking(move || f(&svc, clock.now()))
             .await
-            .map_err(|e| OpError::Store(format!("worker failed: {e}"))))
+            .map_err(|e| OpError::Store(format!("worker failed: {e}")))
     }
 
     /// `f` on this thread; a panic in it becomes an error, as on the blocking pool.
@@ -304,6 +314,33 @@ impl Ops {
         queued.unwrap_or(LoginOutcome::Reject(RejectReason::Store))
     }
 
+    /// A RADIUS login from `source` (`spent`: over its failure budget). With a worker free
+    /// it is evaluated at once; otherwise it waits in the line its record and source put it
+    /// in (one store read and the OTP's HMAC tell which, see [`Ops::login_class`]), and an
+    /// answer to our challenge (the password proven) in [`Class::Proven`]'s.
+    pub async fn radius_login(
+        &self,
+        source: &Source,
+        spent: bool,
+        login_id: String,
+        step: LoginStep,
+    ) -> Result<LoginOutcome, Full> {
+        if !self.store_available() {
+            return Ok(LoginOutcome::Reject(RejectReason::Store));
+        }
+        let class = match &step {
+            LoginStep::Challenge(..) => Class::Proven,
+            LoginStep::Password(secret) | LoginStep::Otp(secret) => {
+                if let Some(worker) = self.workers.try_admit() {
+                    return Ok(self.login_on(worker, Class::Clean, login_id, step).await);
+                }
+                let record = self.login_class(login_id.clone(), secret.clone()).await;
+                Class::of_login(record, spent)
+            }
+        };
+        self.login_in(class, source, login_id, step).await
+    }
+
     /// A login step waiting in `class`'s line for `source`; durable before it returns.
     /// `Err(Full)`: that line had no room, nothing was evaluated.
     pub async fn login_in(
@@ -317,9 +354,21 @@ impl Ops {
         if !self.store_available() {
             return Ok(LoginOutcome::Reject(RejectReason::Store));
         }
+        let worker = self.workers.admit(class, source).await?;
+        Ok(self.login_on(worker, class, login_id, step).await)
+    }
+
+    /// A login step on `worker`'s turn; durable before it returns.
+    async fn login_on(
+        &self,
+        worker: Worker<'_>,
+        class: Class,
+        login_id: String,
+        step: LoginStep,
+    ) -> LoginOutcome {
         let id = login_id.clone();
         let outcome = self
-            .run_in(class, source, move |svc, now| match step {
+            .run_on(worker, class, move |svc, now| match step {
                 LoginStep::Password(pw) => svc.login(&login_id, &pw, now),
                 LoginStep::Otp(otp) => svc.login_otp(&login_id, &otp, now),
                 LoginStep::Challenge(otp, state) => {
@@ -327,8 +376,8 @@ impl Ops {
                     svc.answer_challenge(&login_id, &otp, &key, state.expires_at(), now)
                 }
             })
-            .await?;
-        Ok(self.login_durable(&id, outcome).await)
+            .await;
+        self.login_durable(&id, outcome).await
     }
 
     /// Makes what the login wrote (and what it read that was not yet on disk) durable

@@ -267,6 +267,16 @@ impl Scheduler {
         waiting.granted().await
     }
 
+    /// A worker if one is idle now (then nobody waits in any line), without queueing.
+    pub fn try_admit(&self) -> Option<Worker<'_>> {
+        let mut s = self.lock();
+        if s.idle == 0 {
+            return None;
+        }
+        s.idle -= 1;
+        Some(Worker { sched: self })
+    }
+
     /// Requests waiting in each line, in [`Class`] order.
     #[cfg(test)]
     fn waiting(&self) -> [usize; 5] {
