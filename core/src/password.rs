@@ -78,11 +78,16 @@ static POOL: BlockPool = BlockPool {
 };
 
 /// Block sets kept for reuse beyond this many are released (zeroed first).
+/// Read once: `available_parallelism` reads the cgroup's CPU quota from /proc and /sys,
+/// about twenty system calls, and this was asked after every verification.
 fn pool_keep() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2)
-        .max(2)
+    static KEEP: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *KEEP.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+            .max(2)
+    })
 }
 
 impl BlockPool {

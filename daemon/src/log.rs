@@ -90,7 +90,7 @@ impl Logger {
         }
         // One write(2) per line: stderr is unbuffered, and eprintln! issues one per
         // formatted piece (six for this line), a cost paid on every audited login.
-        let text = format!("otpd[{}]: {}: {line}\n", std::process::id(), level.name());
+        let text = format!("otpd[{}]: {}: {line}\n", pid(), level.name());
         let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), text.as_bytes());
         if !to_syslog {
             return;
@@ -152,6 +152,13 @@ fn quote(v: &str) -> String {
     }
     s.push('"');
     s
+}
+
+/// This process's id, asked of the kernel once (each `getpid` is a system call, and every
+/// audited login writes a line).
+fn pid() -> u32 {
+    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *PID.get_or_init(std::process::id)
 }
 
 #[cfg(test)]
