@@ -91,7 +91,7 @@ impl Logger {
         // One write(2) per line: stderr is unbuffered, and eprintln! issues one per
         // formatted piece (six for this line), a cost paid on every audited login.
         let text = format!("otpd[{}]: {}: {line}\n", pid(), level.name());
-        let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), text.as_bytes());
+        write_stderr(text.as_bytes());
         if !to_syslog {
             return;
         }
@@ -152,6 +152,23 @@ fn quote(v: &str) -> String {
     }
     s.push('"');
     s
+}
+
+/// `bytes` to stderr in one write(2) when the kernel takes them whole, without std's
+/// stderr lock, which the workers contended for on every audited login. A line to a pipe
+/// (up to PIPE_BUF bytes) or to a file is not interleaved with another writer's.
+fn write_stderr(mut bytes: &[u8]) {
+    while !bytes.is_empty() {
+        // SAFETY: fd 2 is only written; the pointer and length come from a live slice.
+        let n = unsafe { libc::write(2, bytes.as_ptr().cast(), bytes.len()) };
+        match usize::try_from(n) {
+            Ok(0) => return,
+            Ok(n) => bytes = &bytes[n.min(bytes.len())..],
+            Err(_) if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted => {
+            }
+            Err(_) => return,
+        }
+    }
 }
 
 /// This process's id, asked of the kernel once (each `getpid` is a system call, and every

@@ -113,6 +113,8 @@ fn a_code_accepted_on_one_node_is_refused_on_the_other() {
 
 #[test]
 fn the_same_fresh_code_at_both_nodes_is_accepted_once() {
+    // Two nodes and a database under a burst: not beside the tests that bound time.
+    let _heavy = otpd_testkit::serial::heavy();
     let pg = Postgres::start();
     // otp.window = 10: each user has eleven fresh steps, the current one and the ten after.
     let (a, b) = both(&pg, &format!("{FAST}window = 10\n"));
@@ -768,6 +770,8 @@ fn burst_users(node: &Otpd, users: usize) -> Vec<String> {
 
 #[test]
 fn kill_9_of_one_node_mid_burst_loses_nothing_and_accepts_nothing_twice() {
+    // Two nodes and a database under a burst: not beside the tests that bound time.
+    let _heavy = otpd_testkit::serial::heavy();
     let pg = Postgres::start();
     let (mut a, b) = both(&pg, &burst_config(10));
     let users = 20;
@@ -870,6 +874,8 @@ fn health(node: &Otpd) -> u16 {
 
 #[test]
 fn the_database_stopped_mid_burst_then_started_refuses_then_recovers_and_accepts_nothing_twice() {
+    // Two nodes and a database under a burst: not beside the tests that bound time.
+    let _heavy = otpd_testkit::serial::heavy();
     let mut pg = Postgres::start();
     let (a, b) = both(&pg, &burst_config(5));
     let users = 8;
