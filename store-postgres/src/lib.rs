@@ -16,6 +16,7 @@
 //! SCRAM channel binding.
 
 mod connect;
+mod db;
 mod pool;
 mod schema;
 mod store;
@@ -129,7 +130,11 @@ pub fn probe(settings: &Settings) -> Result<Probe, StoreError> {
 
 fn probe_here(settings: &Settings) -> Result<Probe, StoreError> {
     let target = connect::Target::new(settings)?;
-    let mut client = target.connect()?;
+    let until = std::time::Instant::now() + target.connect_within + target.per_statement;
+    let mut client = target
+        .connect(until)
+        .map_err(|e| target.error("cannot connect", &e))?;
+    client.deadline(std::time::Instant::now() + target.per_statement);
     let found = schema::inspect(&mut client).map_err(|e| target.error("inspect", &e))?;
     if let Some(v) = found.schema_version {
         schema::refuse_newer(v)?;

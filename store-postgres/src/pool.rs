@@ -9,12 +9,12 @@
 
 use std::ops::{Deref, DerefMut};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::Instant;
 
 use otpd_core::store::StoreError;
-use postgres::Client;
 
 use crate::connect::Target;
+use crate::db::Db;
 
 /// Runs `f`, which blocks on the database, so that it may: as is on a plain thread or the
 /// daemon's blocking pool; through `block_in_place` on a worker of a multi-threaded tokio
@@ -37,29 +37,65 @@ pub fn off_reactor<T: Send>(f: impl FnOnce() -> T + Send) -> T {
 pub struct Pool {
     pub target: Target,
     size: usize,
-    /// How long a caller waits for a busy pool before it is told so.
-    wait: Duration,
     state: Mutex<State>,
     freed: Condvar,
 }
 
 struct State {
-    idle: Vec<Client>,
+    idle: Vec<Db>,
     /// Connections open or being opened, idle ones included.
     open: usize,
+    /// When a call last got no answer in time and nothing has answered since: for a
+    /// statement's wait after it, calls fail at once instead of each waiting its own out
+    /// (the health check keeps asking, and clears it once the server answers).
+    stalled: Option<Instant>,
 }
 
 impl Pool {
-    pub fn new(target: Target, size: usize, wait: Duration) -> Pool {
+    pub fn new(target: Target, size: usize) -> Pool {
         Pool {
             target,
             size: size.max(1),
-            wait,
             state: Mutex::new(State {
                 idle: Vec::new(),
                 open: 0,
+                stalled: None,
             }),
             freed: Condvar::new(),
+        }
+    }
+
+    /// A call got no answer in time: the idle connections go (they lead to the same
+    /// server), and the calls waiting for one, or coming within a statement's wait, fail.
+    pub fn stalled(&self) {
+        let idle = {
+            let mut state = self.lock();
+            state.stalled = Some(Instant::now());
+            let idle = std::mem::take(&mut state.idle);
+            state.open -= idle.len();
+            idle
+        };
+        self.freed.notify_all();
+        drop(idle);
+    }
+
+    /// The server answered.
+    pub fn answered(&self) {
+        let mut state = self.lock();
+        if state.stalled.is_some() {
+            state.stalled = None;
+        }
+    }
+
+    fn refuse_stalled(&self, state: &State) -> Result<(), StoreError> {
+        match state.stalled {
+            Some(at) if at.elapsed() < self.target.per_statement => Err(StoreError::Io(format!(
+                "PostgreSQL at {}: not answering ({} ms ago a statement got no answer within {} ms)",
+                self.target.location(),
+                at.elapsed().as_millis(),
+                self.target.per_statement.as_millis()
+            ))),
+            _ => Ok(()),
         }
     }
 
@@ -68,15 +104,17 @@ impl Pool {
     }
 
     /// An idle connection, a new one if fewer than `size` are open, or the first one given
-    /// back within `wait`.
-    pub fn get(&self) -> Result<Conn<'_>, StoreError> {
+    /// back, by `until`; at once an error while the server is taken to hang.
+    pub fn get(&self, until: Instant) -> Result<Conn<'_>, StoreError> {
         let mut state = self.lock();
         loop {
-            while let Some(client) = state.idle.pop() {
+            self.refuse_stalled(&state)?;
+            while let Some(mut client) = state.idle.pop() {
                 if client.is_closed() {
                     state.open -= 1;
                     continue;
                 }
+                client.deadline(until);
                 return Ok(Conn {
                     pool: self,
                     client: Some(client),
@@ -86,7 +124,11 @@ impl Pool {
             if state.open < self.size {
                 state.open += 1;
                 drop(state);
-                return match self.target.connect() {
+                let connected = self.target.connect(until);
+                if connected.is_ok() {
+                    self.answered();
+                }
+                return match connected {
                     Ok(client) => Ok(Conn {
                         pool: self,
                         client: Some(client),
@@ -94,22 +136,27 @@ impl Pool {
                     }),
                     Err(e) => {
                         self.lock().open -= 1;
-                        self.freed.notify_one();
-                        Err(e)
+                        if e.is_deadline() {
+                            self.stalled();
+                        } else {
+                            self.freed.notify_one();
+                        }
+                        Err(self.target.error("cannot connect", &e))
                     }
                 };
             }
-            let (next, waited) = self
+            let left = until.saturating_duration_since(Instant::now());
+            let (next, _) = self
                 .freed
-                .wait_timeout(state, self.wait)
+                .wait_timeout(state, left)
                 .unwrap_or_else(PoisonError::into_inner);
             state = next;
-            if waited.timed_out() && state.idle.is_empty() && state.open >= self.size {
+            if Instant::now() >= until && state.idle.is_empty() && state.open >= self.size {
                 return Err(StoreError::Io(format!(
-                    "PostgreSQL at {}: all {} connections stayed busy for {:?}; raise store.postgres.pool_size",
+                    "PostgreSQL at {}: all {} connections stayed busy for {} ms; raise store.postgres.pool_size",
                     self.target.location(),
                     self.size,
-                    self.wait
+                    self.target.per_statement.as_millis()
                 )));
             }
         }
@@ -144,7 +191,7 @@ impl Drop for Pool {
 /// A connection lent by the [`Pool`]; given back when dropped.
 pub struct Conn<'a> {
     pool: &'a Pool,
-    client: Option<Client>,
+    client: Option<Db>,
     /// Whether it was idle in the pool before (and may have died there unnoticed), rather
     /// than opened for this call.
     reused: bool,
@@ -157,8 +204,8 @@ impl Conn<'_> {
 }
 
 impl Deref for Conn<'_> {
-    type Target = Client;
-    fn deref(&self) -> &Client {
+    type Target = Db;
+    fn deref(&self) -> &Db {
         self.client
             .as_ref()
             .expect("a lent connection is present until dropped")
@@ -166,7 +213,7 @@ impl Deref for Conn<'_> {
 }
 
 impl DerefMut for Conn<'_> {
-    fn deref_mut(&mut self) -> &mut Client {
+    fn deref_mut(&mut self) -> &mut Db {
         self.client
             .as_mut()
             .expect("a lent connection is present until dropped")
