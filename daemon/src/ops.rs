@@ -129,7 +129,11 @@ impl Ops {
             self.note_store(checked.map_err(|e| e.to_string()));
             // While it is down, ask four times as often: logins are served again soon after
             // the store is back.
-            let next = if self.store_available() { every } else { every / 4 };
+            let next = if self.store_available() {
+                every
+            } else {
+                every / 4
+            };
             tokio::select! {
                 () = &mut stop => return,
                 () = tokio::time::sleep(next) => {}

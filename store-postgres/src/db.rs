@@ -123,24 +123,48 @@ impl Db {
 
     pub fn query(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, Fail> {
         let f = self.client.query(sql, params);
-        Self::wait(&self.runtime, &mut self.until, &mut self.broken, self.per_statement, f)
+        Self::wait(
+            &self.runtime,
+            &mut self.until,
+            &mut self.broken,
+            self.per_statement,
+            f,
+        )
     }
 
     pub fn query_one(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Row, Fail> {
         let f = self.client.query_one(sql, params);
-        Self::wait(&self.runtime, &mut self.until, &mut self.broken, self.per_statement, f)
+        Self::wait(
+            &self.runtime,
+            &mut self.until,
+            &mut self.broken,
+            self.per_statement,
+            f,
+        )
     }
 
     pub fn execute(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, Fail> {
         let f = self.client.execute(sql, params);
-        Self::wait(&self.runtime, &mut self.until, &mut self.broken, self.per_statement, f)
+        Self::wait(
+            &self.runtime,
+            &mut self.until,
+            &mut self.broken,
+            self.per_statement,
+            f,
+        )
     }
 
     /// One empty statement: the server answers, or not in time.
     pub fn ping(&mut self) -> Result<(), Fail> {
         let f = self.client.simple_query("");
-        Self::wait(&self.runtime, &mut self.until, &mut self.broken, self.per_statement, f)
-            .map(|_| ())
+        Self::wait(
+            &self.runtime,
+            &mut self.until,
+            &mut self.broken,
+            self.per_statement,
+            f,
+        )
+        .map(|_| ())
     }
 
     /// A transaction; dropped without [`Tx::commit`], it rolls back.

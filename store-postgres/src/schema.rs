@@ -6,8 +6,8 @@
 //! the replay mark `last_step` and the lock (`failures`, `locked_until`), so that each
 //! login writes one small conditional statement; `epoch` counts whole-record writes.
 
-use otpd_core::store::StoreError;
 use crate::db::{Db as Client, Fail};
+use otpd_core::store::StoreError;
 
 /// The newest schema this otpd knows.
 pub const SCHEMA_VERSION: i32 = 1;

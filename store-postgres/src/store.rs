@@ -103,7 +103,9 @@ impl PgStore {
             if retry == Retry::Never || !reused {
                 return Err(failed);
             }
-            let mut fresh = self.pool.get(Instant::now() + self.pool.target.per_statement)?;
+            let mut fresh = self
+                .pool
+                .get(Instant::now() + self.pool.target.per_statement)?;
             let again = f(&mut fresh);
             if fresh.timed_out() {
                 drop(fresh);
@@ -853,11 +855,7 @@ impl PgStore {
         Ok(out)
     }
 
-    fn restore_rows(
-        &self,
-        conn: &mut Db,
-        rows: &[ExportRow],
-    ) -> Result<(), StoreError> {
+    fn restore_rows(&self, conn: &mut Db, rows: &[ExportRow]) -> Result<(), StoreError> {
         let doing = "restore a backup";
         // Decoded and checked before anything is written; later rows of a key win.
         let mut users = Batch::default();

@@ -80,7 +80,10 @@ fn a_frozen_server_fails_each_call_within_its_wait_and_a_step_is_never_accepted_
     // The calls after it fail at once, before their own wait.
     let (read, took) = timed(|| s.get_user("taro"));
     assert!(read.is_err(), "a read on a frozen server fails");
-    assert!(took < Duration::from_millis(300), "read failed after {took:?}");
+    assert!(
+        took < Duration::from_millis(300),
+        "read failed after {took:?}"
+    );
     // The health check gives up within its own deadline (2 s), again and again: the
     // daemon's watch asks it every 250 ms while down, one at a time.
     for _ in 0..2 {
@@ -92,9 +95,11 @@ fn a_frozen_server_fails_each_call_within_its_wait_and_a_step_is_never_accepted_
         );
     }
     pg.thaw();
-    wait_until("the check passes after the thaw", Duration::from_secs(10), || {
-        s.check().ok()
-    });
+    wait_until(
+        "the check passes after the thaw",
+        Duration::from_secs(10),
+        || s.check().ok(),
+    );
     // The spend cut off above may have committed once the server woke: step 11 is then
     // spent; either way it is never accepted twice, and the next step is accepted once.
     let again = s.spend_step("taro", epoch, 11, NOW).expect("answered");

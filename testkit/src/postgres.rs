@@ -331,7 +331,11 @@ fn children_of(pid: i32) -> Vec<i32> {
         return out;
     };
     for entry in dir.flatten() {
-        let Some(child) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+        let Some(child) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
             continue;
         };
         let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {

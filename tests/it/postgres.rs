@@ -1163,8 +1163,16 @@ fn a_frozen_database_mid_burst_is_answered_in_time_then_recovers_and_accepts_not
     );
     assert_accepted_codes_refused(nodes, &secrets, &per_code);
     let log = a.stderr();
-    assert_eq!(log.matches("error: store unavailable: ").count(), 1, "{log}");
-    assert_eq!(log.matches("store available again after").count(), 1, "{log}");
+    assert_eq!(
+        log.matches("error: store unavailable: ").count(),
+        1,
+        "{log}"
+    );
+    assert_eq!(
+        log.matches("store available again after").count(),
+        1,
+        "{log}"
+    );
     assert!(
         !log.contains(pg.password()),
         "the log holds the database password"
