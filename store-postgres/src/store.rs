@@ -30,6 +30,19 @@ pub struct PgStore {
     probe: Mutex<Option<Db>>,
 }
 
+impl Drop for PgStore {
+    /// Closing a client blocks on its connection (as the pool's do): done where blocking
+    /// is allowed.
+    fn drop(&mut self) {
+        let probe = self
+            .probe
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        off_reactor(move || drop(probe));
+    }
+}
+
 /// How often `use_once` sweeps the keys that have expired.
 const PURGE_EVERY: u64 = 256;
 

@@ -118,3 +118,23 @@ fn a_frozen_server_fails_each_call_within_its_wait_and_a_step_is_never_accepted_
     );
     eprintln!("the cut-off spend had committed: {committed_before}");
 }
+
+#[test]
+fn a_store_whose_check_ran_drops_on_an_async_worker() {
+    let pg = Postgres::start();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dropped = runtime.block_on(async {
+        tokio::spawn(async move {
+            let s = PgStore::open(&settings(&pg)).expect("open");
+            s.check().expect("the server answers");
+            drop(s);
+            true
+        })
+        .await
+    });
+    assert!(dropped.is_ok(), "dropping the store panicked: {dropped:?}");
+}
