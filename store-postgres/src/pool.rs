@@ -18,7 +18,7 @@ use crate::db::Db;
 
 /// Runs `f`, which blocks on the database, so that it may: as is on a plain thread or the
 /// daemon's blocking pool; through `block_in_place` on a worker of a multi-threaded tokio
-/// runtime; on a thread of its own under a single-threaded one. The `postgres` client
+/// runtime; on a thread of its own under a single-threaded one. A connection ([`Db`])
 /// drives its connection with a runtime of its own, which tokio refuses to start on a
 /// thread that is driving asynchronous tasks.
 pub fn off_reactor<T: Send>(f: impl FnOnce() -> T + Send) -> T {
