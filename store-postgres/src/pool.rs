@@ -18,8 +18,8 @@ use crate::db::Db;
 
 /// Runs `f`, which blocks on the database, so that it may: as is on a plain thread or the
 /// daemon's blocking pool; through `block_in_place` on a worker of a multi-threaded tokio
-/// runtime; on a thread of its own under a single-threaded one. A connection ([`Db`])
-/// drives its connection with a runtime of its own, which tokio refuses to start on a
+/// runtime; on a thread of its own under a single-threaded one. A [`Db`] drives its
+/// socket with a runtime of its own, which tokio refuses to start on a
 /// thread that is driving asynchronous tasks.
 pub fn off_reactor<T: Send>(f: impl FnOnce() -> T + Send) -> T {
     use tokio::runtime::{Handle, RuntimeFlavor};
@@ -151,7 +151,8 @@ impl Pool {
                 .wait_timeout(state, left)
                 .unwrap_or_else(PoisonError::into_inner);
             state = next;
-            if Instant::now() >= until && state.idle.is_empty() && state.open >= self.size {
+            // A connection freed after the call's deadline would only time out its statement.
+            if Instant::now() >= until {
                 return Err(StoreError::Io(format!(
                     "PostgreSQL at {}: all {} connections stayed busy for {} ms; raise store.postgres.pool_size",
                     self.target.location(),
