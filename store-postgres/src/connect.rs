@@ -2,22 +2,37 @@
 //! over it, the TLS connector, and error messages that name the server but never carry a
 //! password (a connection string may hold one).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use otpd_core::store::StoreError;
-use postgres::config::Host;
-use postgres::Client;
+use tokio_postgres::config::Host;
 use tokio_postgres_rustls::MakeRustlsConnect;
 use zeroize::Zeroizing;
 
+use crate::db::{Db, Fail};
 use crate::{tls, Settings};
 
-/// How long a connection attempt to one host may take when the URL does not say.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a connection attempt to one host may take when the URL does not say
+/// (`connect_timeout`, in seconds). A login waits for it when no connection is idle.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How much longer than the server's `statement_timeout` a statement is waited for here
+/// before the server is taken to hang: the server's own cancel and its answer's way back.
+pub const ANSWER_MARGIN: Duration = Duration::from_millis(500);
+
+/// A connection idle this long is probed by TCP keepalives (when the URL does not say), so
+/// that one whose network died is found out before a login is lent it.
+const KEEPALIVES_IDLE: Duration = Duration::from_secs(10);
+const KEEPALIVES_INTERVAL: Duration = Duration::from_secs(2);
+const KEEPALIVES_RETRIES: u32 = 3;
 
 /// One database, ready to be connected to as often as the pool needs.
 pub struct Target {
-    config: postgres::Config,
+    config: tokio_postgres::Config,
+    /// How long a statement is waited for: `statement_timeout` and [`ANSWER_MARGIN`].
+    pub per_statement: Duration,
+    /// How long opening a connection may take, over every listed host.
+    pub connect_within: Duration,
     tls: MakeRustlsConnect,
     location: String,
     /// Every password this target knows, scrubbed from whatever it reports.
@@ -31,7 +46,7 @@ impl Target {
             secrets.push(p.clone());
         }
         check_url(&settings.url).map_err(|e| StoreError::Io(scrub(&e, &secrets)))?;
-        let mut config: postgres::Config = settings
+        let mut config: tokio_postgres::Config = settings
             .url
             .parse()
             .map_err(|e| StoreError::Io(scrub(&chain(&e), &secrets)))?;
@@ -44,6 +59,29 @@ impl Target {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
+        let per_statement = settings.statement_timeout + ANSWER_MARGIN;
+        // Data the server's kernel does not acknowledge (a network that drops packets)
+        // closes the connection after a statement's wait, keepalives included.
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(per_statement);
+        }
+        if !settings.url.contains("keepalives_idle") {
+            config.keepalives_idle(KEEPALIVES_IDLE);
+        }
+        if config.get_keepalives_interval().is_none() {
+            config.keepalives_interval(KEEPALIVES_INTERVAL);
+        }
+        if config.get_keepalives_retries().is_none() {
+            config.keepalives_retries(KEEPALIVES_RETRIES);
+        }
+        // tokio-postgres bounds only the TCP connect by `connect_timeout`; the handshake
+        // (TLS, authentication) is bounded here, each host in turn.
+        let hosts = u32::try_from(config.get_hosts().len().max(1)).unwrap_or(u32::MAX);
+        let connect_within = config
+            .get_connect_timeout()
+            .copied()
+            .unwrap_or(CONNECT_TIMEOUT)
+            .saturating_mul(hosts);
         if config.get_application_name().is_none() {
             config.application_name("otpd");
         }
@@ -57,9 +95,9 @@ impl Target {
         };
         config.options(&options);
         config.ssl_mode(match settings.sslmode {
-            crate::SslMode::Disable => postgres::config::SslMode::Disable,
-            crate::SslMode::Prefer => postgres::config::SslMode::Prefer,
-            _ => postgres::config::SslMode::Require,
+            crate::SslMode::Disable => tokio_postgres::config::SslMode::Disable,
+            crate::SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+            _ => tokio_postgres::config::SslMode::Require,
         });
         let tls = MakeRustlsConnect::new(tls::client_config(
             settings.sslmode,
@@ -68,17 +106,19 @@ impl Target {
         let location = location(&config);
         Ok(Target {
             config,
+            per_statement,
+            connect_within,
             tls,
             location,
             secrets,
         })
     }
 
-    /// Opens one connection (the URL's hosts in order, as libpq tries them).
-    pub fn connect(&self) -> Result<Client, StoreError> {
-        self.config
-            .connect(self.tls.clone())
-            .map_err(|e| self.error("cannot connect", &e))
+    /// Opens one connection (the URL's hosts in order, as libpq tries them), giving up at
+    /// `until` or after [`Target::connect_within`], whichever comes first.
+    pub fn connect(&self, until: Instant) -> Result<Db, Fail> {
+        let until = until.min(Instant::now() + self.connect_within);
+        Db::connect(&self.config, self.tls.clone(), self.per_statement, until)
     }
 
     /// "host:port[,host:port] database", for `otpctl status` and messages.
@@ -87,9 +127,17 @@ impl Target {
     }
 
     /// A database error as the store reports it: where, doing what, and why, scrubbed.
-    pub fn error(&self, doing: &str, e: &postgres::Error) -> StoreError {
+    pub fn error(&self, doing: &str, e: &Fail) -> StoreError {
+        let why = match e {
+            Fail::Db(e) => chain(e),
+            Fail::Deadline(waited) => format!(
+                "no answer within {} ms (the server hangs or the network drops packets)",
+                waited.as_millis()
+            ),
+            Fail::Local(e) => e.clone(),
+        };
         StoreError::Io(scrub(
-            &format!("PostgreSQL at {}: {doing}: {}", self.location, chain(e)),
+            &format!("PostgreSQL at {}: {doing}: {why}", self.location),
             &self.secrets,
         ))
     }
@@ -113,7 +161,7 @@ pub fn check_url(url: &str) -> Result<UrlFacts, String> {
             redact_url(url)
         ));
     }
-    let config: postgres::Config = url
+    let config: tokio_postgres::Config = url
         .parse()
         .map_err(|e| format!("`store.postgres.url` {}: {}", redact_url(url), chain(&e)))?;
     let local_only = config.get_hosts().iter().all(|h| match h {
@@ -152,7 +200,7 @@ fn scrub(text: &str, secrets: &[Zeroizing<String>]) -> String {
     out
 }
 
-fn location(config: &postgres::Config) -> String {
+fn location(config: &tokio_postgres::Config) -> String {
     let ports = config.get_ports();
     let hosts: Vec<String> = config
         .get_hosts()

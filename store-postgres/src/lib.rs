@@ -6,16 +6,21 @@
 //! commits before it returns (autocommit, `synchronous_commit` on), so "durable before
 //! acknowledged" needs no group commit here.
 //!
-//! The client is the synchronous `postgres` crate (tokio-postgres underneath): the `Store`
-//! trait is synchronous and runs on the daemon's blocking pool, and a synchronous client
-//! keeps a runtime from being driven inside the daemon's own. The connections sit in a
-//! small pool of our own (`pool.rs`: a mutex, a condition variable and `pool_size`
-//! clients), which is all the daemon's bounded pool of workers needs. TLS goes through
+//! The client is tokio-postgres, each connection driven by a current-thread runtime of its
+//! own only while a call waits on it (`db.rs`): the `Store` trait is synchronous and runs on
+//! the daemon's blocking pool, and a runtime of the connection's own keeps it from being
+//! driven inside the daemon's. Every wait has a deadline on this side: a server that hangs
+//! answers nothing, not even the error its `statement_timeout` would give. The
+//! connections sit in a small pool of our own (`pool.rs`: a mutex, a condition variable and
+//! `pool_size` clients), which is all the daemon's bounded pool of workers needs; the health
+//! check has one more of its own.
+//! TLS goes through
 //! `tokio-postgres-rustls` on the rustls and ring the daemon already uses for RADIUS over
 //! TLS and SMTP, so no second TLS library (and no OpenSSL) enters the build; it also gives
 //! SCRAM channel binding.
 
 mod connect;
+mod db;
 mod pool;
 mod schema;
 mod store;
@@ -129,7 +134,11 @@ pub fn probe(settings: &Settings) -> Result<Probe, StoreError> {
 
 fn probe_here(settings: &Settings) -> Result<Probe, StoreError> {
     let target = connect::Target::new(settings)?;
-    let mut client = target.connect()?;
+    let until = std::time::Instant::now() + target.connect_within + target.per_statement;
+    let mut client = target
+        .connect(until)
+        .map_err(|e| target.error("cannot connect", &e))?;
+    client.deadline(std::time::Instant::now() + target.per_statement);
     let found = schema::inspect(&mut client).map_err(|e| target.error("inspect", &e))?;
     if let Some(v) = found.schema_version {
         schema::refuse_newer(v)?;

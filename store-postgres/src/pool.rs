@@ -7,20 +7,19 @@
 //! finds its connection dead, [`Pool::discard_idle`] drops the idle ones too: they were
 //! most likely opened to the same server and died with it.
 
-use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::Instant;
 
 use otpd_core::store::StoreError;
-use postgres::{Client, Statement};
 
 use crate::connect::Target;
+use crate::db::Db;
 
 /// Runs `f`, which blocks on the database, so that it may: as is on a plain thread or the
 /// daemon's blocking pool; through `block_in_place` on a worker of a multi-threaded tokio
-/// runtime; on a thread of its own under a single-threaded one. The `postgres` client
-/// drives its connection with a runtime of its own, which tokio refuses to start on a
+/// runtime; on a thread of its own under a single-threaded one. A [`Db`] drives its
+/// socket with a runtime of its own, which tokio refuses to start on a
 /// thread that is driving asynchronous tasks.
 pub fn off_reactor<T: Send>(f: impl FnOnce() -> T + Send) -> T {
     use tokio::runtime::{Handle, RuntimeFlavor};
@@ -38,69 +37,65 @@ pub fn off_reactor<T: Send>(f: impl FnOnce() -> T + Send) -> T {
 pub struct Pool {
     pub target: Target,
     size: usize,
-    /// How long a caller waits for a busy pool before it is told so.
-    wait: Duration,
     state: Mutex<State>,
     freed: Condvar,
 }
 
-/// An open connection and the statements prepared on it: a statement is parsed and
-/// planned by the server once per connection, not once per call (which cost a round trip
-/// and a plan for every call).
-pub struct Session {
-    client: Client,
-    prepared: HashMap<String, Statement>,
-}
-
-impl Session {
-    fn new(client: Client) -> Session {
-        Session {
-            client,
-            prepared: HashMap::new(),
-        }
-    }
-
-    /// `sql` prepared on this connection (at its first use here).
-    pub fn prepared(&mut self, sql: &str) -> Result<Statement, postgres::Error> {
-        if let Some(st) = self.prepared.get(sql) {
-            return Ok(st.clone());
-        }
-        let st = self.client.prepare(sql)?;
-        self.prepared.insert(sql.to_string(), st.clone());
-        Ok(st)
-    }
-}
-
-impl Deref for Session {
-    type Target = Client;
-    fn deref(&self) -> &Client {
-        &self.client
-    }
-}
-
-impl DerefMut for Session {
-    fn deref_mut(&mut self) -> &mut Client {
-        &mut self.client
-    }
-}
-
 struct State {
-    idle: Vec<Session>,
+    idle: Vec<Db>,
     /// Connections open or being opened, idle ones included.
     open: usize,
+    /// When a call last got no answer in time and nothing has answered since: for a
+    /// statement's wait after it, calls fail at once instead of each waiting its own out
+    /// (the health check keeps asking, and clears it once the server answers).
+    stalled: Option<Instant>,
 }
 
 impl Pool {
-    pub fn new(target: Target, size: usize, wait: Duration) -> Pool {
+    pub fn new(target: Target, size: usize) -> Pool {
         Pool {
             target,
             size: size.max(1),
-            wait,
             state: Mutex::new(State {
                 idle: Vec::new(),
                 open: 0,
+                stalled: None,
             }),
             freed: Condvar::new(),
+        }
+    }
+
+    /// A call got no answer in time: the idle connections go (they lead to the same
+    /// server), and the calls waiting for one, or coming within a statement's wait, fail.
+    pub fn stalled(&self) {
+        let idle = {
+            let mut state = self.lock();
+            state.stalled = Some(Instant::now());
+            let idle = std::mem::take(&mut state.idle);
+            state.open -= idle.len();
+            idle
+        };
+        self.freed.notify_all();
+        drop(idle);
+    }
+
+    /// The server answered.
+    pub fn answered(&self) {
+        let mut state = self.lock();
+        if state.stalled.is_some() {
+            state.stalled = None;
+        }
+    }
+
+    fn refuse_stalled(&self, state: &State) -> Result<(), StoreError> {
+        match state.stalled {
+            Some(at) if at.elapsed() < self.target.per_statement => Err(StoreError::Io(format!(
+                "PostgreSQL at {}: not answering ({} ms ago a statement got no answer within {} ms)",
+                self.target.location(),
+                at.elapsed().as_millis(),
+                self.target.per_statement.as_millis()
+            ))),
+            _ => Ok(()),
         }
     }
 
@@ -109,15 +104,17 @@ impl Pool {
     }
 
     /// An idle connection, a new one if fewer than `size` are open, or the first one given
-    /// back within `wait`.
-    pub fn get(&self) -> Result<Conn<'_>, StoreError> {
+    /// back, by `until`; at once an error while the server is taken to hang.
+    pub fn get(&self, until: Instant) -> Result<Conn<'_>, StoreError> {
         let mut state = self.lock();
         loop {
-            while let Some(client) = state.idle.pop() {
+            self.refuse_stalled(&state)?;
+            while let Some(mut client) = state.idle.pop() {
                 if client.is_closed() {
                     state.open -= 1;
                     continue;
                 }
+                client.deadline(until);
                 return Ok(Conn {
                     pool: self,
                     client: Some(client),
@@ -127,30 +124,40 @@ impl Pool {
             if state.open < self.size {
                 state.open += 1;
                 drop(state);
-                return match self.target.connect() {
+                let connected = self.target.connect(until);
+                if connected.is_ok() {
+                    self.answered();
+                }
+                return match connected {
                     Ok(client) => Ok(Conn {
                         pool: self,
-                        client: Some(Session::new(client)),
+                        client: Some(client),
                         reused: false,
                     }),
                     Err(e) => {
                         self.lock().open -= 1;
-                        self.freed.notify_one();
-                        Err(e)
+                        if e.is_deadline() {
+                            self.stalled();
+                        } else {
+                            self.freed.notify_one();
+                        }
+                        Err(self.target.error("cannot connect", &e))
                     }
                 };
             }
-            let (next, waited) = self
+            let left = until.saturating_duration_since(Instant::now());
+            let (next, _) = self
                 .freed
-                .wait_timeout(state, self.wait)
+                .wait_timeout(state, left)
                 .unwrap_or_else(PoisonError::into_inner);
             state = next;
-            if waited.timed_out() && state.idle.is_empty() && state.open >= self.size {
+            // A connection freed after the call's deadline would only time out its statement.
+            if Instant::now() >= until {
                 return Err(StoreError::Io(format!(
-                    "PostgreSQL at {}: all {} connections stayed busy for {:?}; raise store.postgres.pool_size",
+                    "PostgreSQL at {}: all {} connections stayed busy for {} ms; raise store.postgres.pool_size",
                     self.target.location(),
                     self.size,
-                    self.wait
+                    self.target.per_statement.as_millis()
                 )));
             }
         }
@@ -185,7 +192,7 @@ impl Drop for Pool {
 /// A connection lent by the [`Pool`]; given back when dropped.
 pub struct Conn<'a> {
     pool: &'a Pool,
-    client: Option<Session>,
+    client: Option<Db>,
     /// Whether it was idle in the pool before (and may have died there unnoticed), rather
     /// than opened for this call.
     reused: bool,
@@ -198,8 +205,8 @@ impl Conn<'_> {
 }
 
 impl Deref for Conn<'_> {
-    type Target = Session;
-    fn deref(&self) -> &Session {
+    type Target = Db;
+    fn deref(&self) -> &Db {
         self.client
             .as_ref()
             .expect("a lent connection is present until dropped")
@@ -207,7 +214,7 @@ impl Deref for Conn<'_> {
 }
 
 impl DerefMut for Conn<'_> {
-    fn deref_mut(&mut self) -> &mut Session {
+    fn deref_mut(&mut self) -> &mut Db {
         self.client
             .as_mut()
             .expect("a lent connection is present until dropped")

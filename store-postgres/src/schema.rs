@@ -6,8 +6,8 @@
 //! the replay mark `last_step` and the lock (`failures`, `locked_until`), so that each
 //! login writes one small conditional statement; `epoch` counts whole-record writes.
 
+use crate::db::{Db as Client, Fail};
 use otpd_core::store::StoreError;
-use postgres::Client;
 
 /// The newest schema this otpd knows.
 pub const SCHEMA_VERSION: i32 = 1;
@@ -52,9 +52,9 @@ pub struct Found {
     pub users: Option<i64>,
 }
 
-pub fn inspect(client: &mut Client) -> Result<Found, postgres::Error> {
+pub fn inspect(client: &mut Client) -> Result<Found, Fail> {
     let server_version: String = client.query_one("SHOW server_version", &[])?.get(0);
-    let has = |client: &mut Client, table: &str| -> Result<bool, postgres::Error> {
+    let has = |client: &mut Client, table: &str| -> Result<bool, Fail> {
         Ok(client
             .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])?
             .get(0))
@@ -89,7 +89,7 @@ pub fn refuse_newer(found: i32) -> Result<(), StoreError> {
 
 /// Brings the schema to [`SCHEMA_VERSION`] in one transaction; returns the version found.
 pub fn migrate(client: &mut Client) -> Result<i32, Migration> {
-    let mut tx = client.transaction()?;
+    let mut tx = client.transaction(None, false)?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
     tx.batch_execute(
         "CREATE TABLE IF NOT EXISTS schema_version (
@@ -116,12 +116,12 @@ pub fn migrate(client: &mut Client) -> Result<i32, Migration> {
 
 /// Why a migration did not happen.
 pub enum Migration {
-    Db(postgres::Error),
+    Db(Fail),
     Refused(StoreError),
 }
 
-impl From<postgres::Error> for Migration {
-    fn from(e: postgres::Error) -> Self {
+impl From<Fail> for Migration {
+    fn from(e: Fail) -> Self {
         Migration::Db(e)
     }
 }

@@ -3,18 +3,19 @@
 //! win; a read after a write that changed nothing only says which refusal it was.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use otpd_core::lockout::{LockPolicy, LockState};
 use otpd_core::store::{DurableCallback, ExportRow, Marks, Spend, Store, StoreError, Versioned};
 use otpd_core::user::UserRecord;
 use otpd_core::UnixTime;
-use postgres::types::ToSql;
-use postgres::Row;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Row;
 
 use crate::connect::Target;
-use crate::pool::{off_reactor, Pool, Session};
+use crate::db::{Db, Fail};
+use crate::pool::{off_reactor, Pool};
 use crate::schema::{self, Migration};
 use crate::Settings;
 
@@ -24,6 +25,22 @@ pub struct PgStore {
     pool: Pool,
     /// Counts `use_once` calls: every `PURGE_EVERY`th also deletes the expired keys.
     once_calls: AtomicU64,
+    /// The health check's own connection, outside the pool: the check neither waits behind
+    /// calls that hold every pooled connection nor takes one from a login.
+    probe: Mutex<Option<Db>>,
+}
+
+impl Drop for PgStore {
+    /// Closing a client blocks on its connection (as the pool's do): done where blocking
+    /// is allowed.
+    fn drop(&mut self) {
+        let probe = self
+            .probe
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        off_reactor(move || drop(probe));
+    }
 }
 
 /// How often `use_once` sweeps the keys that have expired.
@@ -38,11 +55,9 @@ impl PgStore {
 
     fn open_here(settings: &Settings) -> Result<Arc<PgStore>, StoreError> {
         let target = Target::new(settings)?;
-        // A caller waits for a busy pool about as long as a statement may run.
-        let wait = settings.statement_timeout + Duration::from_secs(1);
-        let pool = Pool::new(target, settings.pool_size, wait);
+        let pool = Pool::new(target, settings.pool_size);
         {
-            let mut conn = pool.get()?;
+            let mut conn = pool.get(Instant::now() + pool.target.per_statement)?;
             match schema::migrate(&mut conn) {
                 Ok(_) => {}
                 Err(Migration::Refused(e)) => return Err(e),
@@ -54,6 +69,7 @@ impl PgStore {
         Ok(Arc::new(PgStore {
             pool,
             once_calls: AtomicU64::new(0),
+            probe: Mutex::new(None),
         }))
     }
 
@@ -62,20 +78,35 @@ impl PgStore {
     /// and a statement that is safe to repeat ([`Retry::Safe`]) is run once more on a new
     /// connection: the dead one never reached a server that could have run it, or a read
     /// lost its answer.
+    ///
+    /// The call's first statement is answered within the server's `statement_timeout` and
+    /// a margin from the call's start (waiting for a connection and opening one included),
+    /// each further one within as long again; one that is not has its connection closed,
+    /// is never sent again, and the calls after it fail at once for as long (see
+    /// [`Pool::stalled`]).
     fn on_conn<T>(
         &self,
         retry: Retry,
-        mut f: impl FnMut(&mut Session) -> Result<T, StoreError> + Send,
+        mut f: impl FnMut(&mut Db) -> Result<T, StoreError> + Send,
     ) -> Result<T, StoreError>
     where
         T: Send,
     {
         off_reactor(|| {
-            let mut conn = self.pool.get()?;
+            let until = Instant::now() + self.pool.target.per_statement;
+            let mut conn = self.pool.get(until)?;
             let failed = match f(&mut conn) {
-                Ok(v) => return Ok(v),
+                Ok(v) => {
+                    self.pool.answered();
+                    return Ok(v);
+                }
                 Err(e) => e,
             };
+            if conn.timed_out() {
+                drop(conn);
+                self.pool.stalled();
+                return Err(failed);
+            }
             if !conn.is_closed() {
                 return Err(failed);
             }
@@ -85,8 +116,15 @@ impl PgStore {
             if retry == Retry::Never || !reused {
                 return Err(failed);
             }
-            let mut fresh = self.pool.get()?;
-            f(&mut fresh)
+            let mut fresh = self
+                .pool
+                .get(Instant::now() + self.pool.target.per_statement)?;
+            let again = f(&mut fresh);
+            if fresh.timed_out() {
+                drop(fresh);
+                self.pool.stalled();
+            }
+            again
         })
     }
 
@@ -98,8 +136,7 @@ impl PgStore {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, StoreError> {
         self.on_conn(retry, |c| {
-            let st = c.prepared(sql);
-            st.and_then(|st| c.query(&st, params))
+            c.query(sql, params)
                 .map_err(|e| self.pool.target.error(doing, &e))
         })
     }
@@ -112,13 +149,12 @@ impl PgStore {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<u64, StoreError> {
         self.on_conn(retry, |c| {
-            let st = c.prepared(sql);
-            st.and_then(|st| c.execute(&st, params))
+            c.execute(sql, params)
                 .map_err(|e| self.pool.target.error(doing, &e))
         })
     }
 
-    fn db_error(&self, doing: &str) -> impl Fn(postgres::Error) -> StoreError + '_ {
+    fn db_error(&self, doing: &str) -> impl Fn(Fail) -> StoreError + '_ {
         let doing = doing.to_string();
         move |e| self.pool.target.error(&doing, &e)
     }
@@ -138,7 +174,8 @@ enum Retry {
     Never,
 }
 
-/// How long the store's health check waits for the database to answer.
+/// How long the store's health check waits for the database to answer (opening its
+/// connection included).
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What a login changes, kept in columns apart from the record.
@@ -696,22 +733,46 @@ impl Store for PgStore {
         false
     }
 
-    /// One round trip within [`CHECK_TIMEOUT`]. A connection that did not answer in time
-    /// is closed rather than lent again, and so are the idle ones: the server they were
-    /// opened to is not answering.
+    /// One round trip within [`CHECK_TIMEOUT`] on the check's own connection, opened
+    /// within the same deadline when there is none. When the server does not answer, that
+    /// connection is closed, and so are the idle ones of the pool: the server they were
+    /// opened to is not answering. An answer ends the pool's fail-fast.
     fn check(&self) -> Result<(), StoreError> {
         off_reactor(|| {
-            let answered = self.on_conn(Retry::Safe, |c| {
-                c.is_valid(CHECK_TIMEOUT).map_err(|e| {
-                    self.pool
-                        .target
-                        .error("check that the database answers", &e)
-                })
-            });
-            if answered.is_err() {
-                self.pool.discard_idle();
+            let doing = "check that the database answers";
+            let mut probe = self.probe.lock().unwrap_or_else(PoisonError::into_inner);
+            let until = Instant::now() + CHECK_TIMEOUT;
+            let mut db = match probe.take() {
+                Some(db) if !db.is_closed() => db,
+                _ => match self.pool.target.connect(until) {
+                    Ok(db) => db,
+                    Err(e) => {
+                        if e.is_deadline() {
+                            self.pool.stalled();
+                        } else {
+                            self.pool.discard_idle();
+                        }
+                        return Err(self.pool.target.error(doing, &e));
+                    }
+                },
+            };
+            db.deadline(until);
+            match db.ping() {
+                Ok(()) => {
+                    *probe = Some(db);
+                    self.pool.answered();
+                    Ok(())
+                }
+                Err(e) => {
+                    drop(db);
+                    if e.is_deadline() {
+                        self.pool.stalled();
+                    } else {
+                        self.pool.discard_idle();
+                    }
+                    Err(self.pool.target.error(doing, &e))
+                }
             }
-            answered
         })
     }
 
@@ -724,7 +785,7 @@ impl Store for PgStore {
 impl PgStore {
     fn export_page(
         &self,
-        conn: &mut postgres::Client,
+        conn: &mut Db,
         after: Option<(&str, &[u8])>,
         limit: usize,
     ) -> Result<Vec<ExportRow>, StoreError> {
@@ -736,10 +797,7 @@ impl PgStore {
         };
         // One snapshot for the page: a user and its link are read as of the same moment.
         let mut tx = conn
-            .build_transaction()
-            .isolation_level(postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
+            .transaction(Some(tokio_postgres::IsolationLevel::RepeatableRead), true)
             .map_err(self.db_error("start a backup page"))?;
         let mut out = Vec::new();
         for (i, name) in TREES.iter().enumerate().skip(first) {
@@ -810,11 +868,7 @@ impl PgStore {
         Ok(out)
     }
 
-    fn restore_rows(
-        &self,
-        conn: &mut postgres::Client,
-        rows: &[ExportRow],
-    ) -> Result<(), StoreError> {
+    fn restore_rows(&self, conn: &mut Db, rows: &[ExportRow]) -> Result<(), StoreError> {
         let doing = "restore a backup";
         // Decoded and checked before anything is written; later rows of a key win.
         let mut users = Batch::default();
@@ -838,7 +892,9 @@ impl PgStore {
                 }
             }
         }
-        let mut tx = conn.transaction().map_err(self.db_error(doing))?;
+        let mut tx = conn
+            .transaction(None, false)
+            .map_err(self.db_error(doing))?;
         // A thousand rows a statement: a million users restore in a thousand round trips.
         for chunk in users.rows.chunks(RESTORE_BATCH) {
             let ids: Vec<&str> = chunk.iter().map(|(id, _)| id.as_str()).collect();

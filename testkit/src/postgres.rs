@@ -28,6 +28,8 @@ pub struct Postgres {
     /// The server's `-o` options, kept so [`Postgres::start_again`] starts it as it was.
     options: String,
     running: bool,
+    /// The processes [`Postgres::freeze`] stopped, continued by [`Postgres::thaw`].
+    frozen: Vec<i32>,
 }
 
 impl Postgres {
@@ -68,6 +70,7 @@ impl Postgres {
             password: Alphanumeric.sample_string(&mut rand::thread_rng(), 24),
             options: String::new(),
             running: false,
+            frozen: Vec::new(),
         };
         let data = pg.data_dir();
         pg.run(
@@ -230,8 +233,38 @@ impl Postgres {
             ))
     }
 
+    /// Freezes the server as a hung machine would be: SIGSTOP to the postmaster (read from
+    /// `postmaster.pid`) and to every process of the server, its children. Its kernel still
+    /// accepts connections and acknowledges what is sent; nothing is ever answered.
+    pub fn freeze(&mut self) {
+        assert!(self.frozen.is_empty(), "the server is frozen already");
+        let pid_file = self.dir.path().join("data").join("postmaster.pid");
+        let text = std::fs::read_to_string(&pid_file)
+            .unwrap_or_else(|e| panic!("{}: {e}", pid_file.display()));
+        let postmaster: i32 = text
+            .lines()
+            .next()
+            .and_then(|l| l.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no pid in {}", pid_file.display()));
+        // The postmaster first, so that it starts no process once its children are listed.
+        signal(postmaster, libc::SIGSTOP);
+        self.frozen.push(postmaster);
+        for child in children_of(postmaster) {
+            signal(child, libc::SIGSTOP);
+            self.frozen.push(child);
+        }
+    }
+
+    /// Continues every process [`Postgres::freeze`] stopped; does nothing when none was.
+    pub fn thaw(&mut self) {
+        for pid in std::mem::take(&mut self.frozen).into_iter().rev() {
+            signal(pid, libc::SIGCONT);
+        }
+    }
+
     /// Stops the server (fast: open sessions are ended); later calls do nothing.
     pub fn stop(&mut self) {
+        self.thaw();
         if !std::mem::take(&mut self.running) {
             return;
         }
@@ -289,6 +322,45 @@ impl Postgres {
         );
         out
     }
+}
+
+/// The processes whose parent is `pid`, from /proc.
+fn children_of(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in dir.flatten() {
+        let Some(child) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid ...": the name may hold spaces and parentheses.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<i32>().ok());
+        if ppid == Some(pid) {
+            out.push(child);
+        }
+    }
+    out
+}
+
+fn signal(pid: i32, sig: libc::c_int) {
+    // SAFETY: kill(2) with a pid of the test's own server and a plain signal number.
+    let rc = unsafe { libc::kill(pid, sig) };
+    assert!(
+        rc == 0,
+        "kill({pid}, {sig}): {}",
+        std::io::Error::last_os_error()
+    );
 }
 
 impl Drop for Postgres {

@@ -1036,3 +1036,154 @@ fn the_database_stopped_mid_burst_then_started_refuses_then_recovers_and_accepts
         }
     }
 }
+
+/// A server that hangs: `statement_timeout` is the server's, so a frozen one never
+/// answers; each statement is waited for 1 s and a margin on otpd's side.
+const HANG_CONFIG: &str = "[store.postgres]\nstatement_timeout_ms = 1000\n";
+
+#[test]
+fn a_frozen_database_mid_burst_is_answered_in_time_then_recovers_and_accepts_nothing_twice() {
+    let mut pg = Postgres::start();
+    let a = node_a(&pg, &format!("{}{HANG_CONFIG}", burst_config(5)));
+    let users = 8;
+    let secrets = burst_users(&a, users);
+    let probe = activate(&a, "probe", "pw");
+    let probe_code = format!("pw{}", oathtool(&probe, None));
+    // One node: each attempt goes to it twice at once (one copy wins, the other is refused).
+    let nodes = [a.radius(), a.radius()];
+    let burst = Burst::start(nodes, &secrets, 6, 2, Duration::from_millis(25));
+    burst.wait_done(2, DEADLINE);
+    assert_eq!(health(&a), 200);
+    burst.allow(4);
+    wait_until("the burst to go on", DEADLINE, || {
+        (burst.done_total() >= 2 * users + users / 2).then_some(())
+    });
+
+    pg.freeze();
+    let frozen = Instant::now();
+    wait_until("/healthz to answer 503", DEADLINE, || {
+        (health(&a) == 503).then_some(())
+    });
+    assert!(
+        a.stderr().contains("error: store unavailable: "),
+        "{}",
+        a.stderr()
+    );
+    // The burst goes on against the frozen database for a while.
+    wait_until("refusals while the database is frozen", DEADLINE, || {
+        let sent_since = burst.answers().iter().filter(|x| x.sent >= frozen).count();
+        (sent_since >= 4 * users).then_some(())
+    });
+    let refused = to_all(&nodes, "probe", &probe_code);
+    assert!(
+        refused.iter().all(|(c, _)| *c == Some(ACCESS_REJECT)),
+        "with the database frozen: {refused:?}"
+    );
+    let lines = radius_lines(&a, "probe");
+    assert!(
+        lines
+            .last()
+            .is_some_and(|l| l.contains("reason=store_error")),
+        "{lines:#?}"
+    );
+
+    pg.thaw();
+    let thawed = Instant::now();
+    let probe_a = Client::connected(a.radius(), RADIUS_SECRET);
+    wait_until(
+        "a fresh code accepted once the database thawed",
+        DEADLINE,
+        || {
+            let r = probe_a.login(1, "probe", &probe_code);
+            (r.code == ACCESS_ACCEPT).then_some(())
+        },
+    );
+    let recover_ms = thawed.elapsed().as_millis();
+    assert_eq!(
+        Client::new(a.radius(), RADIUS_SECRET)
+            .login(2, "probe", &probe_code)
+            .code,
+        ACCESS_REJECT,
+        "the accepted code is refused again"
+    );
+    burst.give_up_refused();
+    burst.allow(6);
+    burst.wait_done(6, DEADLINE);
+    let answers = burst.stop();
+    wait_until("/healthz to answer 200 again", DEADLINE, || {
+        (health(&a) == 200).then_some(())
+    });
+
+    // Every login answered while the server was frozen (those in flight when it froze
+    // included), and how long each waited for its answer.
+    let during: Vec<&Answer> = answers
+        .iter()
+        .filter(|x| x.got >= frozen && x.sent <= thawed)
+        .collect();
+    let worst_ms = during
+        .iter()
+        .map(|x| x.got.duration_since(x.sent).as_millis())
+        .max()
+        .unwrap_or(0);
+    let per_code = accepts_per_code(&answers);
+    println!(
+        "database frozen mid-burst: {users} users, {} logins sent, {} answered while frozen (all refused: {}), {} codes accepted, accepts per code max {}",
+        answers.len(),
+        during.len(),
+        during
+            .iter()
+            .filter(|x| x.sent >= frozen)
+            .all(|x| x.code == Some(ACCESS_REJECT)),
+        per_code.values().sum::<usize>(),
+        per_code.values().max().unwrap_or(&0),
+    );
+    eprintln!("figure: worst_answer_while_frozen_ms={worst_ms} recover_after_thaw_ms={recover_ms}");
+    assert!(during.len() >= 4 * users, "{}", during.len());
+    assert!(
+        during.iter().all(|x| x.code.is_some()),
+        "a login went unanswered while the database was frozen"
+    );
+    assert!(
+        during
+            .iter()
+            .filter(|x| x.sent >= frozen)
+            .all(|x| x.code == Some(ACCESS_REJECT)),
+        "while the database was frozen, every login was refused: {:?}",
+        during
+            .iter()
+            .filter(|x| x.sent >= frozen && x.code != Some(ACCESS_REJECT))
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        worst_ms < 3000,
+        "a login answered {worst_ms} ms after it was sent: past a gateway's timeout"
+    );
+    assert!(
+        per_code.values().all(|n| *n == 1),
+        "a code accepted more than once: {:?}",
+        per_code.iter().filter(|(_, n)| **n > 1).collect::<Vec<_>>()
+    );
+    assert!(
+        answers.iter().filter(|x| !x.fresh).all(|x| !x.accepted()),
+        "a replayed code was accepted"
+    );
+    assert_accepted_codes_refused(nodes, &secrets, &per_code);
+    let log = a.stderr();
+    assert_eq!(
+        log.matches("error: store unavailable: ").count(),
+        1,
+        "{log}"
+    );
+    assert_eq!(
+        log.matches("store available again after").count(),
+        1,
+        "{log}"
+    );
+    assert!(
+        !log.contains(pg.password()),
+        "the log holds the database password"
+    );
+    for u in 0..users {
+        assert_eq!(a.show(&burst_user(u))["state"], "active");
+    }
+}

@@ -349,5 +349,5 @@ fn default_pool_size() -> usize {
 }
 
 fn default_statement_timeout_ms() -> u64 {
-    5000
+    2000
 }

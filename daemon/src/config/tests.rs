@@ -252,7 +252,7 @@ fn the_postgres_section_takes_its_defaults_and_its_password_file() {
     );
     assert_eq!(pg.sslmode, otpd_store_postgres::SslMode::Require);
     assert_eq!(pg.pool_size, 8);
-    assert_eq!(pg.statement_timeout, std::time::Duration::from_millis(5000));
+    assert_eq!(pg.statement_timeout, std::time::Duration::from_millis(2000));
     assert!(
         l.warnings
             .iter()
