@@ -4,18 +4,19 @@
 //! lock, a whole-record write is refused once anything changed, a single-use key is used
 //! once, two nodes never lease the same mail, and a backup restores into either engine.
 
+mod common;
+
+use common::{active, settings, NOW};
+
 use std::collections::BTreeSet;
 use std::sync::{Arc, Barrier};
-use std::time::Duration;
 
 use otpd_core::lifecycle::Token;
 use otpd_core::lockout::{LockPolicy, LockState};
-use otpd_core::seal::Sealed;
 use otpd_core::store::{SledStore, Spend, Store};
 use otpd_core::user::UserRecord;
-use otpd_store_postgres::{PgStore, Settings, SslMode};
+use otpd_store_postgres::PgStore;
 use otpd_testkit::postgres::Postgres;
-use zeroize::Zeroizing;
 
 /// A store under test: two handles (two nodes' worth for PostgreSQL; the one shared handle
 /// for sled, which one process opens once) and what keeps its data alive.
@@ -38,20 +39,9 @@ fn sled() -> Engine {
     }
 }
 
-fn pg_settings(pg: &Postgres) -> Settings {
-    Settings {
-        url: pg.url(),
-        password: Some(Zeroizing::new(pg.password().to_string())),
-        sslmode: SslMode::Disable,
-        ca_file: None,
-        pool_size: 4,
-        statement_timeout: Duration::from_secs(5),
-    }
-}
-
 fn postgres() -> Engine {
     let pg = Postgres::start();
-    let s = pg_settings(&pg);
+    let s = settings(&pg);
     let a: Arc<dyn Store> = PgStore::open(&s).expect("open node a");
     let b: Arc<dyn Store> = PgStore::open(&s).expect("open node b");
     Engine {
@@ -59,29 +49,6 @@ fn postgres() -> Engine {
         a,
         b,
         _keep: Box::new(pg),
-    }
-}
-
-const NOW: i64 = 1_800_000_000;
-
-fn active(id: &str, last_step: u64) -> UserRecord {
-    UserRecord {
-        login_id: id.into(),
-        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
-        email: Some(format!("{id}@example.jp")),
-        created_at: NOW - 100,
-        token: Token::Active {
-            secret: Sealed {
-                nonce: "00".repeat(24),
-                ct: "ab".repeat(36),
-            },
-            activated_at: NOW - 50,
-            expires_at: NOW + 86_400 * 1461,
-            last_step,
-        },
-        lock: LockState::default(),
-        renew_lock: LockState::default(),
-        session_generation: 0,
     }
 }
 

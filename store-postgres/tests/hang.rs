@@ -3,57 +3,23 @@
 //! call fails within the statement's wait, the health check within its own, calls after a
 //! wait ran out fail at once, and a step whose spend got no answer is never accepted twice.
 
+mod common;
+
+use common::{active, settings, NOW};
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use otpd_core::lifecycle::Token;
-use otpd_core::lockout::LockState;
-use otpd_core::seal::Sealed;
 use otpd_core::store::{Spend, Store};
-use otpd_core::user::UserRecord;
-use otpd_store_postgres::{PgStore, Settings, SslMode};
+use otpd_store_postgres::{PgStore, Settings};
 use otpd_testkit::postgres::Postgres;
 use otpd_testkit::wait::wait_until;
-use zeroize::Zeroizing;
 
-const NOW: i64 = 1_800_000_000;
 const STATEMENT_TIMEOUT: Duration = Duration::from_millis(800);
 /// The statement's wait here: the server's timeout and the store's margin (500 ms).
 const WAIT: Duration = Duration::from_millis(1300);
 /// Scheduling slack on a shared machine.
 const SLACK: Duration = Duration::from_millis(700);
-
-fn settings(pg: &Postgres) -> Settings {
-    Settings {
-        url: pg.url(),
-        password: Some(Zeroizing::new(pg.password().to_string())),
-        sslmode: SslMode::Disable,
-        ca_file: None,
-        pool_size: 4,
-        statement_timeout: STATEMENT_TIMEOUT,
-    }
-}
-
-fn active(id: &str) -> UserRecord {
-    UserRecord {
-        login_id: id.into(),
-        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
-        email: None,
-        created_at: NOW - 100,
-        token: Token::Active {
-            secret: Sealed {
-                nonce: "00".repeat(24),
-                ct: "ab".repeat(36),
-            },
-            activated_at: NOW - 50,
-            expires_at: NOW + 86_400 * 1461,
-            last_step: 10,
-        },
-        lock: LockState::default(),
-        renew_lock: LockState::default(),
-        session_generation: 0,
-    }
-}
 
 fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
     let started = Instant::now();
@@ -64,9 +30,13 @@ fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
 #[test]
 fn a_frozen_server_fails_each_call_within_its_wait_and_a_step_is_never_accepted_twice() {
     let mut pg = Postgres::start();
-    let s: Arc<dyn Store> = PgStore::open(&settings(&pg)).expect("open");
+    let s: Arc<dyn Store> = PgStore::open(&Settings {
+        statement_timeout: STATEMENT_TIMEOUT,
+        ..settings(&pg)
+    })
+    .expect("open");
     assert!(s
-        .swap_user("taro", None, Some(&active("taro")))
+        .swap_user("taro", None, Some(&active("taro", 10)))
         .expect("create"));
     let epoch = s.get_user("taro").expect("read").expect("taro").epoch;
     s.check().expect("the server answers");
@@ -129,7 +99,11 @@ fn a_store_whose_check_ran_drops_on_an_async_worker() {
         .expect("runtime");
     let dropped = runtime.block_on(async {
         tokio::spawn(async move {
-            let s = PgStore::open(&settings(&pg)).expect("open");
+            let s = PgStore::open(&Settings {
+                statement_timeout: STATEMENT_TIMEOUT,
+                ..settings(&pg)
+            })
+            .expect("open");
             s.check().expect("the server answers");
             drop(s);
             true

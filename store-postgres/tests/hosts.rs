@@ -3,29 +3,13 @@
 //! no writes (here a server whose sessions are read-only, as a hot standby's are), and
 //! writes on the one that takes them.
 
-use std::time::Duration;
+mod common;
 
-use otpd_core::lifecycle::Token;
-use otpd_core::lockout::LockState;
+use common::{active, settings};
 use otpd_core::store::Store;
-use otpd_core::user::UserRecord;
-use otpd_store_postgres::{PgStore, Settings, SslMode};
+use otpd_store_postgres::{PgStore, Settings};
 use otpd_testkit::daemon::free_tcp_port;
 use otpd_testkit::postgres::Postgres;
-use zeroize::Zeroizing;
-
-fn user(id: &str) -> UserRecord {
-    UserRecord {
-        login_id: id.into(),
-        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
-        email: None,
-        created_at: 1,
-        token: Token::Unregistered,
-        lock: LockState::default(),
-        renew_lock: LockState::default(),
-        session_generation: 0,
-    }
-}
 
 #[test]
 fn the_store_skips_a_host_that_is_down_and_one_that_takes_no_writes() {
@@ -49,18 +33,15 @@ fn the_store_skips_a_host_that_is_down_and_one_that_takes_no_writes() {
     );
     let store = PgStore::open(&Settings {
         url,
-        password: Some(Zeroizing::new(primary.password().to_string())),
-        sslmode: SslMode::Disable,
-        ca_file: None,
         pool_size: 2,
-        statement_timeout: Duration::from_secs(5),
+        ..settings(&primary)
     })
     .expect("open: the third host takes writes");
     assert!(store
-        .swap_user("taro", None, Some(&user("taro")))
+        .swap_user("taro", None, Some(&active("taro", 10)))
         .expect("write"));
     let read = store.get_user("taro").expect("read").expect("present");
-    assert_eq!(read.value, user("taro"));
+    assert_eq!(read.value, active("taro", 10));
     assert_eq!(
         primary.psql("otpd", "SELECT count(*) FROM users WHERE login_id = 'taro'"),
         "1",

@@ -3,51 +3,15 @@
 //! at once (the connections that died with the server are not lent again), and a spent
 //! step stays spent.
 
+mod common;
+
+use common::{active, settings, NOW};
+
 use std::sync::Arc;
-use std::time::Duration;
 
-use otpd_core::lifecycle::Token;
-use otpd_core::lockout::LockState;
-use otpd_core::seal::Sealed;
 use otpd_core::store::{Spend, Store};
-use otpd_core::user::UserRecord;
-use otpd_store_postgres::{PgStore, Settings, SslMode};
+use otpd_store_postgres::PgStore;
 use otpd_testkit::postgres::Postgres;
-use zeroize::Zeroizing;
-
-const NOW: i64 = 1_800_000_000;
-
-fn settings(pg: &Postgres) -> Settings {
-    Settings {
-        url: pg.url(),
-        password: Some(Zeroizing::new(pg.password().to_string())),
-        sslmode: SslMode::Disable,
-        ca_file: None,
-        pool_size: 4,
-        statement_timeout: Duration::from_secs(5),
-    }
-}
-
-fn active(id: &str) -> UserRecord {
-    UserRecord {
-        login_id: id.into(),
-        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
-        email: None,
-        created_at: NOW - 100,
-        token: Token::Active {
-            secret: Sealed {
-                nonce: "00".repeat(24),
-                ct: "ab".repeat(36),
-            },
-            activated_at: NOW - 50,
-            expires_at: NOW + 86_400 * 1461,
-            last_step: 10,
-        },
-        lock: LockState::default(),
-        renew_lock: LockState::default(),
-        session_generation: 0,
-    }
-}
 
 /// Fills the pool with `n` connections at once (each thread holds one while the others
 /// take theirs), so that several sit idle when the server goes away.
@@ -72,7 +36,7 @@ fn after_a_database_restart_the_first_calls_are_answered() {
     let mut pg = Postgres::start();
     let s: Arc<dyn Store> = PgStore::open(&settings(&pg)).expect("open");
     assert!(s
-        .swap_user("taro", None, Some(&active("taro")))
+        .swap_user("taro", None, Some(&active("taro", 10)))
         .expect("create"));
     let epoch = s.get_user("taro").expect("read").expect("taro").epoch;
     assert_eq!(
