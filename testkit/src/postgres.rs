@@ -35,16 +35,23 @@ pub struct Postgres {
 impl Postgres {
     /// A new cluster with role and database `otpd`; returns once it accepts connections.
     pub fn start() -> Postgres {
-        Postgres::launch(None)
+        Postgres::launch(None, false)
+    }
+
+    /// As [`Postgres::start`], on the server's durable defaults (`fsync`,
+    /// `full_page_writes` on) instead of the tests' fast settings: every commit is on disk
+    /// before it is acknowledged, for a measurement that compares with a store that syncs.
+    pub fn start_durable() -> Postgres {
+        Postgres::launch(None, true)
     }
 
     /// As [`Postgres::start`], also offering TLS with this certificate (PEM, chain first)
     /// and key; clients choose whether to use it.
     pub fn start_tls(cert: &Path, key: &Path) -> Postgres {
-        Postgres::launch(Some((cert, key)))
+        Postgres::launch(Some((cert, key)), false)
     }
 
-    fn launch(tls: Option<(&Path, &Path)>) -> Postgres {
+    fn launch(tls: Option<(&Path, &Path)>, durable: bool) -> Postgres {
         let bin = pg_bin();
         let dir = tempfile::Builder::new()
             .prefix("otpd-pg-")
@@ -88,12 +95,15 @@ impl Postgres {
                 "--no-instructions",
             ],
         );
-        // fsync off: a test's cluster lives for seconds and never survives a power cut.
         let mut options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off",
+            "-p {} -k {} -c listen_addresses=127.0.0.1",
             pg.port,
             pg.dir.path().display()
         );
+        if !durable {
+            // fsync off: a test's cluster lives for seconds and never survives a power cut.
+            options.push_str(" -c fsync=off -c full_page_writes=off");
+        }
         if let Some((cert, key)) = tls {
             // The server reads them as its own user and refuses a key others may read.
             for (from, name, mode) in [(cert, "server.crt", 0o644), (key, "server.key", 0o600)] {
@@ -233,19 +243,29 @@ impl Postgres {
             ))
     }
 
+    /// The postmaster's process id (the first line of `postmaster.pid`), while it runs.
+    pub fn postmaster_pid(&self) -> Option<u32> {
+        let pid_file = self.dir.path().join("data").join("postmaster.pid");
+        std::fs::read_to_string(pid_file)
+            .ok()?
+            .lines()
+            .next()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// The server's version, as `SHOW server_version` says it.
+    pub fn version(&self) -> String {
+        self.psql("postgres", "SHOW server_version")
+    }
+
     /// Freezes the server as a hung machine would be: SIGSTOP to the postmaster (read from
     /// `postmaster.pid`) and to every process of the server, its children. Its kernel still
     /// accepts connections and acknowledges what is sent; nothing is ever answered.
     pub fn freeze(&mut self) {
         assert!(self.frozen.is_empty(), "the server is frozen already");
-        let pid_file = self.dir.path().join("data").join("postmaster.pid");
-        let text = std::fs::read_to_string(&pid_file)
-            .unwrap_or_else(|e| panic!("{}: {e}", pid_file.display()));
-        let postmaster: i32 = text
-            .lines()
-            .next()
-            .and_then(|l| l.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no pid in {}", pid_file.display()));
+        let postmaster = self.postmaster_pid().expect("the postmaster's pid") as i32;
         // The postmaster first, so that it starts no process once its children are listed.
         signal(postmaster, libc::SIGSTOP);
         self.frozen.push(postmaster);

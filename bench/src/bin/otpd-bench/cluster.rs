@@ -92,7 +92,7 @@ pub(super) fn run(b: &mut Bench) -> anyhow::Result<()> {
     let seeded = u64::from(rounds + 1) * users;
     note(&format!("cluster: seeding {seeded} users"));
     let (mut sled, _) = seeded_otpd(&b.tools, &sled_dir, seeded, CHEAP, 1)?;
-    let mut pg = Cluster::start(&root.join("postgres"))?;
+    let mut pg = Cluster::start()?;
     let version = pg.version();
     note(&format!(
         "cluster: PostgreSQL {version} on 127.0.0.1:{}, copying the store into it",
@@ -382,7 +382,7 @@ fn us(x: Option<f64>) -> String {
 
 fn print_cluster(c: &Cluster2) {
     println!(
-        "PostgreSQL {} (fsync, synchronous_commit on); {} users per run, store copied into it in {:.1} s",
+        "PostgreSQL {}; {} users per run, store copied into it in {:.1} s",
         c.postgres_version, c.users_per_round, c.copy_s
     );
     println!("{HEADER}   node A/B answered  node A/B CPU us/req  DB CPU us/req");
