@@ -5,7 +5,8 @@ use otpd::cli::Args;
 
 /// mimalloc instead of glibc's malloc: per-thread free lists without arena locks. Measured
 /// at 100k users, 64 logins in flight (BENCHMARKS.md, 2026-12-02): a quarter less CPU per
-/// login, and with eager arena commits off (below) a lower peak RSS than glibc's.
+/// login; built without transparent huge pages (daemon/Cargo.toml) its peak RSS is about
+/// glibc's (93-124 against 100-108 MiB), where with them it was 165 MiB.
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -85,6 +86,9 @@ fn main() -> ExitCode {
 fn tune_allocator() {
     // mimalloc.h's `mi_option_arena_eager_commit` (the fifth option, in v2 and v3): with
     // eager commits, memory freed under a write burst stays resident; off, it is returned.
+    // Set here it reaches only the arenas reserved after main starts: alone it left the
+    // peak at 137-143 MiB (the environment variable, read before main: 98 MiB); the
+    // build without transparent huge pages is what brought the peak down.
     const ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
     // SAFETY: mi_option_set only sets an allocator tunable; it is called before any thread
     // starts, and later arena reservations read it.
