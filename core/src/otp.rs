@@ -112,15 +112,16 @@ impl OtpParams {
         let first = current.saturating_sub(self.window);
         let last = current.saturating_add(self.window);
         let mut matched: Option<u64> = None;
+        let is_fresh = |step: u64| last_step.is_none_or(|l| step > l);
         // Every step is computed and compared in constant time, so timing does not tell
-        // which step (if any) matched.
+        // which step (if any) matched. Two steps of one window can show the same code: the
+        // earliest fresh one is taken, so no later code is burnt by a match ahead of it.
         for step in first..=last {
             let candidate = gen.generate(step.saturating_mul(self.period));
-            if bool::from(candidate.as_bytes().ct_eq(code.as_bytes())) {
-                let fresh = last_step.is_none_or(|l| step > l);
-                if fresh || matched.is_none() {
-                    matched = Some(step);
-                }
+            if bool::from(candidate.as_bytes().ct_eq(code.as_bytes()))
+                && matched.is_none_or(|m| is_fresh(step) && !is_fresh(m))
+            {
+                matched = Some(step);
             }
         }
         match matched {
@@ -252,6 +253,26 @@ mod tests {
         // The next step is fine.
         let next = p.code_for_step(SEED20, step + 1);
         assert_eq!(p.verify(SEED20, &next, now + 60, Some(step)), Ok(step + 1));
+    }
+
+    #[test]
+    fn a_code_shown_by_two_steps_of_the_window_spends_the_earlier_one() {
+        // SEED20 shows 037719 at steps 28687504 and 28687506.
+        let p = OtpParams::default();
+        let (early, late) = (28_687_504, 28_687_506);
+        assert_eq!(p.code_for_step(SEED20, early), "037719");
+        assert_eq!(p.code_for_step(SEED20, late), "037719");
+        let now = i64::try_from((early + 1) * p.period).expect("a time");
+        // Taking the later step would refuse the customer's next code (early + 1).
+        assert_eq!(p.verify(SEED20, "037719", now, None), Ok(early));
+        let next = p.code_for_step(SEED20, early + 1);
+        assert_eq!(p.verify(SEED20, &next, now, Some(early)), Ok(early + 1));
+        // Once the earlier step is spent, the same code is the later step's.
+        assert_eq!(p.verify(SEED20, "037719", now, Some(early)), Ok(late));
+        assert_eq!(
+            p.verify(SEED20, "037719", now, Some(late)),
+            Err(OtpRefusal::Replayed)
+        );
     }
 
     #[test]
