@@ -2,9 +2,9 @@
 //! now, the check says *which* step matched, and a step at or before the last accepted one is
 //! refused. This file is where "an OTP is used once" lives.
 
+use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
-use totp_rs::TOTP;
 
 use crate::UnixTime;
 
@@ -30,14 +30,6 @@ impl Algorithm {
             Algorithm::SHA1 => 20,
             Algorithm::SHA256 => 32,
             Algorithm::SHA512 => 64,
-        }
-    }
-
-    fn totp(self) -> totp_rs::Algorithm {
-        match self {
-            Algorithm::SHA1 => totp_rs::Algorithm::SHA1,
-            Algorithm::SHA256 => totp_rs::Algorithm::SHA256,
-            Algorithm::SHA512 => totp_rs::Algorithm::SHA512,
         }
     }
 }
@@ -72,16 +64,40 @@ pub enum OtpRefusal {
 }
 
 impl OtpParams {
-    fn generator(&self, secret: &[u8]) -> TOTP {
-        // new_unchecked: our secrets are generated at the right length; imported ones may be
-        // shorter (RFC 4226 allows 128 bits) and must still verify.
-        TOTP::new_unchecked(
-            self.algorithm.totp(),
-            self.digits,
-            0,
-            self.period,
-            secret.to_vec(),
-        )
+    /// The codes of `steps` for `secret`, in order (RFC 4226 §5.3, the counter being the
+    /// time step). The key is processed once for all of them.
+    fn codes(&self, secret: &[u8], steps: std::ops::RangeInclusive<u64>) -> Vec<u32> {
+        match self.algorithm {
+            Algorithm::SHA1 => self.codes_with::<Hmac<sha1::Sha1>>(secret, steps),
+            Algorithm::SHA256 => self.codes_with::<Hmac<sha2::Sha256>>(secret, steps),
+            Algorithm::SHA512 => self.codes_with::<Hmac<sha2::Sha512>>(secret, steps),
+        }
+    }
+
+    fn codes_with<M>(&self, secret: &[u8], steps: std::ops::RangeInclusive<u64>) -> Vec<u32>
+    where
+        M: Mac + hmac::digest::KeyInit + Clone,
+    {
+        // Any key length is accepted: imported secrets may be shorter than the hash's
+        // output (RFC 4226 allows 128 bits) and must still verify.
+        let Ok(keyed) = <M as Mac>::new_from_slice(secret) else {
+            return Vec::new();
+        };
+        let modulus = 10u32.pow(u32::try_from(self.digits).unwrap_or(6).min(9));
+        steps
+            .map(|step| {
+                let mut mac = keyed.clone();
+                mac.update(&step.to_be_bytes());
+                let digest = mac.finalize().into_bytes();
+                let offset = usize::from(digest[digest.len() - 1] & 0x0f);
+                let word = [0, 1, 2, 3].map(|i| digest[offset + i]);
+                (u32::from_be_bytes(word) & 0x7fff_ffff) % modulus
+            })
+            .collect()
+    }
+
+    fn format(&self, code: u32) -> String {
+        format!("{code:0width$}", width = self.digits)
     }
 
     /// The step that contains `now`.
@@ -91,8 +107,12 @@ impl OtpParams {
 
     /// The code shown for `step`.
     pub fn code_for_step(&self, secret: &[u8], step: u64) -> String {
-        self.generator(secret)
-            .generate(step.saturating_mul(self.period))
+        let code = self
+            .codes(secret, step..=step)
+            .first()
+            .copied()
+            .unwrap_or(0);
+        self.format(code)
     }
 
     /// Checks `code` against the window around `now` and refuses steps at or before
@@ -107,7 +127,9 @@ impl OtpParams {
         if code.len() != self.digits || !code.bytes().all(|b| b.is_ascii_digit()) {
             return Err(OtpRefusal::Invalid);
         }
-        let gen = self.generator(secret);
+        let Ok(code) = code.parse::<u32>() else {
+            return Err(OtpRefusal::Invalid);
+        };
         let current = self.step_at(now);
         let first = current.saturating_sub(self.window);
         let last = current.saturating_add(self.window);
@@ -116,9 +138,8 @@ impl OtpParams {
         // Every step is computed and compared in constant time, so timing does not tell
         // which step (if any) matched. Two steps of one window can show the same code: the
         // earliest fresh one is taken, so no later code is burnt by a match ahead of it.
-        for step in first..=last {
-            let candidate = gen.generate(step.saturating_mul(self.period));
-            if bool::from(candidate.as_bytes().ct_eq(code.as_bytes()))
+        for (step, candidate) in (first..=last).zip(self.codes(secret, first..=last)) {
+            if bool::from(candidate.to_be_bytes().ct_eq(&code.to_be_bytes()))
                 && matched.is_none_or(|m| is_fresh(step) && !is_fresh(m))
             {
                 matched = Some(step);

@@ -222,11 +222,12 @@ impl HashKind {
 
 /// Checks `password` against a stored hash, with the parameters recorded in the hash.
 pub fn verify(hash: &str, password: &str) -> bool {
+    // The PHC string is parsed once: the parse is what tells an argon2id hash.
+    if hash.starts_with("$argon2id$") {
+        return PasswordHash::new(hash).is_ok_and(|parsed| verify_argon2(&parsed, password));
+    }
     match HashKind::of(hash) {
-        Some(HashKind::Argon2id) => match PasswordHash::new(hash) {
-            Ok(parsed) => verify_argon2(&parsed, password),
-            Err(_) => false,
-        },
+        Some(HashKind::Argon2id) => false,
         Some(HashKind::Sha512Crypt) => sha_crypt::sha512_check(password, hash).is_ok(),
         Some(HashKind::Bcrypt) => bcrypt::verify(password, hash).unwrap_or(false),
         None => false,
@@ -237,16 +238,17 @@ impl HashParams {
     /// True when `hash` should be replaced at the next successful login: a legacy kind, or
     /// argon2id with other parameters than the configured ones.
     pub fn needs_rehash(&self, hash: &str) -> bool {
-        match HashKind::of(hash) {
-            Some(HashKind::Argon2id) => {
-                let want = format!(
-                    "m={},t={},p={}",
-                    self.memory_kib, self.iterations, self.parallelism
-                );
-                !hash.contains(&want)
-            }
-            _ => true,
-        }
+        // `$argon2id$v=19$m=…,t=…,p=…$salt$hash`: the parameters are compared as text, without
+        // parsing the whole string again (a login has just verified it).
+        let Some(rest) = hash.strip_prefix("$argon2id$") else {
+            return true;
+        };
+        let params = rest.split('$').nth(1).unwrap_or("");
+        params
+            != format!(
+                "m={},t={},p={}",
+                self.memory_kib, self.iterations, self.parallelism
+            )
     }
 }
 
