@@ -3,6 +3,7 @@
 //! store they live in. Time is always passed in (`now`), never read here.
 
 pub mod admin;
+mod cold;
 pub mod config;
 pub mod customer;
 pub mod error;

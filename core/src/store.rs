@@ -311,12 +311,25 @@ const CACHE_BYTES: u64 = 16 * 1024 * 1024;
 /// Where the store says which layout its users are in (in sled's default tree), and the
 /// layout of records and marks apart. A store without it may hold old-layout users.
 const LAYOUT_KEY: &[u8] = b"otpd-layout";
-const LAYOUT_MARKS: [u8; 1] = [2];
+/// 2: marks in their own tree, records as JSON (layout 1 of the record). 3: records in the
+/// binary layout 2 too.
+const LAYOUT_BINARY: [u8; 1] = [3];
+/// How many users a move of layout handles between two progress reports.
+pub const MIGRATION_REPORT_EVERY: usize = 100_000;
 
 impl SledStore {
     /// Opens (or creates) the store in `dir`, moving a store written before the marks had a
     /// tree of their own into the new layout (see [`SledStore::migrated`]).
     pub fn open(dir: &Path) -> Result<Arc<SledStore>, StoreError> {
+        SledStore::open_reporting(dir, &mut |_| {})
+    }
+
+    /// [`SledStore::open`], telling `progress` the count of users moved so far at every
+    /// [`MIGRATION_REPORT_EVERY`] while a move of layout runs (a million users take seconds).
+    pub fn open_reporting(
+        dir: &Path,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Arc<SledStore>, StoreError> {
         // Password hashes and e-mail addresses live here: only otpd may enter, whatever the
         // umask of whoever started it.
         std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
@@ -360,35 +373,47 @@ impl SledStore {
             observer,
             flusher: Mutex::new(Some(handle)),
         };
-        store.migrated = store.migrate()?;
+        store.migrated = store.migrate(progress)?;
         Ok(Arc::new(store))
     }
 
-    /// How many users this open moved from the old layout (the whole record as JSON, marks
-    /// inside) to record and marks apart. Nothing is lost: the marks are read from the record.
+    /// How many users this open moved from an older layout (the whole record as JSON, marks
+    /// inside; or the record as JSON beside its marks) to the binary record beside its
+    /// marks. Nothing is lost: the marks are read from the record, or kept.
     pub fn migrated(&self) -> usize {
         self.migrated
     }
 
-    /// Moves every user of the old layout, once: the store then says it holds the new
-    /// layout only, and later opens do not read every user again (at a million users that
-    /// read was 2 s of every start-up).
-    fn migrate(&self) -> Result<usize, StoreError> {
-        if self.db.get(LAYOUT_KEY)?.as_deref() == Some(LAYOUT_MARKS.as_slice()) {
+    /// Moves every user of an older layout, once: a record holding its own marks (before
+    /// the marks had a tree of their own) is written anew, record and marks; a JSON record
+    /// is re-encoded in the binary layout with its epoch, so its marks still match. The
+    /// store then says it holds the newest layout only, and later opens do not read every
+    /// user again (at a million users that read was 2 s of every start-up).
+    fn migrate(&self, progress: &mut dyn FnMut(usize)) -> Result<usize, StoreError> {
+        if self.db.get(LAYOUT_KEY)?.as_deref() == Some(LAYOUT_BINARY.as_slice()) {
             return Ok(0);
         }
         let mut moved = 0;
         for kv in self.users.iter() {
             let (key, raw) = kv?;
-            if raw.first() != Some(&b'{') {
-                continue;
+            match raw.first() {
+                Some(&b'{') => {
+                    let user = decode_record(&raw)?;
+                    let epoch = self.db.generate_id()?;
+                    self.write_user(&key, &user, epoch)?;
+                }
+                Some(&COLD_JSON) => {
+                    let (epoch, user) = decode_cold(&raw)?;
+                    self.users.insert(&key, encode_cold(&user, epoch)?)?;
+                }
+                _ => continue,
             }
-            let user = decode_record(&raw)?;
-            let epoch = self.db.generate_id()?;
-            self.write_user(&key, &user, epoch)?;
             moved += 1;
+            if moved % MIGRATION_REPORT_EVERY == 0 {
+                progress(moved);
+            }
         }
-        self.db.insert(LAYOUT_KEY, LAYOUT_MARKS.as_slice())?;
+        self.db.insert(LAYOUT_KEY, LAYOUT_BINARY.as_slice())?;
         self.db.flush()?;
         Ok(moved)
     }
@@ -542,22 +567,31 @@ fn encode_record(u: &UserRecord) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(u).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-/// The layout of a record: 1, the epoch (8 bytes, big-endian), the record as JSON. A value
-/// that starts with `{` is the old layout: the JSON alone, epoch 0, marks inside.
-const COLD_V1: u8 = 1;
+/// The layouts of a record: a version byte, the epoch (8 bytes, big-endian), the record:
+/// as JSON after 1, in the binary layout of `cold.rs` after 2 (what is written). A value
+/// that starts with `{` is the oldest layout: the JSON alone, epoch 0, marks inside.
+const COLD_JSON: u8 = 1;
+const COLD_BINARY: u8 = 2;
 
 fn encode_cold(u: &UserRecord, epoch: u64) -> Result<Vec<u8>, StoreError> {
     let mut out = Vec::with_capacity(256);
-    out.push(COLD_V1);
+    out.push(COLD_BINARY);
     out.extend_from_slice(&epoch.to_be_bytes());
-    out.extend_from_slice(&encode_record(u)?);
+    crate::cold::encode(u, &mut out).map_err(StoreError::Corrupt)?;
     Ok(out)
 }
 
 fn decode_cold(raw: &[u8]) -> Result<(u64, UserRecord), StoreError> {
     match raw.split_first() {
         Some((&b'{', _)) => Ok((0, decode_record(raw)?)),
-        Some((&COLD_V1, rest)) if rest.len() > 8 => {
+        Some((&COLD_BINARY, rest)) => match rest.split_first_chunk::<8>() {
+            Some((epoch, record)) => Ok((
+                u64::from_be_bytes(*epoch),
+                crate::cold::decode(record).map_err(StoreError::Corrupt)?,
+            )),
+            None => Err(StoreError::Corrupt("a user record cut short".into())),
+        },
+        Some((&COLD_JSON, rest)) if rest.len() > 8 => {
             let (epoch, json) = rest.split_at(8);
             let epoch = u64::from_be_bytes(epoch.try_into().unwrap_or_default());
             Ok((epoch, decode_record(json)?))
@@ -1042,6 +1076,61 @@ mod tests {
             s.get_user("taro").expect("read").expect("present").value,
             old
         );
+    }
+
+    #[test]
+    fn a_store_of_json_records_opens_in_the_binary_layout_with_nothing_lost() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut taro = active("taro", 29_000_000);
+        taro.lock.failures = 2;
+        taro.email = Some("taro@docomo.example.jp".into());
+        let hanako = user("hanako");
+        let epoch = 41u64;
+        {
+            // What otpd wrote until layout 3: marks in their tree, the record as version 1,
+            // the epoch and the JSON, and the store saying layout 2.
+            let db = sled::open(dir.path().join("store")).expect("sled");
+            let (users, marks) = (
+                db.open_tree("users").expect("tree"),
+                db.open_tree("marks").expect("tree"),
+            );
+            for u in [&taro, &hanako] {
+                let mut cold = vec![COLD_JSON];
+                cold.extend_from_slice(&epoch.to_be_bytes());
+                cold.extend_from_slice(&serde_json::to_vec(u).expect("json"));
+                users.insert(&u.login_id, cold).expect("record");
+                let hot = encode_marks(&Marks::of(u, epoch));
+                marks.insert(&u.login_id, hot.as_slice()).expect("marks");
+            }
+            db.insert(LAYOUT_KEY, [2u8].as_slice()).expect("layout");
+            db.flush().expect("flush");
+        }
+        let s = SledStore::open(dir.path()).expect("open");
+        assert_eq!(s.migrated(), 2);
+        for u in [&taro, &hanako] {
+            let raw = s.users.get(&u.login_id).expect("get").expect("record");
+            assert_eq!(raw[0], COLD_BINARY, "re-encoded");
+            let read = s.get_user(&u.login_id).expect("read").expect("present");
+            assert_eq!(&read.value, u, "nothing lost");
+            assert_eq!(read.epoch, epoch, "the marks still match the record");
+        }
+        let read = s.get_user("taro").expect("read").expect("present");
+        assert_eq!(
+            s.spend_step("taro", read.epoch, 29_000_000, 0)
+                .expect("spend"),
+            Spend::Replayed,
+            "the replay mark survived"
+        );
+        assert_eq!(
+            s.spend_step("taro", read.epoch, 29_000_001, 0)
+                .expect("spend"),
+            Spend::Spent
+        );
+        drop(s);
+        let s = SledStore::open(dir.path()).expect("reopen");
+        assert_eq!(s.migrated(), 0, "moved once");
+        let read = s.get_user("taro").expect("read").expect("present");
+        assert_eq!(read.value.token.last_step(), Some(29_000_001));
     }
 
     #[test]

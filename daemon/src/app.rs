@@ -49,15 +49,26 @@ pub fn check_store(config: &Config) -> Result<Option<String>, String> {
 
 /// Opens the store the configuration names: sled in `data_dir`, or PostgreSQL (tables
 /// created or migrated first); what is worth saying about the opening goes to `notes`.
-pub fn open_store(config: &Config, notes: &mut Vec<String>) -> anyhow::Result<Arc<dyn Store>> {
+/// A move of the sled store's layout says how far it got through `progress`.
+pub fn open_store(
+    config: &Config,
+    notes: &mut Vec<String>,
+    progress: &dyn Fn(&str),
+) -> anyhow::Result<Arc<dyn Store>> {
     if let Some(pg) = &config.postgres {
         let store: Arc<dyn Store> = otpd_store_postgres::PgStore::open(pg)?;
         return Ok(store);
     }
-    let store = SledStore::open(&config.core.data_dir).context("data_dir")?;
+    let mut report = |moved: usize| {
+        progress(&format!(
+            "store: moving users to the binary record layout: {moved} so far"
+        ))
+    };
+    let store =
+        SledStore::open_reporting(&config.core.data_dir, &mut report).context("data_dir")?;
     if store.migrated() > 0 {
         notes.push(format!(
-            "store: moved {} users to the layout with their marks apart (nothing lost)",
+            "store: moved {} users to the binary record layout, marks apart (nothing lost)",
             store.migrated()
         ));
     }
@@ -121,7 +132,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     let sealer = Sealer::load_or_create(&config.core.key_file).context("key_file")?;
     let started = clock::instant();
     let mut notes = Vec::new();
-    let store = open_store(&config, &mut notes)?;
+    let store = open_store(&config, &mut notes, &|line| log.info(line))?;
     for n in &notes {
         log.info(n);
     }
@@ -361,10 +372,13 @@ pub fn restore(config: &Config, backup: &Path, force: bool) -> anyhow::Result<(u
         header["records"],
         rows.len()
     );
-    let store = open_store(config, &mut Vec::new()).map_err(|e| match config.postgres {
-        Some(_) => e,
-        None => anyhow::anyhow!("{e:#} (is otpd still running? stop it before restoring)"),
-    })?;
+    let store =
+        open_store(config, &mut Vec::new(), &|line| eprintln!("otpd: {line}")).map_err(|e| {
+            match config.postgres {
+                Some(_) => e,
+                None => anyhow::anyhow!("{e:#} (is otpd still running? stop it before restoring)"),
+            }
+        })?;
     let (engine, location) = store.describe();
     let users = store.user_count();
     anyhow::ensure!(
