@@ -303,10 +303,12 @@ impl Drop for SledStore {
 }
 
 /// sled's page cache. sled's resident memory under writes is several times this (sled issue
-/// 1309). Measured at 100k users, each logging in once (BENCHMARKS.md, 2026-12-02): 64 MiB
-/// saved about 5 % of the CPU per login (every first read of a user misses any cache) and
-/// cost 10-20 MiB of peak RSS, so the cache stays at 16 MiB.
-const CACHE_BYTES: u64 = 16 * 1024 * 1024;
+/// 1309). With records as JSON (about 600 bytes), 64 MiB saved only about 5 % of the CPU per
+/// login at 100k users and cost 10-20 MiB of peak RSS. In the binary layout (about 250
+/// bytes) 100k users' records fit in 48 MiB: `scripts/bench --only scaling` (BENCHMARKS.md,
+/// 2026-12-02 evening) gave 100k ÷ 1k users 0.78× at 16 MiB and 0.95×, 0.81× at 48 MiB, peak
+/// RSS 90 MiB at 100k either way and 214-221 MiB (was 192) at 1M.
+const CACHE_BYTES: u64 = 48 * 1024 * 1024;
 
 /// Where the store says which layout its users are in (in sled's default tree), and the
 /// layout of records and marks apart. A store without it may hold old-layout users.
