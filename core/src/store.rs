@@ -316,6 +316,9 @@ const LAYOUT_KEY: &[u8] = b"otpd-layout";
 /// 2: marks in their own tree, records as JSON (layout 1 of the record). 3: records in the
 /// binary layout 2 too.
 const LAYOUT_BINARY: [u8; 1] = [3];
+/// The number of users, in sled's default tree, kept by the writes that add or remove one:
+/// sled's own `len` reads every leaf (seconds at a million users).
+const USER_COUNT_KEY: &[u8] = b"otpd-user-count";
 /// How many users a move of layout handles between two progress reports.
 pub const MIGRATION_REPORT_EVERY: usize = 100_000;
 
@@ -395,9 +398,10 @@ impl SledStore {
         if self.db.get(LAYOUT_KEY)?.as_deref() == Some(LAYOUT_BINARY.as_slice()) {
             return Ok(0);
         }
-        let mut moved = 0;
+        let (mut moved, mut count) = (0, 0u64);
         for kv in self.users.iter() {
             let (key, raw) = kv?;
+            count += 1;
             match raw.first() {
                 Some(&b'{') => {
                     let user = decode_record(&raw)?;
@@ -415,6 +419,8 @@ impl SledStore {
                 progress(moved);
             }
         }
+        self.db
+            .insert(USER_COUNT_KEY, count.to_be_bytes().as_slice())?;
         self.db.insert(LAYOUT_KEY, LAYOUT_BINARY.as_slice())?;
         self.db.flush()?;
         Ok(moved)
@@ -661,8 +667,8 @@ impl Store for SledStore {
         };
         let expected = expected.map(|v| v.raw.split_at(MARKS_LEN.min(v.raw.len())));
         self.pending.writing(key, || {
-            (&self.users, &self.marks)
-                .transaction(|(users, marks)| {
+            (&self.users, &self.marks, &*self.db)
+                .transaction(|(users, marks, meta)| {
                     let cold = users.get(key)?;
                     let current = match (&expected, &cold) {
                         (None, None) => true,
@@ -676,6 +682,11 @@ impl Store for SledStore {
                     if !current {
                         return Ok(false);
                     }
+                    let change: i64 = match (&cold, &new) {
+                        (None, Some(_)) => 1,
+                        (Some(_), None) => -1,
+                        _ => 0,
+                    };
                     match &new {
                         Some((cold, hot)) => {
                             users.insert(key, cold.as_slice())?;
@@ -685,6 +696,11 @@ impl Store for SledStore {
                             users.remove(key)?;
                             marks.remove(key)?;
                         }
+                    }
+                    if change != 0 {
+                        let was = meta.get(USER_COUNT_KEY)?.map_or(0, |v| decode_count(&v));
+                        let now = was.saturating_add_signed(change);
+                        meta.insert(USER_COUNT_KEY, now.to_be_bytes().as_slice())?;
                     }
                     Ok(true)
                 })
@@ -784,7 +800,10 @@ impl Store for SledStore {
     }
 
     fn user_count(&self) -> usize {
-        self.users.len()
+        match self.db.get(USER_COUNT_KEY) {
+            Ok(Some(v)) => usize::try_from(decode_count(&v)).unwrap_or(usize::MAX),
+            _ => self.users.len(),
+        }
     }
 
     fn link_owner(&self, hash: &str) -> Result<Option<String>, StoreError> {
@@ -954,8 +973,16 @@ impl Store for SledStore {
         }
         // Ids for new outbox entries must not collide with restored ones.
         let _ = self.db.generate_id()?;
+        // A restore runs with otpd stopped: the users are counted once, from the tree.
+        let count = u64::try_from(self.users.len()).unwrap_or(u64::MAX);
+        self.db
+            .insert(USER_COUNT_KEY, count.to_be_bytes().as_slice())?;
         Ok(())
     }
+}
+
+fn decode_count(raw: &[u8]) -> u64 {
+    <[u8; 8]>::try_from(raw).map_or(0, u64::from_be_bytes)
 }
 
 fn decode_time(raw: &[u8]) -> UnixTime {
@@ -1109,6 +1136,7 @@ mod tests {
         }
         let s = SledStore::open(dir.path()).expect("open");
         assert_eq!(s.migrated(), 2);
+        assert_eq!(s.user_count(), 2, "counted by the move");
         for u in [&taro, &hanako] {
             let raw = s.users.get(&u.login_id).expect("get").expect("record");
             assert_eq!(raw[0], COLD_BINARY, "re-encoded");
@@ -1133,6 +1161,42 @@ mod tests {
         assert_eq!(s.migrated(), 0, "moved once");
         let read = s.get_user("taro").expect("read").expect("present");
         assert_eq!(read.value.token.last_step(), Some(29_000_001));
+    }
+
+    #[test]
+    fn the_user_count_follows_creations_and_removals_without_reading_every_user() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = SledStore::open(dir.path()).expect("open");
+        assert_eq!(s.user_count(), 0);
+        for id in ["a", "b", "c"] {
+            assert!(s.swap_user(id, None, Some(&user(id))).expect("create"));
+        }
+        assert!(
+            !s.swap_user("a", None, Some(&user("a"))).expect("exists"),
+            "no double count"
+        );
+        let b = s.get_user("b").expect("read").expect("present");
+        let mut changed = user("b");
+        changed.email = Some("b@example.jp".into());
+        assert!(s.swap_user("b", Some(&b), Some(&changed)).expect("update"));
+        let c = s.get_user("c").expect("read").expect("present");
+        assert!(s.swap_user("c", Some(&c), None).expect("remove"));
+        assert_eq!(s.user_count(), 2);
+        // The count is the store's, not the tree's: a key put there behind otpd's back is
+        // not counted (the count does not read the tree).
+        s.users.insert("stray", b"x".as_slice()).expect("insert");
+        assert_eq!(s.user_count(), 2);
+        s.users.remove("stray").expect("remove");
+        s.wait_durable().expect("durable");
+        drop(s);
+        let s = SledStore::open(dir.path()).expect("reopen");
+        assert_eq!(s.user_count(), 2, "kept on disk");
+        let rows = s.export().expect("export");
+        drop(s);
+        let other = tempfile::tempdir().expect("tempdir");
+        let r = SledStore::open(other.path()).expect("open");
+        r.restore(&rows).expect("restore");
+        assert_eq!(r.user_count(), 2, "a restore counts what it wrote");
     }
 
     #[test]
