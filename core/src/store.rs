@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -180,6 +180,14 @@ pub trait Store: Send + Sync {
     fn outbox_remove(&self, id: u64) -> Result<(), StoreError>;
     /// Calls `done` once every write made before this call is on disk.
     fn when_durable(&self, done: DurableCallback);
+    /// Says that a login (or another writer) is under way and may soon ask for
+    /// [`Store::when_durable`]: a group commit that is gathering waiters waits for it (at
+    /// most its gap) and starts at once when every such writer has queued or gone. Drop the
+    /// guard right after queueing, or when no wait will follow. Engines whose commits are
+    /// not gathered ignore it.
+    fn gathering(&self) -> Gathering {
+        Gathering(None)
+    }
     /// Blocks until every write made before this call is on disk.
     fn wait_durable(&self) -> Result<(), StoreError> {
         let (tx, rx) = mpsc::channel();
@@ -267,6 +275,37 @@ impl Pending {
     }
 }
 
+/// Writers under way that a group commit may wait for ([`Store::gathering`]), and the
+/// flusher to wake when the last of them has queued.
+#[derive(Default)]
+struct Gather {
+    under_way: AtomicUsize,
+    flusher: std::sync::OnceLock<std::thread::Thread>,
+}
+
+impl Gather {
+    fn idle(&self) -> bool {
+        self.under_way.load(Ordering::SeqCst) == 0
+    }
+}
+
+/// One writer under way ([`Store::gathering`]); dropping it says it has queued its wait
+/// for durability, or needs none.
+#[must_use]
+pub struct Gathering(Option<Arc<Gather>>);
+
+impl Drop for Gathering {
+    fn drop(&mut self) {
+        if let Some(g) = self.0.take() {
+            if g.under_way.fetch_sub(1, Ordering::SeqCst) == 1 {
+                if let Some(t) = g.flusher.get() {
+                    t.unpark();
+                }
+            }
+        }
+    }
+}
+
 /// Keys of writes that are not a user's: login IDs never start with NUL.
 const LINKS_KEY: &[u8] = b"\0links";
 const OUTBOX_KEY: &[u8] = b"\0outbox";
@@ -283,6 +322,7 @@ pub struct SledStore {
     once_calls: AtomicU64,
     leases: Mutex<HashMap<u64, (String, UnixTime)>>,
     pending: Arc<Pending>,
+    gather: Arc<Gather>,
     migrated: usize,
     flush_tx: Mutex<Option<mpsc::Sender<DurableCallback>>>,
     observer: Arc<std::sync::OnceLock<CommitObserver>>,
@@ -335,6 +375,16 @@ impl SledStore {
         dir: &Path,
         progress: &mut dyn FnMut(usize),
     ) -> Result<Arc<SledStore>, StoreError> {
+        SledStore::open_with_gap(dir, progress, FLUSH_GAP)
+    }
+
+    /// [`SledStore::open_reporting`] with the group commit's longest wait for writers
+    /// under way set to `gap` (tests give a long one).
+    fn open_with_gap(
+        dir: &Path,
+        progress: &mut dyn FnMut(usize),
+        gap: Duration,
+    ) -> Result<Arc<SledStore>, StoreError> {
         // Password hashes and e-mail addresses live here: only otpd may enter, whatever the
         // umask of whoever started it.
         std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
@@ -358,10 +408,13 @@ impl SledStore {
         let observer = Arc::new(std::sync::OnceLock::new());
         let watching = observer.clone();
         let flushing = pending.clone();
+        let gather = Arc::new(Gather::default());
+        let gathered = gather.clone();
         let handle = std::thread::Builder::new()
             .name("otpd-group-commit".into())
-            .spawn(move || group_commit(flusher, rx, watching, flushing))
+            .spawn(move || group_commit(flusher, rx, watching, flushing, gathered, gap))
             .map_err(|e| StoreError::Io(format!("cannot start flusher: {e}")))?;
+        let _ = gather.flusher.set(handle.thread().clone());
         let mut store = SledStore {
             db,
             dir: dir.to_path_buf(),
@@ -373,6 +426,7 @@ impl SledStore {
             once_calls: AtomicU64::new(0),
             leases: Mutex::new(HashMap::new()),
             pending,
+            gather,
             migrated: 0,
             flush_tx: Mutex::new(Some(tx)),
             observer,
@@ -519,10 +573,13 @@ impl SledStore {
     }
 }
 
-/// Shortest time between the starts of two flushes. Every flush costs a disk write and
-/// wakes sled's I/O threads, so fewer, larger batches pay; a waiter waits at most this
-/// much longer. Measured at 100k users, 64 logins in flight (BENCHMARKS.md, 2026-12-02):
-/// CPU per login 150-161 µs at 1 ms, 138 µs at 2 ms, 126-134 µs at 4 ms, p99 unchanged.
+/// Longest time a flush waits for writers still under way ([`Store::gathering`]), counted
+/// from the start of the one before. Every flush costs a disk write and wakes sled's I/O
+/// threads, so fewer, larger batches pay; but a batch that every writer under way has
+/// joined gains nothing by waiting. Measured at 100k users, 64 logins in flight
+/// (BENCHMARKS.md, 2026-12-02): CPU per login 150-161 µs with a fixed gap of 1 ms,
+/// 126-134 µs at 4 ms; on a machine whose flush is quick the fixed 4 ms gap set the
+/// throughput of a closed loop instead (64 logins every 4 ms: BENCHMARKS.md, 2026-12-03).
 const FLUSH_GAP: Duration = Duration::from_millis(4);
 
 /// One thread owns every flush. Each round takes all waiters queued so far, flushes once
@@ -533,14 +590,23 @@ fn group_commit(
     rx: mpsc::Receiver<DurableCallback>,
     observer: Arc<std::sync::OnceLock<CommitObserver>>,
     pending: Arc<Pending>,
+    gather: Arc<Gather>,
+    gap: Duration,
 ) {
     let mut last_start: Option<Instant> = None;
     while let Ok(first) = rx.recv() {
-        // Under load, start at most one flush per FLUSH_GAP so that waiters gather into
-        // batches: a flush costs about the same for one record as for a hundred (a write, a
-        // sync and several thread hand-offs). An idle store flushes at once.
-        if let Some(wait) = last_start.and_then(|t| FLUSH_GAP.checked_sub(t.elapsed())) {
-            std::thread::sleep(wait);
+        // Under load, wait for the writers still under way to join this batch, but start at
+        // most one flush per `gap` (FLUSH_GAP) while some are: a flush costs about the same for one
+        // record as for a hundred (a write, a sync and several thread hand-offs). An idle
+        // store, or one whose every writer has queued, flushes at once.
+        if let Some(last) = last_start {
+            let deadline = last + gap;
+            while !gather.idle() {
+                let Some(wait) = deadline.checked_duration_since(Instant::now()) else {
+                    break;
+                };
+                std::thread::park_timeout(wait);
+            }
         }
         last_start = Some(Instant::now());
         let mut batch = vec![first];
@@ -897,6 +963,11 @@ impl Store for SledStore {
         }
     }
 
+    fn gathering(&self) -> Gathering {
+        self.gather.under_way.fetch_add(1, Ordering::SeqCst);
+        Gathering(Some(self.gather.clone()))
+    }
+
     fn needs_flush(&self, login_id: &str) -> bool {
         self.pending.contains(login_id.as_bytes())
     }
@@ -1052,6 +1123,44 @@ mod tests {
             h.join().expect("writer thread");
         }
         assert_eq!(s.user_count(), 400);
+    }
+
+    #[test]
+    fn a_flush_waits_for_writers_under_way_and_goes_when_the_last_has_queued() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let gap = Duration::from_secs(600);
+        let s = SledStore::open_with_gap(dir.path(), &mut |_| {}, gap).expect("open");
+        let queue = |s: &SledStore| {
+            let (tx, rx) = mpsc::channel();
+            s.when_durable(Box::new(move |r| {
+                let _ = tx.send(r);
+            }));
+            rx
+        };
+        let soon = Duration::from_secs(60);
+        // An idle store flushes at once, and with nobody under way the next one too, long
+        // before the gap.
+        assert!(s.swap_user("a", None, Some(&user("a"))).expect("write"));
+        queue(&s)
+            .recv_timeout(soon)
+            .expect("idle flush")
+            .expect("ok");
+        assert!(s.swap_user("b", None, Some(&user("b"))).expect("write"));
+        queue(&s).recv_timeout(soon).expect("flush").expect("ok");
+        // Two logins under way: the first to queue waits for the second.
+        let (first, second) = (s.gathering(), s.gathering());
+        assert!(s.swap_user("c", None, Some(&user("c"))).expect("write"));
+        let waiting = queue(&s);
+        drop(first);
+        assert!(
+            waiting.recv_timeout(Duration::from_millis(300)).is_err(),
+            "a flush started while a login was still under way"
+        );
+        assert!(s.needs_flush("c"));
+        // The second needs no write: its going lets the batch flush.
+        drop(second);
+        waiting.recv_timeout(soon).expect("flush").expect("ok");
+        assert!(!s.needs_flush("c"));
     }
 
     fn active(id: &str, last_step: u64) -> UserRecord {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use otpd_core::admin::{AdminReply, AdminRequest};
 use otpd_core::service::{LoginClass, LoginOutcome, RejectReason, SetupDone};
+use otpd_core::store::Gathering;
 use otpd_core::user::UserView;
 use otpd_core::{OpError, Service, UnixTime};
 use tokio::sync::{watch, Notify};
@@ -231,10 +232,17 @@ impl Ops {
 
     /// Resolves once every write made so far is on disk (group commit).
     pub async fn durable(&self) -> Result<(), OpError> {
+        self.durable_after(None).await
+    }
+
+    /// [`Ops::durable`] for a writer that said it was under way: `gathering` ends once
+    /// its wait is queued, so the group commit need not wait longer for it.
+    async fn durable_after(&self, gathering: Option<Gathering>) -> Result<(), OpError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.svc.store().when_durable(Box::new(move |r| {
             let _ = tx.send(r);
         }));
+        drop(gathering);
         let e = match rx.await {
             Ok(Ok(())) => return Ok(()),
             Ok(Err(e)) => e.to_string(),
@@ -328,17 +336,20 @@ impl Ops {
         if !self.store_available() {
             return Ok(LoginOutcome::Reject(RejectReason::Store));
         }
+        let gathering = self.svc.store().gathering();
         let class = match &step {
             LoginStep::Challenge(..) => Class::Proven,
             LoginStep::Password(secret) | LoginStep::Otp(secret) => {
                 if let Some(worker) = self.workers.try_admit() {
-                    return Ok(self.login_on(worker, Class::Clean, login_id, step).await);
+                    let outcome = self.login_on(worker, Class::Clean, login_id, step, gathering);
+                    return Ok(outcome.await);
                 }
                 let record = self.login_class(login_id.clone(), secret.clone()).await;
                 Class::of_login(record, spent)
             }
         };
-        self.login_in(class, source, login_id, step).await
+        self.login_gathered(class, source, login_id, step, gathering)
+            .await
     }
 
     /// A login step waiting in `class`'s line for `source`; durable before it returns.
@@ -354,8 +365,24 @@ impl Ops {
         if !self.store_available() {
             return Ok(LoginOutcome::Reject(RejectReason::Store));
         }
+        let gathering = self.svc.store().gathering();
+        self.login_gathered(class, source, login_id, step, gathering)
+            .await
+    }
+
+    /// [`Ops::login_in`] for a login that has said it is under way.
+    async fn login_gathered(
+        &self,
+        class: Class,
+        source: &Source,
+        login_id: String,
+        step: LoginStep,
+        gathering: Gathering,
+    ) -> Result<LoginOutcome, Full> {
         let worker = self.workers.admit(class, source).await?;
-        Ok(self.login_on(worker, class, login_id, step).await)
+        Ok(self
+            .login_on(worker, class, login_id, step, gathering)
+            .await)
     }
 
     /// A login step on `worker`'s turn; durable before it returns.
@@ -365,6 +392,7 @@ impl Ops {
         class: Class,
         login_id: String,
         step: LoginStep,
+        gathering: Gathering,
     ) -> LoginOutcome {
         let id = login_id.clone();
         let outcome = self
@@ -377,7 +405,7 @@ impl Ops {
                 }
             })
             .await;
-        self.login_durable(&id, outcome).await
+        self.login_durable(&id, outcome, gathering).await
     }
 
     /// Makes what the login wrote (and what it read that was not yet on disk) durable
@@ -386,6 +414,7 @@ impl Ops {
         &self,
         login_id: &str,
         outcome: Result<LoginOutcome, OpError>,
+        gathering: Gathering,
     ) -> LoginOutcome {
         let outcome = match outcome {
             Ok(o) => o,
@@ -397,7 +426,7 @@ impl Ops {
         if !self.svc.store().needs_flush(login_id) {
             return outcome;
         }
-        match self.durable().await {
+        match self.durable_after(Some(gathering)).await {
             Ok(()) => outcome,
             Err(e) => {
                 self.log.error(&format!(
