@@ -152,8 +152,15 @@ pub fn check_private(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// Lowercase hex of `bytes` (every login opens a sealed secret read from its hex).
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    out
 }
 
 pub fn unhex(s: &str) -> Option<Vec<u8>> {
@@ -169,10 +176,11 @@ pub fn unhex(s: &str) -> Option<Vec<u8>> {
     if bytes.len() % 2 != 0 {
         return None;
     }
-    bytes
-        .chunks_exact(2)
-        .map(|pair| Some(nibble(pair[0])? << 4 | nibble(pair[1])?))
-        .collect()
+    let mut out = Vec::with_capacity(bytes.len() / 2);
+    for pair in bytes.chunks_exact(2) {
+        out.push(nibble(pair[0])? << 4 | nibble(pair[1])?);
+    }
+    Some(out)
 }
 
 #[cfg(test)]
@@ -186,6 +194,14 @@ mod tests {
         for bad in ["abc", "0g", "+1", " 1", "é1"] {
             assert_eq!(unhex(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn hex_is_two_lowercase_digits_a_byte_and_unhex_takes_it_back() {
+        assert_eq!(hex(&[0x00, 0x0f, 0xa0, 0xff, 0x5c]), "000fa0ff5c");
+        assert_eq!(hex(&[]), "");
+        let all: Vec<u8> = (0..=255).collect();
+        assert_eq!(unhex(&hex(&all)), Some(all));
     }
 
     #[test]

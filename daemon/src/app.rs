@@ -331,7 +331,7 @@ fn radius_log(log: Arc<Logger>) -> Arc<dyn RadiusLog> {
                     reason: reason.unwrap_or("none"),
                 })
                 .inc();
-            log.info(&format!("audit {e}"))
+            log.info_args(format_args!("audit {e}"))
         }
         (_, Severity::Debug) => log.debug(&e.to_string()),
         (_, Severity::Info) => log.info(&e.to_string()),

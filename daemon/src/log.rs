@@ -85,16 +85,28 @@ impl Logger {
     }
 
     fn emit(&self, level: Level, line: &str, to_syslog: bool) {
+        self.emit_args(level, format_args!("{line}"), to_syslog);
+    }
+
+    /// Formats the line once, into the text stderr gets (prefix, line, newline); syslog
+    /// gets the line out of it.
+    fn emit_args(&self, level: Level, args: std::fmt::Arguments<'_>, to_syslog: bool) {
+        use std::fmt::Write as _;
         if level > self.level {
             return;
         }
         // One write(2) per line: stderr is unbuffered, and eprintln! issues one per
         // formatted piece (six for this line), a cost paid on every audited login.
-        let text = format!("otpd[{}]: {}: {line}\n", pid(), level.name());
+        let mut text = String::with_capacity(160);
+        let _ = write!(text, "otpd[{}]: {}: ", pid(), level.name());
+        let start = text.len();
+        let _ = text.write_fmt(args);
+        text.push('\n');
         write_stderr(text.as_bytes());
         if !to_syslog {
             return;
         }
+        let line = &text[start..text.len() - 1];
         if let Some(s) = &self.syslog {
             if let Ok(mut s) = s.lock() {
                 let _ = match level {
@@ -115,6 +127,10 @@ impl Logger {
     }
     pub fn info(&self, line: &str) {
         self.emit(Level::Info, line, true);
+    }
+    /// [`Logger::info`] of a line still to be formatted (an audit line of every login).
+    pub fn info_args(&self, args: std::fmt::Arguments<'_>) {
+        self.emit_args(Level::Info, args, true);
     }
     pub fn debug(&self, line: &str) {
         self.emit(Level::Debug, line, false);
