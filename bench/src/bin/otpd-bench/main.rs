@@ -234,6 +234,8 @@ struct Results {
     pipeline: Vec<Run>,
     servers: Vec<ServerFacts>,
     production_hash: Vec<HashBench>,
+    /// One hash by the reference C libargon2 at the production setting, ms (its median).
+    production_reference_ms: Option<f64>,
     production: Option<Run>,
     scaling: Vec<Scaling>,
     spray: Option<Spray>,

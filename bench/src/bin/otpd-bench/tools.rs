@@ -2,6 +2,7 @@
 //! shaped and measured, and the report's small pieces.
 
 use super::*;
+use std::process::Stdio;
 
 pub(super) struct Tools {
     pub(super) otpd: PathBuf,
@@ -236,6 +237,50 @@ pub(super) fn hash_bench(
         .arg(samples.to_string());
     let out = stdout_of(&mut cmd, "otpd-bench-seed hash-bench")?;
     serde_json::from_slice(&out).context("hash-bench's report")
+}
+
+/// One hash by the reference C libargon2 (Debian's `argon2` command, package `argon2`) at
+/// `argon2` = (m KiB, t), p = 1: the median of `samples` runs of the CPU time it reports, in
+/// ms; `None` when the command is not installed.
+pub(super) fn reference_hash_ms(argon2: (u32, u32), samples: u32) -> anyhow::Result<Option<f64>> {
+    use std::io::Write;
+    let mut times = Vec::new();
+    for _ in 0..samples {
+        let spawned = Command::new("argon2")
+            .args(["otpd-bench-salt1", "-id", "-p", "1", "-l", "32"])
+            .arg("-t")
+            .arg(argon2.1.to_string())
+            .arg("-k")
+            .arg(argon2.0.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn();
+        let mut child = match spawned {
+            Ok(c) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).context("argon2 (the reference C libargon2's command)"),
+        };
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(b"bench-password")?;
+        }
+        let out = child.wait_with_output()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        // "0.023 seconds": the CPU time of the hash, memory allocation included.
+        let seconds = text
+            .lines()
+            .find_map(|l| {
+                l.trim()
+                    .strip_suffix(" seconds")?
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+            })
+            .with_context(|| format!("argon2 printed no time: {text}"))?;
+        times.push(seconds * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times.get(times.len() / 2).copied())
 }
 
 pub(super) fn note(line: &str) {
