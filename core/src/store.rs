@@ -214,6 +214,13 @@ pub trait Store: Send + Sync {
     fn check(&self) -> Result<(), StoreError> {
         Ok(())
     }
+    /// Reads users ahead of their logins, as many as the engine's cache holds, so that
+    /// after a restart the first logins find their users in memory instead of each reading
+    /// its part of the store from disk. Runs for a while (it reads the store): call it
+    /// from a thread of its own. Engines without such a cache do nothing and say `None`.
+    fn warm(&self) -> Result<Option<Warmed>, StoreError> {
+        Ok(None)
+    }
     /// Bytes the store occupies on disk.
     fn size_on_disk(&self) -> u64;
     /// A copy of everything, for backups: each record is read whole, so every user comes
@@ -275,6 +282,16 @@ impl Pending {
     }
 }
 
+/// What [`Store::warm`] read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warmed {
+    pub users: usize,
+    /// Bytes of the users' records and marks.
+    pub bytes: u64,
+    /// Every user fit; otherwise it stopped at the cache's budget.
+    pub complete: bool,
+}
+
 /// Writers under way that a group commit may wait for ([`Store::gathering`]), and the
 /// flusher to wake when the last of them has queued.
 #[derive(Default)]
@@ -323,6 +340,7 @@ pub struct SledStore {
     leases: Mutex<HashMap<u64, (String, UnixTime)>>,
     pending: Arc<Pending>,
     gather: Arc<Gather>,
+    cache_bytes: u64,
     migrated: usize,
     flush_tx: Mutex<Option<mpsc::Sender<DurableCallback>>>,
     observer: Arc<std::sync::OnceLock<CommitObserver>>,
@@ -349,6 +367,8 @@ impl Drop for SledStore {
 /// 2026-12-02 evening) gave 100k ÷ 1k users 0.78× at 16 MiB and 0.95×, 0.81× at 48 MiB, peak
 /// RSS 90 MiB at 100k either way and 214-221 MiB (was 192) at 1M.
 const CACHE_BYTES: u64 = 48 * 1024 * 1024;
+/// The share of the cache, in percent, that a warm-up ([`Store::warm`]) fills with users.
+const WARM_SHARE: u64 = 60;
 
 /// Where the store says which layout its users are in (in sled's default tree), and the
 /// layout of records and marks apart. A store without it may hold old-layout users.
@@ -427,6 +447,7 @@ impl SledStore {
             leases: Mutex::new(HashMap::new()),
             pending,
             gather,
+            cache_bytes: CACHE_BYTES,
             migrated: 0,
             flush_tx: Mutex::new(Some(tx)),
             observer,
@@ -976,6 +997,29 @@ impl Store for SledStore {
         ("sled".into(), self.dir.display().to_string())
     }
 
+    /// Walks the users in key order, each record with its marks, until their bytes reach
+    /// WARM_SHARE of the cache: the part left over keeps room for the pages that the
+    /// logins, the outbox and the links bring in, and for the tree's inner nodes.
+    fn warm(&self) -> Result<Option<Warmed>, StoreError> {
+        let budget = self.cache_bytes / 100 * WARM_SHARE;
+        let mut warmed = Warmed {
+            users: 0,
+            bytes: 0,
+            complete: true,
+        };
+        for kv in self.users.iter() {
+            if warmed.bytes >= budget {
+                warmed.complete = false;
+                break;
+            }
+            let (key, cold) = kv?;
+            let hot = self.marks.get(&key)?.map_or(0, |m| m.len());
+            warmed.users += 1;
+            warmed.bytes += (2 * key.len() + cold.len() + hot) as u64;
+        }
+        Ok(Some(warmed))
+    }
+
     fn size_on_disk(&self) -> u64 {
         self.db.size_on_disk().unwrap_or(0)
     }
@@ -1161,6 +1205,25 @@ mod tests {
         drop(second);
         waiting.recv_timeout(soon).expect("flush").expect("ok");
         assert!(!s.needs_flush("c"));
+    }
+
+    #[test]
+    fn a_warm_up_reads_every_user_that_fits_and_stops_at_the_cache_budget() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut s = SledStore::open(dir.path()).expect("open");
+        for i in 0..300 {
+            let id = format!("u{i:04}");
+            assert!(s.swap_user(&id, None, Some(&user(&id))).expect("write"));
+        }
+        let all = s.warm().expect("warm").expect("sled warms");
+        assert_eq!((all.users, all.complete), (300, true));
+        let per_user = all.bytes / 300;
+        assert!(per_user > 20, "{per_user} bytes a user");
+        // A cache that holds about a hundred of them.
+        Arc::get_mut(&mut s).expect("one owner").cache_bytes = per_user * 100 * 100 / WARM_SHARE;
+        let some = s.warm().expect("warm").expect("sled warms");
+        assert!(!some.complete);
+        assert!((95..=105).contains(&some.users), "{some:?}");
     }
 
     fn active(id: &str, last_step: u64) -> UserRecord {

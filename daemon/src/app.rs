@@ -238,6 +238,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     ));
 
     crate::notify::notify("READY=1");
+    warm_store(svc.store().clone(), log.clone());
 
     let store_failed = tokio::select! {
         () = shutdown => None,
@@ -308,6 +309,42 @@ pub fn radius_config(config: &Config) -> anyhow::Result<RadiusConfig> {
         });
     }
     Ok(rc)
+}
+
+/// Reads users into the store's cache on a thread of its own at the lowest CPU priority,
+/// so that logins always come first: after a restart, the first logins of the day then
+/// find their users in memory (see [`otpd_core::store::Store::warm`]).
+fn warm_store(store: Arc<dyn otpd_core::store::Store>, log: Arc<Logger>) {
+    let warm_log = log.clone();
+    let spawned = std::thread::Builder::new()
+        .name("otpd-warm".into())
+        .spawn(move || {
+            // SAFETY: setpriority on this thread's own id (Linux: per thread) changes
+            // nothing but its scheduling weight.
+            unsafe {
+                let tid = libc::gettid();
+                libc::setpriority(libc::PRIO_PROCESS, u32::try_from(tid).unwrap_or(0), 19);
+            }
+            let started = std::time::Instant::now();
+            match store.warm() {
+                Ok(None) => {}
+                Ok(Some(w)) => log.info(&format!(
+                    "store: cache warmed with {} users ({} KiB) in {} ms{}",
+                    w.users,
+                    w.bytes / 1024,
+                    started.elapsed().as_millis(),
+                    if w.complete {
+                        ""
+                    } else {
+                        ", as many as the cache holds; the others are read at their first login"
+                    }
+                )),
+                Err(e) => log.warn(&format!("store: cache warm-up stopped: {e}")),
+            }
+        });
+    if let Err(e) = spawned {
+        warm_log.warn(&format!("store: no cache warm-up: {e}"));
+    }
 }
 
 /// RADIUS events into the daemon's log: decisions are audit lines (syslog authpriv),
