@@ -204,6 +204,7 @@ fn a_full_disk_refuses_logins_that_need_a_write_and_otpd_recovers() {
 /// their own, made with that otpd by the README walk-through (`tests/fixtures/store-v1`:
 /// taro active with an OTP spent, jiro with two failed logins, hanako issued). Today's otpd
 /// opens it, moves it to the new layout, and loses nothing: the spent code stays spent.
+/// Then it reads the users into its cache (the warm-up line).
 #[test]
 fn a_store_written_before_the_marks_moved_opens_without_loss() {
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/store-v1");
@@ -253,6 +254,12 @@ fn a_store_written_before_the_marks_moved_opens_without_loss() {
     assert_eq!(d.show("jiro")["failures"], 2, "the failure count kept");
     assert_eq!(d.show("hanako")["state"], "issued");
     assert_eq!(d.show("taro")["failures"], 0);
+    // After ready, the users were read into the cache (all three fit).
+    wait_until("the warm-up's line", Duration::from_secs(30), || {
+        let log = d.stderr();
+        log.contains("store: cache warmed with 3 users")
+            .then_some(())
+    });
 }
 
 fn copy_tree(from: &Path, to: &Path) {
