@@ -298,6 +298,9 @@ pub struct Warmed {
 struct Gather {
     under_way: AtomicUsize,
     flusher: std::sync::OnceLock<std::thread::Thread>,
+    /// When the last writer said it was under way, in ms since the store opened (what a
+    /// warm-up yields to).
+    last_arrival_ms: AtomicU64,
 }
 
 impl Gather {
@@ -341,6 +344,7 @@ pub struct SledStore {
     pending: Arc<Pending>,
     gather: Arc<Gather>,
     cache_bytes: u64,
+    opened: Instant,
     migrated: usize,
     flush_tx: Mutex<Option<mpsc::Sender<DurableCallback>>>,
     observer: Arc<std::sync::OnceLock<CommitObserver>>,
@@ -369,6 +373,10 @@ impl Drop for SledStore {
 const CACHE_BYTES: u64 = 48 * 1024 * 1024;
 /// The share of the cache, in percent, that a warm-up ([`Store::warm`]) fills with users.
 const WARM_SHARE: u64 = 60;
+/// A warm-up reads this many users at a time, then checks that no login came meanwhile...
+const WARM_CHUNK: usize = 512;
+/// ...for this long.
+const WARM_QUIET: Duration = Duration::from_millis(100);
 
 /// Where the store says which layout its users are in (in sled's default tree), and the
 /// layout of records and marks apart. A store without it may hold old-layout users.
@@ -448,6 +456,7 @@ impl SledStore {
             pending,
             gather,
             cache_bytes: CACHE_BYTES,
+            opened: Instant::now(),
             migrated: 0,
             flush_tx: Mutex::new(Some(tx)),
             observer,
@@ -514,6 +523,13 @@ impl SledStore {
                 })
                 .map_err(transaction_error)
         })
+    }
+
+    /// Milliseconds since the store opened, at least 1 (0 stands for "never").
+    fn since_open_ms(&self) -> u64 {
+        u64::try_from(self.opened.elapsed().as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1)
     }
 
     /// Sets who hears about each group commit (metrics); only the first call counts.
@@ -985,6 +1001,9 @@ impl Store for SledStore {
     }
 
     fn gathering(&self) -> Gathering {
+        self.gather
+            .last_arrival_ms
+            .store(self.since_open_ms(), Ordering::Relaxed);
         self.gather.under_way.fetch_add(1, Ordering::SeqCst);
         Gathering(Some(self.gather.clone()))
     }
@@ -999,7 +1018,9 @@ impl Store for SledStore {
 
     /// Walks the users in key order, each record with its marks, until their bytes reach
     /// WARM_SHARE of the cache: the part left over keeps room for the pages that the
-    /// logins, the outbox and the links bring in, and for the tree's inner nodes.
+    /// logins, the outbox and the links bring in, and for the tree's inner nodes. It yields
+    /// to logins: every WARM_CHUNK users it waits until none has come for WARM_QUIET (under
+    /// load the logins fill the cache themselves, and the walk would only take their CPU).
     fn warm(&self) -> Result<Option<Warmed>, StoreError> {
         let budget = self.cache_bytes / 100 * WARM_SHARE;
         let mut warmed = Warmed {
@@ -1007,10 +1028,21 @@ impl Store for SledStore {
             bytes: 0,
             complete: true,
         };
+        let quiet_ms = u64::try_from(WARM_QUIET.as_millis()).unwrap_or(u64::MAX);
         for kv in self.users.iter() {
             if warmed.bytes >= budget {
                 warmed.complete = false;
                 break;
+            }
+            if warmed.users % WARM_CHUNK == 0 {
+                loop {
+                    let last = self.gather.last_arrival_ms.load(Ordering::Relaxed);
+                    let since = self.since_open_ms().saturating_sub(last);
+                    if last == 0 || since >= quiet_ms {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(quiet_ms - since));
+                }
             }
             let (key, cold) = kv?;
             let hot = self.marks.get(&key)?.map_or(0, |m| m.len());
@@ -1224,6 +1256,11 @@ mod tests {
         let some = s.warm().expect("warm").expect("sled warms");
         assert!(!some.complete);
         assert!((95..=105).contains(&some.users), "{some:?}");
+        // It yields to logins: one just now holds it back until none came for WARM_QUIET.
+        let started = Instant::now();
+        drop(s.gathering());
+        s.warm().expect("warm");
+        assert!(started.elapsed() >= WARM_QUIET, "{:?}", started.elapsed());
     }
 
     fn active(id: &str, last_step: u64) -> UserRecord {
