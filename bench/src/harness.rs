@@ -516,6 +516,21 @@ argon2_iterations = {t}
         self.otpd.pid()
     }
 
+    /// Waits, at most `limit`, for otpd's line that its store's cache is warmed (what a
+    /// server restarted before the morning's first logins has, and the steady state of a
+    /// store whose users fit its cache: FreeRADIUS reads its users into memory before it
+    /// is ready). How long it took after ready; `None` when no such line came.
+    pub fn wait_warm(&self, limit: Duration) -> Option<Duration> {
+        let began = Instant::now();
+        while began.elapsed() < limit {
+            if self.otpd.stderr().contains("store: cache warmed") {
+                return Some(began.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+
     /// SIGTERM, then wait (SIGKILL if it does not stop in time).
     pub fn stop(&mut self) {
         if self.otpd.pid().is_some() {

@@ -222,6 +222,8 @@ struct Scaling {
     users: u64,
     run: Run,
     startup_ms: f64,
+    /// From ready until otpd said its store's cache was warmed (the run starts after it).
+    warm_ms: Option<f64>,
     peak_rss_kib: Option<u64>,
     store_bytes: u64,
 }

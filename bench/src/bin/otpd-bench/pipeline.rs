@@ -56,6 +56,7 @@ pub(super) fn run(b: &mut Bench) -> anyhow::Result<()> {
         ));
         o.start()?;
         note(&format!("otpd ready in {} ms", o.startup.as_millis()));
+        note(&format!("otpd {}", warmed(o.wait_warm(WARM_LIMIT))));
         od = Some(o);
     }
     for round in 0..b.plan.rounds {

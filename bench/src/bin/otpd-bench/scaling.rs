@@ -12,7 +12,8 @@ pub(super) fn run(b: &mut Bench) -> anyhow::Result<()> {
         let dir = b.root.join(format!("otpd-scaling-{n}"));
         let (mut o, _) = seeded_otpd(&b.tools, &dir, n, CHEAP, b.args.scaling_window)?;
         o.start()?;
-        note(&format!("scaling run: {n} users"));
+        let warm = o.wait_warm(WARM_LIMIT);
+        note(&format!("scaling run: {n} users ({})", warmed(warm)));
         let run = measure(
             &b.tools,
             "otpd",
@@ -28,17 +29,18 @@ pub(super) fn run(b: &mut Bench) -> anyhow::Result<()> {
             users: n,
             run,
             startup_ms: o.startup.as_secs_f64() * 1000.0,
+            warm_ms: warm.map(|w| w.as_secs_f64() * 1000.0),
             peak_rss_kib: rss,
             store_bytes: harness::disk_usage(&Otpd::data_dir(&dir)),
         });
     }
     println!(
-        "  users  answers/s  CPU us/req  accepted  lost  p50 ms  p99 ms   max ms  peak RSS MiB  store MiB  bytes/user  startup ms  load"
+        "  users  answers/s  CPU us/req  accepted  lost  p50 ms  p99 ms   max ms  peak RSS MiB  store MiB  bytes/user  startup ms  warm ms  load"
     );
     for s in &b.results.scaling {
         let r = &s.run.report;
         println!(
-            "{:>7} {:>10.0} {:>11} {:>9} {:>5} {:>7.2} {:>7.2} {:>8.2} {:>13} {:>10.1} {:>11.0} {:>11.0} {:>5.2}{}",
+            "{:>7} {:>10.0} {:>11} {:>9} {:>5} {:>7.2} {:>7.2} {:>8.2} {:>13} {:>10.1} {:>11.0} {:>11.0} {:>8} {:>5.2}{}",
             s.users,
             r.throughput_rps,
             s.run
@@ -54,6 +56,7 @@ pub(super) fn run(b: &mut Bench) -> anyhow::Result<()> {
             s.store_bytes as f64 / 1048576.0,
             s.store_bytes as f64 / s.users.max(1) as f64,
             s.startup_ms,
+            s.warm_ms.map_or_else(|| "-".into(), |w| format!("{w:.0}")),
             s.run.load_average,
             if r.exhausted { "  (ran out of fresh user-steps)" } else { "" }
         );

@@ -119,6 +119,7 @@ fn scaling(users: u64, rps: f64, rss_mib: u64, startup_ms: f64) -> Scaling {
             },
         },
         startup_ms,
+        warm_ms: None,
         peak_rss_kib: Some(rss_mib * 1024),
         store_bytes: 0,
     }

@@ -283,6 +283,17 @@ pub(super) fn reference_hash_ms(argon2: (u32, u32), samples: u32) -> anyhow::Res
     Ok(times.get(times.len() / 2).copied())
 }
 
+/// How long a run waits for otpd's cache warm-up before its load starts.
+pub(super) const WARM_LIMIT: Duration = Duration::from_secs(60);
+
+/// "cache warmed N ms after ready", or that it was not.
+pub(super) fn warmed(took: Option<Duration>) -> String {
+    match took {
+        Some(t) => format!("cache warmed {} ms after ready", t.as_millis()),
+        None => format!("cache not warmed within {} s", WARM_LIMIT.as_secs()),
+    }
+}
+
 pub(super) fn note(line: &str) {
     use std::io::Write;
     let _ = std::io::stdout().flush();
