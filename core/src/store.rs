@@ -301,11 +301,20 @@ struct Gather {
     /// When the last writer said it was under way, in ms since the store opened (what a
     /// warm-up yields to).
     last_arrival_ms: AtomicU64,
+    /// Waiters queued for the next flush, and how many the flusher waits for (0: none).
+    queued: AtomicUsize,
+    target: AtomicUsize,
 }
 
 impl Gather {
     fn idle(&self) -> bool {
         self.under_way.load(Ordering::SeqCst) == 0
+    }
+
+    fn wake_flusher(&self) {
+        if let Some(t) = self.flusher.get() {
+            t.unpark();
+        }
     }
 }
 
@@ -318,9 +327,7 @@ impl Drop for Gathering {
     fn drop(&mut self) {
         if let Some(g) = self.0.take() {
             if g.under_way.fetch_sub(1, Ordering::SeqCst) == 1 {
-                if let Some(t) = g.flusher.get() {
-                    t.unpark();
-                }
+                g.wake_flusher();
             }
         }
     }
@@ -403,15 +410,17 @@ impl SledStore {
         dir: &Path,
         progress: &mut dyn FnMut(usize),
     ) -> Result<Arc<SledStore>, StoreError> {
-        SledStore::open_with_gap(dir, progress, FLUSH_GAP)
+        SledStore::open_with_gaps(dir, progress, FLUSH_GAP, FLUSH_MIN_GAP)
     }
 
     /// [`SledStore::open_reporting`] with the group commit's longest wait for writers
-    /// under way set to `gap` (tests give a long one).
-    fn open_with_gap(
+    /// under way set to `gap` and a busy store's shortest one to `min_gap` (tests give long
+    /// ones).
+    fn open_with_gaps(
         dir: &Path,
         progress: &mut dyn FnMut(usize),
         gap: Duration,
+        min_gap: Duration,
     ) -> Result<Arc<SledStore>, StoreError> {
         // Password hashes and e-mail addresses live here: only otpd may enter, whatever the
         // umask of whoever started it.
@@ -440,7 +449,7 @@ impl SledStore {
         let gathered = gather.clone();
         let handle = std::thread::Builder::new()
             .name("otpd-group-commit".into())
-            .spawn(move || group_commit(flusher, rx, watching, flushing, gathered, gap))
+            .spawn(move || group_commit(flusher, rx, watching, flushing, gathered, (gap, min_gap)))
             .map_err(|e| StoreError::Io(format!("cannot start flusher: {e}")))?;
         let _ = gather.flusher.set(handle.thread().clone());
         let mut store = SledStore {
@@ -619,6 +628,18 @@ impl SledStore {
 /// throughput of a closed loop instead (64 logins every 4 ms: BENCHMARKS.md, 2026-12-03).
 const FLUSH_GAP: Duration = Duration::from_millis(4);
 
+/// Shortest time between the starts of two flushes of a busy store, one whose last flush
+/// answered at least BUSY_BATCH waiters: the next flush waits that long, or until as many
+/// waiters have queued again, whichever comes first. Each flush costs about 150 µs of CPU
+/// (sled wakes all seven idle threads of its I/O pool for every write it hands them), so
+/// under a full load larger batches leave more CPU for logins; a store with fewer logins
+/// in flight never waits for it, and a fast one fills its batch before it. Measured at 1k
+/// users (BENCHMARKS.md, 2026-12-03): 64 in flight 62 -> 60 µs per login and +4 % answers/s,
+/// 32 and 16 in flight unchanged. A plain 1 ms after any batch of 8 (or 24) capped the
+/// loops of 16 (or 24) in flight at their size per ms.
+const FLUSH_MIN_GAP: Duration = Duration::from_millis(1);
+const BUSY_BATCH: usize = 32;
+
 /// One thread owns every flush. Each round takes all waiters queued so far, flushes once
 /// with the blocking `flush()` (never `flush_async`, which deadlocks under concurrency in
 /// sled 0.34), and answers them all: every waiter wrote before it queued, so before the flush.
@@ -628,16 +649,30 @@ fn group_commit(
     observer: Arc<std::sync::OnceLock<CommitObserver>>,
     pending: Arc<Pending>,
     gather: Arc<Gather>,
-    gap: Duration,
+    (gap, min_gap): (Duration, Duration),
 ) {
-    let mut last_start: Option<Instant> = None;
+    // When the last flush started, and how many waiters it answered.
+    let mut last: Option<(Instant, usize)> = None;
     while let Ok(first) = rx.recv() {
-        // Under load, wait for the writers still under way to join this batch, but start at
-        // most one flush per `gap` (FLUSH_GAP) while some are: a flush costs about the same for one
-        // record as for a hundred (a write, a sync and several thread hand-offs). An idle
-        // store, or one whose every writer has queued, flushes at once.
-        if let Some(last) = last_start {
-            let deadline = last + gap;
+        if let Some((start, size)) = last {
+            // A busy store lets the next logins join: until as many as last time have
+            // queued, or min_gap after the last start.
+            if size >= BUSY_BATCH {
+                gather.target.store(size, Ordering::SeqCst);
+                let early = start + min_gap;
+                while gather.queued.load(Ordering::SeqCst) < size {
+                    let Some(wait) = early.checked_duration_since(Instant::now()) else {
+                        break;
+                    };
+                    std::thread::park_timeout(wait);
+                }
+                gather.target.store(0, Ordering::SeqCst);
+            }
+            // Then wait for the writers still under way to join this batch, but start at
+            // most one flush per `gap` (FLUSH_GAP) while some are: a flush costs about the
+            // same for one record as for a hundred. A store whose every writer has queued
+            // flushes at once.
+            let deadline = start + gap;
             while !gather.idle() {
                 let Some(wait) = deadline.checked_duration_since(Instant::now()) else {
                     break;
@@ -645,9 +680,11 @@ fn group_commit(
                 std::thread::park_timeout(wait);
             }
         }
-        last_start = Some(Instant::now());
+        let start = Instant::now();
         let mut batch = vec![first];
         batch.extend(rx.try_iter());
+        gather.queued.fetch_sub(batch.len(), Ordering::SeqCst);
+        last = Some((start, batch.len()));
         let horizon = pending.horizon();
         let flush_start = Instant::now();
         let result = db.flush().map(|_| ()).map_err(StoreError::from);
@@ -988,6 +1025,8 @@ impl Store for SledStore {
     }
 
     fn when_durable(&self, done: DurableCallback) {
+        // Counted before it is sent, so the flusher never takes more than it counted.
+        let queued = self.gather.queued.fetch_add(1, Ordering::SeqCst) + 1;
         let sent = match self.flush_tx.lock() {
             Ok(tx) => match tx.as_ref() {
                 Some(tx) => tx.send(done).map_err(|e| e.0),
@@ -995,8 +1034,15 @@ impl Store for SledStore {
             },
             Err(_) => Err(done),
         };
-        if let Err(done) = sent {
-            done(Err(StoreError::Io("the flusher thread has stopped".into())));
+        match sent {
+            Ok(()) if queued == self.gather.target.load(Ordering::SeqCst) => {
+                self.gather.wake_flusher();
+            }
+            Ok(()) => {}
+            Err(done) => {
+                self.gather.queued.fetch_sub(1, Ordering::SeqCst);
+                done(Err(StoreError::Io("the flusher thread has stopped".into())));
+            }
         }
     }
 
@@ -1205,7 +1251,7 @@ mod tests {
     fn a_flush_waits_for_writers_under_way_and_goes_when_the_last_has_queued() {
         let dir = tempfile::tempdir().expect("tempdir");
         let gap = Duration::from_secs(600);
-        let s = SledStore::open_with_gap(dir.path(), &mut |_| {}, gap).expect("open");
+        let s = SledStore::open_with_gaps(dir.path(), &mut |_| {}, gap, gap).expect("open");
         let queue = |s: &SledStore| {
             let (tx, rx) = mpsc::channel();
             s.when_durable(Box::new(move |r| {
@@ -1237,6 +1283,47 @@ mod tests {
         drop(second);
         waiting.recv_timeout(soon).expect("flush").expect("ok");
         assert!(!s.needs_flush("c"));
+    }
+
+    #[test]
+    fn a_busy_store_lets_as_many_waiters_as_last_time_join_the_next_flush() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let long = Duration::from_secs(600);
+        let s = SledStore::open_with_gaps(dir.path(), &mut |_| {}, long, long).expect("open");
+        let queue = |s: &SledStore, id: &str| {
+            assert!(s.swap_user(id, None, Some(&user(id))).expect("write"));
+            let (tx, rx) = mpsc::channel();
+            s.when_durable(Box::new(move |r| {
+                let _ = tx.send(r);
+            }));
+            rx
+        };
+        let soon = Duration::from_secs(60);
+        // One flush, then a batch of BUSY_BATCH (gathered: they were all under way).
+        queue(&s, "first")
+            .recv_timeout(soon)
+            .expect("flush")
+            .expect("ok");
+        let under_way: Vec<_> = (0..BUSY_BATCH).map(|_| s.gathering()).collect();
+        let busy: Vec<_> = (0..BUSY_BATCH)
+            .map(|i| queue(&s, &format!("b{i}")))
+            .collect();
+        drop(under_way);
+        for rx in busy {
+            rx.recv_timeout(soon).expect("flush").expect("ok");
+        }
+        // The next flush waits for as many, though nobody is under way.
+        let next: Vec<_> = (0..BUSY_BATCH - 1)
+            .map(|i| queue(&s, &format!("n{i}")))
+            .collect();
+        assert!(
+            next[0].recv_timeout(Duration::from_millis(300)).is_err(),
+            "a busy store flushed a smaller batch before its minimum gap"
+        );
+        let last = queue(&s, "last");
+        for rx in next.iter().chain([&last]) {
+            rx.recv_timeout(soon).expect("flush").expect("ok");
+        }
     }
 
     #[test]
