@@ -522,13 +522,11 @@ argon2_iterations = {t}
     /// is ready). How long it took after ready; `None` when no such line came.
     pub fn wait_warm(&self, limit: Duration) -> Option<Duration> {
         let began = Instant::now();
-        while began.elapsed() < limit {
-            if self.otpd.stderr().contains("store: cache warmed") {
-                return Some(began.elapsed());
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        None
+        wait_until("otpd's cache warm-up", limit, || {
+            let log = self.otpd.stderr();
+            Ok(log.contains("store: cache warmed").then(|| began.elapsed()))
+        })
+        .ok()
     }
 
     /// SIGTERM, then wait (SIGKILL if it does not stop in time).

@@ -659,26 +659,16 @@ fn group_commit(
             // queued, or min_gap after the last start.
             if size >= BUSY_BATCH {
                 gather.target.store(size, Ordering::SeqCst);
-                let early = start + min_gap;
-                while gather.queued.load(Ordering::SeqCst) < size {
-                    let Some(wait) = early.checked_duration_since(Instant::now()) else {
-                        break;
-                    };
-                    std::thread::park_timeout(wait);
-                }
+                park_until(start + min_gap, || {
+                    gather.queued.load(Ordering::SeqCst) >= size
+                });
                 gather.target.store(0, Ordering::SeqCst);
             }
             // Then wait for the writers still under way to join this batch, but start at
             // most one flush per `gap` (FLUSH_GAP) while some are: a flush costs about the
             // same for one record as for a hundred. A store whose every writer has queued
             // flushes at once.
-            let deadline = start + gap;
-            while !gather.idle() {
-                let Some(wait) = deadline.checked_duration_since(Instant::now()) else {
-                    break;
-                };
-                std::thread::park_timeout(wait);
-            }
+            park_until(start + gap, || gather.idle());
         }
         let start = Instant::now();
         let mut batch = vec![first];
@@ -697,6 +687,16 @@ fn group_commit(
         for done in batch {
             done(result.clone());
         }
+    }
+}
+
+/// Parks the flusher until `done` says so (the writers wake it) or `deadline` passes.
+fn park_until(deadline: Instant, done: impl Fn() -> bool) {
+    while !done() {
+        let Some(wait) = deadline.checked_duration_since(Instant::now()) else {
+            return;
+        };
+        std::thread::park_timeout(wait);
     }
 }
 
@@ -1247,18 +1247,21 @@ mod tests {
         assert_eq!(s.user_count(), 400);
     }
 
+    /// Queues a wait for durability; its answer arrives on the receiver.
+    fn queue_durable(s: &SledStore) -> mpsc::Receiver<Result<(), StoreError>> {
+        let (tx, rx) = mpsc::channel();
+        s.when_durable(Box::new(move |r| {
+            let _ = tx.send(r);
+        }));
+        rx
+    }
+
     #[test]
     fn a_flush_waits_for_writers_under_way_and_goes_when_the_last_has_queued() {
         let dir = tempfile::tempdir().expect("tempdir");
         let gap = Duration::from_secs(600);
         let s = SledStore::open_with_gaps(dir.path(), &mut |_| {}, gap, gap).expect("open");
-        let queue = |s: &SledStore| {
-            let (tx, rx) = mpsc::channel();
-            s.when_durable(Box::new(move |r| {
-                let _ = tx.send(r);
-            }));
-            rx
-        };
+        let queue = queue_durable;
         let soon = Duration::from_secs(60);
         // An idle store flushes at once, and with nobody under way the next one too, long
         // before the gap.
@@ -1292,11 +1295,7 @@ mod tests {
         let s = SledStore::open_with_gaps(dir.path(), &mut |_| {}, long, long).expect("open");
         let queue = |s: &SledStore, id: &str| {
             assert!(s.swap_user(id, None, Some(&user(id))).expect("write"));
-            let (tx, rx) = mpsc::channel();
-            s.when_durable(Box::new(move |r| {
-                let _ = tx.send(r);
-            }));
-            rx
+            queue_durable(s)
         };
         let soon = Duration::from_secs(60);
         // One flush, then a batch of BUSY_BATCH (gathered: they were all under way).

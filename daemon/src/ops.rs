@@ -361,10 +361,6 @@ impl Ops {
         login_id: String,
         step: LoginStep,
     ) -> Result<LoginOutcome, Full> {
-        // Fail closed, at once: the gateway hears a Reject, not a timeout.
-        if !self.store_available() {
-            return Ok(LoginOutcome::Reject(RejectReason::Store));
-        }
         let gathering = self.svc.store().gathering();
         self.login_gathered(class, source, login_id, step, gathering)
             .await
@@ -379,6 +375,10 @@ impl Ops {
         step: LoginStep,
         gathering: Gathering,
     ) -> Result<LoginOutcome, Full> {
+        // Fail closed, at once: the gateway hears a Reject, not a timeout.
+        if !self.store_available() {
+            return Ok(LoginOutcome::Reject(RejectReason::Store));
+        }
         let worker = self.workers.admit(class, source).await?;
         Ok(self
             .login_on(worker, class, login_id, step, gathering)

@@ -362,20 +362,6 @@ pub(super) fn window(samples: &[Sample], from: f64, to: f64, stretch: Stretch) -
     w
 }
 
-fn median(xs: impl Iterator<Item = f64>) -> f64 {
-    let mut v: Vec<f64> = xs.filter(|x| x.is_finite()).collect();
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
 fn us(x: Option<f64>) -> String {
     x.map(|c| format!("{c:.0}")).unwrap_or_else(|| "-".into())
 }

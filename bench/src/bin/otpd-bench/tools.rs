@@ -279,8 +279,7 @@ pub(super) fn reference_hash_ms(argon2: (u32, u32), samples: u32) -> anyhow::Res
             .with_context(|| format!("argon2 printed no time: {text}"))?;
         times.push(seconds * 1000.0);
     }
-    times.sort_by(f64::total_cmp);
-    Ok(times.get(times.len() / 2).copied())
+    Ok((!times.is_empty()).then(|| median(times.into_iter())))
 }
 
 /// How long a run waits for otpd's cache warm-up before its load starts.
@@ -347,6 +346,21 @@ pub(super) fn row(run: &Run) -> String {
 
 pub(super) const HEADER: &str =
     "server      answers/s  CPU us/req  accepted rejected  lost retrans  p50 ms  p99 ms   max ms  load";
+
+/// The median of the finite values (NaN when there are none).
+pub(super) fn median(xs: impl Iterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = xs.filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
 
 pub(super) fn mean(xs: impl Iterator<Item = f64>) -> f64 {
     let v: Vec<f64> = xs.collect();
