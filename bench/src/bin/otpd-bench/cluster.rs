@@ -176,7 +176,13 @@ pub(super) fn run(b: &mut Bench) -> anyhow::Result<()> {
     let rate = match b.args.kill_rate {
         Some(r) if r > 0.0 => Some(r),
         Some(_) => None,
-        None => Some((pair_rps * KILL_RATE_OF_PAIR).max(1.0)),
+        // And slow enough that the run's users have fresh steps to its end: at window 1 a
+        // user has three, of which the generator may skip the oldest near a step's end.
+        // (A quick run's few users ran out before the kill on a fast machine.)
+        None => {
+            let lasting = (2 * users) as f64 / b.plan.kill_duration;
+            Some((pair_rps * KILL_RATE_OF_PAIR).min(lasting).max(1.0))
+        }
     };
     note(&format!(
         "cluster: node kill, {}",

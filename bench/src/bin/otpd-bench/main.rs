@@ -105,7 +105,8 @@ struct Args {
     #[arg(long)]
     kill_duration: Option<f64>,
     /// Requests a second of the node-kill run [default: half the two nodes' median
-    /// answers/s; 0: a closed loop, as many as are answered].
+    /// answers/s, at most 2 × cluster-users ÷ kill-duration so that fresh user-steps last
+    /// the run; 0: a closed loop, as many as are answered].
     #[arg(long)]
     kill_rate: Option<f64>,
     /// Leave out phase 5 (two otpd nodes on PostgreSQL; needs Debian's postgresql).
