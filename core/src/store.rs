@@ -371,6 +371,29 @@ impl Drop for SledStore {
     }
 }
 
+/// How long an open waits for the store's file lock. sled drops its last handle of a
+/// closed store on whichever thread finishes its last deferred work, a moment after the
+/// close returns; an otpd that is exiting holds it until it has gone. Another otpd still
+/// running on the same store is refused once this has passed.
+const LOCK_WAIT: Duration = Duration::from_secs(2);
+
+/// Opens `config`'s store, retrying while its file lock is held, for up to [`LOCK_WAIT`].
+fn open_locked(config: &sled::Config) -> sled::Result<sled::Db> {
+    let deadline = Instant::now() + LOCK_WAIT;
+    loop {
+        match config.open() {
+            // sled 0.34 says so only in the message (`ErrorKind::Other`).
+            Err(sled::Error::Io(e))
+                if e.to_string().starts_with("could not acquire lock")
+                    && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            opened => return opened,
+        }
+    }
+}
+
 /// sled's page cache. sled's resident memory under writes is several times this (sled issue
 /// 1309). With records as JSON (about 600 bytes), 64 MiB saved only about 5 % of the CPU per
 /// login at 100k users and cost 10-20 MiB of peak RSS. In the binary layout (about 250
@@ -427,12 +450,12 @@ impl SledStore {
         std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
             .create(dir)
             .map_err(|e| StoreError::Io(format!("cannot create {}: {e}", dir.display())))?;
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(dir.join("store"))
             // Durability comes from our group commit, not from sled's timer.
             .flush_every_ms(None)
-            .cache_capacity(CACHE_BYTES)
-            .open()
+            .cache_capacity(CACHE_BYTES);
+        let db = open_locked(&config)
             .map_err(|e| StoreError::Io(format!("cannot open store in {}: {e}", dir.display())))?;
         let users = db.open_tree("users")?;
         let marks = db.open_tree("marks")?;
@@ -1084,10 +1107,12 @@ impl Store for SledStore {
                 loop {
                     let last = self.gather.last_arrival_ms.load(Ordering::Relaxed);
                     let since = self.since_open_ms().saturating_sub(last);
-                    if last == 0 || since >= quiet_ms {
+                    // Both readings are whole ms: more than quiet_ms between them is at
+                    // least quiet_ms of time.
+                    if last == 0 || since > quiet_ms {
                         break;
                     }
-                    std::thread::sleep(Duration::from_millis(quiet_ms - since));
+                    std::thread::sleep(Duration::from_millis(quiet_ms + 1 - since));
                 }
             }
             let (key, cold) = kv?;
@@ -1323,6 +1348,21 @@ mod tests {
         for rx in next.iter().chain([&last]) {
             rx.recv_timeout(soon).expect("flush").expect("ok");
         }
+    }
+
+    #[test]
+    fn an_open_waits_for_a_store_that_is_closing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = SledStore::open(dir.path()).expect("open");
+        // The holder lets go a moment after the second open has started: without the
+        // wait, that open would be refused at once.
+        let closer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            drop(first);
+        });
+        let second = SledStore::open(dir.path());
+        closer.join().expect("closer");
+        assert!(second.is_ok(), "{:?}", second.err());
     }
 
     #[test]
