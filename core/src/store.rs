@@ -382,16 +382,18 @@ fn open_locked(config: &sled::Config) -> sled::Result<sled::Db> {
     let deadline = Instant::now() + LOCK_WAIT;
     loop {
         match config.open() {
-            // sled 0.34 says so only in the message (`ErrorKind::Other`).
-            Err(sled::Error::Io(e))
-                if e.to_string().starts_with("could not acquire lock")
-                    && Instant::now() < deadline =>
-            {
+            Err(e) if is_lock_held(&e) && Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(10));
             }
             opened => return opened,
         }
     }
+}
+
+/// Whether sled refused an open because another handle holds the store's file lock.
+fn is_lock_held(e: &sled::Error) -> bool {
+    // sled 0.34 says so only in the message (`ErrorKind::Other`).
+    matches!(e, sled::Error::Io(e) if e.to_string().starts_with("could not acquire lock"))
 }
 
 /// sled's page cache. sled's resident memory under writes is several times this (sled issue
@@ -455,8 +457,17 @@ impl SledStore {
             // Durability comes from our group commit, not from sled's timer.
             .flush_every_ms(None)
             .cache_capacity(CACHE_BYTES);
-        let db = open_locked(&config)
-            .map_err(|e| StoreError::Io(format!("cannot open store in {}: {e}", dir.display())))?;
+        let db = open_locked(&config).map_err(|e| {
+            let why = if is_lock_held(&e) {
+                format!(
+                    "another process holds it (a running otpd, or otpctl working on it offline; waited {} s): {e}",
+                    LOCK_WAIT.as_secs()
+                )
+            } else {
+                e.to_string()
+            };
+            StoreError::Io(format!("cannot open store in {}: {why}", dir.display()))
+        })?;
         let users = db.open_tree("users")?;
         let marks = db.open_tree("marks")?;
         let links = db.open_tree("links")?;

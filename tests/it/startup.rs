@@ -1,11 +1,13 @@
 //! Startup refusals through the real binary: otpd will not run with a sealing key that
-//! others can read, nor put its admin socket where anyone could replace it; and the
+//! others can read, nor put its admin socket where anyone could replace it, nor open a
+//! store another otpd is serving (a restart waits for the old process instead); and the
 //! shipped PostgreSQL example passes `--check-config` against a live database.
 
+use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use otpd_testkit::daemon::{bin, chmod, wait_until, Otpd};
+use otpd_testkit::daemon::{bin, chmod, signal, wait_until, Otpd};
 
 #[test]
 fn a_key_file_others_can_read_is_refused_at_start() {
@@ -67,6 +69,57 @@ fn an_admin_socket_folder_anyone_may_write_is_refused_at_start() {
     });
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// A second otpd on a store that a running otpd holds waits for the store's lock, then
+/// refuses to start and says why, and the first goes on serving. An otpd started while
+/// the old one is still exiting (a service manager's restart) waits for it and starts.
+#[test]
+fn a_second_otpd_on_a_held_store_is_refused_and_a_restart_waits_for_the_old_one() {
+    let mut site = Otpd::start("");
+    let began = Instant::now();
+    let (status, err) = site.run_to_exit();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("could not acquire lock")
+            && err.contains("another process holds it")
+            && err.contains("data_dir"),
+        "the refusal says the store is held: {err}"
+    );
+    assert!(
+        began.elapsed() >= Duration::from_secs(2),
+        "refused only after the lock wait: {:?}",
+        began.elapsed()
+    );
+    site.admin_ok(serde_json::json!({"op": "status"}));
+
+    // SIGTERM to the old process and, without waiting for it, the new one.
+    let old = site.pid().expect("running");
+    signal(old, "TERM");
+    let mut next = Command::new(bin("otpd"))
+        .arg("--config")
+        .arg(&site.config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(site.path("next.log")).expect("log"))
+        .spawn()
+        .expect("otpd");
+    let stopped = site.wait_exit(Duration::from_secs(30));
+    assert!(stopped.success(), "the old otpd stopped with {stopped}");
+    let socket = site.path("admin.sock");
+    wait_until(
+        "the new otpd's admin socket",
+        Duration::from_secs(30),
+        || {
+            if let Ok(Some(status)) = next.try_wait() {
+                let log = std::fs::read_to_string(site.path("next.log")).unwrap_or_default();
+                panic!("the restarted otpd exited ({status}): {log}");
+            }
+            UnixStream::connect(&socket).ok().map(|_| ())
+        },
+    );
+    let _ = next.kill();
+    let _ = next.wait();
 }
 
 /// The shipped example of a node on PostgreSQL (`packaging/otpd-postgres.toml`), with its
