@@ -320,10 +320,19 @@ impl Otpd {
     pub fn try_launch(&mut self) -> Result<(), String> {
         assert!(self.child.is_none(), "otpd is still running");
         let began = Instant::now();
-        let mut child = self
-            .command()?
+        let child = self.spawn()?;
+        self.await_ready(child, began)
+    }
+
+    fn spawn(&self) -> Result<Child, String> {
+        self.command()?
             .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", self.bin("otpd").display()))?;
+            .map_err(|e| format!("cannot start {}: {e}", self.bin("otpd").display()))
+    }
+
+    /// Waits until `child`, started at `began`, answers on the admin socket; it is then
+    /// the running otpd.
+    fn await_ready(&mut self, mut child: Child, began: Instant) -> Result<(), String> {
         let ready = try_wait_until("otpd's admin socket", self.ready_limit, || {
             if let Ok(Some(status)) = child.try_wait() {
                 return Err(format!("otpd exited early ({status}): {}", self.stderr()));
@@ -338,6 +347,23 @@ impl Otpd {
         self.startup = Some(began.elapsed());
         self.child = Some(child);
         Ok(())
+    }
+
+    /// A restart whose new otpd starts before the old one has exited: SIGTERM to the
+    /// old one and, without waiting for it, the new one; then the old one's exit status
+    /// (once it is gone, so the admin socket that answers is the new one's), and the new
+    /// one ready.
+    pub fn restart_overlapping(&mut self) -> ExitStatus {
+        let mut old = self.child.take().expect("running");
+        signal(old.id(), "TERM");
+        let began = Instant::now();
+        let next = self.spawn().unwrap_or_else(|e| panic!("{e}"));
+        let stopped = wait_until("the old otpd to stop", DEADLINE, || {
+            old.try_wait().ok().flatten()
+        });
+        self.await_ready(next, began)
+            .unwrap_or_else(|e| panic!("{e}"));
+        stopped
     }
 
     /// SIGTERM, and wait for the exit.

@@ -3,11 +3,10 @@
 //! store another otpd is serving (a restart waits for the old process instead); and the
 //! shipped PostgreSQL example passes `--check-config` against a live database.
 
-use std::os::unix::net::UnixStream;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use otpd_testkit::daemon::{bin, chmod, signal, wait_until, Otpd};
+use otpd_testkit::daemon::{bin, chmod, Otpd};
 
 #[test]
 fn a_key_file_others_can_read_is_refused_at_start() {
@@ -32,11 +31,10 @@ fn a_key_file_others_can_read_is_refused_at_start() {
 
 #[test]
 fn an_admin_socket_folder_anyone_may_write_is_refused_at_start() {
-    let site = Otpd::builder()
+    let mut site = Otpd::builder()
         .config("[admin]\nsocket = \"run/admin.sock\"\n")
         .unstarted();
-    let (dir, config) = (&site.dir, site.config.clone());
-    let run = dir.path().join("run");
+    let run = site.dir.path().join("run");
     std::fs::create_dir(&run).expect("mkdir");
     chmod(&run, 0o777);
     let (status, err) = site.run_to_exit();
@@ -51,24 +49,8 @@ fn an_admin_socket_folder_anyone_may_write_is_refused_at_start() {
 
     // With the sticky bit (as /tmp has) nobody else can remove or rename the socket.
     chmod(&run, 0o1777);
-    let mut child = Command::new(bin("otpd"))
-        .arg("--config")
-        .arg(&config)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("otpd");
-    wait_until("the admin socket", Duration::from_secs(30), || {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("otpd exited: {status}");
-        }
-        std::os::unix::net::UnixStream::connect(run.join("admin.sock"))
-            .ok()
-            .map(|_| ())
-    });
-    let _ = child.kill();
-    let _ = child.wait();
+    site.launch();
+    assert!(run.join("admin.sock").exists());
 }
 
 /// A second otpd on a store that a running otpd holds waits for the store's lock, then
@@ -94,32 +76,9 @@ fn a_second_otpd_on_a_held_store_is_refused_and_a_restart_waits_for_the_old_one(
     site.admin_ok(serde_json::json!({"op": "status"}));
 
     // SIGTERM to the old process and, without waiting for it, the new one.
-    let old = site.pid().expect("running");
-    signal(old, "TERM");
-    let mut next = Command::new(bin("otpd"))
-        .arg("--config")
-        .arg(&site.config)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(site.path("next.log")).expect("log"))
-        .spawn()
-        .expect("otpd");
-    let stopped = site.wait_exit(Duration::from_secs(30));
+    let stopped = site.restart_overlapping();
     assert!(stopped.success(), "the old otpd stopped with {stopped}");
-    let socket = site.path("admin.sock");
-    wait_until(
-        "the new otpd's admin socket",
-        Duration::from_secs(30),
-        || {
-            if let Ok(Some(status)) = next.try_wait() {
-                let log = std::fs::read_to_string(site.path("next.log")).unwrap_or_default();
-                panic!("the restarted otpd exited ({status}): {log}");
-            }
-            UnixStream::connect(&socket).ok().map(|_| ())
-        },
-    );
-    let _ = next.kill();
-    let _ = next.wait();
+    site.admin_ok(serde_json::json!({"op": "status"}));
 }
 
 /// The shipped example of a node on PostgreSQL (`packaging/otpd-postgres.toml`), with its
