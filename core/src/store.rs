@@ -481,9 +481,22 @@ impl SledStore {
         let flushing = pending.clone();
         let gather = Arc::new(Gather::default());
         let gathered = gather.clone();
+        let durability = Durability::open(dir).map_err(|e| {
+            StoreError::Io(format!("cannot sync the store in {}: {e}", dir.display()))
+        })?;
         let handle = std::thread::Builder::new()
             .name("otpd-group-commit".into())
-            .spawn(move || group_commit(flusher, rx, watching, flushing, gathered, (gap, min_gap)))
+            .spawn(move || {
+                group_commit(
+                    flusher,
+                    durability,
+                    rx,
+                    watching,
+                    flushing,
+                    gathered,
+                    (gap, min_gap),
+                )
+            })
             .map_err(|e| StoreError::Io(format!("cannot start flusher: {e}")))?;
         let _ = gather.flusher.set(handle.thread().clone());
         let mut store = SledStore {
@@ -549,7 +562,7 @@ impl SledStore {
         self.db
             .insert(USER_COUNT_KEY, count.to_be_bytes().as_slice())?;
         self.db.insert(LAYOUT_KEY, LAYOUT_BINARY.as_slice())?;
-        self.db.flush()?;
+        self.wait_durable()?;
         Ok(moved)
     }
 
@@ -674,11 +687,108 @@ const FLUSH_GAP: Duration = Duration::from_millis(4);
 const FLUSH_MIN_GAP: Duration = Duration::from_millis(1);
 const BUSY_BATCH: usize = 32;
 
+/// What sled's flush leaves undone. sled 0.34 writes its log with `pwrite` and
+/// `sync_file_range`, which neither empty the disk's write cache nor record the file's new
+/// size, and writes blobs without any sync: after a power loss a flushed write may be gone.
+/// This makes each flush durable: `fdatasync` of the log file, `fsync` of each new blob,
+/// and of a folder whose entries changed. The handles stay open between flushes.
+struct Durability {
+    store: PathBuf,
+    /// sled's log (`store/db`), written at every flush.
+    log: std::fs::File,
+    folder: std::fs::File,
+    /// The names in the store's folder at the last sync.
+    entries: std::collections::BTreeSet<std::ffi::OsString>,
+    blobs: Option<(
+        std::fs::File,
+        std::collections::BTreeSet<std::ffi::OsString>,
+    )>,
+}
+
+impl Durability {
+    /// Opens the handles and makes what is on disk now durable, every file and folder of
+    /// the store included (the open may have created them).
+    fn open(data_dir: &Path) -> std::io::Result<Durability> {
+        let store = data_dir.join("store");
+        let mut d = Durability {
+            log: std::fs::File::open(store.join("db"))?,
+            folder: std::fs::File::open(&store)?,
+            entries: Default::default(),
+            blobs: None,
+            store,
+        };
+        for name in list(&d.store)? {
+            let path = d.store.join(&name);
+            if path.is_file() {
+                std::fs::File::open(&path)?.sync_all()?;
+            }
+            d.entries.insert(name);
+        }
+        let blobs = d.store.join("blobs");
+        if blobs.is_dir() {
+            let names = list(&blobs)?;
+            for name in &names {
+                std::fs::File::open(blobs.join(name))?.sync_all()?;
+            }
+            let folder = std::fs::File::open(&blobs)?;
+            folder.sync_all()?;
+            d.blobs = Some((folder, names));
+        }
+        d.folder.sync_all()?;
+        // The folders above: an open may have created data_dir and the store in it.
+        std::fs::File::open(data_dir)?.sync_all()?;
+        if let Some(parent) = data_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::File::open(parent)?.sync_all()?;
+        }
+        Ok(d)
+    }
+
+    /// Makes what sled's last flush wrote durable: new blobs first (the log points to
+    /// them), then the log, then the store's folder if a file came or went.
+    fn sync(&mut self) -> std::io::Result<()> {
+        if let Some((folder, known)) = &mut self.blobs {
+            let blobs = self.store.join("blobs");
+            let names = list(&blobs)?;
+            if names != *known {
+                for name in names.difference(known) {
+                    std::fs::File::open(blobs.join(name))?.sync_all()?;
+                }
+                folder.sync_all()?;
+                *known = names;
+            }
+        }
+        self.log.sync_data()?;
+        let names = list(&self.store)?;
+        if names != self.entries {
+            for name in names.difference(&self.entries) {
+                let path = self.store.join(name);
+                if path.is_file() {
+                    std::fs::File::open(&path)?.sync_all()?;
+                }
+            }
+            self.folder.sync_all()?;
+            self.entries = names;
+        }
+        Ok(())
+    }
+}
+
+/// The names in `dir` (a few: sled's store holds `db`, `conf`, `snap.*` and `blobs`).
+fn list(dir: &Path) -> std::io::Result<std::collections::BTreeSet<std::ffi::OsString>> {
+    std::fs::read_dir(dir)?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect()
+}
+
 /// One thread owns every flush. Each round takes all waiters queued so far, flushes once
 /// with the blocking `flush()` (never `flush_async`, which deadlocks under concurrency in
-/// sled 0.34), and answers them all: every waiter wrote before it queued, so before the flush.
+/// sled 0.34), syncs what it wrote ([`Durability`]), and answers them all: every waiter
+/// wrote before it queued, so before the flush. A failed flush or sync fails the store:
+/// every later waiter is told so too (after a failed `fsync` the kernel may have dropped
+/// the pages, and a second `fsync` that succeeds proves nothing).
 fn group_commit(
     db: sled::Db,
+    mut durability: Durability,
     rx: mpsc::Receiver<DurableCallback>,
     observer: Arc<std::sync::OnceLock<CommitObserver>>,
     pending: Arc<Pending>,
@@ -687,6 +797,7 @@ fn group_commit(
 ) {
     // When the last flush started, and how many waiters it answered.
     let mut last: Option<(Instant, usize)> = None;
+    let mut failed: Option<StoreError> = None;
     while let Ok(first) = rx.recv() {
         if let Some((start, size)) = last {
             // A busy store lets the next logins join: until as many as last time have
@@ -711,8 +822,17 @@ fn group_commit(
         last = Some((start, batch.len()));
         let horizon = pending.horizon();
         let flush_start = Instant::now();
-        let result = db.flush().map(|_| ()).map_err(StoreError::from);
-        if result.is_ok() {
+        let result = match &failed {
+            Some(e) => Err(e.clone()),
+            None => db.flush().map_err(StoreError::from).and_then(|_| {
+                durability
+                    .sync()
+                    .map_err(|e| StoreError::Io(format!("cannot sync the store to disk: {e}")))
+            }),
+        };
+        if let Err(e) = &result {
+            failed.get_or_insert_with(|| e.clone());
+        } else {
             pending.flushed(horizon);
         }
         if let Some(observe) = observer.get() {
