@@ -51,6 +51,13 @@ impl Sealer {
         Zeroizing::new(mac.finalize().into_bytes().into())
     }
 
+    /// The key check value a store records: a MAC of a fixed constant under this key (a
+    /// key of its own purpose, so it tells nothing about the others). Two nodes whose
+    /// values differ do not share `key_file`.
+    pub fn check_value(&self) -> [u8; 32] {
+        *self.derive_key("key check value v1")
+    }
+
     /// Loads the key file, creating it (mode 0600, 32 random bytes as hex) when absent.
     /// Refuses a key file that group or others can read.
     pub fn load_or_create(path: &Path) -> Result<Sealer, SealError> {
@@ -218,6 +225,14 @@ mod tests {
             Sealer::from_key(&[8u8; 32]).open("alice", &sealed).is_err(),
             "wrong key"
         );
+    }
+
+    #[test]
+    fn the_check_value_is_the_key_s_own() {
+        let a = Sealer::from_key(&[7u8; 32]);
+        assert_eq!(a.check_value(), Sealer::from_key(&[7u8; 32]).check_value());
+        assert_ne!(a.check_value(), Sealer::from_key(&[8u8; 32]).check_value());
+        assert_ne!(a.check_value(), [7u8; 32]);
     }
 
     #[test]

@@ -21,6 +21,7 @@ use sled::Transactional;
 
 use crate::lifecycle::Token;
 use crate::lockout::{LockPolicy, LockState};
+use crate::seal::Sealer;
 use crate::user::UserRecord;
 use crate::UnixTime;
 
@@ -238,6 +239,103 @@ pub trait Store: Send + Sync {
     ) -> Result<Vec<ExportRow>, StoreError>;
     /// Writes backup rows into the store (for a restore into a stopped daemon's store).
     fn restore(&self, rows: &[ExportRow]) -> Result<(), StoreError>;
+    /// The key check value the store records ([`Sealer::check_value`]), if any.
+    fn key_check(&self) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Records `value` as the key check value unless one is recorded already; the value
+    /// recorded after the call (the first node's, when several start at once).
+    fn record_key_check(&self, value: &[u8]) -> Result<Vec<u8>, StoreError>;
+}
+
+/// How [`open_key`] found the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyOpened {
+    /// The store's key check value matches it.
+    Matched,
+    /// The store recorded none yet; it does now.
+    Recorded,
+    /// There was no key file and the store was a new embedded one: a key was made.
+    Created,
+}
+
+/// Why `key_file` does not fit the store: otpd does not start (and changes nothing).
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("key_file {key_file} does not match the {store}: its data was sealed under another key; start with the master.key it was made with (in a cluster: copy it from a node that serves); nothing was changed")]
+    Mismatch { key_file: String, store: String },
+    #[error("key_file {key_file} missing; copy the cluster's master.key (mode 0600) from a node that serves: otpd creates a key only for a new embedded store, never for PostgreSQL. For the first node of a new database, make one: (umask 077; openssl rand -hex 32 > {key_file})")]
+    MissingShared { key_file: String },
+    #[error("key_file {key_file} missing, but the {store} already holds {users} users sealed under a key: put back the master.key it was made with (otpd creates a key only for an empty store); nothing was changed")]
+    MissingInUse {
+        key_file: String,
+        store: String,
+        users: usize,
+    },
+    #[error(transparent)]
+    Seal(#[from] crate::seal::SealError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Loads `key_file` for `store`, the one way a key reaches otpd or its offline tools: the
+/// key must match the key check value the store records, and is recorded when the store
+/// has none yet (after one sealed secret of the store, if any, was opened with it: a store
+/// made before the check recorded nothing). A missing key file is created only for an
+/// embedded store that is empty and has never recorded a key.
+pub fn open_key(key_file: &Path, store: &dyn Store) -> Result<(Sealer, KeyOpened), KeyError> {
+    let (engine, location) = store.describe();
+    let name = format!("{engine} store {location}");
+    let key = key_file.display().to_string();
+    let recorded = store.key_check()?;
+    let mut opened = KeyOpened::Recorded;
+    if !key_file.exists() {
+        if !store.local() {
+            return Err(KeyError::MissingShared { key_file: key });
+        }
+        let users = store.user_count();
+        if users > 0 || recorded.is_some() {
+            return Err(KeyError::MissingInUse {
+                key_file: key,
+                store: name,
+                users,
+            });
+        }
+        opened = KeyOpened::Created;
+    }
+    let sealer = Sealer::load_or_create(key_file)?;
+    let value = sealer.check_value();
+    let mismatch = || KeyError::Mismatch {
+        key_file: key.clone(),
+        store: name.clone(),
+    };
+    match recorded {
+        Some(r) if r == value => return Ok((sealer, KeyOpened::Matched)),
+        Some(_) => return Err(mismatch()),
+        None => {}
+    }
+    if !opens_a_secret(store, &sealer)? {
+        return Err(mismatch());
+    }
+    if store.record_key_check(&value)? != value {
+        // Another node recorded its key meanwhile.
+        return Err(mismatch());
+    }
+    store.wait_durable()?;
+    Ok((sealer, opened))
+}
+
+/// Whether `sealer` opens the first sealed secret among the store's first users (true
+/// when none of them holds one).
+fn opens_a_secret(store: &dyn Store, sealer: &Sealer) -> Result<bool, StoreError> {
+    for user in store.users_after(None, 1000)? {
+        let secret = match &user.token {
+            Token::Issued { secret, .. }
+            | Token::Provisioned { secret, .. }
+            | Token::Active { secret, .. } => secret,
+            _ => continue,
+        };
+        return Ok(sealer.open(&user.login_id, secret).is_ok());
+    }
+    Ok(true)
 }
 
 /// Which writes are not on disk yet, per key: the group commit clears what its flush covered.
@@ -419,6 +517,8 @@ const LAYOUT_BINARY: [u8; 1] = [3];
 /// The number of users, in sled's default tree, kept by the writes that add or remove one:
 /// sled's own `len` reads every leaf (seconds at a million users).
 const USER_COUNT_KEY: &[u8] = b"otpd-user-count";
+/// The key check value ([`Store::key_check`]), in sled's default tree.
+const KEY_CHECK_KEY: &[u8] = b"otpd-key-check";
 /// How many users a move of layout handles between two progress reports.
 pub const MIGRATION_REPORT_EVERY: usize = 100_000;
 
@@ -1327,6 +1427,21 @@ impl Store for SledStore {
         self.db
             .insert(USER_COUNT_KEY, count.to_be_bytes().as_slice())?;
         Ok(())
+    }
+
+    fn key_check(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get(KEY_CHECK_KEY)?.map(|v| v.to_vec()))
+    }
+
+    fn record_key_check(&self, value: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let swapped = self.pending.writing(KEY_CHECK_KEY, || {
+            self.db
+                .compare_and_swap(KEY_CHECK_KEY, None as Option<&[u8]>, Some(value))
+        })?;
+        Ok(match swapped {
+            Ok(()) => value.to_vec(),
+            Err(e) => e.current.map(|v| v.to_vec()).unwrap_or_default(),
+        })
     }
 }
 

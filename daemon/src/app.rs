@@ -78,6 +78,29 @@ pub fn open_store(
     Ok(store)
 }
 
+/// Loads `key_file` for the opened store and checks it against the key check value the
+/// store records ([`otpd_core::store::open_key`]): a node with another key, or without
+/// one, does not start. A key is created only for a new, empty sled store.
+pub fn open_key(
+    config: &Config,
+    store: &dyn Store,
+    notes: &mut Vec<String>,
+) -> anyhow::Result<Sealer> {
+    use otpd_core::store::KeyOpened;
+    let key_file = config.core.key_file.display();
+    let (sealer, opened) = otpd_core::store::open_key(&config.core.key_file, store)?;
+    match opened {
+        KeyOpened::Matched => {}
+        KeyOpened::Recorded => notes.push(format!(
+            "key_file {key_file}: its key check value is now recorded in the store; a node with another key will be refused"
+        )),
+        KeyOpened::Created => notes.push(format!(
+            "key_file {key_file}: created a new key for this new store; back it up, apart from the store's backups"
+        )),
+    }
+    Ok(sealer)
+}
+
 /// The start-time refusals about what is on disk: a sealing key others can read, an
 /// admin socket folder anyone may write to, a data folder others may enter. Run at start
 /// (before anything is opened) and by `--check-config`, so the check says what the start
@@ -129,10 +152,10 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     }
     let refused = preflight(&config);
     anyhow::ensure!(refused.is_empty(), "{}", refused.join("; "));
-    let sealer = Sealer::load_or_create(&config.core.key_file).context("key_file")?;
     let started = clock::instant();
     let mut notes = Vec::new();
     let store = open_store(&config, &mut notes, &|line| log.info(line))?;
+    let sealer = open_key(&config, &*store, &mut notes)?;
     for n in &notes {
         log.info(n);
     }
@@ -416,6 +439,13 @@ pub fn restore(config: &Config, backup: &Path, force: bool) -> anyhow::Result<(u
                 None => anyhow::anyhow!("{e:#} (is otpd still running? stop it before restoring)"),
             }
         })?;
+    // The restored secrets were sealed under the backup's key: never a new one.
+    anyhow::ensure!(
+        config.core.key_file.exists(),
+        "key_file {} missing: put the master.key the backup's secrets were sealed under there first (mode 0600)",
+        config.core.key_file.display()
+    );
+    open_key(config, &*store, &mut Vec::new())?;
     let (engine, location) = store.describe();
     let users = store.user_count();
     anyhow::ensure!(

@@ -10,7 +10,7 @@ use crate::db::{Db as Client, Fail};
 use otpd_core::store::StoreError;
 
 /// The newest schema this otpd knows.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// Version `i + 1`'s statements are `MIGRATIONS[i]`.
 const MIGRATIONS: &[&str] = &[
@@ -39,6 +39,13 @@ const MIGRATIONS: &[&str] = &[
         expires_at bigint NOT NULL
     );
     CREATE INDEX once_expires_at ON once (expires_at);
+    "#,
+    // 2: what the database says about itself: the key check value of `key_file`.
+    r#"
+    CREATE TABLE meta (
+        name  text COLLATE "C" PRIMARY KEY,
+        value bytea NOT NULL
+    );
     "#,
 ];
 

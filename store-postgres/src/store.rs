@@ -582,6 +582,32 @@ impl Store for PgStore {
     }
 
     /// All rows in one transaction: a restore that fails leaves the database as it was.
+    fn key_check(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        let rows = self.query(
+            "read the key check value",
+            Retry::Safe,
+            "SELECT value FROM meta WHERE name = 'key_check'",
+            &[],
+        )?;
+        Ok(rows.first().map(|r| r.get(0)))
+    }
+
+    fn record_key_check(&self, value: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let rows = self.query(
+            "record the key check value",
+            Retry::Safe,
+            "WITH added AS (
+                 INSERT INTO meta (name, value) VALUES ('key_check', $1)
+                 ON CONFLICT (name) DO NOTHING RETURNING value)
+             SELECT value FROM added
+             UNION ALL SELECT value FROM meta WHERE name = 'key_check'",
+            &[&value],
+        )?;
+        rows.first()
+            .map(|r| r.get(0))
+            .ok_or_else(|| StoreError::Io("record the key check value: nothing read back".into()))
+    }
+
     fn restore(&self, rows: &[ExportRow]) -> Result<(), StoreError> {
         self.on_conn(Retry::Never, |c| self.restore_rows(c, rows))
     }

@@ -500,7 +500,20 @@ macro_rules! both_engines {
     };
 }
 
+/// The first key check value recorded stays; a second node's is not written over it.
+fn the_first_key_check_value_recorded_stays(e: Engine) {
+    assert_eq!(e.a.key_check().expect("read"), None, "{}", e.name);
+    assert_eq!(e.a.record_key_check(b"first").expect("record"), b"first");
+    assert_eq!(e.b.record_key_check(b"other").expect("record"), b"first");
+    e.b.wait_durable().expect("durable");
+    assert_eq!(
+        e.b.key_check().expect("read").as_deref(),
+        Some(&b"first"[..])
+    );
+}
+
 both_engines!(
+    the_first_key_check_value_recorded_stays,
     a_step_is_spent_exactly_once,
     a_refused_step_says_why,
     failures_from_two_nodes_add_up_to_one_lock,

@@ -233,9 +233,19 @@ impl Postgres {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
-    /// The `[store]` section for an otpd on database `db`, and its password file.
+    /// The `[store]` section for an otpd on database `db`, its password file, and a new
+    /// key file of its own (otpd never makes one for a shared store: a second node of the
+    /// same database is given the first one's, see `tests/it/postgres.rs`).
     pub fn configure(&self, builder: Builder, db: &str) -> Builder {
+        let mut key = [0u8; 32];
+        std::io::Read::read_exact(
+            &mut std::fs::File::open("/dev/urandom").expect("/dev/urandom"),
+            &mut key,
+        )
+        .expect("random key");
+        let key: String = key.iter().map(|b| format!("{b:02x}")).collect();
         builder
+            .file("master.key", &format!("{key}\n"), 0o600)
             .file("postgres.password", &format!("{}\n", self.password), 0o600)
             .config(&format!(
                 "[store]\nengine = \"postgres\"\n[store.postgres]\nurl = \"{}\"\npassword_file = \"postgres.password\"\nsslmode = \"disable\"\n",

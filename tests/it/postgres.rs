@@ -494,7 +494,7 @@ fn check_config_says_what_it_finds_at_a_live_and_a_dead_database() {
     let out = otpd_with(&a.config, &["--check-config"]);
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
-        said.contains("schema version 1, 1 users"),
+        said.contains("schema version 2, 1 users"),
         "{said}{}",
         stderr_of(&out)
     );

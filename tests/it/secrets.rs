@@ -291,3 +291,116 @@ fn no_secret_of_a_whole_flow_reaches_a_log_or_the_backup() {
         codes.len() + 1
     );
 }
+
+/// The key file a node was started with: a store remembers it (its key check value), and
+/// a node whose key does not match, or that has none, is refused before it serves.
+mod key_check {
+    use otpd_testkit::daemon::Otpd;
+    use otpd_testkit::postgres::Postgres;
+    use otpd_testkit::token::activate;
+
+    /// Another key, then no key at all, for a second node of one PostgreSQL database:
+    /// each refused with a line naming key_file and the store, nothing in the store changed,
+    /// no key file made.
+    #[test]
+    fn a_second_node_without_the_cluster_s_key_is_refused_and_changes_nothing() {
+        let pg = Postgres::start();
+        let mut a = pg.configure(Otpd::builder(), "otpd").start();
+        activate(&a, "taro", "pw");
+        a.stop_clean();
+        let snapshot = || {
+            pg.psql(
+                "otpd",
+                "SELECT (SELECT string_agg(login_id || ':' || epoch || ':' || md5(record::text), ',') FROM users), (SELECT encode(value, 'hex') FROM meta), (SELECT count(*) FROM outbox)",
+            )
+        };
+        let before = snapshot();
+        assert!(before.contains("taro:"), "{before}");
+
+        let other = pg.configure(Otpd::builder(), "otpd").unstarted();
+        let (status, err) = other.run_to_exit();
+        assert!(!status.success(), "{err}");
+        let key_file = other.path("master.key");
+        assert!(
+            err.contains(&format!(
+                "key_file {} does not match the postgres store",
+                key_file.display()
+            )),
+            "{err}"
+        );
+        assert_eq!(snapshot(), before, "the refused node changed the store");
+
+        let missing = other.path("absent/master.key");
+        let keyless = pg
+            .configure(Otpd::builder(), "otpd")
+            .config(&format!("key_file = \"{}\"\n", missing.display()))
+            .unstarted();
+        let (status, err) = keyless.run_to_exit();
+        assert!(!status.success(), "{err}");
+        assert!(
+            err.contains(&format!(
+                "key_file {} missing; copy the cluster's master.key",
+                missing.display()
+            )),
+            "{err}"
+        );
+        assert!(!missing.exists(), "a key was made for a shared store");
+        assert_eq!(snapshot(), before);
+
+        // The node with the cluster's key still serves.
+        a.launch();
+        assert_eq!(a.show("taro")["state"], "active");
+    }
+
+    /// A sled store with users whose key file is gone: refused, and no new key is made (it
+    /// would seal new secrets under a key the old ones do not open).
+    #[test]
+    fn a_store_with_users_and_no_key_file_is_refused_and_no_key_is_made() {
+        let mut d = Otpd::start("");
+        activate(&d, "taro", "pw");
+        d.stop_clean();
+        let key = d.path("master.key");
+        let kept = std::fs::read_to_string(&key).expect("key");
+        std::fs::remove_file(&key).expect("remove the key");
+        let (status, err) = d.run_to_exit();
+        assert!(!status.success(), "{err}");
+        assert!(
+            err.contains(&format!(
+                "key_file {} missing, but the sled store",
+                key.display()
+            )) && err.contains("already holds 1 users"),
+            "{err}"
+        );
+        assert!(!key.exists(), "a new key was made for a store in use");
+
+        // Another key in its place: refused too.
+        std::fs::write(&key, format!("{}\n", "ab".repeat(32))).expect("write");
+        otpd_testkit::daemon::chmod(&key, 0o600);
+        let (status, err) = d.run_to_exit();
+        assert!(!status.success(), "{err}");
+        assert!(err.contains("does not match the sled store"), "{err}");
+
+        // The right one back: it serves.
+        std::fs::write(&key, kept).expect("write");
+        d.launch();
+        assert_eq!(d.show("taro")["state"], "active");
+    }
+
+    /// The README's first start: a new, empty store gets a new key (0600), and says so.
+    #[test]
+    fn a_new_store_gets_a_new_key() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = Otpd::start("");
+        let key = d.path("master.key");
+        let mode = std::fs::metadata(&key)
+            .expect("key made")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert!(
+            d.stderr().contains("created a new key for this new store"),
+            "{}",
+            d.stderr()
+        );
+    }
+}

@@ -12,7 +12,6 @@ use otpd_bench::users;
 use otpd_core::lifecycle::{Token, DAY, MIN_VALIDITY_DAYS};
 use otpd_core::lockout::LockState;
 use otpd_core::password::{self, HashParams};
-use otpd_core::seal::Sealer;
 use otpd_core::store::{SledStore, Store};
 use otpd_core::user::UserRecord;
 use otpd_store_postgres::{PgStore, Settings, SslMode};
@@ -141,8 +140,8 @@ fn seed(
     json: bool,
 ) -> anyhow::Result<()> {
     let began = Instant::now();
-    let sealer = Sealer::load_or_create(key_file).context("key_file")?;
     let store = SledStore::open(data_dir).context("data_dir (is otpd still running on it?)")?;
+    let (sealer, _) = otpd_core::store::open_key(key_file, &*store)?;
     // One hash for every user: hashing 100k passwords would time the seeder, not otpd.
     let password_hash = params
         .hash(users::PASSWORD)
