@@ -11,7 +11,7 @@ use serde::Deserialize;
 use crate::lifecycle::{TokenPolicy, MIN_VALIDITY_DAYS};
 use crate::lockout::LockPolicy;
 use crate::otp::{Algorithm, OtpParams};
-use crate::password::HashParams;
+use crate::password::{HashCaps, HashParams};
 
 /// What the core is configured with: the service ID, the data and key locations, and the
 /// OTP, password and token policies, each rule about them checked by [`Config::check`].
@@ -66,22 +66,34 @@ impl Default for OtpSection {
     }
 }
 
-/// `[password]`: the argon2id cost of login and activation password hashes.
+/// `[password]`: the argon2id cost of login and activation password hashes, and the most a
+/// stored hash may cost (`max_…`, see [`HashCaps`]: lower than the built-in ceiling only).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct PasswordSection {
     pub argon2_memory_kib: u32,
     pub argon2_iterations: u32,
     pub argon2_parallelism: u32,
+    pub max_bcrypt_cost: u32,
+    pub max_sha_crypt_rounds: u64,
+    pub max_argon2_memory_kib: u32,
+    pub max_argon2_iterations: u32,
+    pub max_argon2_parallelism: u32,
 }
 
 impl Default for PasswordSection {
     fn default() -> Self {
         let d = HashParams::default();
+        let c = HashCaps::CEILING;
         PasswordSection {
             argon2_memory_kib: d.memory_kib,
             argon2_iterations: d.iterations,
             argon2_parallelism: d.parallelism,
+            max_bcrypt_cost: c.bcrypt_cost,
+            max_sha_crypt_rounds: c.sha_crypt_rounds,
+            max_argon2_memory_kib: c.argon2_memory_kib,
+            max_argon2_iterations: c.argon2_iterations,
+            max_argon2_parallelism: c.argon2_parallelism,
         }
     }
 }
@@ -201,6 +213,7 @@ impl Config {
                 h.memory_kib, h.iterations
             ));
         }
+        self.check_hash_caps(problems);
         let t = &self.token;
         if t.validity_days < MIN_VALIDITY_DAYS {
             problems.push(format!("`token.validity_days` = {}: tokens must be valid at least {MIN_VALIDITY_DAYS} days (4 years)", t.validity_days));
@@ -215,6 +228,66 @@ impl Config {
         }
         if t.setup_max_attempts == 0 {
             problems.push("`token.setup_max_attempts` must be at least 1".into());
+        }
+    }
+
+    /// The `[password] max_…` caps: each between the smallest hash of its kind and the
+    /// built-in ceiling, and otpd's own argon2id setting within them.
+    fn check_hash_caps(&self, problems: &mut Vec<String>) {
+        let (p, ceiling) = (&self.password, HashCaps::CEILING);
+        let mut within = |key: &str, value: u64, least: u64, most: u64| {
+            if !(least..=most).contains(&value) {
+                problems.push(format!(
+                    "`password.{key}` = {value}: must be {least}..={most} (the built-in ceiling; a cap can only be lowered)"
+                ));
+            }
+        };
+        within(
+            "max_bcrypt_cost",
+            p.max_bcrypt_cost.into(),
+            4,
+            ceiling.bcrypt_cost.into(),
+        );
+        within(
+            "max_sha_crypt_rounds",
+            p.max_sha_crypt_rounds,
+            1000,
+            ceiling.sha_crypt_rounds,
+        );
+        within(
+            "max_argon2_memory_kib",
+            p.max_argon2_memory_kib.into(),
+            8,
+            ceiling.argon2_memory_kib.into(),
+        );
+        within(
+            "max_argon2_iterations",
+            p.max_argon2_iterations.into(),
+            1,
+            ceiling.argon2_iterations.into(),
+        );
+        within(
+            "max_argon2_parallelism",
+            p.max_argon2_parallelism.into(),
+            1,
+            ceiling.argon2_parallelism.into(),
+        );
+        if let Some(why) = self.hash_caps().over(self.hash_params().cost()) {
+            problems.push(format!(
+                "`password.argon2_*`: otpd's own hashes would be refused at login: {why}"
+            ));
+        }
+    }
+
+    /// The most a stored password hash may cost (`[password] max_…`).
+    pub fn hash_caps(&self) -> HashCaps {
+        let p = &self.password;
+        HashCaps {
+            bcrypt_cost: p.max_bcrypt_cost,
+            sha_crypt_rounds: p.max_sha_crypt_rounds,
+            argon2_memory_kib: p.max_argon2_memory_kib,
+            argon2_iterations: p.max_argon2_iterations,
+            argon2_parallelism: p.max_argon2_parallelism,
         }
     }
 
@@ -264,6 +337,43 @@ mod tests {
     fn validity_floor_is_1461_days() {
         assert!(parse("service_id=\"B\"\n[token]\nvalidity_days = 1460\n").is_err());
         assert!(parse("service_id=\"B\"\n[token]\nvalidity_days = 1461\n").is_ok());
+    }
+
+    #[test]
+    fn hash_caps_can_be_lowered_never_raised() {
+        let with = |kv: &str| parse(&format!("service_id=\"B\"\n[password]\n{kv}\n"));
+        assert_eq!(
+            with("max_bcrypt_cost = 12")
+                .expect("valid")
+                .config
+                .hash_caps()
+                .bcrypt_cost,
+            12
+        );
+        assert_eq!(
+            parse("service_id=\"B\"\n")
+                .expect("valid")
+                .config
+                .hash_caps(),
+            HashCaps::CEILING
+        );
+        for bad in [
+            "max_bcrypt_cost = 15",
+            "max_bcrypt_cost = 3",
+            "max_sha_crypt_rounds = 999999999",
+            "max_argon2_memory_kib = 262145",
+            "max_argon2_iterations = 11",
+            "max_argon2_parallelism = 5",
+        ] {
+            let e = with(bad).expect_err(bad);
+            let key = bad.split(' ').next().unwrap_or_default();
+            assert!(
+                e.iter().any(|p| p.contains(key) && p.contains("ceiling")),
+                "{bad}: {e:?}"
+            );
+        }
+        let e = with("max_argon2_memory_kib = 8192").expect_err("own hashes over");
+        assert!(e.iter().any(|p| p.contains("own hashes")), "{e:?}");
     }
 
     /// NIST SP 800-63B §5.2.2: at most 100 consecutive failed attempts on one account.

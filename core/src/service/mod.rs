@@ -15,7 +15,7 @@ use crate::config::Config;
 use crate::lifecycle::TokenPolicy;
 use crate::lockout::LockPolicy;
 use crate::otp::OtpParams;
-use crate::password::HashParams;
+use crate::password::{HashCaps, HashParams};
 use crate::seal::Sealer;
 use crate::store::{Store, Versioned};
 use crate::user::{UserRecord, UserView};
@@ -46,6 +46,8 @@ pub struct Service {
     otp: OtpParams,
     lock: LockPolicy,
     hash: HashParams,
+    /// The most a stored password hash may cost (`[password] max_…`).
+    caps: HashCaps,
     token: TokenPolicy,
     otp_required: bool,
     started_at: UnixTime,
@@ -71,6 +73,7 @@ impl Service {
             otp: config.otp_params(),
             lock: config.lock_policy(),
             hash,
+            caps: config.hash_caps(),
             token: config.token_policy(),
             otp_required: config.otp.required,
             started_at: now,
@@ -85,6 +88,11 @@ impl Service {
     /// The argon2id parameters new password hashes get.
     pub fn hash_params(&self) -> HashParams {
         self.hash
+    }
+
+    /// The most a stored password hash may cost: over them it is refused, never run.
+    pub fn hash_caps(&self) -> HashCaps {
+        self.caps
     }
 
     pub fn otp_params(&self) -> OtpParams {
