@@ -86,37 +86,31 @@ impl Service {
         Ok(stage.rows.len())
     }
 
-    /// Creates every staged user, or none: a user created by someone else since its row was
-    /// checked undoes the rows written before it. The number of users created.
+    /// Creates every staged user, or none, in one atomic commit of the store: a user
+    /// created by someone else since its row was checked refuses all of them, and a crash
+    /// during the commit leaves none. The number of users created.
     pub fn import_write(&self, stage: ImportStage, now: UnixTime) -> Result<usize, OpError> {
-        let count = stage.rows.len();
-        let mut written: Vec<Box<str>> = Vec::with_capacity(count);
-        for (login_id, row) in stage.rows {
-            let user = UserRecord {
+        let users: Vec<UserRecord> = stage
+            .rows
+            .iter()
+            .map(|(login_id, row)| UserRecord {
                 login_id: login_id.to_string(),
-                password_hash: row.password_hash.into(),
-                email: row.email.map(Into::into),
+                password_hash: row.password_hash.to_string(),
+                email: row.email.as_deref().map(Into::into),
                 created_at: now,
                 token: Token::Unregistered,
                 lock: LockState::default(),
                 renew_lock: LockState::default(),
                 session_generation: 0,
-            };
-            let ok = self.store().swap_user(&login_id, None, Some(&user));
-            if !matches!(ok, Ok(true)) {
-                for id in &written {
-                    if let Ok(Some(v)) = self.store().get_user(id) {
-                        let _ = self.store().swap_user(id, Some(&v), None);
-                    }
-                }
-                return Err(match ok {
-                    Err(e) => e.into(),
-                    _ => at(row.line, format!("user {login_id:?} was created meanwhile")),
-                });
-            }
-            written.push(login_id);
+            })
+            .collect();
+        match self.store().create_users(&users)? {
+            Ok(()) => Ok(users.len()),
+            Err(login_id) => Err(at(
+                stage.rows.get(login_id.as_str()).map_or(0, |r| r.line),
+                format!("user {login_id:?} was created meanwhile"),
+            )),
         }
-        Ok(count)
     }
 
     /// Stages and writes `rows` in one go (imports that fit one request).

@@ -239,6 +239,10 @@ pub trait Store: Send + Sync {
     ) -> Result<Vec<ExportRow>, StoreError>;
     /// Writes backup rows into the store (for a restore into a stopped daemon's store).
     fn restore(&self, rows: &[ExportRow]) -> Result<(), StoreError>;
+    /// Creates every one of `users`, or none of them, in one atomic commit (a crash leaves
+    /// all or none): `Ok(Err(login_id))` names a user that exists already, and nothing was
+    /// written. Durable at the next [`Store::when_durable`], like every write.
+    fn create_users(&self, users: &[UserRecord]) -> Result<Result<(), String>, StoreError>;
     /// The key check value the store records ([`Sealer::check_value`]), if any.
     fn key_check(&self) -> Result<Option<Vec<u8>>, StoreError>;
     /// Records `value` as the key check value unless one is recorded already; the value
@@ -356,6 +360,17 @@ impl Pending {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(key.to_vec(), seq);
+        write()
+    }
+
+    /// [`Pending::writing`] for a write of many keys at once.
+    fn writing_all<T>(&self, keys: impl Iterator<Item = Vec<u8>>, write: impl FnOnce() -> T) -> T {
+        let _gate = self.gate.read().unwrap_or_else(|e| e.into_inner());
+        let seq = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
+        self.keys
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(keys.map(|k| (k, seq)));
         write()
     }
 
@@ -1427,6 +1442,40 @@ impl Store for SledStore {
         self.db
             .insert(USER_COUNT_KEY, count.to_be_bytes().as_slice())?;
         Ok(())
+    }
+
+    /// One sled transaction over the records, the marks and the count: sled recovers it
+    /// whole or not at all. It holds every other write back while it runs (sled's
+    /// transactions take its write lock), and all the rows in memory.
+    fn create_users(&self, users: &[UserRecord]) -> Result<Result<(), String>, StoreError> {
+        let mut rows = Vec::with_capacity(users.len());
+        for u in users {
+            let epoch = self.db.generate_id()?;
+            let cold = encode_cold(u, epoch)?;
+            let hot = encode_marks(&Marks::of(u, epoch));
+            rows.push((u.login_id.as_bytes(), cold, hot));
+        }
+        let added = u64::try_from(rows.len()).unwrap_or(u64::MAX);
+        let keys = rows.iter().map(|(k, _, _)| k.to_vec());
+        self.pending.writing_all(keys, || {
+            (&self.users, &self.marks, &*self.db)
+                .transaction(|(users, marks, meta)| {
+                    for (key, _, _) in &rows {
+                        if users.get(key)?.is_some() {
+                            return Ok(Err(String::from_utf8_lossy(key).into_owned()));
+                        }
+                    }
+                    for (key, cold, hot) in &rows {
+                        users.insert(*key, cold.as_slice())?;
+                        marks.insert(*key, hot.as_slice())?;
+                    }
+                    let was = meta.get(USER_COUNT_KEY)?.map_or(0, |v| decode_count(&v));
+                    let now = was.saturating_add(added);
+                    meta.insert(USER_COUNT_KEY, now.to_be_bytes().as_slice())?;
+                    Ok(Ok(()))
+                })
+                .map_err(transaction_error)
+        })
     }
 
     fn key_check(&self) -> Result<Option<Vec<u8>>, StoreError> {

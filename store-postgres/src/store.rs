@@ -581,7 +581,48 @@ impl Store for PgStore {
         self.on_conn(Retry::Safe, |c| self.export_page(c, after, limit))
     }
 
-    /// All rows in one transaction: a restore that fails leaves the database as it was.
+    /// One transaction, a thousand rows a statement: a user that exists already (or is
+    /// created meanwhile by another node) rolls all of it back.
+    fn create_users(&self, users: &[UserRecord]) -> Result<Result<(), String>, StoreError> {
+        let doing = "create the imported users";
+        let mut rows = Vec::with_capacity(users.len());
+        for u in users {
+            rows.push((u.login_id.as_str(), encode_user(u)?, Hot::of(u)?));
+        }
+        self.on_conn(Retry::Never, |conn| {
+            let mut tx = conn
+                .transaction(None, false)
+                .map_err(self.db_error(doing))?;
+            for chunk in rows.chunks(RESTORE_BATCH) {
+                let ids: Vec<&str> = chunk.iter().map(|(id, _, _)| *id).collect();
+                let json: Vec<&str> = chunk.iter().map(|(_, j, _)| j.as_str()).collect();
+                let steps: Vec<Option<i64>> = chunk.iter().map(|(_, _, h)| h.last_step).collect();
+                let failures: Vec<i32> = chunk.iter().map(|(_, _, h)| h.failures).collect();
+                let until: Vec<Option<i64>> =
+                    chunk.iter().map(|(_, _, h)| h.locked_until).collect();
+                let created = tx
+                    .query(
+                        "INSERT INTO users (login_id, record, epoch, last_step, failures, locked_until)
+                         SELECT id, rec::jsonb, 1, step, fails, until
+                         FROM unnest($1::text[], $2::text[], $3::int8[], $4::int4[], $5::int8[])
+                             AS t(id, rec, step, fails, until)
+                         ON CONFLICT (login_id) DO NOTHING RETURNING login_id",
+                        &[&ids, &json, &steps, &failures, &until],
+                    )
+                    .map_err(self.db_error(doing))?;
+                if created.len() < ids.len() {
+                    let made: std::collections::HashSet<String> =
+                        created.iter().map(|r| r.get(0)).collect();
+                    let taken = ids.iter().find(|id| !made.contains(**id)).copied();
+                    // Dropped without a commit: rolled back.
+                    return Ok(Err(taken.unwrap_or_default().to_string()));
+                }
+            }
+            tx.commit().map_err(self.db_error(doing))?;
+            Ok(Ok(()))
+        })
+    }
+
     fn key_check(&self) -> Result<Option<Vec<u8>>, StoreError> {
         let rows = self.query(
             "read the key check value",
@@ -608,6 +649,7 @@ impl Store for PgStore {
             .ok_or_else(|| StoreError::Io("record the key check value: nothing read back".into()))
     }
 
+    /// All rows in one transaction: a restore that fails leaves the database as it was.
     fn restore(&self, rows: &[ExportRow]) -> Result<(), StoreError> {
         self.on_conn(Retry::Never, |c| self.restore_rows(c, rows))
     }

@@ -512,7 +512,39 @@ fn the_first_key_check_value_recorded_stays(e: Engine) {
     );
 }
 
+/// Users created together are created all, or none when one of them exists already.
+fn users_created_together_are_all_or_none(e: Engine) {
+    create(&*e.b, &active("taken", 5));
+    let many: Vec<UserRecord> = (0..2500)
+        .map(|i| active(&format!("imp{i:05}"), i))
+        .collect();
+    let mut clash = many.clone();
+    clash.push(active("taken", 9));
+    assert_eq!(
+        e.a.create_users(&clash).expect("create"),
+        Err("taken".to_string()),
+        "{}",
+        e.name
+    );
+    assert_eq!(e.b.user_count(), 1, "none of them was created");
+    assert!(e.b.get_user("imp00000").expect("read").is_none());
+    e.a.create_users(&many)
+        .expect("create")
+        .expect("none exists");
+    e.a.wait_durable().expect("durable");
+    assert_eq!(e.b.user_count(), 2501);
+    let last = e.b.get_user("imp02499").expect("read").expect("present");
+    assert_eq!(last.value, active("imp02499", 2499));
+    assert_eq!(
+        e.b.spend_step("imp02499", last.epoch, 2499, NOW)
+            .expect("spend"),
+        Spend::Replayed,
+        "the marks came with the records"
+    );
+}
+
 both_engines!(
+    users_created_together_are_all_or_none,
     the_first_key_check_value_recorded_stays,
     a_step_is_spent_exactly_once,
     a_refused_step_says_why,
