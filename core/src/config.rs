@@ -106,6 +106,9 @@ pub struct TokenSection {
     pub renewal_window_days: u32,
     pub link_valid_hours: u32,
     pub setup_max_attempts: u32,
+    /// How long a pending setup (issued or provisioned) is safe from a menu session that
+    /// proved no OTP: such a session can neither issue again nor cancel within it.
+    pub menu_reissue_cooldown_hours: u32,
 }
 
 impl Default for TokenSection {
@@ -116,6 +119,7 @@ impl Default for TokenSection {
             renewal_window_days: d.renewal_window_days,
             link_valid_hours: d.link_valid_hours,
             setup_max_attempts: d.setup_max_attempts,
+            menu_reissue_cooldown_hours: d.menu_reissue_cooldown_hours,
         }
     }
 }
@@ -321,6 +325,7 @@ impl Config {
             renewal_window_days: self.token.renewal_window_days,
             link_valid_hours: self.token.link_valid_hours,
             setup_max_attempts: self.token.setup_max_attempts,
+            menu_reissue_cooldown_hours: self.token.menu_reissue_cooldown_hours,
         }
     }
 }

@@ -1,7 +1,10 @@
 //! The session of the customer's OTP menu (ワンタイムパスワード申請). It lives only in a
 //! cookie sealed under the master key, so any node holding the same `key_file` and store
-//! can open it; the one piece of server state is the user's session generation, which
-//! sign-out raises so that every cookie made before it is dead on every node.
+//! can open it; the one piece of server state is the user's session epoch, a random value
+//! that sign-out and every change of the credentials (password, issuance, cancellation,
+//! lock, unlock, deletion) replace, so that every cookie made before it is dead on every
+//! node. A session also records whether the sign-in proved an OTP: what a session without
+//! one may do is limited (see `otpd_core::service::menu`).
 
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
@@ -22,8 +25,11 @@ const AAD: &str = "\u{0}otp-menu-session";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Session {
     pub login_id: String,
-    /// The user's `session_generation` when the session began.
+    /// The user's session epoch (`session_generation`) when the session began.
     pub generation: u64,
+    /// Whether the sign-in proved an OTP of the token (false: the password alone).
+    #[serde(default)]
+    pub otp: bool,
     /// The CSRF token every POST of this session must repeat.
     pub csrf: String,
     pub signed_in_at: UnixTime,
@@ -47,8 +53,13 @@ impl Session {
 }
 
 impl Service {
-    /// A new session for a user whose sign-in just succeeded.
-    pub fn start_session(&self, login_id: &str, now: UnixTime) -> Result<Session, OpError> {
+    /// A new session for a user whose sign-in just succeeded (`otp`: it proved an OTP).
+    pub fn start_session(
+        &self,
+        login_id: &str,
+        otp: bool,
+        now: UnixTime,
+    ) -> Result<Session, OpError> {
         let user = self
             .store()
             .get_user(login_id)?
@@ -59,6 +70,7 @@ impl Service {
         Ok(Session {
             login_id: user.login_id,
             generation: user.session_generation,
+            otp,
             csrf: hex(&csrf),
             signed_in_at: now,
             seen_at: now,
@@ -73,8 +85,9 @@ impl Service {
         format!("{}.{}", sealed.nonce, sealed.ct)
     }
 
-    /// The session a cookie carries, if it opens, is alive, and its user has not signed
-    /// out since (on any node).
+    /// The session a cookie carries, if it opens, is alive, its user's session epoch is
+    /// still the one it began in (no sign-out or change of credentials since, on any node)
+    /// and the user is not locked (nor was since its last success).
     pub fn open_session(&self, cookie: &str, now: UnixTime) -> Result<Option<Session>, OpError> {
         if cookie.len() > COOKIE_MAX {
             return Ok(None);
@@ -95,19 +108,33 @@ impl Service {
         if !s.alive(now) {
             return Ok(None);
         }
-        let current = self
-            .store()
-            .get_user(&s.login_id)?
-            .map(|u| u.value.session_generation);
-        Ok((current == Some(s.generation)).then_some(s))
+        let Some(user) = self.store().get_user(&s.login_id)? else {
+            return Ok(None);
+        };
+        let user = user.value;
+        // A lock that ran out stays recorded until the next success: sessions stay dead
+        // until then too.
+        let clear = user.lock.locked_until.is_none();
+        Ok((user.session_generation == s.generation && clear).then_some(s))
     }
 
     /// Sign-out: ends every session of the user, on every node.
     pub fn end_sessions(&self, login_id: &str) -> Result<(), OpError> {
         self.update(login_id, |u| {
-            u.session_generation += 1;
+            u.session_generation = new_epoch(u.session_generation);
             Ok(())
         })
+    }
+}
+
+/// A fresh random session epoch, never `old`: a counter would start again at 0 for a user
+/// deleted and added again, and revive the old user's cookies.
+pub fn new_epoch(old: u64) -> u64 {
+    loop {
+        let e = rand::rngs::OsRng.next_u64();
+        if e != old {
+            return e;
+        }
     }
 }
 
@@ -120,6 +147,7 @@ mod tests {
         let s = Session {
             login_id: "taro".into(),
             generation: 0,
+            otp: false,
             csrf: "c".into(),
             signed_in_at: 1000,
             seen_at: 1000,

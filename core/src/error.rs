@@ -41,6 +41,12 @@ pub enum OpError {
     SetupRefused,
     #[error("storage failure: {0}")]
     Store(String),
+    #[error("the setup link goes to the address registered with the bank ({registered}); to use another address, ask the bank")]
+    EmailChangeRefused { registered: String },
+    #[error("this step needs a session signed in with the one-time password")]
+    OtpSessionRequired,
+    #[error("a token issuance is under way; without a one-time password it can be replaced or cancelled from {}", crate::rfc3339(*until))]
+    PendingSetupProtected { until: UnixTime },
 }
 
 impl OpError {
@@ -61,6 +67,9 @@ impl OpError {
             OpError::LinkExhausted => Refusal::AttemptsExhausted,
             OpError::SetupRefused => Refusal::SetupRefused,
             OpError::Store(_) => Refusal::StoreError,
+            OpError::EmailChangeRefused { .. } => Refusal::EmailChangeRefused,
+            OpError::OtpSessionRequired => Refusal::OtpSessionRequired,
+            OpError::PendingSetupProtected { .. } => Refusal::PendingSetupProtected,
         }
     }
 

@@ -101,7 +101,7 @@ impl Service {
                 token: Token::Unregistered,
                 lock: LockState::default(),
                 renew_lock: LockState::default(),
-                session_generation: 0,
+                session_generation: crate::customer::new_epoch(0),
             })
             .collect();
         match self.store().create_users(&users)? {

@@ -53,6 +53,8 @@ pub struct TokenPolicy {
     pub renewal_window_days: u32,
     pub link_valid_hours: u32,
     pub setup_max_attempts: u32,
+    /// See `token.menu_reissue_cooldown_hours`.
+    pub menu_reissue_cooldown_hours: u32,
 }
 
 impl Default for TokenPolicy {
@@ -62,6 +64,7 @@ impl Default for TokenPolicy {
             renewal_window_days: 30,
             link_valid_hours: 72,
             setup_max_attempts: 5,
+            menu_reissue_cooldown_hours: 72,
         }
     }
 }
@@ -69,6 +72,11 @@ impl Default for TokenPolicy {
 impl TokenPolicy {
     pub fn validity(&self) -> i64 {
         i64::from(self.validity_days) * DAY
+    }
+
+    /// Until when a pending setup begun at `since` is safe from a password-only session.
+    pub fn pending_safe_until(&self, since: UnixTime) -> UnixTime {
+        since + i64::from(self.menu_reissue_cooldown_hours) * 3600
     }
 
     /// When renewal opens for a token expiring at `expires_at`.

@@ -240,6 +240,31 @@ refusals! {
     /// The password and OTP are right but the token has expired.
     Expired = Row::new("expired", 401)
         .radius("expired");
+    /// The store does not answer: what the internet is told (the detail goes to the log).
+    StoreUnavailable = Row::new("store_unavailable", 503)
+        .page(
+            "ただいまご利用いただけません。しばらくしてからもう一度お試しください。",
+            "The service is temporarily unavailable. Please try again later.",
+        )
+        .api("the service is temporarily unavailable; please try again later");
+    /// The menu's issuance named another address than the one the bank registered.
+    EmailChangeRefused = Row::new("email_change_refused", 409)
+        .menu(
+            "セットアップ用URLは、登録済みのメールアドレスにお送りします。別のメールアドレスをご利用の場合は、お取引店にお問い合わせください。",
+            "The setup link is sent to the e-mail address registered with the bank. To use another address, please contact your branch.",
+        );
+    /// Acting on a token in use needs a session that proved a one-time password.
+    OtpSessionRequired = Row::new("otp_session_required", 403)
+        .menu(
+            "このお手続きには、ワンタイムパスワードでのログインが必要です。いったんログアウトし、ワンタイムパスワードを入力してログインしてください。",
+            "This step needs a sign-in with the one-time password. Please sign out and sign in again with the one-time password.",
+        );
+    /// A pending setup cannot be replaced or cancelled by a password alone yet.
+    PendingSetupProtected = Row::new("pending_setup_protected", 409)
+        .menu(
+            "トークン発行のお手続き中です。しばらくの間、ログインパスワードだけでは再発行・利用解除はできません。お心当たりのない場合は、お取引店にお問い合わせください。",
+            "A token issuance is under way. For a while it cannot be replaced or cancelled with the login password alone. If you did not ask for it, please contact your branch.",
+        );
 }
 
 impl Refusal {
@@ -340,6 +365,10 @@ mod tests {
             BadEmail,
             PasswordMismatch,
             RenewalNotYetAvailable,
+            StoreUnavailable,
+            EmailChangeRefused,
+            OtpSessionRequired,
+            PendingSetupProtected,
         ];
         for r in shown {
             assert!(r.menu_sentence().is_some(), "{r} has no sentence");

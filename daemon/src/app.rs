@@ -139,6 +139,11 @@ pub fn preflight(config: &Config) -> Vec<String> {
     problems
 }
 
+/// How long requests in flight may take to be answered once a stop began: a refusal's
+/// delay (`radius.reject_delay_ms`, 1 s by default) fits; a hash still running after it is
+/// not waited for (it runs on a detached hashing thread, see `schedule::Threads`).
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_millis(1500);
+
 /// Resolves when the watched flag turns true.
 pub async fn wait_for(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
@@ -275,7 +280,16 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     }
     log.info("stopping: finishing requests in flight");
     let _ = stop_tx.send(true);
-    while tasks.join_next().await.is_some() {}
+    let finished = tokio::time::timeout(STOP_GRACE, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if finished.is_err() {
+        // A request still waiting (a long hash, most likely) is not answered; what it
+        // wrote, if anything, was never acknowledged.
+        log.warn("stopping: requests still in flight were cut off");
+        tasks.abort_all();
+    }
     ops.durable().await.ok();
     log.info("stopped");
     match store_failed {

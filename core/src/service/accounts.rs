@@ -22,7 +22,7 @@ impl Service {
             token: Token::Unregistered,
             lock: LockState::default(),
             renew_lock: LockState::default(),
-            session_generation: 0,
+            session_generation: crate::customer::new_epoch(0),
         };
         if self.store.swap_user(login_id, None, Some(&user))? {
             Ok(self.view(&user, now))
@@ -40,6 +40,7 @@ impl Service {
         let hash = self.hash_password(password)?;
         self.update(login_id, |u| {
             u.password_hash = hash.clone();
+            u.session_generation = crate::customer::new_epoch(u.session_generation);
             Ok(self.view(u, now))
         })
     }

@@ -144,7 +144,7 @@ impl Service {
                     if self.upgrade_hash(user, pw) {
                         return self.login_otp(login_id, code, now);
                     }
-                    return self.login_otp_from(login_id, code, now, Some(read));
+                    return self.login_otp_from(login_id, code, now, Some(read), false);
                 }
             }
             if password::verify(&user.password_hash, user_password) {
@@ -169,7 +169,14 @@ impl Service {
     /// The OTP of a login whose password is already proven (same request, or the answer to
     /// a challenge). An accepted step is recorded before this returns.
     pub fn login_otp(&self, login_id: &str, otp: &str, now: UnixTime) -> LoginOutcome {
-        self.login_otp_from(login_id, otp, now, None)
+        self.login_otp_from(login_id, otp, now, None, false)
+    }
+
+    /// The OTP of the menu's sign-in: as [`Service::login_otp`], but the step of an expired
+    /// token is spent too (the sign-in is the use of that code; renewal then needs the next
+    /// one), answered `Reject(Expired)` once spent.
+    pub fn sign_in_otp(&self, login_id: &str, otp: &str, now: UnixTime) -> LoginOutcome {
+        self.login_otp_from(login_id, otp, now, None, true)
     }
 
     /// The OTP check of a login. The code is checked against the user as read; the step it
@@ -200,6 +207,7 @@ impl Service {
         otp: &str,
         now: UnixTime,
         mut read: Option<Versioned<UserRecord>>,
+        spend_expired: bool,
     ) -> LoginOutcome {
         const REREADS: usize = 8;
         for _ in 0..REREADS {
@@ -235,14 +243,18 @@ impl Service {
                     return self.count_failure(login_id, now, RejectReason::OtpReplayed)
                 }
             };
-            if state == TokenState::Expired {
-                // Proven but expired: say so, and leave the OTP unspent for renewal.
+            if state == TokenState::Expired && !spend_expired {
+                // Proven but expired: say so, and leave the OTP unspent for renewal (RADIUS
+                // answers Reject; the customer renews with this code).
                 if user.lock.failures > 0 && self.store.clear_failures(login_id).is_err() {
                     return LoginOutcome::Reject(RejectReason::Store);
                 }
                 return LoginOutcome::Reject(RejectReason::Expired);
             }
             return match self.store.spend_step(login_id, current.epoch, step, now) {
+                Ok(Spend::Spent) if state == TokenState::Expired => {
+                    LoginOutcome::Reject(RejectReason::Expired)
+                }
                 Ok(Spend::Spent) => LoginOutcome::Accept { with_otp: true },
                 Ok(Spend::Replayed) => self.count_failure(login_id, now, RejectReason::OtpReplayed),
                 Ok(Spend::Locked) => LoginOutcome::Reject(RejectReason::Locked),
@@ -254,8 +266,19 @@ impl Service {
         LoginOutcome::Reject(RejectReason::Store)
     }
 
+    /// A menu sign-in whose password was right but which brought no OTP for a token in
+    /// use: counted like any failed attempt, so the answer is no free password oracle.
+    pub fn count_missing_otp(&self, login_id: &str, now: UnixTime) -> LoginOutcome {
+        self.count_failure(login_id, now, RejectReason::OtpRequired)
+    }
+
     fn count_failure(&self, login_id: &str, now: UnixTime, reason: RejectReason) -> LoginOutcome {
         match self.store.count_failure(login_id, now, &self.lock) {
+            // This failure locked the user: the menu's sessions end with it.
+            Ok(Some(lock)) if lock.is_locked(now) => match self.end_sessions(login_id) {
+                Ok(()) | Err(crate::OpError::UnknownUser(_)) => LoginOutcome::Reject(reason),
+                Err(_) => LoginOutcome::Reject(RejectReason::Store),
+            },
             Ok(_) => LoginOutcome::Reject(reason),
             Err(_) => LoginOutcome::Reject(RejectReason::Store),
         }

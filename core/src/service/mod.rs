@@ -5,7 +5,7 @@
 //!
 //! One file per operation family: `admin` dispatches admin requests,
 //! `accounts` adds, changes and deletes users, `pages` lists and backs them up page by page,
-//! `issue` issues tokens, `outbox` seals the issuance mail, `setup` is the customer's setup
+//! `issue` issues tokens, `menu` holds what the customer's OTP menu may do, `outbox` seals the issuance mail, `setup` is the customer's setup
 //! through the link, `token` checks OTPs and starts, cancels or unlocks a token, `renew`
 //! renews, and `login` answers logins.
 
@@ -25,6 +25,7 @@ mod accounts;
 mod admin;
 mod issue;
 mod login;
+mod menu;
 mod outbox;
 mod pages;
 mod renew;
@@ -33,7 +34,8 @@ mod token;
 
 pub use issue::link_hash;
 pub use login::{LoginClass, LoginOutcome, RejectReason};
-pub use outbox::{MailJob, PendingMail};
+pub use menu::BY_MENU;
+pub use outbox::{mask_email, MailJob, Notice, PendingMail};
 pub use setup::SetupDone;
 
 /// The product's operations over one store: it owns the store handle, the sealer of secrets

@@ -22,16 +22,82 @@ pub struct MailJob {
     /// When the issuance queued it (0 in messages queued by older versions).
     #[serde(default)]
     pub queued_at: UnixTime,
+    /// Set for a notice to a registered address instead of a setup mail (`code` is empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notice: Option<Notice>,
+}
+
+/// What a notice mail tells the registered address: a change it did not necessarily ask
+/// for, so that a customer whose password alone was used learns of it. It never carries a
+/// link code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Notice {
+    /// A token was issued again: the earlier setup link or set-up phone no longer works.
+    Reissued { by: String },
+    /// The setup link now goes to another address (shown masked).
+    AddressChanged { to: String, by: String },
+    /// The token was cancelled (利用解除).
+    Cancelled { by: String },
+}
+
+impl Notice {
+    /// Who asked: `otp-menu` (the customer's menu) or `bank` (an administrator).
+    pub fn by(&self) -> &str {
+        match self {
+            Notice::Reissued { by }
+            | Notice::AddressChanged { by, .. }
+            | Notice::Cancelled { by } => by,
+        }
+    }
+}
+
+/// An address as a notice shows it: the first character of the local part and the domain
+/// (`t***@docomo.ne.jp`).
+pub fn mask_email(addr: &str) -> String {
+    match addr.split_once('@') {
+        Some((local, domain)) => {
+            let first: String = local.chars().take(1).collect();
+            format!("{first}***@{domain}")
+        }
+        None => "***".into(),
+    }
 }
 
 /// An outbox entry: its id, and the job or why it cannot be opened.
 pub type PendingMail = (u64, Result<MailJob, String>);
 
-const OUTBOX_AAD: &str = "outbox";
+/// The outbox's purpose in the AAD: the NUL keeps it apart from every login ID (which
+/// cannot hold one), whose secrets are sealed under the same prefix.
+const OUTBOX_AAD: &str = "\u{0}outbox";
+/// What versions before it sealed the outbox under: the same AAD as a user named `outbox`.
+/// Still opened, so mail queued before an upgrade goes out; every rewrite (a retry, a
+/// lease) seals it under [`OUTBOX_AAD`].
+const LEGACY_OUTBOX_AAD: &str = "outbox";
 
 impl Service {
     pub(super) fn queue_mail(&self, job: &MailJob) -> Result<u64, OpError> {
         Ok(self.store.outbox_push(&self.seal_mail(job)?)?)
+    }
+
+    /// Queues a notice to `to` about `login_id`'s token.
+    pub(super) fn queue_notice(
+        &self,
+        to: &str,
+        login_id: &str,
+        notice: Notice,
+        now: UnixTime,
+    ) -> Result<u64, OpError> {
+        self.queue_mail(&MailJob {
+            to: to.into(),
+            login_id: login_id.into(),
+            code: String::new(),
+            link_expires_at: now,
+            attempts: 0,
+            next_try_at: now,
+            queued_at: now,
+            notice: Some(notice),
+        })
     }
 
     fn seal_mail(&self, job: &MailJob) -> Result<Vec<u8>, OpError> {
@@ -85,7 +151,12 @@ impl Service {
     fn open_mail(&self, raw: &[u8]) -> Result<MailJob, String> {
         serde_json::from_slice::<Sealed>(raw)
             .map_err(|e| e.to_string())
-            .and_then(|s| self.sealer.open(OUTBOX_AAD, &s).map_err(|e| e.to_string()))
+            .and_then(|s| {
+                self.sealer
+                    .open(OUTBOX_AAD, &s)
+                    .or_else(|_| self.sealer.open(LEGACY_OUTBOX_AAD, &s))
+                    .map_err(|e| e.to_string())
+            })
             .and_then(|p| serde_json::from_slice::<MailJob>(&p).map_err(|e| e.to_string()))
     }
 

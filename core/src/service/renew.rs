@@ -31,19 +31,27 @@ impl Service {
         if !service_ok {
             return Err(OpError::SetupRefused);
         }
-        // The renewal page is on the internet and needs only the user ID, which the issuance
-        // mail shows: its failures count on a lock of their own, so nobody can lock a
-        // customer out of logins through it. The OTP is proven before the window is
-        // checked, so the expiry date is told only to the token's holder.
+        // The renewal page is on the internet and needs only the user ID: its failures
+        // count on the login's own lock, so it adds no guesses to the login's budget. The
+        // OTP is proven before the window is checked, so the expiry date is told only to
+        // the token's holder; a proven code is spent even when the window is not open yet,
+        // so no code is ever answered twice.
+        let mut early = None;
         let result = self.update(login_id, |u| {
-            let mut lock = std::mem::take(&mut u.renew_lock);
-            let proven = self.check_otp(u, &mut lock, otp, now);
-            u.renew_lock = lock;
-            let step = proven?;
-            u.token.renewal_check(now, &self.token)?;
+            early = None;
+            let step = self.prove_otp(u, otp, now)?;
+            if let Err(e) = u.token.renewal_check(now, &self.token) {
+                u.token = u.token.spend_step(step);
+                early = Some(e);
+                return Ok(self.view(u, now));
+            }
             u.token = u.token.spend_step(step).renew(now, &self.token)?;
             Ok(self.view(u, now))
         });
+        let result = match (result, early) {
+            (Ok(_), Some(e)) => Err(e),
+            (r, _) => r,
+        };
         // Until a valid, unused OTP is proven, every refusal reads the same: an unknown user
         // ID, a user without a token, a locked renewal, a wrong or spent code. Otherwise the
         // page would tell anyone which user IDs exist and which have a token.

@@ -17,6 +17,10 @@ impl Service {
     ) -> Result<u64, OpError> {
         let mut lock = std::mem::take(&mut u.lock);
         let r = self.check_otp(u, &mut lock, otp, now);
+        if r.is_err() && lock.is_locked(now) {
+            // Locked now: the menu's sessions end with it.
+            u.session_generation = crate::customer::new_epoch(u.session_generation);
+        }
         u.lock = lock;
         r
     }
@@ -68,18 +72,32 @@ impl Service {
         })
     }
 
-    /// 利用解除.
+    /// 利用解除 by the bank.
     pub fn cancel(&self, login_id: &str, now: UnixTime) -> Result<UserView, OpError> {
+        self.cancel_by(login_id, super::issue::BY_BANK, now)
+    }
+
+    /// 利用解除; the registered address gets a notice naming `by`, and the menu's
+    /// sessions end.
+    pub fn cancel_by(&self, login_id: &str, by: &str, now: UnixTime) -> Result<UserView, OpError> {
         let mut old_link = None;
+        let mut notify = None;
         let view = self.update(login_id, |u| {
+            old_link = None;
             if let Token::Issued { link, .. } = &u.token {
                 old_link = Some(link.hash.clone());
             }
+            notify = u.email.clone();
             u.token = u.token.cancel(now)?;
+            u.session_generation = crate::customer::new_epoch(u.session_generation);
             Ok(self.view(u, now))
         })?;
         if let Some(h) = old_link {
             self.store.set_link_owner(&h, None)?;
+        }
+        if let Some(to) = notify {
+            let notice = super::outbox::Notice::Cancelled { by: by.into() };
+            self.queue_notice(&to, login_id, notice, now)?;
         }
         Ok(view)
     }
@@ -89,6 +107,7 @@ impl Service {
         self.update(login_id, |u| {
             u.lock.unlock();
             u.renew_lock.unlock();
+            u.session_generation = crate::customer::new_epoch(u.session_generation);
             Ok(self.view(u, now))
         })
     }

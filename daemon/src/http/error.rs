@@ -48,8 +48,18 @@ impl ApiError {
     }
 }
 
+/// What the internet is told when the store fails: no host, port, database or OS error
+/// (those are in the log, where the store's watch and the failed write report them).
+fn store_unavailable() -> ApiError {
+    let r = Refusal::StoreUnavailable;
+    ApiError::new(r, r.api_message().unwrap_or("temporarily unavailable"))
+}
+
 impl From<OpError> for ApiError {
     fn from(e: OpError) -> ApiError {
+        if let OpError::Store(_) = e {
+            return store_unavailable();
+        }
         let mut a = ApiError::new(e.refusal(), e.to_string());
         if let OpError::RenewalNotYetAvailable { available_from } = e {
             a.available_from = Some(otpd_core::rfc3339(available_from));
@@ -62,6 +72,9 @@ impl From<AdminFailure> for ApiError {
     fn from(f: AdminFailure) -> ApiError {
         // The admin socket's code is a string on the wire: one this build does not know
         // answers 500.
+        if f.error == Refusal::StoreError.as_str() {
+            return store_unavailable();
+        }
         ApiError {
             status: status_for(&f.error),
             error: f.error,
@@ -108,7 +121,6 @@ mod tests {
                 },
                 409,
             ),
-            (OpError::Store("disk".into()), 503),
         ];
         for (e, status) in cases {
             let code = e.code();
@@ -116,6 +128,10 @@ mod tests {
             assert_eq!(a.status.as_u16(), status, "{code}");
             assert_eq!(a.error, code);
         }
+        let hidden = ApiError::from(OpError::Store("db1:5432 otpd: Connection refused".into()));
+        assert_eq!(hidden.status.as_u16(), 503);
+        assert_eq!(hidden.error, "store_unavailable");
+        assert!(!hidden.message.contains("5432"), "{}", hidden.message);
     }
 
     #[test]

@@ -67,11 +67,13 @@ pub fn state_ja(state: &str) -> &'static str {
 }
 
 impl Status {
-    pub fn new(v: UserView, s: &Session) -> Status {
+    /// `open`: whether this session may issue or cancel now (the core's `menu_view`).
+    pub fn new(v: UserView, s: &Session, open: bool) -> Status {
         let state = v.state.name().to_string();
         let mut actions = Vec::new();
-        // The core's rules: a token not yet in use can be issued again (a new phone).
-        if matches!(state.as_str(), "unregistered" | "issued" | "provisioned") {
+        // The core's rules: a token not yet in use can be issued again (a new phone), once
+        // a pending setup is past the cool-down for a session without an OTP.
+        if open && matches!(state.as_str(), "unregistered" | "issued" | "provisioned") {
             actions.push("issue");
         }
         if state == "provisioned" {
@@ -80,7 +82,7 @@ impl Status {
         if v.renewal_available {
             actions.push("renew");
         }
-        if state != "unregistered" {
+        if open && state != "unregistered" {
             actions.push("cancel");
         }
         Status {
@@ -169,26 +171,41 @@ pub async fn sign_in(
         return Err(refusal(Refusal::SignInRefused));
     }
     let mut outcome = ops.login(login_id.clone(), password).await;
+    let missing_otp = outcome == LoginOutcome::NeedOtp && otp.is_empty();
     if outcome == LoginOutcome::NeedOtp {
-        if otp.is_empty() {
-            return Err(refusal(Refusal::OtpRequired));
-        }
-        outcome = ops.login_otp(login_id.clone(), otp).await;
+        outcome = if missing_otp {
+            // The password is right, the OTP missing: counted, floored and audited like
+            // any refused sign-in, so it is no cheaper oracle than a wrong password.
+            let id = login_id.clone();
+            ops.write(move |svc, now| Ok(svc.count_missing_otp(&id, now)))
+                .await
+                .unwrap_or(LoginOutcome::Reject(RejectReason::Store))
+        } else {
+            ops.login_otp(login_id.clone(), otp).await
+        };
     }
-    let refused: Option<ApiError> = match outcome {
+    let (refused, with_otp): (Option<ApiError>, bool) = match outcome {
+        LoginOutcome::Accept { with_otp } => (None, with_otp),
         // The menu is also where a customer without an active token (otp.required) gets
-        // one, and where an expired token is renewed: the password (and OTP) are proven.
-        LoginOutcome::Accept { .. }
-        | LoginOutcome::Reject(RejectReason::OtpRequired | RejectReason::Expired) => None,
+        // one, and where an expired token is renewed: the password (and OTP, now spent)
+        // are proven.
+        LoginOutcome::Reject(RejectReason::OtpRequired) if missing_otp => {
+            (Some(refusal(Refusal::OtpRequired)), false)
+        }
+        LoginOutcome::Reject(RejectReason::OtpRequired) => (None, false),
+        LoginOutcome::Reject(RejectReason::Expired) => (None, true),
         // Locked is decided before the password is checked: it reads like a wrong
         // password, as on RADIUS, so the menu does not tell who exists or is locked.
-        LoginOutcome::Reject(RejectReason::OtpReplayed) => Some(OpError::OtpReplayed.into()),
-        LoginOutcome::Reject(RejectReason::Store) => {
-            Some(OpError::Store("the store is unavailable".into()).into())
+        LoginOutcome::Reject(RejectReason::OtpReplayed) => {
+            (Some(OpError::OtpReplayed.into()), false)
         }
-        _ => Some(refusal(Refusal::SignInRefused)),
+        LoginOutcome::Reject(RejectReason::Store) => {
+            (Some(refusal(Refusal::StoreUnavailable)), false)
+        }
+        _ => (Some(refusal(Refusal::SignInRefused)), false),
     };
     let reason = match (&refused, outcome) {
+        (_, LoginOutcome::Reject(RejectReason::Expired)) => "expired",
         (Some(_), LoginOutcome::Reject(r)) => r.name(),
         (Some(_), _) => "refused",
         (None, _) => "ok",
@@ -205,7 +222,7 @@ pub async fn sign_in(
     let id = login_id.clone();
     let r = ops
         .run(move |svc, now| {
-            let s = svc.start_session(&id, now)?;
+            let s = svc.start_session(&id, with_otp, now)?;
             let sealed = svc.seal_session(&s);
             Ok::<_, OpError>((s, sealed))
         })
@@ -250,15 +267,25 @@ pub async fn issue(
     if !bool::from(activation_password.as_bytes().ct_eq(again.as_bytes())) {
         return Err(refusal(Refusal::PasswordMismatch));
     }
-    user_op(
-        web,
-        AdminRequest::TokenIssue {
-            login_id: s.login_id.clone(),
-            email: email.into(),
-            activation_password: Secret(activation_password),
-        },
-    )
-    .await
+    let (session, email) = (s.clone(), email.to_string());
+    let r = web
+        .ops
+        .write(move |svc, now| svc.menu_issue(&session, &email, &activation_password, now))
+        .await;
+    menu_audit(web, "issue", &s.login_id, &r);
+    web.ops.mail_wake.notify_one();
+    Ok(r?.0)
+}
+
+/// The audit line of a menu step that changes the token.
+fn menu_audit<T>(web: &Shared, step: &str, login_id: &str, r: &Result<T, OpError>) {
+    let outcome = match r {
+        Ok(_) => "ok",
+        Err(e) => e.code(),
+    };
+    web.ops
+        .log
+        .audit(&[("menu", step), ("user", login_id), ("outcome", outcome)]);
 }
 
 /// 利用開始 with one OTP.
@@ -283,13 +310,14 @@ pub async fn cancel(web: &Shared, s: &Session, confirmed: bool) -> Result<UserVi
     if !confirmed {
         return Err(refusal(Refusal::ConfirmationRequired));
     }
-    user_op(
-        web,
-        AdminRequest::TokenCancel {
-            login_id: s.login_id.clone(),
-        },
-    )
-    .await
+    let session = s.clone();
+    let r = web
+        .ops
+        .write(move |svc, now| svc.menu_cancel(&session, now))
+        .await;
+    menu_audit(web, "cancel", &s.login_id, &r);
+    web.ops.mail_wake.notify_one();
+    Ok(r?)
 }
 
 /// 有効期限更新 with one OTP: the customer renewal's rules and lock.
@@ -381,12 +409,22 @@ impl<T: DeserializeOwned + Send> FromRequest<Shared> for Step<T> {
 }
 
 async fn status_answer(web: &Shared, signed: &Signed) -> Result<Response, ApiError> {
-    let v = view(web, &signed.session.login_id).await?;
+    let (v, open) = menu_view(web, &signed.session).await?;
     Ok(answer(
         web,
         Some(&signed.cookie),
-        Status::new(v, &signed.session),
+        Status::new(v, &signed.session, open),
     ))
+}
+
+/// The user as session `s` sees it, and whether issuance and cancellation are open to it.
+pub async fn menu_view(web: &Shared, s: &Session) -> Result<(UserView, bool), ApiError> {
+    let s = s.clone();
+    web.ops
+        .run(move |svc, now| svc.menu_view(&s, now))
+        .await
+        .and_then(|r| r)
+        .map_err(ApiError::from)
 }
 
 /// `POST /api/v1/my/sign-in` `{"login_id","password","otp"?}`.
@@ -396,8 +434,8 @@ pub async fn api_sign_in(
 ) -> Result<Response, ApiError> {
     let b = body(b)?;
     let (s, sealed) = sign_in(&web, b.login_id, b.password, b.otp).await?;
-    let v = view(&web, &s.login_id).await?;
-    Ok(answer(&web, Some(&sealed), Status::new(v, &s)))
+    let (v, open) = menu_view(&web, &s).await?;
+    Ok(answer(&web, Some(&sealed), Status::new(v, &s, open)))
 }
 
 /// `GET /api/v1/my/status`.

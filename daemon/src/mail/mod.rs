@@ -113,15 +113,21 @@ impl Mailer {
             .to
             .parse()
             .map_err(|e| format!("recipient is not a mailbox: {e}"))?;
-        let link = Zeroizing::new(format!("{}/enroll/{}", self.public_url, job.code));
-        let app_link = Zeroizing::new(format!("{}/app/#/setup/{}", self.public_url, job.code));
-        let (subject, body) = self.template.render(&Fields {
-            link: &link,
-            app_link: &app_link,
-            service_id: &self.service_id,
-            login_id: &job.login_id,
-            link_expires_at: job.link_expires_at,
-        });
+        let (subject, body) = match &job.notice {
+            Some(n) => template::notice_text(n, &self.service_id, &job.login_id),
+            None => {
+                let link = Zeroizing::new(format!("{}/enroll/{}", self.public_url, job.code));
+                let app_link =
+                    Zeroizing::new(format!("{}/app/#/setup/{}", self.public_url, job.code));
+                self.template.render(&Fields {
+                    link: &link,
+                    app_link: &app_link,
+                    service_id: &self.service_id,
+                    login_id: &job.login_id,
+                    link_expires_at: job.link_expires_at,
+                })
+            }
+        };
         let body = Zeroizing::new(body);
         // Quoted-printable keeps the link readable in the raw message (a .eml of the file
         // transport, a relay's queue), which base64 would hide.

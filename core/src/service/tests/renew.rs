@@ -51,7 +51,7 @@ fn renewal_by_customer_and_admin() {
 }
 
 #[test]
-fn renewal_failures_never_lock_logins_and_hide_the_expiry() {
+fn renewal_failures_count_on_the_login_lock_and_hide_the_expiry() {
     let f = fixture("[otp]\nmax_failures = 3\n");
     let svc = &f.svc;
     let secret = active(svc, "u");
@@ -73,19 +73,39 @@ fn renewal_failures_never_lock_logins_and_hide_the_expiry() {
         svc.renew_with_otp("TEST-BANK", "nobody", "000000", t),
         Err(OpError::BadOtp)
     );
-    // ... the administrator sees it ...
+    // ... and the failures counted on the login's own lock: the renewal page adds no
+    // guesses to the login's budget.
     let v = svc.view(&svc.get("u").expect("u"), t);
-    assert!(v.renewal_locked);
-    assert_eq!(v.renewal_failures, 3);
-    // ... but logins are not locked.
-    assert!(!v.locked);
+    assert!(v.locked, "{v:?}");
+    assert_eq!(v.failures, 3);
     assert_eq!(
         svc.login("u", &format!("pw-of-{}", code(svc, &secret, t)), t),
-        LoginOutcome::Accept { with_otp: true }
+        LoginOutcome::Reject(crate::service::RejectReason::Locked)
     );
-    // `token unlock` clears the renewal lock too.
     let v = svc.unlock("u", t).expect("unlock");
-    assert!(!v.renewal_locked && v.renewal_failures == 0);
+    assert!(!v.locked && v.failures == 0);
+}
+
+#[test]
+fn an_early_renewal_spends_its_code() {
+    let f = fixture("");
+    let svc = &f.svc;
+    let secret = active(svc, "u");
+    let t = NOW + 120;
+    let c = code(svc, &secret, t);
+    assert!(matches!(
+        svc.renew_with_otp("TEST-BANK", "u", &c, t),
+        Err(OpError::RenewalNotYetAvailable { .. })
+    ));
+    // The same code again reads like any refused one: it was spent.
+    assert_eq!(
+        svc.renew_with_otp("TEST-BANK", "u", &c, t),
+        Err(OpError::BadOtp)
+    );
+    assert_eq!(
+        svc.login("u", &format!("pw-of-{c}"), t),
+        LoginOutcome::Reject(crate::service::RejectReason::OtpReplayed)
+    );
 }
 
 #[test]

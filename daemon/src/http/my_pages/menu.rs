@@ -86,9 +86,9 @@ pub async fn menu(
             return p.into_response();
         }
     };
-    match my::view(&web, &signed.session.login_id).await {
-        Ok(v) => {
-            let st = Status::new(v, &signed.session);
+    match my::menu_view(&web, &signed.session).await {
+        Ok((v, open)) => {
+            let st = Status::new(v, &signed.session, open);
             signed_page(&web, &signed, status_page(&web, &st, done.as_deref()))
         }
         Err(e) => error_page(&web, &e),
