@@ -48,9 +48,15 @@ struct Buckets {
     global: Bucket,
 }
 
-/// Per-source and global token buckets. The table of sources is bounded: when it is full,
-/// sources whose bucket has refilled are forgotten (they are back to a full bucket anyway),
-/// and if none has, a new source shares the global bucket only.
+/// Per-source and global token buckets. A source is an IPv4 address or an IPv6 /64
+/// ([`source_key`]). The global bucket caps only the sources that already used their share:
+/// a source that has spent less than half its own burst is admitted even when the global
+/// bucket is empty, so a flood (whose sources have emptied their own buckets) cannot make
+/// every customer's page answer 429; what it costs the node is bounded by the per-source
+/// rate, by the sign-ins' own line ([`crate::schedule::Class::Web`]) and the connection cap.
+/// The table of sources is bounded: when it is full, sources whose bucket has refilled are
+/// forgotten (they are back to a full bucket anyway), and if none has, a new source shares
+/// the global bucket only (and has no share that passes it).
 pub struct SourceLimiter {
     rates: Rates,
     capacity: usize,
@@ -78,6 +84,7 @@ impl SourceLimiter {
 
     /// Takes one request from `source`'s bucket and the global one, or says which is empty.
     pub fn admit(&self, source: IpAddr, now: Instant) -> Result<(), Refused> {
+        let source = source_key(source);
         let r = self.rates;
         let mut b = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         let Buckets { sources, global } = &mut *b;
@@ -104,13 +111,16 @@ impl SourceLimiter {
             }
         }
         global.refill(now, r.global, r.global_burst);
-        if global.level < 1.0 {
+        let within_share = own
+            .as_deref()
+            .is_some_and(|o| o.level > r.source_burst / 2.0);
+        if global.level < 1.0 && !within_share {
             return Err(Refused::Global);
         }
         if let Some(own) = own {
             own.level -= 1.0;
         }
-        global.level -= 1.0;
+        global.level = (global.level - 1.0).max(0.0);
         Ok(())
     }
 
@@ -122,6 +132,19 @@ impl SourceLimiter {
             .unwrap_or_else(PoisonError::into_inner)
             .sources
             .len()
+    }
+}
+
+/// The key a source address is limited by: an IPv4 address as it is (also when it
+/// arrives IPv4-mapped), an IPv6 address by its /64, the prefix one subscriber gets (one
+/// host can use all of it, so its addresses are one source).
+pub fn source_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(std::net::Ipv6Addr::from(prefix))
+        }
+        v4 => v4,
     }
 }
 
@@ -221,13 +244,71 @@ mod tests {
     }
 
     #[test]
-    fn the_global_bucket_caps_all_sources_together() {
+    fn the_global_bucket_caps_the_sources_that_used_their_share() {
         let t0 = crate::clock::instant();
         let l = SourceLimiter::new(RATES, 100, t0);
-        let admitted = (1..=20).filter(|n| l.admit(ip(*n), t0).is_ok()).count();
-        assert_eq!(admitted, 5, "global burst");
+        // Sources 1..=5 take the global burst.
+        assert!((1..=5).all(|n| l.admit(ip(n), t0).is_ok()));
+        // With two of its three left, source 1 is within its share (above half): admitted;
+        // its third request would leave it below half: the empty global bucket caps it.
+        assert_eq!(l.admit(ip(1), t0), Ok(()));
+        assert_eq!(l.admit(ip(1), t0), Err(Refused::Global));
+        // A source that has used nothing yet gets its share, then is capped too.
+        assert_eq!(l.admit(ip(30), t0), Ok(()));
+        assert_eq!(l.admit(ip(30), t0), Ok(()));
         assert_eq!(l.admit(ip(30), t0), Err(Refused::Global));
-        assert_eq!(l.admit(ip(30), t0 + Duration::from_millis(100)), Ok(()));
+        // The global bucket refills (10/s): source 1 is admitted again.
+        assert_eq!(l.admit(ip(1), t0 + Duration::from_millis(100)), Ok(()));
+    }
+
+    #[test]
+    fn a_flood_from_many_sources_leaves_a_newcomer_its_pages() {
+        let t0 = crate::clock::instant();
+        let rates = Rates {
+            per_source: 2.0,
+            source_burst: 30.0,
+            global: 100.0,
+            global_burst: 200.0,
+        };
+        let l = SourceLimiter::new(rates, 1000, t0);
+        // 100 flooders, each at its full burst: the global bucket is empty.
+        for n in 0..100u8 {
+            for _ in 0..30 {
+                let _ = l.admit(ip(n), t0);
+            }
+        }
+        assert_eq!(l.admit(ip(1), t0), Err(Refused::Source));
+        // A customer's first pages still load: 15 of its 30 are within its share.
+        let customer = IpAddr::from([192, 0, 2, 1]);
+        let pages = (0..20).filter(|_| l.admit(customer, t0).is_ok()).count();
+        assert_eq!(pages, 15, "requests while its bucket is above half");
+    }
+
+    #[test]
+    fn ipv6_sources_are_keyed_by_their_64_and_ipv4_by_address() {
+        let v6 = |s: &str| s.parse::<IpAddr>().expect("ip");
+        assert_eq!(source_key(v6("2001:db8:1:2::1")), v6("2001:db8:1:2::"));
+        assert_eq!(
+            source_key(v6("2001:db8:1:2:ffff:eeee:dddd:cccc")),
+            v6("2001:db8:1:2::")
+        );
+        assert_ne!(source_key(v6("2001:db8:1:3::1")), v6("2001:db8:1:2::"));
+        assert_eq!(source_key(v6("::ffff:192.0.2.7")), v6("192.0.2.7"));
+        assert_ne!(source_key(v6("192.0.2.7")), source_key(v6("192.0.2.8")));
+        // One /64 with a fresh address per request is still one source.
+        let t0 = crate::clock::instant();
+        let rates = Rates {
+            global: 1e9,
+            global_burst: 1e9,
+            ..RATES
+        };
+        let l = SourceLimiter::new(rates, 100, t0);
+        let admitted = (1..=10u16)
+            .filter(|n| l.admit(v6(&format!("2001:db8:1:2::{n:x}")), t0).is_ok())
+            .count();
+        assert_eq!(admitted, 3, "the /64's burst");
+        assert_eq!(l.admit(v6("2001:db8:1:3::1"), t0), Ok(()), "the next /64");
+        assert_eq!(l.tracked(), 2);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use otpd_core::admin::{AdminReply, AdminRequest};
+use otpd_core::password::HashCost;
 use otpd_core::service::{LoginClass, LoginOutcome, RejectReason, SetupDone};
 use otpd_core::store::Gathering;
 use otpd_core::user::UserView;
@@ -15,7 +16,7 @@ use zeroize::Zeroizing;
 
 use crate::clock::{self, Clock};
 use crate::log::Logger;
-use crate::schedule::{Bounds, Class, Full, Scheduler, Source, Worker};
+use crate::schedule::{Bounds, Class, Full, Scheduler, Source, Threads, Worker};
 
 /// The front doors' way into the core: owns the blocking pool's bound, the wall clock each
 /// operation is handed as `now`, the durability wait and the audit lines.
@@ -26,6 +27,8 @@ pub struct Ops {
     /// Workers = cores: at most that many argon2 hashes at once; the rest wait in the
     /// line of their class (clean customers first, see `schedule.rs`).
     workers: Scheduler,
+    /// The threads the admitted work runs on (one per worker; never joined at a stop).
+    threads: Threads,
     pub log: Arc<Logger>,
     /// Wakes the mailer when an issuance queued a message.
     pub mail_wake: Arc<Notify>,
@@ -41,12 +44,21 @@ pub struct Ops {
     /// arrived (`radius.reject_delay_ms`): an unknown user costs no write, a known one a
     /// counted failure, and the difference must not show in the answer's timing.
     refusal_delay: std::time::Duration,
-    /// Whether RADIUS logins run on the thread that received them instead of the blocking
-    /// pool: when the store is local and one hash is short work. A hand-off to the pool and
-    /// back costs two thread wake-ups (tens of microseconds, most of a cheap login's CPU);
-    /// a long hash would hold the async workers (timers, other sockets) for its length.
+    /// Whether RADIUS logins may run on the thread that received them instead of a hashing
+    /// thread: when the store is local and otpd's own hash is short work; a password login
+    /// then runs here only if the user's stored hash is short work too (an imported bcrypt
+    /// or sha512-crypt may cost a second). A hand-off and back costs two thread wake-ups
+    /// (tens of microseconds, most of a cheap login's CPU); a long hash would hold the
+    /// async workers (timers, other sockets, `/healthz`) for its length.
     inline: bool,
+    /// Users whose stored hash was refused for its cost, each said once as an operator
+    /// error (at most [`OVER_CAP_NAMED`] names are kept).
+    over_cap_named: std::sync::Mutex<std::collections::HashSet<String>>,
 }
+
+/// Users the "stored hash over the caps" error is remembered for; past it, the audit lines
+/// alone name further ones.
+const OVER_CAP_NAMED: usize = 4096;
 
 impl Ops {
     pub fn new(svc: Arc<Service>, log: Arc<Logger>) -> Ops {
@@ -56,12 +68,14 @@ impl Ops {
             svc,
             clock: Clock::system(),
             workers: Scheduler::new(cores(), Bounds::default()),
+            threads: Threads::new(cores()),
             log,
             mail_wake: Arc::new(Notify::new()),
             store_failed: watch::channel(None).0,
             store_down: std::sync::Mutex::new(None),
             store_is_down: std::sync::atomic::AtomicBool::new(false),
             refusal_delay: std::time::Duration::ZERO,
+            over_cap_named: Default::default(),
         }
     }
 
@@ -190,24 +204,27 @@ impl Ops {
         F: FnOnce(&Service, UnixTime) -> T + Send + 'static,
     {
         let worker = self.workers.admit(class, source).await?;
-        Ok(self.run_on(worker, class, f).await)
+        Ok(self.run_on(worker, false, f).await)
     }
 
-    /// Runs `f` on `worker`'s turn: a RADIUS login on the thread that holds it when that is
-    /// short work (see [`Ops::inline`]), everything else on the blocking pool.
-    async fn run_on<T, F>(&self, worker: Worker<'_>, class: Class, f: F) -> Result<T, OpError>
+    /// Runs `f` on `worker`'s turn: on this thread when `here` (short work, see
+    /// [`Ops::inline`]), otherwise on a hashing thread.
+    async fn run_on<T, F>(&self, worker: Worker<'_>, here: bool, f: F) -> Result<T, OpError>
     where
         T: Send + 'static,
         F: FnOnce(&Service, UnixTime) -> T + Send + 'static,
     {
         let _worker = worker;
-        if class != Class::Plain && self.inline {
+        if here {
             return self.here(f);
         }
-        let (svc, clock) = (self.svc.clone(), self.clock.clone());
-        tokio::task::spawn_blocking(move || f(&svc, clock.now()))
+        // Read here: the worker is held, so the job starts at once, and the clock (tokio's
+        // in tests) is the runtime's.
+        let (svc, now) = (self.svc.clone(), self.clock.now());
+        self.threads
+            .run(move || f(&svc, now))
             .await
-            .map_err(|e| OpError::Store(format!("worker failed: {e}")))
+            .map_err(|_| OpError::Store("worker failed: panic".into()))
     }
 
     /// `f` on this thread; a panic in it becomes an error, as on the blocking pool.
@@ -308,17 +325,45 @@ impl Ops {
         result.map_err(Into::into)
     }
 
-    /// A sign-in of the OTP menu with the login password; durable before it returns.
+    /// A sign-in of the OTP menu with the login password from `source` (the client's
+    /// address), durable before it returns: in [`Class::Web`]'s bounded line, below the
+    /// RADIUS customers. `Err(Full)` at once when the sign-ins' line has no room for it
+    /// (answer 503 with `Retry-After`): nothing was evaluated, no failure counted.
+    pub async fn web_login(
+        &self,
+        login_id: String,
+        password: Zeroizing<String>,
+        source: std::net::IpAddr,
+    ) -> Result<LoginOutcome, Full> {
+        let step = LoginStep::Password(password);
+        self.login_in(Class::Web, &Source::web(source), login_id, step)
+            .await
+    }
+
+    /// The OTP of the menu's sign-in from `source`, as [`Ops::web_login`].
+    pub async fn web_login_otp(
+        &self,
+        login_id: String,
+        otp: Zeroizing<String>,
+        source: std::net::IpAddr,
+    ) -> Result<LoginOutcome, Full> {
+        let step = LoginStep::Otp(otp);
+        self.login_in(Class::Web, &Source::web(source), login_id, step)
+            .await
+    }
+
+    /// [`Ops::web_login`] for a caller that does not know the source (all such sign-ins
+    /// share one source's room); a full line reads as the store refusing (503).
     pub async fn login(&self, login_id: String, password: Zeroizing<String>) -> LoginOutcome {
         let (step, source) = (LoginStep::Password(password), Source::local());
-        let queued = self.login_in(Class::Plain, &source, login_id, step).await;
+        let queued = self.login_in(Class::Web, &source, login_id, step).await;
         queued.unwrap_or(LoginOutcome::Reject(RejectReason::Store))
     }
 
-    /// The OTP of the menu's sign-in.
+    /// [`Ops::web_login_otp`] without the source, as [`Ops::login`].
     pub async fn login_otp(&self, login_id: String, otp: Zeroizing<String>) -> LoginOutcome {
         let (step, source) = (LoginStep::Otp(otp), Source::local());
-        let queued = self.login_in(Class::Plain, &source, login_id, step).await;
+        let queued = self.login_in(Class::Web, &source, login_id, step).await;
         queued.unwrap_or(LoginOutcome::Reject(RejectReason::Store))
     }
 
@@ -336,19 +381,24 @@ impl Ops {
         if !self.store_available() {
             return Ok(LoginOutcome::Reject(RejectReason::Store));
         }
+        let stored = match self.peek(&login_id, &step) {
+            Ok(stored) => stored,
+            Err(why) => return Ok(self.over_caps(&login_id, &why)),
+        };
         let gathering = self.svc.store().gathering();
         let class = match &step {
             LoginStep::Challenge(..) => Class::Proven,
             LoginStep::Password(secret) | LoginStep::Otp(secret) => {
                 if let Some(worker) = self.workers.try_admit() {
-                    let outcome = self.login_on(worker, Class::Clean, login_id, step, gathering);
+                    let run = (Class::Clean, stored);
+                    let outcome = self.login_on(worker, run, login_id, step, gathering);
                     return Ok(outcome.await);
                 }
                 let record = self.login_class(login_id.clone(), secret.clone()).await;
                 Class::of_login(record, spent)
             }
         };
-        self.login_gathered(class, source, login_id, step, gathering)
+        self.login_gathered((class, stored), source, login_id, step, gathering)
             .await
     }
 
@@ -361,15 +411,22 @@ impl Ops {
         login_id: String,
         step: LoginStep,
     ) -> Result<LoginOutcome, Full> {
+        if !self.store_available() {
+            return Ok(LoginOutcome::Reject(RejectReason::Store));
+        }
+        let stored = match self.peek(&login_id, &step) {
+            Ok(stored) => stored,
+            Err(why) => return Ok(self.over_caps(&login_id, &why)),
+        };
         let gathering = self.svc.store().gathering();
-        self.login_gathered(class, source, login_id, step, gathering)
+        self.login_gathered((class, stored), source, login_id, step, gathering)
             .await
     }
 
     /// [`Ops::login_in`] for a login that has said it is under way.
     async fn login_gathered(
         &self,
-        class: Class,
+        run: (Class, Stored),
         source: &Source,
         login_id: String,
         step: LoginStep,
@@ -379,33 +436,91 @@ impl Ops {
         if !self.store_available() {
             return Ok(LoginOutcome::Reject(RejectReason::Store));
         }
-        let worker = self.workers.admit(class, source).await?;
-        Ok(self
-            .login_on(worker, class, login_id, step, gathering)
-            .await)
+        let worker = self.workers.admit(run.0, source).await?;
+        Ok(self.login_on(worker, run, login_id, step, gathering).await)
     }
 
-    /// A login step on `worker`'s turn; durable before it returns.
+    /// What is known of the hash a login step would verify, before any worker is taken:
+    /// on a local store the user's stored hash is read here (one read, as
+    /// [`Ops::login_class`] makes), and one over the caps is `Err(why)`: refused at once,
+    /// without a worker. A remote store is read on the worker, before the hash.
+    fn peek(&self, login_id: &str, step: &LoginStep) -> Result<Stored, String> {
+        if !matches!(step, LoginStep::Password(_)) {
+            return Ok(Stored::Within { quick: true });
+        }
+        if !self.svc.store().local() {
+            return Ok(Stored::Unread);
+        }
+        let cost = stored_cost(&self.svc, login_id)?;
+        Ok(Stored::Within {
+            quick: cost.is_none_or(|c| c.quick()),
+        })
+    }
+
+    /// A login step on `worker`'s turn; durable before it returns. It runs on this thread
+    /// only when otpd's own hash and the one it verifies are both short work; a password
+    /// login whose stored hash is over the caps is refused without it ([`Ops::over_caps`]).
     async fn login_on(
         &self,
         worker: Worker<'_>,
-        class: Class,
+        (class, stored): (Class, Stored),
         login_id: String,
         step: LoginStep,
         gathering: Gathering,
     ) -> LoginOutcome {
         let id = login_id.clone();
+        let here = self.inline
+            && class != Class::Plain
+            && matches!(stored, Stored::Within { quick: true });
+        let checked = !matches!(stored, Stored::Unread);
         let outcome = self
-            .run_on(worker, class, move |svc, now| match step {
-                LoginStep::Password(pw) => svc.login(&login_id, &pw, now),
-                LoginStep::Otp(otp) => svc.login_otp(&login_id, &otp, now),
-                LoginStep::Challenge(otp, state) => {
-                    let key = state.once_key();
-                    svc.answer_challenge(&login_id, &otp, &key, state.expires_at(), now)
-                }
+            .run_on(worker, here, move |svc, now| -> Result<_, String> {
+                Ok(match step {
+                    LoginStep::Password(pw) => {
+                        if !checked {
+                            stored_cost(svc, &login_id)?;
+                        }
+                        svc.login(&login_id, &pw, now)
+                    }
+                    LoginStep::Otp(otp) => svc.sign_in_otp(&login_id, &otp, now),
+                    LoginStep::Challenge(otp, state) => {
+                        let key = state.once_key();
+                        svc.answer_challenge(&login_id, &otp, &key, state.expires_at(), now)
+                    }
+                })
             })
             .await;
+        let outcome = match outcome {
+            Ok(Err(why)) => return self.over_caps(&id, &why),
+            Ok(Ok(o)) => Ok(o),
+            Err(e) => Err(e),
+        };
         self.login_durable(&id, outcome, gathering).await
+    }
+
+    /// A password login whose stored hash costs more than `[password] max_…` allow: refused
+    /// like a wrong password without running it, audited with its reason, and said once per
+    /// user as an operator error (only a new password, or a higher cap, lets the user in).
+    fn over_caps(&self, login_id: &str, why: &str) -> LoginOutcome {
+        self.log.audit(&[
+            ("login", "refused"),
+            ("user", login_id),
+            ("outcome", "bad_password"),
+            ("reason", "hash_over_cap"),
+        ]);
+        let first = {
+            let mut named = self
+                .over_cap_named
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            named.len() < OVER_CAP_NAMED && named.insert(login_id.to_string())
+        };
+        if first {
+            self.log.error(&format!(
+                "user {login_id:?} cannot log in: the stored password hash is refused without being run: {why}; set a new password (otpctl user passwd)"
+            ));
+        }
+        LoginOutcome::Reject(RejectReason::BadPassword)
     }
 
     /// Makes what the login wrote (and what it read that was not yet on disk) durable
@@ -498,6 +613,31 @@ impl Ops {
     }
 }
 
+/// What [`Ops::peek`] found out about the hash a login step verifies.
+#[derive(Debug, Clone, Copy)]
+enum Stored {
+    /// Not read yet (a remote store): the worker reads it before the hash.
+    Unread,
+    /// Within the caps (or no stored hash runs); whether verifying it is short work.
+    Within { quick: bool },
+}
+
+/// What verifying `login_id`'s stored password hash costs, read before it runs: `Ok(None)`
+/// when no stored hash of a user would run (no such user, the store unreadable, or a kind
+/// otpd cannot verify: the login itself answers those), `Err(why)` when it is over the caps.
+fn stored_cost(svc: &Service, login_id: &str) -> Result<Option<HashCost>, String> {
+    let Ok(Some(read)) = svc.store().get_user(login_id) else {
+        return Ok(None);
+    };
+    let Some(cost) = HashCost::of(&read.value.password_hash) else {
+        return Ok(None);
+    };
+    match svc.hash_caps().over(cost) {
+        Some(why) => Err(why),
+        None => Ok(Some(cost)),
+    }
+}
+
 /// The hashing workers: one per core.
 fn cores() -> usize {
     std::thread::available_parallelism()
@@ -509,6 +649,7 @@ fn cores() -> usize {
 /// the OTP), or the OTP answering a challenge.
 pub enum LoginStep {
     Password(Zeroizing<String>),
+    /// The OTP of the menu's sign-in (an expired token's step is spent too).
     Otp(Zeroizing<String>),
     /// The OTP answering a RADIUS challenge, whose State is used up on every node.
     Challenge(Zeroizing<String>, crate::radius::StateTicket),

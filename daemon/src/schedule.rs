@@ -16,8 +16,8 @@ use tokio::sync::oneshot;
 /// The lines, in the order a freed worker is handed out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Class {
-    /// Admin requests, the HTTP pages, the OTP menu and the mailer: rare, and the HTTP
-    /// endpoints have rate limits of their own. Unbounded.
+    /// Admin requests, the HTTP pages (not the menu's sign-in) and the mailer: rare, and
+    /// the HTTP endpoints have rate limits of their own. Unbounded.
     Plain,
     /// A RADIUS login one of whose credentials is already proven: the OTP at the end of its
     /// User-Password checks out, or it answers our challenge (the password was proven).
@@ -26,6 +26,10 @@ pub enum Class {
     /// A RADIUS login of a known user with a clean record (no failure since its last
     /// success, not locked) from a source within its failure budget. Unbounded.
     Clean,
+    /// A sign-in of the OTP menu (one or two hashes, from anywhere on the internet): below
+    /// the RADIUS customers, in a bounded line of its own ([`Bounds::sign_ins`]), so a
+    /// flood of web sign-ins is refused at once instead of delaying the bank's gateways.
+    Web,
     /// A known user with a clean record from a source that spent its failure budget: the
     /// customers of a gateway under attack, and the attack's first try at each stored ID.
     Spent,
@@ -34,10 +38,11 @@ pub enum Class {
 }
 
 impl Class {
-    const ALL: [Class; 5] = [
+    const ALL: [Class; 6] = [
         Class::Plain,
         Class::Proven,
         Class::Clean,
+        Class::Web,
         Class::Spent,
         Class::Doubtful,
     ];
@@ -57,8 +62,13 @@ impl Class {
         self as usize
     }
 
-    fn bounded(self) -> bool {
-        matches!(self, Class::Spent | Class::Doubtful)
+    /// How many may wait in this line from one source and in all (`None`: unbounded).
+    fn bound(self, b: &Bounds) -> Option<(usize, usize)> {
+        match self {
+            Class::Plain | Class::Proven | Class::Clean => None,
+            Class::Web => Some((b.sign_ins_per_source, b.sign_ins)),
+            Class::Spent | Class::Doubtful => Some((b.per_source, b.per_class)),
+        }
     }
 }
 
@@ -84,6 +94,16 @@ impl Source {
         Source::new("-", None)
     }
 
+    /// A web sign-in from `ip`: IPv6 by its /64 (one subscriber's prefix), IPv4 by its
+    /// address (see [`crate::limit::source_key`]).
+    pub fn web(ip: std::net::IpAddr) -> Source {
+        let station = match crate::limit::source_key(ip) {
+            std::net::IpAddr::V6(v6) => format!("{v6}/64"),
+            std::net::IpAddr::V4(v4) => v4.to_string(),
+        };
+        Source::new("web", Some(&station))
+    }
+
     /// The client alone, without the station.
     pub fn client_only(&self) -> Source {
         Source::new(&self.client, None)
@@ -99,22 +119,36 @@ impl std::fmt::Display for Source {
     }
 }
 
-/// How many may wait in the [`Class::Spent`] and [`Class::Doubtful`] lines.
+/// How many may wait in the bounded lines: [`Class::Spent`] and [`Class::Doubtful`], and
+/// the sign-ins' own [`Class::Web`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Bounds {
     /// Waiting requests of one source in one line (`[radius] login_queue_per_source`).
     pub per_source: usize,
     /// Waiting requests in one line, all sources together.
     pub per_class: usize,
+    /// Waiting web sign-ins of one source (an IPv4 address, an IPv6 /64).
+    pub sign_ins_per_source: usize,
+    /// Waiting web sign-ins in all: the sign-ins' budget. Full, a sign-in is refused at
+    /// once (503) rather than queued behind a flood.
+    pub sign_ins: usize,
 }
 
+/// Web sign-ins that may wait for a worker, in all and from one source: at ~30 ms a hash
+/// (the production argon2id, at most two a sign-in) two workers clear 64 in about two
+/// seconds, as long as a customer should wait for the page.
+const SIGN_INS: usize = 64;
+const SIGN_INS_PER_SOURCE: usize = 8;
+
 impl Bounds {
-    /// `per_source` a source, eight sources' worth a line.
+    /// `per_source` a source, eight sources' worth a line; the sign-ins' own budget.
     pub fn per_source(per_source: usize) -> Bounds {
         let per_source = per_source.max(1);
         Bounds {
             per_source,
             per_class: per_source.saturating_mul(8),
+            sign_ins_per_source: SIGN_INS_PER_SOURCE,
+            sign_ins: SIGN_INS,
         }
     }
 }
@@ -205,7 +239,7 @@ struct State {
     next_id: u64,
     /// Workers handed out from the lines so far (every [`OLDEST_SHARE`]th goes by age).
     granted: u64,
-    lines: [Line; 5],
+    lines: [Line; 6],
 }
 
 /// One freed worker in this many goes to the longest-waiting request of any line, not to
@@ -245,11 +279,10 @@ impl Scheduler {
                 return Ok(Worker { sched: self });
             }
             let line = &mut s.lines[class.index()];
-            if class.bounded()
-                && (line.len >= self.bounds.per_class
-                    || line.waiting_from(source) >= self.bounds.per_source)
-            {
-                return Err(Full);
+            if let Some((per_source, all)) = class.bound(&self.bounds) {
+                if line.len >= all || line.waiting_from(source) >= per_source {
+                    return Err(Full);
+                }
             }
             let id = s.next_id;
             s.next_id += 1;
@@ -279,7 +312,7 @@ impl Scheduler {
 
     /// Requests waiting in each line, in [`Class`] order.
     #[cfg(test)]
-    fn waiting(&self) -> [usize; 5] {
+    fn waiting(&self) -> [usize; 6] {
         let s = self.lock();
         Class::ALL.map(|c| s.lines[c.index()].len)
     }
@@ -369,6 +402,65 @@ impl Drop for Waiting<'_> {
     }
 }
 
+/// The hashing workers' threads, one per worker: what [`Scheduler`] admits runs here.
+/// They are detached: a stop never waits for a hash still running on one (tokio's blocking
+/// pool is joined when the runtime drops, which held SIGTERM for as long as a hash ran).
+pub struct Threads {
+    jobs: Mutex<std::sync::mpsc::Sender<Job>>,
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The job panicked, or its thread is gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Failed;
+
+impl Threads {
+    pub fn new(count: usize) -> Threads {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let rx = std::sync::Arc::new(Mutex::new(rx));
+        for n in 0..count.max(1) {
+            let rx = rx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("otpd-hash-{n}"))
+                .spawn(move || loop {
+                    let job = rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
+                    match job {
+                        Ok(job) => job(),
+                        Err(_) => return,
+                    }
+                });
+            // A thread that could not start leaves the others to share the work.
+            drop(spawned);
+        }
+        Threads {
+            jobs: Mutex::new(tx),
+        }
+    }
+
+    /// Runs `f` on one of the threads; its result, or `Failed` if it panicked.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, Failed> {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move || {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+            let _ = tx.send(r);
+        });
+        let sent = self
+            .jobs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .send(job);
+        sent.map_err(|_| Failed)?;
+        match rx.await {
+            Ok(Ok(v)) => Ok(v),
+            _ => Err(Failed),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -428,6 +520,7 @@ mod tests {
         for (class, tag) in [
             (Class::Doubtful, "doubtful"),
             (Class::Spent, "spent"),
+            (Class::Web, "web"),
             (Class::Clean, "clean"),
             (Class::Proven, "proven"),
             (Class::Plain, "plain"),
@@ -435,16 +528,16 @@ mod tests {
             tasks.push(enter(&sched, class, gw(None), tag, HASH, &tx));
             settle().await;
         }
-        assert_eq!(sched.waiting(), [1, 1, 1, 1, 1]);
-        let got = order(&mut rx, 6).await;
+        assert_eq!(sched.waiting(), [1, 1, 1, 1, 1, 1]);
+        let got = order(&mut rx, 7).await;
         assert_eq!(
             got,
-            ["busy", "plain", "proven", "clean", "spent", "doubtful"]
+            ["busy", "plain", "proven", "clean", "web", "spent", "doubtful"]
         );
         for t in tasks {
             assert_eq!(t.await.expect("task"), Ok(()));
         }
-        assert_eq!(sched.waiting(), [0; 5]);
+        assert_eq!(sched.waiting(), [0; 6]);
     }
 
     #[tokio::test(start_paused = true)]
@@ -486,7 +579,7 @@ mod tests {
             .collect();
         settle().await;
         assert_eq!(order(&mut rx, 2).await.len(), 2, "two workers at once");
-        assert_eq!(sched.waiting(), [0, 0, 2, 0, 0], "the other two wait");
+        assert_eq!(sched.waiting(), [0, 0, 2, 0, 0, 0], "the other two wait");
         assert_eq!(started.elapsed(), Duration::ZERO);
         order(&mut rx, 2).await;
         assert_eq!(
@@ -504,6 +597,7 @@ mod tests {
         let bounds = Bounds {
             per_source: 2,
             per_class: 3,
+            ..Bounds::default()
         };
         let sched = Arc::new(Scheduler::new(1, bounds));
         let (tx, _rx) = mpsc::unbounded_channel();
@@ -529,7 +623,7 @@ mod tests {
             waiting.push(enter(&sched, Class::Clean, a(), "c", HASH, &tx));
         }
         settle().await;
-        assert_eq!(sched.waiting(), [0, 0, 50, 1, 3]);
+        assert_eq!(sched.waiting(), [0, 0, 50, 0, 1, 3]);
         for t in waiting {
             assert_eq!(
                 t.await.expect("task"),
@@ -591,10 +685,10 @@ mod tests {
         settle().await;
         let quitter = enter(&sched, Class::Doubtful, gw(None), "quitter", HASH, &tx);
         settle().await;
-        assert_eq!(sched.waiting(), [0, 0, 0, 0, 1]);
+        assert_eq!(sched.waiting(), [0, 0, 0, 0, 0, 1]);
         quitter.abort();
         settle().await;
-        assert_eq!(sched.waiting(), [0; 5], "its place is given up");
+        assert_eq!(sched.waiting(), [0; 6], "its place is given up");
         // Its source may wait again (the per-source count went back down).
         let next = enter(&sched, Class::Doubtful, gw(None), "next", HASH, &tx);
         assert_eq!(order(&mut rx, 2).await, ["busy", "next"]);
@@ -627,7 +721,7 @@ mod tests {
         drop(first);
         assert_eq!(order(&mut rx, 1).await, ["second"]);
         second.await.expect("task").expect("admitted");
-        assert_eq!(sched.waiting(), [0; 5]);
+        assert_eq!(sched.waiting(), [0; 6]);
     }
 
     async fn futures_poll_once<F: std::future::Future + Unpin>(f: F) -> Option<F::Output> {
@@ -639,6 +733,55 @@ mod tests {
             })
         })
         .await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn web_sign_ins_wait_below_radius_customers_with_a_budget_of_their_own() {
+        let bounds = Bounds {
+            sign_ins_per_source: 2,
+            sign_ins: 3,
+            ..Bounds::default()
+        };
+        let sched = Arc::new(Scheduler::new(1, bounds));
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut tasks = vec![enter(
+            &sched,
+            Class::Plain,
+            Source::local(),
+            "busy",
+            HASH,
+            &tx,
+        )];
+        settle().await;
+        let flood = || Source::web("2001:db8:1:2::1".parse().expect("ip"));
+        let same_64 = || Source::web("2001:db8:1:2:ffff::9".parse().expect("ip"));
+        let other = || Source::web("192.0.2.7".parse().expect("ip"));
+        assert_eq!(flood(), same_64(), "one /64, one source");
+        for _ in 0..2 {
+            tasks.push(enter(&sched, Class::Web, flood(), "web", HASH, &tx));
+        }
+        settle().await;
+        let over = sched.admit(Class::Web, &same_64()).await;
+        assert_eq!(
+            over.err(),
+            Some(Full),
+            "the /64's third sign-in is refused at once"
+        );
+        tasks.push(enter(&sched, Class::Web, other(), "web", HASH, &tx));
+        settle().await;
+        let over = sched
+            .admit(Class::Web, &Source::web("192.0.2.8".parse().expect("ip")))
+            .await;
+        assert_eq!(over.err(), Some(Full), "the sign-ins' budget is spent");
+        // A RADIUS customer arriving after the sign-ins is served before them.
+        tasks.push(enter(&sched, Class::Clean, gw(None), "radius", HASH, &tx));
+        settle().await;
+        assert_eq!(sched.waiting(), [0, 0, 1, 3, 0, 0]);
+        let got = order(&mut rx, 5).await;
+        assert_eq!(got, ["busy", "radius", "web", "web", "web"]);
+        for t in tasks {
+            assert_eq!(t.await.expect("task"), Ok(()));
+        }
     }
 
     #[test]

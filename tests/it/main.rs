@@ -7,6 +7,7 @@ mod admin;
 mod crash;
 mod floods;
 mod hardening;
+mod hashcost;
 mod pam;
 mod pamtester;
 mod postgres;
