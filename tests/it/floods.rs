@@ -431,3 +431,75 @@ fn malformed_radius_floods_from_many_threads_leave_every_valid_request_answered(
     let u = d.show("taro");
     assert_eq!(u["locked"], false, "{u}");
 }
+
+/// A flood of OTP-menu sign-ins (each an argon2id hash, from as many connections as the
+/// flood likes, the HTTP rate limits opened wide as for a distributed one) does not delay a
+/// clean customer's RADIUS logins: sign-ins wait below them, in a bounded line of their
+/// own, and what does not fit is refused at once.
+#[test]
+fn a_flood_of_menu_sign_ins_does_not_delay_radius_customers() {
+    let _heavy = otpd_testkit::serial::heavy();
+    const FLOODERS: usize = 64;
+    let d = Otpd::start(
+        "[password]\nargon2_memory_kib = 65536\nargon2_iterations = 2\n\
+         [http]\ncustomer_rate = 100000.0\ncustomer_burst = 100000\n\
+         customer_rate_total = 100000.0\ncustomer_burst_total = 100000\n",
+    );
+    d.ctl_ok(&["user", "add", "taro", "--password-stdin"], "login-pw\n");
+    let client = Client::new(d.radius(), RADIUS_SECRET);
+    assert_eq!(client.login(1, "taro", "login-pw").code, ACCESS_ACCEPT);
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let answered = Arc::new(AtomicUsize::new(0));
+    let refused_at_once = Arc::new(AtomicUsize::new(0));
+    let http_addr = d.http();
+    let flood: Vec<_> = (0..FLOODERS)
+        .map(|n| {
+            let (stop, answered, refused) =
+                (stop.clone(), answered.clone(), refused_at_once.clone());
+            std::thread::spawn(move || {
+                let body =
+                    serde_json::json!({"login_id": format!("nobody{n}"), "password": "guess"});
+                while !stop.load(Ordering::Relaxed) {
+                    let r = http::post_json(http_addr, "/api/v1/my/sign-in", &body);
+                    match r.status {
+                        503 | 429 => refused.fetch_add(1, Ordering::Relaxed),
+                        _ => answered.fetch_add(1, Ordering::Relaxed),
+                    };
+                }
+            })
+        })
+        .collect();
+    wait_until("the flood to be hashing", Duration::from_secs(10), || {
+        (answered.load(Ordering::Relaxed) >= 16).then_some(())
+    });
+
+    let mut slowest = Duration::ZERO;
+    for id in 2..12u8 {
+        let started = Instant::now();
+        let reply = client.login(id, "taro", "login-pw");
+        assert_eq!(reply.code, ACCESS_ACCEPT, "login {id}");
+        slowest = slowest.max(started.elapsed());
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in flood {
+        t.join().expect("flooder");
+    }
+    let (answered, refused) = (
+        answered.load(Ordering::Relaxed),
+        refused_at_once.load(Ordering::Relaxed),
+    );
+    assert!(
+        slowest < Duration::from_millis(800),
+        "slowest RADIUS login {slowest:?} during {answered} sign-ins answered, {refused} refused"
+    );
+    assert!(
+        refused > 0,
+        "the sign-ins' line is bounded: {answered} answered"
+    );
+    assert_eq!(
+        http::get(d.http(), "/healthz").status,
+        200,
+        "otpd still answers"
+    );
+}
