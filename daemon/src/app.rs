@@ -342,6 +342,8 @@ pub fn radius_config(config: &Config) -> anyhow::Result<RadiusConfig> {
                 .collect::<anyhow::Result<Vec<_>>>()?,
             idle_timeout: std::time::Duration::from_secs(t.idle_timeout_seconds),
             max_connections: t.max_connections,
+            max_connections_per_source: t.max_connections_per_source,
+            reserved_connections_per_client: t.reserved_connections_per_client,
             max_in_flight_per_connection: t.max_in_flight_per_connection,
         });
     }

@@ -152,6 +152,19 @@ pub struct UrlFacts {
     pub local_only: bool,
 }
 
+impl UrlFacts {
+    /// The `sslmode` when the configuration names none: `verify-full` for a database
+    /// across the network (a man in the middle could rewrite rows), libpq's `prefer` for
+    /// one on this machine.
+    pub fn default_sslmode(&self) -> crate::SslMode {
+        if self.local_only {
+            crate::SslMode::Prefer
+        } else {
+            crate::SslMode::VerifyFull
+        }
+    }
+}
+
 /// Parses `url` as the store will, without connecting: its problem in one sentence, or
 /// what the configuration check warns about.
 pub fn check_url(url: &str) -> Result<UrlFacts, String> {
@@ -321,6 +334,38 @@ mod tests {
             .expect("valid");
         assert!(!f.has_password && !f.local_only, "{f:?}");
         assert!(check_url("postgresql://db/otpd?nonsense=1").is_err());
+    }
+
+    #[test]
+    fn verify_full_is_the_default_off_this_machine() {
+        use crate::SslMode;
+        for (url, mode) in [
+            ("postgresql://otpd@127.0.0.1/otpd", SslMode::Prefer),
+            ("postgresql://otpd@localhost,[::1]/otpd", SslMode::Prefer),
+            (
+                "host=/run/postgresql user=otpd dbname=otpd",
+                SslMode::Prefer,
+            ),
+            ("postgresql://otpd@db1/otpd", SslMode::VerifyFull),
+            (
+                "postgresql://otpd@127.0.0.1,10.0.0.5/otpd",
+                SslMode::VerifyFull,
+            ),
+            ("postgresql://otpd@127.0.0.2/otpd", SslMode::Prefer),
+        ] {
+            let facts = check_url(url).expect("valid");
+            assert_eq!(facts.default_sslmode(), mode, "{url}");
+        }
+    }
+
+    #[test]
+    fn verify_full_without_a_trusted_ca_connects_nowhere() {
+        let mut s = settings("postgresql://otpd@db1/otpd");
+        s.sslmode = crate::SslMode::VerifyFull;
+        let Err(StoreError::Io(e)) = Target::new(&s) else {
+            panic!("verify-full without ca_file is refused");
+        };
+        assert!(e.contains("needs `store.postgres.ca_file`"), "{e}");
     }
 
     #[test]

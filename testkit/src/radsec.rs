@@ -10,7 +10,8 @@ use crate::paths::{free_tcp_port, free_udp_port};
 use crate::radius::wait_for_status_server;
 
 /// A CA, otpd's server certificate (127.0.0.1, otpd.test), a client certificate named
-/// `proxy.test` signed by the CA, and one named the same but signed by another CA.
+/// `proxy.test` signed by the CA, one named the same but signed by another CA, and
+/// `cn-only-ca`: CN `proxy.test` but subjectAltName `elsewhere.test`, signed by the CA.
 pub struct Pki {
     pub dir: tempfile::TempDir,
 }
@@ -52,7 +53,8 @@ impl Pki {
                 ],
             );
         }
-        let issue = |name: &str, ca: &str, san: &str| {
+        // `stem` names the files (`<stem>-<ca>.pem`), `name` the subject CN.
+        let issue_as = |stem: &str, name: &str, ca: &str, san: &str| {
             openssl(
                 d,
                 &[
@@ -63,13 +65,13 @@ impl Pki {
                     "-subj",
                     &format!("/CN={name}"),
                     "-keyout",
-                    &format!("{name}-{ca}.key"),
+                    &format!("{stem}-{ca}.key"),
                     "-out",
-                    &format!("{name}-{ca}.csr"),
+                    &format!("{stem}-{ca}.csr"),
                 ],
             );
             std::fs::write(
-                d.join(format!("{name}.ext")),
+                d.join(format!("{stem}.ext")),
                 format!("subjectAltName={san}\n"),
             )
             .expect("ext");
@@ -79,7 +81,7 @@ impl Pki {
                     "x509",
                     "-req",
                     "-in",
-                    &format!("{name}-{ca}.csr"),
+                    &format!("{stem}-{ca}.csr"),
                     "-CA",
                     &format!("{ca}.pem"),
                     "-CAkey",
@@ -88,15 +90,18 @@ impl Pki {
                     "-days",
                     "2",
                     "-extfile",
-                    &format!("{name}.ext"),
+                    &format!("{stem}.ext"),
                     "-out",
-                    &format!("{name}-{ca}.pem"),
+                    &format!("{stem}-{ca}.pem"),
                 ],
             );
         };
+        let issue = |name: &str, ca: &str, san: &str| issue_as(name, name, ca, san);
         issue("otpd.test", "ca", "DNS:otpd.test,IP:127.0.0.1");
         issue("proxy.test", "ca", "DNS:proxy.test");
         issue("proxy.test", "rogue-ca", "DNS:proxy.test");
+        // The client's name as CN, but its subjectAltName names another host.
+        issue_as("cn-only", "proxy.test", "ca", "DNS:elsewhere.test");
         Pki { dir }
     }
 
@@ -248,4 +253,43 @@ impl Drop for RadsecProxy {
 /// A free TCP port for otpd's RADIUS-over-TLS listener.
 pub fn free_port() -> u16 {
     free_tcp_port()
+}
+
+/// A TCP connection to `to` from the local address `from` (any of 127.0.0.0/8 works on
+/// Linux): a second source on one host.
+pub fn connect_from(
+    from: std::net::Ipv4Addr,
+    to: SocketAddr,
+) -> std::io::Result<std::net::TcpStream> {
+    use std::os::fd::FromRawFd;
+    let SocketAddr::V4(to) = to else {
+        return Err(std::io::Error::other("connect_from: IPv4 only"));
+    };
+    let sockaddr = |ip: std::net::Ipv4Addr, port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(ip).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: a fresh socket owned by the TcpStream made from it (closed on every error
+    // path by that TcpStream's drop); the addresses are valid sockaddr_in of `len` bytes.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let stream = std::net::TcpStream::from_raw_fd(fd);
+        let local = sockaddr(from, 0);
+        if libc::bind(fd, std::ptr::from_ref(&local).cast(), len) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let remote = sockaddr(*to.ip(), to.port());
+        if libc::connect(fd, std::ptr::from_ref(&remote).cast(), len) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(stream)
+    }
 }

@@ -432,6 +432,110 @@ fn malformed_radius_floods_from_many_threads_leave_every_valid_request_answered(
     assert_eq!(u["locked"], false, "{u}");
 }
 
+/// Whether otpd has closed `s` (EOF or reset), without waiting.
+fn closed_by_otpd(s: &TcpStream) -> bool {
+    s.set_nonblocking(true).expect("nonblocking");
+    let mut buf = [0u8; 64];
+    match (&*s).read(&mut buf) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() != ErrorKind::WouldBlock,
+    }
+}
+
+/// RadSec (`[radius.tls]`): idle TCP connections from an address outside every client's
+/// network, and from another gateway's network, leave a configured gateway its way in.
+#[test]
+fn idle_tcp_floods_do_not_lock_a_radsec_gateway_out() {
+    use otpd_testkit::radsec::{connect_from, free_port, Pki};
+    use std::net::{Ipv4Addr, SocketAddr};
+    /// `[radius.tls]` defaults: the shared and the reserved slots, and one source's cap.
+    const MAX: usize = 64;
+    const RESERVED: usize = 4;
+    const PER_SOURCE: usize = 16;
+    let _heavy = otpd_testkit::serial::heavy();
+    let pki = Pki::new();
+    let port = free_port();
+    let d = Otpd::start(&format!(
+        "{}[[radius.tls.clients]]\nname = \"branch-gw\"\ncertificate = \"branch.test\"\naddress = \"127.0.0.8/29\"\n",
+        pki.otpd_config(port)
+    ));
+    let tls: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let started = Instant::now();
+    let from = |last: u8| Ipv4Addr::new(127, 0, 0, last);
+    let open = |n: usize, src: Ipv4Addr| -> Vec<TcpStream> {
+        (0..n)
+            .map(|_| connect_from(src, tls).expect("connect"))
+            .collect()
+    };
+    // 80 from 127.0.0.2, no client's address: each closed before any TLS.
+    let strangers = open(80, from(2));
+    // 20 from each address of the branch's /29: 16 from one address at most, and the
+    // branch fills the shared slots and its own reserved ones, never the proxy's.
+    let branch: Vec<Vec<TcpStream>> = (8..16).map(|n| open(20, from(n))).collect();
+    let branch_total = 8 * 20;
+    let held_by_branch = MAX - RESERVED;
+    wait_until(
+        "otpd to close the strangers and what the branch may not hold",
+        Duration::from_secs(5),
+        || {
+            let strangers_closed = strangers.iter().filter(|s| closed_by_otpd(s)).count();
+            let branch_closed = branch
+                .iter()
+                .flatten()
+                .filter(|s| closed_by_otpd(s))
+                .count();
+            (strangers_closed == strangers.len() && branch_closed >= branch_total - held_by_branch)
+                .then_some(())
+        },
+    );
+    let held: Vec<usize> = branch
+        .iter()
+        .map(|conns| conns.iter().filter(|s| !closed_by_otpd(s)).count())
+        .collect();
+    assert_eq!(held[0], PER_SOURCE, "one source's cap: {held:?}");
+    assert_eq!(held.iter().sum::<usize>(), held_by_branch, "{held:?}");
+
+    // The proxy (127.0.0.1) completes a handshake and is answered over it.
+    let mut proxy = pki.s_client(port, Some("proxy.test-ca"), true);
+    let status = Request::new(5).encode(STATUS_SERVER, b"radsec", Ma::Good);
+    proxy
+        .stdin
+        .as_mut()
+        .expect("stdin")
+        .write_all(&status)
+        .expect("send");
+    let mut reply = [0u8; 20];
+    let answered = proxy
+        .stdout
+        .as_mut()
+        .expect("stdout")
+        .read_exact(&mut reply);
+    let _ = proxy.kill();
+    let _ = proxy.wait();
+    let log = d.stderr();
+    assert!(answered.is_ok(), "the proxy was answered: {log}");
+    assert_eq!((reply[0], reply[1]), (ACCESS_ACCEPT, 5), "Status-Server");
+    // ...while the branch's connections were all still held (no handshake timeout yet).
+    let still: usize = branch
+        .iter()
+        .flatten()
+        .filter(|s| !closed_by_otpd(s))
+        .count();
+    assert_eq!(still, held_by_branch);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "before the handshake timeout"
+    );
+    assert!(log.contains("reason=unknown_address"), "{log}");
+    assert!(log.contains("reason=too_many_from_source"), "{log}");
+    assert_eq!(
+        log.matches("reason=unknown_address").count(),
+        1,
+        "80 refusals, one line: {log}"
+    );
+}
+
 /// A flood of OTP-menu sign-ins (each an argon2id hash, from as many connections as the
 /// flood likes, the HTTP rate limits opened wide as for a distributed one) does not delay a
 /// clean customer's RADIUS logins: sign-ins wait below them, in a bounded line of their

@@ -579,3 +579,42 @@ fn exactly_one_well_formed_bearer_header_opens_the_admin_api() {
     let lines = log.matches("http admin API: refused").count();
     assert_eq!(lines, 1, "24 refusals within 10 s log one line: {log}");
 }
+
+/// Row 10 of issue 27: a RadSec certificate whose CN is a client's name but whose
+/// subjectAltName names another host is refused (RFC 6125: no CN when SANs are present),
+/// and the one that names the client in its SAN is still served.
+#[test]
+fn a_radsec_certificate_is_named_by_its_san_not_its_cn() {
+    use otpd_testkit::radius::{Ma, Request, STATUS_SERVER};
+    use std::io::{Read, Write};
+    let pki = otpd_testkit::radsec::Pki::new();
+    let port = otpd_testkit::radsec::free_port();
+    let d = Otpd::start(&pki.otpd_config(port));
+    let status = Request::new(7).encode(STATUS_SERVER, b"radsec", Ma::Good);
+    let answered = |cert: &str| -> Vec<u8> {
+        let mut child = pki.s_client(port, Some(cert), true);
+        let _ = child.stdin.as_mut().expect("stdin").write_all(&status);
+        let mut reply = [0u8; 20];
+        let got = child
+            .stdout
+            .as_mut()
+            .expect("stdout")
+            .read_exact(&mut reply);
+        let _ = child.kill();
+        let _ = child.wait();
+        got.map(|()| reply.to_vec()).unwrap_or_default()
+    };
+    let refused = answered("cn-only-ca");
+    assert!(refused.is_empty(), "no RADIUS for CN-only: {refused:?}");
+    let log = wait_for_log(&d, "reason=unknown_client");
+    assert!(
+        log.contains(r#"certificate ["elsewhere.test"] from 127.0.0.1"#),
+        "only the SAN counts: {log}"
+    );
+    let served = answered("proxy.test-ca");
+    assert_eq!(
+        served.first(),
+        Some(&ACCESS_ACCEPT),
+        "the SAN-named client is served"
+    );
+}

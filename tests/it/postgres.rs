@@ -1187,3 +1187,48 @@ fn a_frozen_database_mid_burst_is_answered_in_time_then_recovers_and_accepts_not
         assert_eq!(a.show(&burst_user(u))["state"], "active");
     }
 }
+
+/// Row 12 of issue 27: a database that is not on loopback or a Unix socket gets
+/// `verify-full` unless the configuration says otherwise, so a configuration without a CA
+/// for it is refused; a weaker mode written out is warned about.
+#[test]
+fn a_database_across_the_network_is_verify_full_unless_written_otherwise() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, "not a certificate\n").expect("ca");
+    let check = |postgres: &str| -> (Option<i32>, String) {
+        let path = dir.path().join("otpd.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "service_id = \"B\"\ndata_dir = \"{d}/data\"\nkey_file = \"{d}/master.key\"\n[admin]\nsocket = \"{d}/admin.sock\"\n[log]\nsyslog = false\n[store]\nengine = \"postgres\"\n[store.postgres]\nurl = \"postgresql://otpd@192.0.2.10/otpd?connect_timeout=1\"\n{postgres}",
+                d = dir.path().display()
+            ),
+        )
+        .expect("config");
+        let out = otpd_with(&path, &["--check-config"]);
+        (out.status.code(), stderr_of(&out))
+    };
+    let (code, err) = check("");
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("is verify-full by default") && err.contains("store.postgres.ca_file"),
+        "no CA, no connection: {err}"
+    );
+    assert!(
+        !err.contains("\"prefer\""),
+        "prefer is no longer the default: {err}"
+    );
+    for mode in ["prefer", "require", "verify-ca"] {
+        let (_, err) = check(&format!(
+            "sslmode = \"{mode}\"\nca_file = \"{}\"\n",
+            ca.display()
+        ));
+        assert!(
+            err.contains(&format!(
+                "warning: `store.postgres.sslmode = \"{mode}\"` with a database across the network"
+            )),
+            "{mode} is warned about: {err}"
+        );
+    }
+}

@@ -21,11 +21,21 @@ impl Config {
             problems.push("`mail.username` and `mail.password_file` go together".into());
         }
         if let Some(m) = &self.metrics {
-            if m.listen.parse::<SocketAddr>().is_err() {
-                problems.push(format!(
+            match m.listen.parse::<SocketAddr>() {
+                Err(_) => problems.push(format!(
                     "`metrics.listen`: {:?} is not an IP:port",
                     m.listen
-                ));
+                )),
+                Ok(a) if !a.ip().is_loopback() => warnings.push(format!(
+                    "`metrics.listen` {a} is beyond loopback: anyone who reaches it reads otpd's counts (users by state, gateways' names, failures); bind it to 127.0.0.1 or firewall it to the Prometheus server"
+                )),
+                Ok(_) => {}
+            }
+            if m.sample_seconds == 0 {
+                problems.push(
+                    "`metrics.sample_seconds` must be at least 1 (each reading reads every user)"
+                        .into(),
+                );
             }
         }
     }
@@ -71,8 +81,11 @@ impl Config {
         if t.clients.is_empty() {
             problems.push("`radius.tls` needs at least one [[radius.tls.clients]]".into());
         }
-        if t.max_connections == 0 || t.max_in_flight_per_connection == 0 {
-            problems.push("`radius.tls.max_connections` and `max_in_flight_per_connection` must be at least 1".into());
+        if t.max_connections == 0
+            || t.max_in_flight_per_connection == 0
+            || t.max_connections_per_source == 0
+        {
+            problems.push("`radius.tls.max_connections`, `max_connections_per_source` and `max_in_flight_per_connection` must be at least 1".into());
         }
         for c in &t.clients {
             if r.clients.iter().any(|u| u.name == c.name)
@@ -112,35 +125,39 @@ impl Config {
             }
             (StoreEngine::Postgres, Some(pg)) => pg,
         };
+        let mode = pg.sslmode_in_force();
         match otpd_store_postgres::check_url(&pg.url) {
             Err(e) => problems.push(e),
             Ok(facts) => {
                 if facts.has_password {
                     warnings.push("`store.postgres.url` holds a password: whoever reads the configuration reads it; put it in `store.postgres.password_file` (mode 600)".into());
                 }
-                if !facts.local_only && !pg.sslmode.needs_ca() {
+                if !facts.local_only && mode != SslMode::VerifyFull {
                     warnings.push(format!(
                         "`store.postgres.sslmode = \"{}\"` with a database across the network: password hashes and sealed secrets would cross it {}; use verify-full with ca_file",
-                        pg.sslmode.as_str(),
-                        if pg.sslmode == SslMode::Disable || pg.sslmode == SslMode::Prefer {
-                            "possibly in clear"
-                        } else {
-                            "to a server whose certificate nobody checks"
+                        mode.as_str(),
+                        match mode {
+                            SslMode::Disable | SslMode::Prefer => "possibly in clear",
+                            SslMode::VerifyCa => "to any server the CA certified, whatever its name",
+                            _ => "to a server whose certificate nobody checks",
                         }
                     ));
                 }
             }
         }
-        if pg.sslmode.needs_ca() && pg.ca_file.is_none() {
-            problems.push(format!(
-                "`store.postgres.sslmode = \"{}\"` needs `store.postgres.ca_file`",
-                pg.sslmode.as_str()
-            ));
+        if mode.needs_ca() && pg.ca_file.is_none() {
+            problems.push(match pg.sslmode {
+                Some(_) => format!(
+                    "`store.postgres.sslmode = \"{}\"` needs `store.postgres.ca_file`",
+                    mode.as_str()
+                ),
+                None => "`store.postgres.sslmode` is verify-full by default for a database that is not on loopback or a Unix socket, and that needs `store.postgres.ca_file` (the CA of the server's certificate); a weaker sslmode must be written out, and is warned about".into(),
+            });
         }
-        if pg.ca_file.is_some() && matches!(pg.sslmode, SslMode::Disable | SslMode::Prefer) {
+        if pg.ca_file.is_some() && matches!(mode, SslMode::Disable | SslMode::Prefer) {
             warnings.push(format!(
                 "`store.postgres.ca_file` is not used with sslmode \"{}\": the server's certificate is not checked; use verify-full",
-                pg.sslmode.as_str()
+                mode.as_str()
             ));
         }
         if pg.pool_size == 0 {

@@ -138,7 +138,7 @@ impl Config {
         self.postgres = Some(otpd_store_postgres::Settings {
             url: pg.url.clone(),
             password,
-            sslmode: pg.sslmode,
+            sslmode: pg.sslmode_in_force(),
             ca_file: pg.ca_file.clone(),
             pool_size: pg.pool_size,
             statement_timeout: std::time::Duration::from_millis(pg.statement_timeout_ms),

@@ -66,6 +66,12 @@ pub struct RadiusTlsSection {
     pub idle_timeout_seconds: u64,
     #[serde(default = "default_tls_connections")]
     pub max_connections: usize,
+    /// Connections one address may hold at once (handshakes included).
+    #[serde(default = "default_tls_per_source")]
+    pub max_connections_per_source: usize,
+    /// Of `max_connections`, those kept for each client's own network.
+    #[serde(default = "default_tls_reserved")]
+    pub reserved_connections_per_client: usize,
     #[serde(default = "default_tls_in_flight")]
     pub max_in_flight_per_connection: usize,
     #[serde(default)]
@@ -78,6 +84,14 @@ fn default_tls_idle() -> u64 {
 
 fn default_tls_connections() -> usize {
     64
+}
+
+fn default_tls_per_source() -> usize {
+    16
+}
+
+fn default_tls_reserved() -> usize {
+    4
 }
 
 fn default_tls_in_flight() -> usize {
@@ -288,6 +302,14 @@ impl Default for AdminSection {
 #[derive(Debug, Clone, Deserialize)]
 pub struct MetricsSection {
     pub listen: String,
+    /// The gauges that read every user (users by state, locks, the outbox) are read again
+    /// at most this often; scrapes in between show the last reading.
+    #[serde(default = "default_sample_seconds")]
+    pub sample_seconds: u64,
+}
+
+fn default_sample_seconds() -> u64 {
+    15
 }
 
 /// `[log]`: how much is written, and whether audit lines also go to syslog.
@@ -334,14 +356,28 @@ pub struct PostgresSection {
     pub url: String,
     /// The role's password on its first line (mode 600); wins over one in `url`.
     pub password_file: Option<PathBuf>,
+    /// As written; absent, [`PostgresSection::sslmode_in_force`] picks it from the hosts.
     #[serde(default)]
-    pub sslmode: otpd_store_postgres::SslMode,
+    pub sslmode: Option<otpd_store_postgres::SslMode>,
     /// The CA of the server's certificate (PEM), for `verify-ca` and `verify-full`.
     pub ca_file: Option<PathBuf>,
     #[serde(default = "default_pool_size")]
     pub pool_size: usize,
     #[serde(default = "default_statement_timeout_ms")]
     pub statement_timeout_ms: u64,
+}
+
+impl PostgresSection {
+    /// `sslmode` as written, else `verify-full` for any host that is not loopback or a
+    /// Unix socket (and libpq's `prefer` for those).
+    pub fn sslmode_in_force(&self) -> otpd_store_postgres::SslMode {
+        self.sslmode.unwrap_or_else(|| {
+            otpd_store_postgres::check_url(&self.url)
+                .map_or(otpd_store_postgres::SslMode::VerifyFull, |f| {
+                    f.default_sslmode()
+                })
+        })
+    }
 }
 
 fn default_pool_size() -> usize {

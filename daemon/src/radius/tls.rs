@@ -1,9 +1,13 @@
 //! RADIUS over TLS (RFC 6614, "RadSec"): TCP listeners whose connections must present a
-//! certificate signed by `client_ca_file` before a single RADIUS octet is read. A peer is
-//! a configured TLS client when its certificate names it (subject CN or a DNS SAN) and it
-//! connects from the client's address; its packets then go through the same [`Engine`] as
-//! UDP ones, with the shared secret `radsec` that the RFC fixes.
+//! certificate signed by `client_ca_file` before a single RADIUS octet is read. A source
+//! outside every client's network is closed before any TLS, and the connection slots are
+//! shared with a per-source cap and a few reserved per client ([`Slots`]). A peer is a
+//! configured TLS client when its certificate names it (a DNS SAN, or the subject CN of a
+//! certificate without SANs) and it connects from the client's address; its packets then
+//! go through the same [`Engine`] as UDP ones, with the shared secret `radsec` that the
+//! RFC fixes.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
@@ -13,7 +17,7 @@ use anyhow::Context;
 use ipnet::IpNet;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Mutex, Semaphore};
+use tokio::sync::{watch, Mutex, OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::rustls;
 use tokio_rustls::TlsAcceptor;
 use zeroize::Zeroizing;
@@ -42,7 +46,14 @@ pub struct TlsSettings {
     pub clients: Vec<TlsClient>,
     /// A connection that sends nothing for this long is closed.
     pub idle_timeout: Duration,
+    /// Connections open at once, over every source.
     pub max_connections: usize,
+    /// Connections one address may hold at once, handshakes included.
+    pub max_connections_per_source: usize,
+    /// Of `max_connections`, those only a configured client's network may take, per
+    /// `[[radius.tls.clients]]` entry: a flood from one place cannot lock the other
+    /// gateways out.
+    pub reserved_connections_per_client: usize,
     /// Requests of one connection being answered at once; beyond it, otpd stops reading
     /// that connection until one is answered.
     pub max_in_flight_per_connection: usize,
@@ -100,24 +111,30 @@ pub fn server_config(
         .context("radius.tls.cert_file and radius.tls.key_file do not make a usable pair")
 }
 
-/// The names a certificate answers to: its subject CNs and DNS subject alternative names.
+/// The names a certificate answers to: its DNS subject alternative names when it has a
+/// subjectAltName extension, else its subject CNs (RFC 6125 §6.4.4: a CN is looked at only
+/// in a certificate without subjectAltNames). An unreadable extension names nothing.
 pub(crate) fn certificate_names(der: &[u8]) -> Vec<String> {
     let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
         return Vec::new();
     };
-    let mut names: Vec<String> = cert
-        .subject()
-        .iter_common_name()
-        .filter_map(|cn| cn.as_str().ok().map(str::to_string))
-        .collect();
-    if let Ok(Some(san)) = cert.subject_alternative_name() {
-        for n in &san.value.general_names {
-            if let x509_parser::extensions::GeneralName::DNSName(d) = n {
-                names.push((*d).to_string());
-            }
-        }
+    match cert.subject_alternative_name() {
+        Ok(Some(san)) => san
+            .value
+            .general_names
+            .iter()
+            .filter_map(|n| match n {
+                x509_parser::extensions::GeneralName::DNSName(d) => Some((*d).to_string()),
+                _ => None,
+            })
+            .collect(),
+        Ok(None) => cert
+            .subject()
+            .iter_common_name()
+            .filter_map(|cn| cn.as_str().ok().map(str::to_string))
+            .collect(),
+        Err(_) => Vec::new(),
     }
-    names
 }
 
 /// What every RADIUS-over-TLS listener shares: the settings, the engine's view of each TLS
@@ -126,6 +143,7 @@ pub(crate) fn certificate_names(der: &[u8]) -> Vec<String> {
 pub(crate) struct TlsDoor {
     settings: TlsSettings,
     clients: Vec<(TlsClient, Arc<Client>)>,
+    slots: Arc<Slots>,
     refusals: Refusals,
 }
 
@@ -150,6 +168,12 @@ impl TlsDoor {
         TlsDoor {
             settings: settings.clone(),
             clients,
+            slots: Arc::new(Slots::new(
+                settings.clients.iter().map(|c| c.network).collect(),
+                settings.max_connections,
+                settings.max_connections_per_source,
+                settings.reserved_connections_per_client,
+            )),
             refusals: Refusals::new(REFUSAL_LOG_INTERVAL),
         }
     }
@@ -163,10 +187,102 @@ impl TlsDoor {
     }
 }
 
+/// Who may hold a connection, decided on the TCP source alone before any TLS: an address
+/// inside some configured client's network, under its per-source count, with a slot of
+/// the shared pool or, that one full, of a pool reserved to a client whose network holds it.
+pub(crate) struct Slots {
+    networks: Vec<IpNet>,
+    shared: Arc<Semaphore>,
+    reserved: Vec<(IpNet, Arc<Semaphore>)>,
+    per_source: usize,
+    open: std::sync::Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// A connection's place: given back (pool slot and per-source count) when dropped.
+pub(crate) struct Slot {
+    slots: Arc<Slots>,
+    ip: IpAddr,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Slots {
+    /// The reserved pools are cut out of `max_connections`, which stays the bound on all
+    /// connections: each client gets `reserved_connections_per_client`, or its even share
+    /// of `max_connections` when there are too many clients for that.
+    pub(crate) fn new(
+        networks: Vec<IpNet>,
+        max_connections: usize,
+        per_source: usize,
+        reserved_per_client: usize,
+    ) -> Slots {
+        let clients = networks.len();
+        let reserved = reserved_per_client.min(max_connections / clients.max(1));
+        Slots {
+            shared: Arc::new(Semaphore::new(max_connections - reserved * clients)),
+            reserved: networks
+                .iter()
+                .map(|n| (*n, Arc::new(Semaphore::new(reserved))))
+                .collect(),
+            networks,
+            per_source,
+            open: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A slot for a connection from `ip`, or why it gets none.
+    pub(crate) fn admit(self: &Arc<Slots>, ip: IpAddr) -> Result<Slot, Refusal> {
+        let ip = ip.to_canonical();
+        if !self.networks.iter().any(|n| n.contains(&ip)) {
+            return Err(Refusal::UnknownAddress);
+        }
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let count = open.entry(ip).or_insert(0);
+        if *count >= self.per_source {
+            return Err(Refusal::TooManyFromSource);
+        }
+        let permit = Arc::clone(&self.shared).try_acquire_owned().or_else(|_| {
+            self.reserved
+                .iter()
+                .filter(|(n, _)| n.contains(&ip))
+                .find_map(|(_, pool)| Arc::clone(pool).try_acquire_owned().ok())
+                .ok_or(Refusal::TooManyConnections)
+        });
+        let permit = match permit {
+            Ok(p) => p,
+            Err(e) => {
+                if *count == 0 {
+                    open.remove(&ip);
+                }
+                return Err(e);
+            }
+        };
+        *count += 1;
+        Ok(Slot {
+            slots: Arc::clone(self),
+            ip,
+            _permit: permit,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut open = self.slots.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
 /// Why a connection was closed before any RADIUS was read: the `reason` label of
 /// `otpd_radius_tls_refused_total` and the key of its rate-limited log line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Refusal {
+    UnknownAddress,
+    TooManyFromSource,
     TooManyConnections,
     NoCertificate,
     UntrustedCertificate,
@@ -178,6 +294,8 @@ pub(crate) enum Refusal {
 impl Refusal {
     pub(crate) fn as_str(self) -> &'static str {
         match self {
+            Refusal::UnknownAddress => "unknown_address",
+            Refusal::TooManyFromSource => "too_many_from_source",
             Refusal::TooManyConnections => "too_many_connections",
             Refusal::NoCertificate => "no_certificate",
             Refusal::UntrustedCertificate => "untrusted_certificate",
@@ -243,19 +361,33 @@ pub(crate) async fn accept_loop<H: AccessHandler>(
 ) {
     let acceptor = TlsAcceptor::from(Arc::clone(&door.settings.server));
     let max_connections = door.settings.max_connections;
-    let connections = Arc::new(Semaphore::new(max_connections));
+    let per_source = door.settings.max_connections_per_source;
     loop {
         let accepted = tokio::select! {
             _ = stop.changed() => return,
             accepted = listener.accept() => accepted,
         };
         let Ok((tcp, src)) = accepted else { continue };
-        let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
-            door.refusals
-                .refuse(&engine, Refusal::TooManyConnections, || {
-                    format!("{max_connections} connections open already; one from {src} refused")
+        // Decided on the address before any TLS: a stranger costs otpd neither a slot
+        // nor a handshake.
+        let permit = match door.slots.admit(src.ip()) {
+            Ok(slot) => slot,
+            Err(reason) => {
+                drop(tcp);
+                door.refusals.refuse(&engine, reason, || match reason {
+                    Refusal::UnknownAddress => format!(
+                        "connection from {src} is outside every [[radius.tls.clients]] address; closed"
+                    ),
+                    Refusal::TooManyFromSource => format!(
+                        "{per_source} connections from {} open already; one more refused",
+                        src.ip()
+                    ),
+                    _ => format!(
+                        "{max_connections} connections open already; one from {src} refused"
+                    ),
                 });
-            continue;
+                continue;
+            }
         };
         let engine = Arc::clone(&engine);
         let acceptor = acceptor.clone();

@@ -8,7 +8,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{watch, Semaphore};
 
 use super::super::clients::Client;
-use super::super::tls::{serve_stream, Refusal, Refusals, RADSEC_SECRET};
+use super::super::tls::{serve_stream, Refusal, Refusals, Slot, Slots, RADSEC_SECRET};
 use super::*;
 
 fn radsec_client() -> Arc<Client> {
@@ -112,4 +112,92 @@ async fn refusals_log_one_line_per_reason_and_interval_with_the_count_of_the_res
         lines()[2],
         "radius tls: handshake 5 refused reason=handshake_failed suppressed=4"
     );
+}
+
+fn net(s: &str) -> ipnet::IpNet {
+    super::super::parse_client_network(s).unwrap()
+}
+
+fn ip(s: &str) -> std::net::IpAddr {
+    s.parse().unwrap()
+}
+
+#[test]
+fn a_source_outside_every_client_network_gets_no_slot() {
+    let slots = Arc::new(Slots::new(vec![net("127.0.0.1")], 4, 4, 1));
+    assert_eq!(
+        slots.admit(ip("127.0.0.2")).err(),
+        Some(Refusal::UnknownAddress)
+    );
+    assert_eq!(
+        slots.admit(ip("::ffff:127.0.0.2")).err(),
+        Some(Refusal::UnknownAddress)
+    );
+    assert!(
+        slots.admit(ip("::ffff:127.0.0.1")).is_ok(),
+        "mapped v4 is v4"
+    );
+}
+
+#[test]
+fn one_source_is_capped_and_its_slots_come_back_when_closed() {
+    let slots = Arc::new(Slots::new(vec![net("10.0.0.0/24")], 64, 3, 0));
+    let held: Vec<Slot> = (0..3)
+        .map(|_| slots.admit(ip("10.0.0.7")).unwrap())
+        .collect();
+    assert_eq!(
+        slots.admit(ip("10.0.0.7")).err(),
+        Some(Refusal::TooManyFromSource)
+    );
+    assert!(
+        slots.admit(ip("10.0.0.8")).is_ok(),
+        "another source is not held back"
+    );
+    drop(held);
+    assert!(
+        slots.admit(ip("10.0.0.7")).is_ok(),
+        "the count went down again"
+    );
+}
+
+#[test]
+fn a_flood_from_one_clients_network_leaves_the_others_their_reserved_slots() {
+    let (a, b) = (net("127.0.0.1"), net("127.0.0.8/29"));
+    let slots = Arc::new(Slots::new(vec![a, b], 10, 16, 2));
+    // b's network takes the 6 shared slots and its own 2, then nothing more.
+    let mut held = Vec::new();
+    for n in 8..16 {
+        while let Ok(s) = slots.admit(ip(&format!("127.0.0.{n}"))) {
+            held.push(s);
+        }
+    }
+    assert_eq!(held.len(), 8);
+    assert_eq!(
+        slots.admit(ip("127.0.0.9")).err(),
+        Some(Refusal::TooManyConnections)
+    );
+    let first = slots.admit(ip("127.0.0.1")).expect("a's reserved slot");
+    let _second = slots
+        .admit(ip("127.0.0.1"))
+        .expect("a's second reserved slot");
+    assert_eq!(
+        slots.admit(ip("127.0.0.1")).err(),
+        Some(Refusal::TooManyConnections),
+        "max_connections bounds everything"
+    );
+    drop(first);
+    assert!(slots.admit(ip("127.0.0.1")).is_ok());
+}
+
+#[test]
+fn more_clients_than_slots_share_max_connections_evenly() {
+    let nets: Vec<_> = (1..=5).map(|n| net(&format!("10.0.0.{n}"))).collect();
+    let slots = Arc::new(Slots::new(nets, 5, 16, 4));
+    // Four each would need 20: each gets one, and none is left to share.
+    let _one = slots.admit(ip("10.0.0.1")).unwrap();
+    assert_eq!(
+        slots.admit(ip("10.0.0.1")).err(),
+        Some(Refusal::TooManyConnections)
+    );
+    assert!(slots.admit(ip("10.0.0.2")).is_ok());
 }
