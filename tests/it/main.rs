@@ -5,6 +5,7 @@
 
 mod admin;
 mod crash;
+mod doors;
 mod floods;
 mod hardening;
 mod hashcost;

@@ -92,7 +92,9 @@ impl Service {
             to: to.into(),
             login_id: login_id.into(),
             code: String::new(),
-            link_expires_at: now,
+            // The mailer drops a message whose link expired: a notice is worth sending for
+            // as long as a link would be.
+            link_expires_at: now + i64::from(self.token.link_valid_hours) * 3600,
             attempts: 0,
             next_try_at: now,
             queued_at: now,

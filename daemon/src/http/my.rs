@@ -288,21 +288,29 @@ fn menu_audit<T>(web: &Shared, step: &str, login_id: &str, r: &Result<T, OpError
         .audit(&[("menu", step), ("user", login_id), ("outcome", outcome)]);
 }
 
-/// 利用開始 with one OTP.
+/// 利用開始 with one OTP. The OTP it proves makes the session one that proved an OTP:
+/// the session answered with (its cookie sealed again) may then act on the token in use.
 pub async fn activate(
     web: &Shared,
     s: &Session,
     otp: Zeroizing<String>,
-) -> Result<UserView, ApiError> {
+) -> Result<(UserView, Signed), ApiError> {
     fields_fit(&[&otp])?;
-    user_op(
+    let v = user_op(
         web,
         AdminRequest::TokenActivate {
             login_id: s.login_id.clone(),
             otp: Secret(otp),
         },
     )
-    .await
+    .await?;
+    let proven = Session {
+        otp: true,
+        ..s.clone()
+    };
+    let session = proven.clone();
+    let cookie = web.ops.run(move |svc, _| svc.seal_session(&proven)).await?;
+    Ok((v, Signed { session, cookie }))
 }
 
 /// 利用解除, once confirmed.
@@ -469,8 +477,8 @@ pub async fn api_activate(
     State(web): State<Shared>,
     Step(signed, b): Step<OtpBody>,
 ) -> Result<Response, ApiError> {
-    activate(&web, &signed.session, b.otp).await?;
-    status_answer(&web, &signed).await
+    let (_, proven) = activate(&web, &signed.session, b.otp).await?;
+    status_answer(&web, &proven).await
 }
 
 /// `POST /api/v1/my/cancel` `{"confirm":true}`.

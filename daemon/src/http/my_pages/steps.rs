@@ -200,7 +200,7 @@ pub struct OtpForm {
 /// `POST /my/activate`: 利用開始.
 pub async fn activate_post(State(web): State<Shared>, Posted(f, s): Posted<OtpForm>) -> Response {
     match my::activate(&web, &s.session, f.otp).await {
-        Ok(_) => to_menu(&web, Some(&s.cookie), "activated"),
+        Ok((_, proven)) => to_menu(&web, Some(&proven.cookie), "activated"),
         Err(e) => {
             let p = otp_page(
                 &web,
