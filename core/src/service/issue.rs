@@ -39,6 +39,20 @@ impl Service {
         by: &str,
         now: UnixTime,
     ) -> Result<(UserView, UnixTime), OpError> {
+        self.issue_epoch(login_id, email, activation_password, by, now)
+            .map(|(v, expires, _)| (v, expires))
+    }
+
+    /// [`Service::issue_by`], with the session epoch the issuance set (the menu's own
+    /// session goes on in it; every other one ended).
+    pub(super) fn issue_epoch(
+        &self,
+        login_id: &str,
+        email: &str,
+        activation_password: &str,
+        by: &str,
+        now: UnixTime,
+    ) -> Result<(UserView, UnixTime, u64), OpError> {
         check_email(email)?;
         if activation_password.chars().count() < 4 {
             return Err(OpError::BadInput(
@@ -53,7 +67,7 @@ impl Service {
         let link_hash = link_hash(&code);
         let mut old_link = None;
         let mut notice = None;
-        let (view, link_expires_at) = self.update(login_id, |u| {
+        let (view, link_expires_at, epoch) = self.update(login_id, |u| {
             let token = u.token.issue(
                 sealed.clone(),
                 activation_hash.clone(),
@@ -84,7 +98,7 @@ impl Service {
             u.token = token;
             u.email = Some(email.to_string());
             u.session_generation = new_epoch(u.session_generation);
-            Ok((self.view(u, now), expires))
+            Ok((self.view(u, now), expires, u.session_generation))
         })?;
         if let Some(old) = old_link {
             self.store.set_link_owner(&old, None)?;
@@ -104,7 +118,7 @@ impl Service {
             notice: None,
         };
         self.queue_mail(&job)?;
-        Ok((view, link_expires_at))
+        Ok((view, link_expires_at, epoch))
     }
 }
 

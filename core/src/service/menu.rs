@@ -17,14 +17,15 @@ pub const BY_MENU: &str = "otp-menu";
 
 impl Service {
     /// トークン発行 from the menu (BOT001/BOT002): to the registered address, or to the one
-    /// typed when the bank registered none.
+    /// typed when the bank registered none. Every other session of the user ends; this one
+    /// goes on as the session returned.
     pub fn menu_issue(
         &self,
         s: &Session,
         email: &str,
         activation_password: &str,
         now: UnixTime,
-    ) -> Result<(UserView, UnixTime), OpError> {
+    ) -> Result<(UserView, Session), OpError> {
         let u = self.get(&s.login_id)?;
         if let Some(registered) = u.email.as_deref() {
             if !same_address(registered, email) {
@@ -34,14 +35,17 @@ impl Service {
             }
         }
         self.menu_may_touch(s, &u.token, now)?;
-        self.issue_by(&s.login_id, email, activation_password, BY_MENU, now)
+        let (v, _, epoch) =
+            self.issue_epoch(&s.login_id, email, activation_password, BY_MENU, now)?;
+        Ok((v, going_on(s, epoch)))
     }
 
-    /// 利用解除 from the menu.
-    pub fn menu_cancel(&self, s: &Session, now: UnixTime) -> Result<UserView, OpError> {
+    /// 利用解除 from the menu; as [`Service::menu_issue`], this session goes on.
+    pub fn menu_cancel(&self, s: &Session, now: UnixTime) -> Result<(UserView, Session), OpError> {
         let u = self.get(&s.login_id)?;
         self.menu_may_touch(s, &u.token, now)?;
-        self.cancel_by(&s.login_id, BY_MENU, now)
+        let (v, epoch) = self.cancel_epoch(&s.login_id, BY_MENU, now)?;
+        Ok((v, going_on(s, epoch)))
     }
 
     /// Whether session `s` may replace or remove `token` now. The cancellation or issuance
@@ -71,5 +75,13 @@ impl Service {
         let u = self.get(&s.login_id)?;
         let open = self.menu_may_touch(s, &u.token, now).is_ok();
         Ok((self.view(&u, now), open))
+    }
+}
+
+/// Session `s` in the epoch its own step set.
+fn going_on(s: &Session, epoch: u64) -> Session {
+    Session {
+        generation: epoch,
+        ..s.clone()
     }
 }

@@ -80,6 +80,16 @@ impl Service {
     /// 利用解除; the registered address gets a notice naming `by`, and the menu's
     /// sessions end.
     pub fn cancel_by(&self, login_id: &str, by: &str, now: UnixTime) -> Result<UserView, OpError> {
+        self.cancel_epoch(login_id, by, now).map(|(v, _)| v)
+    }
+
+    /// [`Service::cancel_by`], with the session epoch it set.
+    pub(super) fn cancel_epoch(
+        &self,
+        login_id: &str,
+        by: &str,
+        now: UnixTime,
+    ) -> Result<(UserView, u64), OpError> {
         let mut old_link = None;
         let mut notify = None;
         let view = self.update(login_id, |u| {
@@ -90,7 +100,7 @@ impl Service {
             notify = u.email.clone();
             u.token = u.token.cancel(now)?;
             u.session_generation = crate::customer::new_epoch(u.session_generation);
-            Ok(self.view(u, now))
+            Ok((self.view(u, now), u.session_generation))
         })?;
         if let Some(h) = old_link {
             self.store.set_link_owner(&h, None)?;

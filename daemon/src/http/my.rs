@@ -258,7 +258,7 @@ pub async fn issue(
     email_again: &str,
     activation_password: Zeroizing<String>,
     again: &str,
-) -> Result<UserView, ApiError> {
+) -> Result<(UserView, Signed), ApiError> {
     fields_fit(&[email, email_again, &activation_password, again])?;
     check_email(email)?;
     if email != email_again {
@@ -274,7 +274,15 @@ pub async fn issue(
         .await;
     menu_audit(web, "issue", &s.login_id, &r);
     web.ops.mail_wake.notify_one();
-    Ok(r?.0)
+    let (v, session) = r?;
+    Ok((v, resealed(web, session).await?))
+}
+
+/// A session that goes on after its own step changed the user's session epoch.
+async fn resealed(web: &Shared, session: Session) -> Result<Signed, ApiError> {
+    let s = session.clone();
+    let cookie = web.ops.run(move |svc, _| svc.seal_session(&s)).await?;
+    Ok(Signed { session, cookie })
 }
 
 /// The audit line of a menu step that changes the token.
@@ -314,7 +322,11 @@ pub async fn activate(
 }
 
 /// 利用解除, once confirmed.
-pub async fn cancel(web: &Shared, s: &Session, confirmed: bool) -> Result<UserView, ApiError> {
+pub async fn cancel(
+    web: &Shared,
+    s: &Session,
+    confirmed: bool,
+) -> Result<(UserView, Signed), ApiError> {
     if !confirmed {
         return Err(refusal(Refusal::ConfirmationRequired));
     }
@@ -325,7 +337,8 @@ pub async fn cancel(web: &Shared, s: &Session, confirmed: bool) -> Result<UserVi
         .await;
     menu_audit(web, "cancel", &s.login_id, &r);
     web.ops.mail_wake.notify_one();
-    Ok(r?)
+    let (v, session) = r?;
+    Ok((v, resealed(web, session).await?))
 }
 
 /// 有効期限更新 with one OTP: the customer renewal's rules and lock.
@@ -460,7 +473,7 @@ pub async fn api_issue(
     State(web): State<Shared>,
     Step(signed, b): Step<IssueBody>,
 ) -> Result<Response, ApiError> {
-    issue(
+    let (_, signed) = issue(
         &web,
         &signed.session,
         &b.email,
@@ -486,7 +499,7 @@ pub async fn api_cancel(
     State(web): State<Shared>,
     Step(signed, b): Step<CancelBody>,
 ) -> Result<Response, ApiError> {
-    cancel(&web, &signed.session, b.confirm).await?;
+    let (_, signed) = cancel(&web, &signed.session, b.confirm).await?;
     status_answer(&web, &signed).await
 }
 

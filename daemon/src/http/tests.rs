@@ -289,9 +289,10 @@ async fn renewal_too_early_says_when() {
         &f.app,
         Request::post("/renew")
             .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            // The API's code was spent: the page is shown the next one.
             .body(Body::from(format!(
                 "service_id=EXAMPLE-BANK&user_id=saburo&otp={}",
-                p.code_for_step(&secret, step)
+                p.code_for_step(&secret, step + 1)
             )))
             .expect("request"),
     )

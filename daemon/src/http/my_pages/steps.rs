@@ -98,7 +98,7 @@ pub async fn issue_post(State(web): State<Shared>, Posted(f, s): Posted<IssueFor
     )
     .await;
     match r {
-        Ok(v) => {
+        Ok((v, s)) => {
             let email = v.email.unwrap_or_default();
             // The guide's order: the address first, then "accepted as shown above".
             let body = format!(
@@ -253,7 +253,7 @@ pub struct CancelForm {
 /// `POST /my/cancel`: 利用解除, once confirmed.
 pub async fn cancel_post(State(web): State<Shared>, Posted(f, s): Posted<CancelForm>) -> Response {
     match my::cancel(&web, &s.session, f.confirm == "yes").await {
-        Ok(_) => to_menu(&web, Some(&s.cookie), "cancelled"),
+        Ok((_, going_on)) => to_menu(&web, Some(&going_on.cookie), "cancelled"),
         Err(e) => error_page(&web, &e),
     }
 }

@@ -85,6 +85,17 @@ async fn sign_in_issue_and_sign_out_through_the_api() {
     assert_eq!(issued.json()["state"], "issued");
     assert_eq!(issued.json()["email"], "taro@docomo.ne.jp");
     assert_eq!(svc.pending_mail().expect("outbox").len(), 1, "the mail");
+    // The issuance ended every session but this one, which goes on in a new cookie.
+    let old = cookie.clone();
+    let r = call(&f.app, with_session(get("/api/v1/my/status"), &old, None)).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "the cookie from before");
+    let cookie = issued.headers[header::SET_COOKIE]
+        .to_str()
+        .expect("ascii")
+        .split(';')
+        .next()
+        .expect("cookie")
+        .to_string();
 
     // A tampered cookie is no session.
     let mut bad = cookie.clone();
