@@ -194,11 +194,12 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     let http = HttpServer::bind(&config, ops.clone()).await?;
     let mailer = Mailer::new(&config)?;
     let metrics = match &config.metrics {
-        Some(m) => Some(
+        Some(m) => Some((
             tokio::net::TcpListener::bind(&m.listen)
                 .await
                 .with_context(|| format!("cannot bind metrics.listen {}", m.listen))?,
-        ),
+            std::time::Duration::from_secs(m.sample_seconds),
+        )),
         None => None,
     };
     let shutdown = shutdown_signal();
@@ -228,11 +229,12 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
             .watch_store(std::time::Duration::from_secs(1), watch_stop)
             .await
     });
-    if let Some(listener) = metrics {
+    if let Some((listener, sample_every)) = metrics {
         tasks.spawn(crate::metrics::serve(
             listener,
             ops.clone(),
             radius_stats,
+            sample_every,
             wait_for(stop_rx.clone()),
         ));
     }

@@ -1,5 +1,6 @@
 //! Prometheus metrics: what otpd counts while it runs (always, with atomics) and the opt-in
-//! listener that shows them (`[metrics] listen`, `GET /metrics`). Labels name gateways,
+//! listener that shows them (`[metrics] listen`, `GET /metrics`; few connections, short
+//! timeouts, the store's gauges sampled at most every `sample_seconds`). Labels name gateways,
 //! outcomes, reasons, states and doors only: never a user, a code or a secret.
 
 use std::sync::{Arc, LazyLock};
@@ -19,11 +20,13 @@ use tokio::net::TcpListener;
 use crate::ops::Ops;
 use crate::radius::{RadiusStatsHandle, TableSizes};
 
-/// What a scrape samples: the store through `ops`, the RADIUS tables through `radius`.
+/// What a scrape samples: the store through `ops` (at most once per `sampler.every`), the
+/// RADIUS tables through `radius`.
 #[derive(Clone)]
 struct Sources {
     ops: Arc<Ops>,
     radius: RadiusStatsHandle,
+    sampler: Arc<Sampler>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -74,6 +77,7 @@ pub struct Metrics {
     pub store_errors: Counter,
     pub outbox_messages: Gauge,
     pub outbox_oldest_age: Gauge,
+    pub samples: Counter,
     pub users: Family<StateLabels, Gauge>,
     pub users_locked: Gauge,
     pub reply_cache: Gauge,
@@ -139,6 +143,12 @@ impl Metrics {
                 "mail_outbox_oldest_age_seconds",
                 "Age of the oldest e-mail in the outbox (0 when empty)",
                 Gauge::default(),
+            ),
+            samples: series(
+                r,
+                "metrics_samples",
+                "Readings of every user behind the users and outbox gauges (at most one per metrics.sample_seconds)",
+                Counter::default(),
             ),
             users: series(r, "users", "Users by token state", Family::default()),
             users_locked: series(r, "users_locked", "Users locked out", Gauge::default()),
@@ -216,11 +226,31 @@ pub async fn time_http(
     response
 }
 
-/// Serves `GET /metrics` on `listener` until `shutdown`.
+/// The metrics listener's connections open at once; more are closed at accept. A
+/// Prometheus server or two needs one or two.
+const MAX_CONNECTIONS: usize = 16;
+/// Time a client has to send its request headers, also while a kept-alive connection
+/// idles: a scraper sends its request at once.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest a connection may stay open in all (a client that reads its answer slowly).
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
+/// Connections refused at the cap are logged at most this often, as a count.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// When the store's gauges were last sampled; held while a sample runs, so that scrapes
+/// arriving meanwhile wait for it instead of reading the store again.
+struct Sampler {
+    every: Duration,
+    last: tokio::sync::Mutex<Option<tokio::time::Instant>>,
+}
+
+/// Serves `GET /metrics` on `listener` until `shutdown`; the gauges that read every user
+/// are sampled at most once per `sample_every`.
 pub async fn serve(
     listener: TcpListener,
     ops: Arc<Ops>,
     radius: RadiusStatsHandle,
+    sample_every: Duration,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
     let app = axum::Router::new()
@@ -228,25 +258,97 @@ pub async fn serve(
         .with_state(Sources {
             ops: ops.clone(),
             radius,
+            sampler: Arc::new(Sampler {
+                every: sample_every,
+                last: tokio::sync::Mutex::new(None),
+            }),
         });
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
-        ops.log.error(&format!("metrics listener stopped: {e}"));
+    let limit = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let refusals = crate::limit::LineLimiter::new(REFUSAL_LOG_INTERVAL);
+    // Dropped at shutdown: a scrape in flight is cut off, nothing is lost by that.
+    let mut conns = tokio::task::JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            () = &mut shutdown => return,
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    ops.log.warn(&format!("metrics: accept failed: {e}"));
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            if let Some(more) = refusals.note((), crate::clock::instant()) {
+                ops.log.warn(&format!(
+                    "metrics: {MAX_CONNECTIONS} connections open; one from {peer} refused (and {more} more since the last line)"
+                ));
+            }
+            continue;
+        };
+        let app = app.clone();
+        conns.spawn(async move {
+            let _permit = permit;
+            let service =
+                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    tower::ServiceExt::oneshot(app.clone(), req.map(axum::body::Body::new))
+                });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .max_buf_size(16 * 1024)
+                .serve_connection(hyper_util::rt::TokioIo::new(tcp), service);
+            let _ = tokio::time::timeout(CONNECTION_TIMEOUT, conn).await;
+        });
     }
 }
 
-/// Samples what is counted from the store (users by state, locks, the outbox) and the
-/// RADIUS tables' sizes, then prints every series. Sampling reads every user: scrape every
-/// 30 s or slower at a million users.
-async fn scrape(State(Sources { ops, radius }): State<Sources>) -> Response {
+/// Samples what is counted from the store (users by state, locks, the outbox) when the
+/// last sample is older than `[metrics] sample_seconds`, and the RADIUS tables' sizes
+/// always, then prints every series. Sampling reads every user: it runs on a blocking
+/// thread of its own, never on a hashing worker, so scrapes cannot take workers from logins.
+async fn scrape(
+    State(Sources {
+        ops,
+        radius,
+        sampler,
+    }): State<Sources>,
+) -> Response {
     let m = get();
-    m.tables(radius.table_sizes(tokio::time::Instant::now()));
-    let sampled = ops
-        .run(|svc, now| Ok::<_, otpd_core::OpError>((svc.status(now)?, svc.outbox_summary(now)?)))
-        .await
-        .and_then(|r| r);
+    m.tables(radius.table_sizes(crate::clock::instant()));
+    let mut last = sampler.last.lock().await;
+    let now = crate::clock::instant();
+    if last.is_none_or(|t| now.saturating_duration_since(t) >= sampler.every) {
+        sample(&ops).await;
+        *last = Some(now);
+    }
+    drop(last);
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        m.text(),
+    )
+        .into_response()
+}
+
+/// One reading of the store's gauges, on tokio's blocking pool.
+async fn sample(ops: &Arc<Ops>) {
+    let m = get();
+    m.samples.inc();
+    let svc = Arc::clone(ops.service());
+    let now = ops.clock().now();
+    let sampled = tokio::task::spawn_blocking(move || {
+        Ok::<_, otpd_core::OpError>((svc.status(now)?, svc.outbox_summary(now)?))
+    })
+    .await
+    .map_err(|e| otpd_core::OpError::Store(format!("the sample stopped: {e}")))
+    .and_then(|r| r);
     match sampled {
         Ok((status, (queued, oldest))) => {
             for (state, n) in &status.by_state {
@@ -264,13 +366,4 @@ async fn scrape(State(Sources { ops, radius }): State<Sources>) -> Response {
             .log
             .warn(&format!("metrics: cannot read the store: {e}")),
     }
-    (
-        StatusCode::OK,
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        m.text(),
-    )
-        .into_response()
 }

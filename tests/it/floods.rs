@@ -607,3 +607,91 @@ fn a_flood_of_menu_sign_ins_does_not_delay_radius_customers() {
         "otpd still answers"
     );
 }
+
+/// The value of `series` on a metrics page.
+fn series_value(page: &str, series: &str) -> f64 {
+    page.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no series {series} in:\n{page}"))
+}
+
+/// Row 11 of issue 27: parallel scrapes share one reading of the store (it reads every
+/// user), the metrics listener closes connections beyond its cap at once and a client
+/// that does not finish its headers at its header timeout, and logins go on meanwhile.
+#[test]
+fn metrics_scrapes_share_one_sample_and_slow_or_extra_connections_are_closed() {
+    /// The metrics listener's connection cap and header timeout (`daemon/src/metrics.rs`).
+    const METRICS_MAX_CONNECTIONS: usize = 16;
+    const METRICS_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+    let port = otpd_testkit::daemon::free_tcp_port();
+    let d = Otpd::start(&format!(
+        "[radius]\nreject_delay_ms = 0\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n"
+    ));
+    d.ctl_ok(&["user", "add", "taro", "--password-stdin"], "login-pw\n");
+    let metrics: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+
+    // 12 scrapers, 4 scrapes each, while a gateway logs in.
+    let scrapers: Vec<_> = (0..12)
+        .map(|_| {
+            std::thread::spawn(move || {
+                (0..4)
+                    .map(|_| http::get(metrics, "/metrics"))
+                    .map(|r| (r.status, r.text()))
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let c = Client::new(d.radius(), RADIUS_SECRET);
+    for id in 0..5 {
+        assert_eq!(c.login(id, "taro", "login-pw").code, ACCESS_ACCEPT);
+    }
+    let pages: Vec<(u16, String)> = scrapers
+        .into_iter()
+        .flat_map(|t| t.join().expect("scraper"))
+        .collect();
+    assert!(
+        pages.iter().all(|(s, _)| *s == 200),
+        "every scrape answered"
+    );
+    let last = http::get(metrics, "/metrics").text();
+    assert_eq!(
+        series_value(&last, "otpd_metrics_samples_total"),
+        1.0,
+        "49 scrapes within sample_seconds read the store once:\n{last}"
+    );
+    assert_eq!(
+        series_value(&last, r#"otpd_users{state="unregistered"}"#),
+        1.0
+    );
+
+    // A client that sends part of its headers and then nothing is cut off.
+    let started = Instant::now();
+    let mut slow = TcpStream::connect(metrics).expect("connect");
+    slow.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+        .expect("send");
+    // Beyond the cap, idle connections are closed at once.
+    let idle: Vec<TcpStream> = (0..METRICS_MAX_CONNECTIONS + 4)
+        .map(|_| TcpStream::connect(metrics).expect("connect"))
+        .collect();
+    wait_until(
+        "the connections beyond the cap closed",
+        Duration::from_secs(3),
+        || {
+            let closed = idle.iter().filter(|s| closed_by_otpd(s)).count();
+            (closed >= 5).then_some(())
+        },
+    );
+    assert!(
+        started.elapsed() < METRICS_HEADER_TIMEOUT,
+        "closed at once, not at the timeout"
+    );
+    wait_until(
+        "otpd to close the slow client",
+        METRICS_HEADER_TIMEOUT + Duration::from_secs(5),
+        || poll(&mut slow).ne(&Held::Open).then_some(()),
+    );
+    assert!(started.elapsed() >= METRICS_HEADER_TIMEOUT - Duration::from_millis(500));
+    drop(idle);
+    assert_eq!(http::get(metrics, "/metrics").status, 200, "served again");
+}

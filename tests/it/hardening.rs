@@ -618,3 +618,27 @@ fn a_radsec_certificate_is_named_by_its_san_not_its_cn() {
         "the SAN-named client is served"
     );
 }
+
+/// Row 11 of issue 27: metrics bound beyond loopback are warned about, by --check-config
+/// and at start; a loopback bind is not.
+#[test]
+fn metrics_beyond_loopback_are_warned_about() {
+    let needle = "`metrics.listen` 0.0.0.0:";
+    let port = otpd_testkit::daemon::free_tcp_port();
+    let site = Otpd::builder()
+        .config(&format!("[metrics]\nlisten = \"0.0.0.0:{port}\"\n"))
+        .unstarted();
+    let (code, text) = check_config(&site.config);
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(text.matches(needle).count(), 1, "{text}");
+    assert!(text.contains("beyond loopback"), "{text}");
+    let d = Otpd::start(&format!("[metrics]\nlisten = \"0.0.0.0:{port}\"\n"));
+    assert!(d.stderr().contains(needle), "at start: {}", d.stderr());
+    drop(d);
+    let local = Otpd::start(&format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"));
+    assert!(
+        !local.stderr().contains("`metrics.listen`"),
+        "{}",
+        local.stderr()
+    );
+}
