@@ -42,9 +42,8 @@ fn at(line: usize, why: impl std::fmt::Display) -> OpError {
 }
 
 impl Service {
-    /// Checks `rows` (login ID, hash kind and cost, e-mail, duplicates in the file and in
-    /// the store) and adds them to `stage`; the number staged so far. An error names the
-    /// first bad line.
+    /// Checks `rows` (login ID, hash kind and cost, e-mail, duplicates in the file and in the store)
+    /// and adds them to `stage`; the number staged so far. An error names the first bad line.
     pub fn import_stage(
         &self,
         stage: &mut ImportStage,
@@ -91,26 +90,36 @@ impl Service {
     /// created by someone else since its row was checked refuses all of them, and a crash
     /// during the commit leaves none. The number of users created.
     pub fn import_write(&self, stage: ImportStage, now: UnixTime) -> Result<usize, OpError> {
+        // Each staged row becomes its record as it goes: the two are never all in memory.
+        let mut lines = Vec::with_capacity(stage.rows.len());
         let users: Vec<UserRecord> = stage
             .rows
-            .iter()
-            .map(|(login_id, row)| UserRecord {
-                login_id: login_id.to_string(),
-                password_hash: row.password_hash.to_string(),
-                email: row.email.as_deref().map(Into::into),
-                created_at: now,
-                token: Token::Unregistered,
-                lock: LockState::default(),
-                renew_lock: LockState::default(),
-                session_generation: crate::customer::new_epoch(0),
+            .into_iter()
+            .map(|(login_id, row)| {
+                lines.push(row.line);
+                UserRecord {
+                    login_id: login_id.into(),
+                    password_hash: row.password_hash.into(),
+                    email: row.email.map(Into::into),
+                    created_at: now,
+                    token: Token::Unregistered,
+                    lock: LockState::default(),
+                    renew_lock: LockState::default(),
+                    session_generation: 0,
+                }
             })
             .collect();
         match self.store().create_users(&users)? {
             Ok(()) => Ok(users.len()),
-            Err(login_id) => Err(at(
-                stage.rows.get(login_id.as_str()).map_or(0, |r| r.line),
-                format!("user {login_id:?} was created meanwhile"),
-            )),
+            Err(login_id) => {
+                // In login-ID order, as staged.
+                let line = users
+                    .binary_search_by(|u| u.login_id.as_str().cmp(&login_id))
+                    .ok()
+                    .and_then(|i| lines.get(i).copied())
+                    .unwrap_or(0);
+                Err(at(line, format!("user {login_id:?} was created meanwhile")))
+            }
         }
     }
 

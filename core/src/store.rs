@@ -459,6 +459,12 @@ pub struct SledStore {
     links: sled::Tree,
     outbox: sled::Tree,
     once: sled::Tree,
+    /// The users an import's commit has written so far (login ID → nothing), kept until
+    /// its switch, so that a failure or a crash part way through removes them again.
+    importing: sled::Tree,
+    /// While an import's commit runs: its users stay hidden until the switch.
+    import_running: std::sync::atomic::AtomicBool,
+    import_lock: Mutex<()>,
     once_calls: AtomicU64,
     leases: Mutex<HashMap<u64, (String, UnixTime)>>,
     pending: Arc<Pending>,
@@ -532,6 +538,14 @@ const LAYOUT_BINARY: [u8; 1] = [3];
 /// The number of users, in sled's default tree, kept by the writes that add or remove one:
 /// sled's own `len` reads every leaf (seconds at a million users).
 const USER_COUNT_KEY: &[u8] = b"otpd-user-count";
+/// Set, in sled's default tree, from an import's first write to its switch.
+const IMPORT_KEY: &[u8] = b"otpd-import-running";
+/// An import's commit writes this many users per transaction. One sled transaction pins
+/// sled's memory reclamation and holds every other write back until it ends: a million
+/// users in one peaked at 12.9 GiB (`scripts/bench-import`), so the switch is a flag
+/// instead (see [`Store::create_users`]). At 10 000 a chunk the peak was 888 MiB, at
+/// 1 000 778 MiB, in the same time (29-32 s).
+const IMPORT_CHUNK: usize = 1_000;
 /// The key check value ([`Store::key_check`]), in sled's default tree.
 const KEY_CHECK_KEY: &[u8] = b"otpd-key-check";
 /// How many users a move of layout handles between two progress reports.
@@ -588,6 +602,7 @@ impl SledStore {
         let links = db.open_tree("links")?;
         let outbox = db.open_tree("outbox")?;
         let once = db.open_tree("once")?;
+        let importing = db.open_tree("importing")?;
         let pending = Arc::new(Pending::default());
         let (tx, rx) = mpsc::channel::<DurableCallback>();
         let flusher = db.clone();
@@ -622,6 +637,9 @@ impl SledStore {
             links,
             outbox,
             once,
+            importing,
+            import_running: std::sync::atomic::AtomicBool::new(false),
+            import_lock: Mutex::new(()),
             once_calls: AtomicU64::new(0),
             leases: Mutex::new(HashMap::new()),
             pending,
@@ -634,6 +652,11 @@ impl SledStore {
             flusher: Mutex::new(Some(handle)),
         };
         store.migrated = store.migrate(progress)?;
+        if store.db.get(IMPORT_KEY)?.is_some() {
+            // An import's commit did not reach its switch: none of it stays.
+            store.undo_import()?;
+            store.wait_durable()?;
+        }
         Ok(Arc::new(store))
     }
 
@@ -712,6 +735,9 @@ impl SledStore {
     /// transaction, and a read that fell between two writes sees different epochs and
     /// reads again.
     fn read_user(&self, key: &[u8]) -> Result<Option<Versioned<UserRecord>>, StoreError> {
+        if self.import_running.load(Ordering::SeqCst) && self.importing.contains_key(key)? {
+            return Ok(None);
+        }
         for _ in 0..1000 {
             let Some(cold) = self.users.get(key)? else {
                 return Ok(None);
@@ -1444,38 +1470,43 @@ impl Store for SledStore {
         Ok(())
     }
 
-    /// One sled transaction over the records, the marks and the count: sled recovers it
-    /// whole or not at all. It holds every other write back while it runs (sled's
-    /// transactions take its write lock), and all the rows in memory.
+    /// Written in transactions of [`IMPORT_CHUNK`] users, each one also noting its users
+    /// in the `importing` tree, between two writes of a flag: set first, removed (with
+    /// the new user count) by the switch. Until the switch the users read as absent; a
+    /// user that exists already, or a failure, removes every one written, and an open
+    /// that finds the flag set (a crash during the commit) does the same before serving.
+    /// sled recovers a prefix of its log, so a switch on disk has every chunk before it.
     fn create_users(&self, users: &[UserRecord]) -> Result<Result<(), String>, StoreError> {
-        let mut rows = Vec::with_capacity(users.len());
-        for u in users {
-            let epoch = self.db.generate_id()?;
-            let cold = encode_cold(u, epoch)?;
-            let hot = encode_marks(&Marks::of(u, epoch));
-            rows.push((u.login_id.as_bytes(), cold, hot));
+        let _one = self.import_lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.import_running.store(true, Ordering::SeqCst);
+        let written = self.import_chunks(users);
+        let result = match written {
+            Ok(Ok(())) => self.pending.writing(IMPORT_KEY, || {
+                self.db
+                    .transaction(|meta| {
+                        let was = meta.get(USER_COUNT_KEY)?.map_or(0, |v| decode_count(&v));
+                        let added = u64::try_from(users.len()).unwrap_or(u64::MAX);
+                        let now = was.saturating_add(added);
+                        meta.insert(USER_COUNT_KEY, now.to_be_bytes().as_slice())?;
+                        meta.remove(IMPORT_KEY)?;
+                        Ok(())
+                    })
+                    .map_err(transaction_error)
+                    .map(Ok)
+            }),
+            Ok(Err(taken)) => self.undo_import().map(|()| Err(taken)),
+            Err(e) => {
+                // The store may refuse the undo too: the next open does it.
+                let _ = self.undo_import();
+                Err(e)
+            }
+        };
+        self.import_running.store(false, Ordering::SeqCst);
+        if result.as_ref().is_ok_and(Result::is_ok) {
+            // Once switched, the notes of what the import wrote are not needed.
+            self.importing.clear()?;
         }
-        let added = u64::try_from(rows.len()).unwrap_or(u64::MAX);
-        let keys = rows.iter().map(|(k, _, _)| k.to_vec());
-        self.pending.writing_all(keys, || {
-            (&self.users, &self.marks, &*self.db)
-                .transaction(|(users, marks, meta)| {
-                    for (key, _, _) in &rows {
-                        if users.get(key)?.is_some() {
-                            return Ok(Err(String::from_utf8_lossy(key).into_owned()));
-                        }
-                    }
-                    for (key, cold, hot) in &rows {
-                        users.insert(*key, cold.as_slice())?;
-                        marks.insert(*key, hot.as_slice())?;
-                    }
-                    let was = meta.get(USER_COUNT_KEY)?.map_or(0, |v| decode_count(&v));
-                    let now = was.saturating_add(added);
-                    meta.insert(USER_COUNT_KEY, now.to_be_bytes().as_slice())?;
-                    Ok(Ok(()))
-                })
-                .map_err(transaction_error)
-        })
+        result
     }
 
     fn key_check(&self) -> Result<Option<Vec<u8>>, StoreError> {
@@ -1491,6 +1522,77 @@ impl Store for SledStore {
             Ok(()) => value.to_vec(),
             Err(e) => e.current.map(|v| v.to_vec()).unwrap_or_default(),
         })
+    }
+}
+
+impl SledStore {
+    /// An import's writes before its switch ([`Store::create_users`]).
+    fn import_chunks(&self, users: &[UserRecord]) -> Result<Result<(), String>, StoreError> {
+        self.pending
+            .writing(IMPORT_KEY, || self.db.insert(IMPORT_KEY, [1u8].as_slice()))?;
+        for chunk in users.chunks(IMPORT_CHUNK) {
+            let mut rows = Vec::with_capacity(chunk.len());
+            for u in chunk {
+                let epoch = self.db.generate_id()?;
+                let cold = encode_cold(u, epoch)?;
+                let hot = encode_marks(&Marks::of(u, epoch));
+                rows.push((u.login_id.as_bytes(), cold, hot));
+            }
+            let keys = rows.iter().map(|(k, _, _)| k.to_vec());
+            let done = self.pending.writing_all(keys, || {
+                (&self.users, &self.marks, &self.importing)
+                    .transaction(|(users, marks, importing)| {
+                        for (key, _, _) in &rows {
+                            if users.get(key)?.is_some() {
+                                return Ok(Err(String::from_utf8_lossy(key).into_owned()));
+                            }
+                        }
+                        for (key, cold, hot) in &rows {
+                            users.insert(*key, cold.as_slice())?;
+                            marks.insert(*key, hot.as_slice())?;
+                            importing.insert(*key, &[])?;
+                        }
+                        Ok(Ok(()))
+                    })
+                    .map_err(transaction_error)
+            })?;
+            if done.is_err() {
+                return Ok(done);
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    /// Removes every user an import wrote before its switch, then its flag.
+    fn undo_import(&self) -> Result<(), StoreError> {
+        loop {
+            let keys: Vec<sled::IVec> = self
+                .importing
+                .iter()
+                .keys()
+                .take(IMPORT_CHUNK)
+                .collect::<Result<_, _>>()?;
+            if keys.is_empty() {
+                break;
+            }
+            self.pending
+                .writing_all(keys.iter().map(|k| k.to_vec()), || {
+                    (&self.users, &self.marks, &self.importing).transaction(
+                        |(users, marks, importing)| {
+                            for key in &keys {
+                                users.remove(key)?;
+                                marks.remove(key)?;
+                                importing.remove(key)?;
+                            }
+                            Ok(())
+                        },
+                    )
+                })
+                .map_err(transaction_error)?;
+        }
+        self.pending
+            .writing(IMPORT_KEY, || self.db.remove(IMPORT_KEY))?;
+        Ok(())
     }
 }
 
@@ -2046,6 +2148,46 @@ mod tests {
             Spend::Replayed
         );
         assert_eq!(t.link_owner("h").expect("link").as_deref(), Some("u"));
+    }
+
+    #[test]
+    fn an_import_that_did_not_reach_its_switch_is_removed_at_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let users: Vec<UserRecord> = (0..IMPORT_CHUNK + 5)
+            .map(|i| user(&format!("imp{i:06}")))
+            .collect();
+        {
+            let s = SledStore::open(dir.path()).expect("open");
+            assert!(s
+                .swap_user("kept", None, Some(&user("kept")))
+                .expect("create"));
+            // A commit that crashed after its chunks, before its switch.
+            s.import_running.store(true, Ordering::SeqCst);
+            s.import_chunks(&users)
+                .expect("chunks")
+                .expect("none taken");
+            assert!(s.get_user("imp000000").expect("read").is_none(), "hidden");
+            s.wait_durable().expect("durable");
+        }
+        let s = SledStore::open(dir.path()).expect("reopen");
+        assert!(s.get_user("imp000000").expect("read").is_none());
+        assert_eq!(
+            s.users().expect("users").len(),
+            1,
+            "only the user made before"
+        );
+        assert_eq!(s.user_count(), 1);
+        // A commit that reaches its switch stays, and a clash with one removes all of it.
+        s.create_users(&users).expect("create").expect("none taken");
+        assert_eq!(s.user_count(), users.len() + 1);
+        let mut clash: Vec<UserRecord> = (0..IMPORT_CHUNK + 5)
+            .map(|i| user(&format!("new{i:06}")))
+            .collect();
+        clash.push(user("kept"));
+        assert_eq!(s.create_users(&clash).expect("create"), Err("kept".into()));
+        assert!(s.get_user("new000000").expect("read").is_none());
+        assert_eq!(s.users().expect("users").len(), users.len() + 1);
+        assert!(s.importing.is_empty());
     }
 
     #[test]
