@@ -125,6 +125,11 @@ pub fn preflight(config: &Config) -> Vec<String> {
             }
         }
     }
+    if let Some(ca) = &config.mail.ca_file {
+        if let Err(e) = crate::mail::relay_ca(ca) {
+            problems.push(e);
+        }
+    }
     if let Ok(meta) = std::fs::metadata(&config.core.data_dir) {
         let mode = meta.permissions().mode();
         if mode & 0o007 != 0 {

@@ -640,3 +640,147 @@ fn metrics_beyond_loopback_are_warned_about() {
         local.stderr()
     );
 }
+
+/// A STARTTLS relay on 127.0.0.1:`port` (aiosmtpd) with `cert`/`key`, writing each
+/// message it accepts to `dir` as `<n>.eml`.
+fn starttls_relay(port: u16, cert: &Path, key: &Path, dir: &Path) -> std::process::Child {
+    let script = dir.join("relay.py");
+    std::fs::write(
+        &script,
+        r#"import os, signal, ssl, sys, time
+from aiosmtpd.controller import Controller
+port, cert, key, folder = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+ctx.load_cert_chain(cert, key)
+class Sink:
+    n = 0
+    async def handle_DATA(self, server, session, envelope):
+        Sink.n += 1
+        with open(os.path.join(folder, ".tmp"), "wb") as f:
+            f.write(envelope.original_content or envelope.content)
+        os.rename(os.path.join(folder, ".tmp"), os.path.join(folder, "%d.eml" % Sink.n))
+        return "250 OK"
+c = Controller(Sink(), hostname="127.0.0.1", port=port, tls_context=ctx, require_starttls=True)
+c.start()
+signal.sigwait({signal.SIGTERM, signal.SIGINT})
+c.stop()
+"#,
+    )
+    .expect("relay.py");
+    let child = Command::new("/usr/bin/python3")
+        .arg(&script)
+        .arg(port.to_string())
+        .arg(cert)
+        .arg(key)
+        .arg(dir)
+        .stdin(std::process::Stdio::null())
+        // A refused handshake prints a traceback: kept beside the mail, not in the output.
+        .stderr(std::fs::File::create(dir.join("relay.log")).expect("relay.log"))
+        .spawn()
+        .expect("python3 with aiosmtpd");
+    wait_until(
+        "the STARTTLS relay to listen",
+        Duration::from_secs(20),
+        || std::net::TcpStream::connect(("127.0.0.1", port)).ok(),
+    );
+    child
+}
+
+/// Row 13 of issue 27: `[mail] ca_file` makes a relay whose certificate a private CA
+/// signed usable with STARTTLS; without it such a relay is refused (the public roots do
+/// not know the CA), and a file that holds no certificate is refused by --check-config.
+#[test]
+fn a_relay_with_a_private_ca_is_reached_over_starttls_with_mail_ca_file() {
+    let pki = otpd_testkit::radsec::Pki::new();
+    let relay_dir = tempfile::tempdir().expect("tempdir");
+    let issue_to = |d: &Otpd, login: &str| {
+        d.ctl_ok(&["user", "add", login, "--password-stdin"], "pw\n");
+        d.ctl_ok(
+            &[
+                "token",
+                "issue",
+                login,
+                "--email",
+                &format!("{login}@docomo.example.jp"),
+                "--activation-password-stdin",
+            ],
+            "act-pass-1234\n",
+        );
+    };
+    let trusting = Otpd::builder()
+        .smtp()
+        .config(&format!(
+            "[mail]\nstarttls = true\nca_file = \"{}\"\n",
+            pki.path("ca.pem").display()
+        ))
+        .start();
+    let mut relay = starttls_relay(
+        trusting.smtp_port(),
+        &pki.path("otpd.test-ca.pem"),
+        &pki.path("otpd.test-ca.key"),
+        relay_dir.path(),
+    );
+    issue_to(&trusting, "taro");
+    let mail = wait_until("the mail at the relay", Duration::from_secs(30), || {
+        std::fs::read_to_string(relay_dir.path().join("1.eml")).ok()
+    });
+    assert!(mail.contains("taro@docomo.example.jp"), "{mail}");
+    let _ = relay.kill();
+    let _ = relay.wait();
+    drop(trusting);
+
+    let public_roots = Otpd::builder()
+        .smtp()
+        .config("[mail]\nstarttls = true\n")
+        .start();
+    let other_dir = tempfile::tempdir().expect("tempdir");
+    let mut relay = starttls_relay(
+        public_roots.smtp_port(),
+        &pki.path("otpd.test-ca.pem"),
+        &pki.path("otpd.test-ca.key"),
+        other_dir.path(),
+    );
+    issue_to(&public_roots, "hanako");
+    let log = wait_for_log(&public_roots, "UnknownIssuer");
+    assert!(
+        !other_dir.path().join("1.eml").exists(),
+        "nothing delivered: {log}"
+    );
+    let _ = relay.kill();
+    let _ = relay.wait();
+
+    let not_pem = relay_dir.path().join("not-a-ca.pem");
+    std::fs::write(&not_pem, "hello\n").expect("write");
+    let site = Otpd::builder()
+        .smtp()
+        .config(&format!(
+            "[mail]\nstarttls = true\nca_file = \"{}\"\n",
+            not_pem.display()
+        ))
+        .unstarted();
+    let (code, text) = check_config(&site.config);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains("`mail.ca_file`") && text.contains("no PEM certificate"),
+        "{text}"
+    );
+}
+
+/// Row 13 of issue 27: mail handed to a relay off loopback without STARTTLS is warned
+/// about; to a relay on loopback it is not.
+#[test]
+fn mail_in_clear_off_loopback_is_warned_about() {
+    let site = Otpd::builder()
+        .smtp()
+        .config("[mail]\nsmtp_host = \"mail.bank.example\"\n")
+        .unstarted();
+    let (code, text) = check_config(&site.config);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("`mail.starttls = false` with the relay mail.bank.example"),
+        "{text}"
+    );
+    let local = Otpd::builder().smtp().unstarted();
+    let (_, text) = check_config(&local.config);
+    assert!(!text.contains("mail.starttls"), "{text}");
+}

@@ -6,6 +6,16 @@ use otpd_store_postgres::SslMode;
 
 use super::{parse_network, Config, StoreEngine};
 
+/// `localhost` or a loopback address: a relay on this machine.
+fn is_local_host(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 impl Config {
     /// Pushes every problem and warning the values show by themselves; reads nothing.
     pub fn check(&self, problems: &mut Vec<String>, warnings: &mut Vec<String>) {
@@ -19,6 +29,17 @@ impl Config {
         }
         if m.username.is_some() != m.password_file.is_some() {
             problems.push("`mail.username` and `mail.password_file` go together".into());
+        }
+        if m.transport == super::MailTransport::Smtp {
+            if m.ca_file.is_some() && !m.starttls {
+                problems.push("`mail.ca_file` is for STARTTLS: set `mail.starttls = true`".into());
+            }
+            if !m.starttls && !is_local_host(&m.smtp_host) {
+                warnings.push(format!(
+                    "`mail.starttls = false` with the relay {}: setup links (and any relay password) would cross the network in clear; set starttls = true (and mail.ca_file for a private CA)",
+                    m.smtp_host
+                ));
+            }
         }
         if let Some(m) = &self.metrics {
             match m.listen.parse::<SocketAddr>() {

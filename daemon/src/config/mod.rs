@@ -190,6 +190,7 @@ impl File {
         for p in [
             &mut self.mail.template,
             &mut self.mail.password_file,
+            &mut self.mail.ca_file,
             &mut self.http.tls_cert_file,
             &mut self.http.tls_key_file,
         ]

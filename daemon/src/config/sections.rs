@@ -261,6 +261,9 @@ pub struct MailSection {
     pub smtp_host: String,
     pub smtp_port: u16,
     pub starttls: bool,
+    /// The CA (PEM) that signs the relay's certificate, trusted alone instead of the
+    /// public roots: a bank's relay with a private CA (needs `starttls = true`).
+    pub ca_file: Option<PathBuf>,
     pub username: Option<String>,
     pub password_file: Option<PathBuf>,
     pub dir: PathBuf,
@@ -275,6 +278,7 @@ impl Default for MailSection {
             smtp_host: "127.0.0.1".into(),
             smtp_port: 25,
             starttls: false,
+            ca_file: None,
             username: None,
             password_file: None,
             dir: "/var/spool/otpd/mail".into(),

@@ -23,7 +23,7 @@ use zeroize::Zeroizing;
 use crate::config::Config;
 use crate::ops::Ops;
 pub use template::{jst_date, jst_datetime, jst_datetime_en, parse_rfc3339, Fields, Template};
-pub use transport::Transport;
+pub use transport::{relay_ca, Transport};
 
 /// First retry after this many seconds, doubling per failure up to [`BACKOFF_MAX`].
 pub const BACKOFF_FIRST: i64 = 10;

@@ -1,11 +1,12 @@
-//! Where a composed message goes: an SMTP relay (lettre, rustls for STARTTLS) or a folder
-//! holding one `.eml` file per message.
+//! Where a composed message goes: an SMTP relay (lettre, rustls for STARTTLS; the public
+//! roots, or only `mail.ca_file`'s CA) or a folder holding one `.eml` file per message.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, CertificateStore, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use crate::config::{MailSection, MailTransport};
@@ -28,8 +29,19 @@ impl Transport {
             }
             MailTransport::Smtp => {
                 let builder = if m.starttls {
-                    AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&m.smtp_host)
-                        .with_context(|| format!("mail.smtp_host {:?}", m.smtp_host))?
+                    let b = AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&m.smtp_host)
+                        .with_context(|| format!("mail.smtp_host {:?}", m.smtp_host))?;
+                    match &m.ca_file {
+                        None => b,
+                        Some(ca) => {
+                            let params = TlsParameters::builder(m.smtp_host.clone())
+                                .certificate_store(CertificateStore::None)
+                                .add_root_certificate(relay_ca(ca).map_err(anyhow::Error::msg)?)
+                                .build_rustls()
+                                .with_context(|| format!("mail.ca_file {}", ca.display()))?;
+                            b.tls(Tls::Required(params))
+                        }
+                    }
                 } else {
                     AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&m.smtp_host)
                 };
@@ -79,6 +91,16 @@ impl Transport {
                 .map_err(|e| format!("cannot write to {}: {e}", dir.display())),
         }
     }
+}
+
+/// `mail.ca_file`: the PEM certificates the relay's chain must lead to.
+pub fn relay_ca(path: &std::path::Path) -> Result<Certificate, String> {
+    let bad = |e: &dyn std::fmt::Display| format!("`mail.ca_file` {}: {e}", path.display());
+    let pem = std::fs::read(path).map_err(|e| bad(&e))?;
+    if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+        return Err(bad(&"no PEM certificate in it"));
+    }
+    Certificate::from_pem(&pem).map_err(|e| bad(&e))
 }
 
 /// The folder holds setup links: only otpd's user may read it.
