@@ -69,7 +69,8 @@ fn poll(s: &mut TcpStream) -> Held {
 #[test]
 fn connections_beyond_the_cap_are_refused_and_healthz_answers_afterwards() {
     let _heavy = otpd_testkit::serial::heavy();
-    let d = Otpd::start("");
+    // Every connection comes from 127.0.0.1: the per-source cap is lifted to see the global one.
+    let d = Otpd::start("[http]\nmax_connections_per_source = 1000\n");
     healthz_ok(&d);
     let flood = HTTP_MAX_CONNECTIONS + 144;
     let started = Instant::now();
@@ -694,4 +695,35 @@ fn metrics_scrapes_share_one_sample_and_slow_or_extra_connections_are_closed() {
     assert!(started.elapsed() >= METRICS_HEADER_TIMEOUT - Duration::from_millis(500));
     drop(idle);
     assert_eq!(http::get(metrics, "/metrics").status, 200, "served again");
+}
+
+/// Row 13 of issue 27: one source cannot take every HTTP connection slot: beyond its cap
+/// (64 by default) its connections are closed at once, while another source is served.
+#[test]
+fn one_source_cannot_take_every_http_connection() {
+    const PER_SOURCE: usize = 64;
+    let d = Otpd::start("");
+    let flood = PER_SOURCE + 16;
+    let from = std::net::Ipv4Addr::new(127, 0, 0, 2);
+    let started = Instant::now();
+    let conns: Vec<TcpStream> = (0..flood)
+        .map(|_| otpd_testkit::radsec::connect_from(from, d.http()).expect("connect"))
+        .collect();
+    wait_until(
+        "otpd to close the connections beyond the per-source cap",
+        Duration::from_secs(5),
+        || {
+            let closed = conns.iter().filter(|s| closed_by_otpd(s)).count();
+            (closed >= flood - PER_SOURCE).then_some(())
+        },
+    );
+    let held = conns.iter().filter(|s| !closed_by_otpd(s)).count();
+    assert_eq!(held, PER_SOURCE);
+    assert!(
+        started.elapsed() < HEADER_TIMEOUT,
+        "before the header timeout"
+    );
+    healthz_ok(&d);
+    let log = d.stderr();
+    assert!(log.contains("connections open from one source"), "{log}");
 }

@@ -229,6 +229,9 @@ impl Config {
                 ));
             }
         }
+        if h.max_connections_per_source == 0 {
+            problems.push("`http.max_connections_per_source` must be at least 1".into());
+        }
         if h.tls_cert_file.is_some() != h.tls_key_file.is_some() {
             problems.push("`http.tls_cert_file` and `http.tls_key_file` go together".into());
         }

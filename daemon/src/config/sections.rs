@@ -208,6 +208,9 @@ pub struct HttpSection {
     pub customer_burst_total: u32,
     /// Reverse proxies (IPs or CIDRs) whose `X-Forwarded-For` names the real source.
     pub trusted_proxies: Vec<String>,
+    /// Connections one source (an IPv4 address, an IPv6 /64) may hold open of the 256;
+    /// trusted proxies are not bounded by it.
+    pub max_connections_per_source: usize,
 }
 
 impl Default for HttpSection {
@@ -223,6 +226,7 @@ impl Default for HttpSection {
             customer_rate_total: 100.0,
             customer_burst_total: 200,
             trusted_proxies: Vec::new(),
+            max_connections_per_source: 64,
         }
     }
 }

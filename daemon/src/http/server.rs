@@ -1,10 +1,12 @@
 //! The listener: plain HTTP/1.1, or HTTPS when `http.tls_cert_file`/`tls_key_file` are set.
-//! Connections are bounded in number; a client gets 10 s to send its headers (also while
+//! Connections are bounded in number, over all and per source (an IPv4 address or an
+//! IPv6 /64; the trusted proxies are not bounded per source); a client gets 10 s to send its headers (also while
 //! a kept-alive connection idles) and to finish a TLS handshake; on shutdown each
 //! connection finishes its request in flight and closes.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -62,6 +64,59 @@ pub struct HttpServer {
     tls: Option<TlsAcceptor>,
     router: Router,
     ops: Arc<Ops>,
+    per_source: Arc<PerSource>,
+}
+
+/// Connections open per source, bounded so that one address cannot take every slot of
+/// [`MAX_CONNECTIONS`] from the others.
+struct PerSource {
+    cap: usize,
+    /// Trusted proxies: every customer comes through them, so they are not bounded here.
+    exempt: Vec<ipnet::IpNet>,
+    open: std::sync::Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One connection counted against its source; the count goes down when it is dropped.
+struct Counted {
+    table: Arc<PerSource>,
+    key: Option<IpAddr>,
+}
+
+impl PerSource {
+    /// A place for a connection from `ip`, or `None` when its source has `cap` open.
+    fn admit(self: &Arc<PerSource>, ip: IpAddr) -> Option<Counted> {
+        let ip = ip.to_canonical();
+        if self.exempt.iter().any(|n| n.contains(&ip)) {
+            return Some(Counted {
+                table: Arc::clone(self),
+                key: None,
+            });
+        }
+        let key = crate::limit::source_key(ip);
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(key).or_insert(0);
+        if *n >= self.cap {
+            return None;
+        }
+        *n += 1;
+        Some(Counted {
+            table: Arc::clone(self),
+            key: Some(key),
+        })
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        let Some(key) = self.key else { return };
+        let mut open = self.table.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&key) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&key);
+            }
+        }
+    }
 }
 
 impl HttpServer {
@@ -96,6 +151,11 @@ impl HttpServer {
             tls,
             router: router(web),
             ops,
+            per_source: Arc::new(PerSource {
+                cap: h.max_connections_per_source,
+                exempt: h.trusted_proxy_networks(),
+                open: std::sync::Mutex::new(HashMap::new()),
+            }),
         })
     }
 
@@ -106,6 +166,7 @@ impl HttpServer {
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
         let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         let mut refusals = Refusals::default();
+        let mut source_refusals = Refusals::default();
         let (closing_tx, closing) = watch::channel(false);
         let mut conns = JoinSet::new();
         tokio::pin!(shutdown);
@@ -123,6 +184,12 @@ impl HttpServer {
                             continue;
                         }
                     };
+                    let Some(counted) = self.per_source.admit(peer.ip()) else {
+                        if let Some(n) = source_refusals.note(Instant::now()) {
+                            self.ops.log.warn(&format!("http: {} connections open from one source; refused {n} connection(s), the last from {peer} (logged at most every {}s)", self.per_source.cap, REFUSAL_LOG_INTERVAL.as_secs()));
+                        }
+                        continue;
+                    };
                     let Ok(permit) = limit.clone().try_acquire_owned() else {
                         if let Some(n) = refusals.note(Instant::now()) {
                             self.ops.log.warn(&format!("http: {MAX_CONNECTIONS} connections open; refused {n} connection(s), the last from {peer} (logged at most every {}s)", REFUSAL_LOG_INTERVAL.as_secs()));
@@ -133,7 +200,7 @@ impl HttpServer {
                     let tls = self.tls.clone();
                     let closing = closing.clone();
                     conns.spawn(async move {
-                        let _permit = permit;
+                        let _permit = (permit, counted);
                         connection(tcp, peer, tls, router, closing).await;
                     });
                 }
