@@ -468,8 +468,9 @@ fn the_app_shows_its_renewal_menu_from_thirty_days_before_expiry() {
         oathtool(&secret, Some(step * 60)),
         "codes still compute"
     );
-    // The menu offers renewal too once it is open; signing in proves the code, which
-    // stays unspent for the renewal.
+    // The menu offers renewal too once it is open; signing in proves the code and spends
+    // it, so the app renews with the next one (its clock a minute on; the window accepts
+    // one step ahead).
     b.open(&otpd.url("/my/"));
     b.fill("login_id", who);
     b.fill("password", LOGIN_PW);
@@ -485,8 +486,12 @@ fn the_app_shows_its_renewal_menu_from_thirty_days_before_expiry() {
     assert!(b.exists("go-renew"), "有効期限更新 on the menu");
     b.screenshot(&shot("my-bop001-expired"));
 
+    b.remove_script(&id);
+    let id = b.clock_script((offset + 60) * 1000);
     b.open(&otpd.url("/app/"));
     b.wait_for("the app", "document.body.dataset.ready === '1'");
+    let (next, _) = app_code(&mut b);
+    assert_ne!(next, code, "the app shows the next code");
     b.click("token-0-renew");
     b.wait_for("the renewal", "document.getElementById('renewed')");
     let user = otpd.admin_show(who);

@@ -353,13 +353,19 @@ fn renewal_follows_the_window_on_a_moved_clock() {
         rfc3339(j["available_from"].as_str().expect("available_from")),
         expires - 30 * DAY
     );
+    // That code is spent now (an early renewal spends what it proved): the page is shown a
+    // later one, on a clock two minutes on.
+    let spent = renew(&otpd, &oathtool_next(&secret));
+    assert_eq!(spent.status, 401, "{}", spent.text());
+    otpd.stop_clean();
+    otpd.relaunch_with_clock(120);
     let page = http::post_form(
         otpd.http(),
         "/renew",
         &[
             ("service_id", SID),
             ("user_id", "ken"),
-            ("otp", &oathtool_next(&secret)),
+            ("otp", &oathtool(&secret, Some(now() + 120))),
         ],
     );
     assert_eq!(page.status, 409);
