@@ -42,8 +42,9 @@ fn at(line: usize, why: impl std::fmt::Display) -> OpError {
 }
 
 impl Service {
-    /// Checks `rows` (login ID, hash kind and cost, e-mail, duplicates in the file and in the store)
-    /// and adds them to `stage`; the number staged so far. An error names the first bad line.
+    /// Checks `rows` (login ID, hash kind and cost, e-mail, duplicates in the file and in
+    /// the store) and adds them to `stage`; the number staged so far. An error names the
+    /// first bad line.
     pub fn import_stage(
         &self,
         stage: &mut ImportStage,
@@ -105,7 +106,7 @@ impl Service {
                     token: Token::Unregistered,
                     lock: LockState::default(),
                     renew_lock: LockState::default(),
-                    session_generation: 0,
+                    session_generation: crate::customer::new_epoch(0),
                 }
             })
             .collect();

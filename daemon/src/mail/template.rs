@@ -232,6 +232,51 @@ pub fn parse_rfc3339(s: &str) -> Option<UnixTime> {
         .map(|d| d.unix_timestamp())
 }
 
+/// The notice to a registered address (subject, body), Japanese first: what changed, who
+/// asked, and what to do when the customer did not. It never carries a link.
+pub fn notice_text(
+    notice: &otpd_core::service::Notice,
+    service_id: &str,
+    login_id: &str,
+) -> (String, String) {
+    use otpd_core::service::Notice;
+    let (ja, en) = match notice {
+        Notice::Reissued { .. } => (
+            "ワンタイムパスワードのトークンが再発行されました。これまでのセットアップ用URLや、初期設定済みのトークンはご利用いただけません。".to_string(),
+            "Your one-time password token was issued again. The earlier setup link, or a token already set up, no longer works.".to_string(),
+        ),
+        Notice::AddressChanged { to, .. } => (
+            format!("トークン発行のご案内メールの送信先が {to} に変更されました。"),
+            format!("The token issuance e-mail now goes to {to}."),
+        ),
+        Notice::Cancelled { .. } => (
+            "ワンタイムパスワードの利用解除を受け付けました。".to_string(),
+            "Your one-time password token was cancelled.".to_string(),
+        ),
+    };
+    let (by_ja, by_en) = if notice.by() == otpd_core::service::BY_MENU {
+        ("ワンタイムパスワード申請メニュー", "the OTP menu")
+    } else {
+        ("当組合", "the bank")
+    };
+    let subject =
+        format!("【{service_id}】ワンタイムパスワードの登録内容変更のお知らせ / Change to your one-time password");
+    let body = format!(
+        "{service_id} をご利用いただきありがとうございます。\n\n\
+         ログインID（{login_id}）について、{by_ja}からのお手続きにより次の変更がありました。\n\
+         {ja}\n\n\
+         お心当たりのない場合は、至急お取引店にお問い合わせください。\n\
+         このメールは送信専用です。\n\n\
+         ------------------------------------------------------------\n\
+         English\n\n\
+         For login ID {login_id}, a request through {by_en} made this change:\n\
+         {en}\n\n\
+         If you did not ask for it, please contact your branch at once.\n\
+         This address does not receive replies.\n"
+    );
+    (subject, body)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -310,49 +355,4 @@ mod tests {
         // 15:30 UTC is already the next day in Tokyo.
         assert_eq!(jst_date(1_764_084_600), "2025年11月26日");
     }
-}
-
-/// The notice to a registered address (subject, body), Japanese first: what changed, who
-/// asked, and what to do when the customer did not. It never carries a link.
-pub fn notice_text(
-    notice: &otpd_core::service::Notice,
-    service_id: &str,
-    login_id: &str,
-) -> (String, String) {
-    use otpd_core::service::Notice;
-    let (ja, en) = match notice {
-        Notice::Reissued { .. } => (
-            "ワンタイムパスワードのトークンが再発行されました。これまでのセットアップ用URLや、初期設定済みのトークンはご利用いただけません。".to_string(),
-            "Your one-time password token was issued again. The earlier setup link, or a token already set up, no longer works.".to_string(),
-        ),
-        Notice::AddressChanged { to, .. } => (
-            format!("トークン発行のご案内メールの送信先が {to} に変更されました。"),
-            format!("The token issuance e-mail now goes to {to}."),
-        ),
-        Notice::Cancelled { .. } => (
-            "ワンタイムパスワードの利用解除を受け付けました。".to_string(),
-            "Your one-time password token was cancelled.".to_string(),
-        ),
-    };
-    let (by_ja, by_en) = if notice.by() == otpd_core::service::BY_MENU {
-        ("ワンタイムパスワード申請メニュー", "the OTP menu")
-    } else {
-        ("当組合", "the bank")
-    };
-    let subject =
-        format!("【{service_id}】ワンタイムパスワードの登録内容変更のお知らせ / Change to your one-time password");
-    let body = format!(
-        "{service_id} をご利用いただきありがとうございます。\n\n\
-         ログインID（{login_id}）について、{by_ja}からのお手続きにより次の変更がありました。\n\
-         {ja}\n\n\
-         お心当たりのない場合は、至急お取引店にお問い合わせください。\n\
-         このメールは送信専用です。\n\n\
-         ------------------------------------------------------------\n\
-         English\n\n\
-         For login ID {login_id}, a request through {by_en} made this change:\n\
-         {en}\n\n\
-         If you did not ask for it, please contact your branch at once.\n\
-         This address does not receive replies.\n"
-    );
-    (subject, body)
 }
