@@ -51,16 +51,20 @@ fn thread_cpu(pid: u32) -> Vec<(u32, f64)> {
 /// Waits until `n` threads of `pid` each used `secs` of CPU more than in `before`: hashes
 /// under way (nothing else in an idle otpd burns CPU).
 fn wait_busy(pid: u32, before: &[(u32, f64)], n: usize, secs: f64) {
-    wait_until("otpd's threads to be hashing", Duration::from_secs(20), || {
-        let busy = thread_cpu(pid)
-            .iter()
-            .filter(|(tid, cpu)| {
-                let was = before.iter().find(|(t, _)| t == tid).map_or(0.0, |b| b.1);
-                cpu - was >= secs
-            })
-            .count();
-        (busy >= n).then_some(())
-    });
+    wait_until(
+        "otpd's threads to be hashing",
+        Duration::from_secs(20),
+        || {
+            let busy = thread_cpu(pid)
+                .iter()
+                .filter(|(tid, cpu)| {
+                    let was = before.iter().find(|(t, _)| t == tid).map_or(0.0, |b| b.1);
+                    cpu - was >= secs
+                })
+                .count();
+            (busy >= n).then_some(())
+        },
+    );
 }
 
 /// Sends a login without waiting for its answer.
@@ -86,7 +90,10 @@ fn imported_hashes_over_the_cost_caps_are_refused_with_their_line_and_nothing_is
     let err = stderr_of(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("line 2"), "{err}");
-    assert!(err.contains("bcrypt cost 31") && err.contains("max_bcrypt_cost"), "{err}");
+    assert!(
+        err.contains("bcrypt cost 31") && err.contains("max_bcrypt_cost"),
+        "{err}"
+    );
     assert!(err.contains("nothing was imported"), "{err}");
     assert_eq!(d.ctl_ok(&["user", "list"], ""), "", "no user created");
 
@@ -102,11 +109,18 @@ fn imported_hashes_over_the_cost_caps_are_refused_with_their_line_and_nothing_is
     );
     let err = stderr_of(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("line 3") && err.contains("rounds=999999999"), "{err}");
+    assert!(
+        err.contains("line 3") && err.contains("rounds=999999999"),
+        "{err}"
+    );
     assert_eq!(d.ctl_ok(&["user", "list"], ""), "", "no user created");
 
     // At the ceilings, the same file shape imports.
-    let out = import(&d, "ok.csv", &[format!("u1,{BCRYPT_14},"), format!("u2,{SHA512_1M},")]);
+    let out = import(
+        &d,
+        "ok.csv",
+        &[format!("u1,{BCRYPT_14},"), format!("u2,{SHA512_1M},")],
+    );
     assert!(out.status.success(), "{}", stderr_of(&out));
 
     // A cap above the built-in ceiling is refused at config load.
@@ -115,7 +129,10 @@ fn imported_hashes_over_the_cost_caps_are_refused_with_their_line_and_nothing_is
         .unstarted()
         .run_to_exit();
     assert_eq!(status.code(), Some(2), "{err}");
-    assert!(err.contains("password.max_bcrypt_cost") && err.contains("ceiling"), "{err}");
+    assert!(
+        err.contains("password.max_bcrypt_cost") && err.contains("ceiling"),
+        "{err}"
+    );
     assert!(err.contains("password.max_sha_crypt_rounds"), "{err}");
 }
 
@@ -164,7 +181,10 @@ fn a_stored_hash_over_the_caps_is_refused_at_once_while_healthz_answers() {
     for id in [10, 11] {
         let started = Instant::now();
         let reply = client.login(id, "poisoned", "secret");
-        assert_eq!(reply.code, ACCESS_REJECT, "the right password is refused too");
+        assert_eq!(
+            reply.code, ACCESS_REJECT,
+            "the right password is refused too"
+        );
         assert!(
             started.elapsed() < Duration::from_secs(2),
             "answered in {:?}",
@@ -181,7 +201,10 @@ fn a_stored_hash_over_the_caps_is_refused_at_once_while_healthz_answers() {
         1,
         "one operator error for two logins: {log}"
     );
-    assert!(log.contains("bcrypt cost 14 is over the cap of 10"), "{log}");
+    assert!(
+        log.contains("bcrypt cost 14 is over the cap of 10"),
+        "{log}"
+    );
 }
 
 /// SIGTERM while a (capped) hash of many seconds runs: otpd exits within 2 s.
