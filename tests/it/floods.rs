@@ -698,10 +698,10 @@ fn metrics_scrapes_share_one_sample_and_slow_or_extra_connections_are_closed() {
 }
 
 /// Row 13 of issue 27: one source cannot take every HTTP connection slot: beyond its cap
-/// (64 by default) its connections are closed at once, while another source is served.
+/// (128 by default) its connections are closed at once, while another source is served.
 #[test]
 fn one_source_cannot_take_every_http_connection() {
-    const PER_SOURCE: usize = 64;
+    const PER_SOURCE: usize = 128;
     let d = Otpd::start("");
     let flood = PER_SOURCE + 16;
     let from = std::net::Ipv4Addr::new(127, 0, 0, 2);

@@ -226,7 +226,7 @@ impl Default for HttpSection {
             customer_rate_total: 100.0,
             customer_burst_total: 200,
             trusted_proxies: Vec::new(),
-            max_connections_per_source: 64,
+            max_connections_per_source: 128,
         }
     }
 }
