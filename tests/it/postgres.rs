@@ -933,6 +933,28 @@ fn the_database_stopped_mid_burst_then_started_refuses_then_recovers_and_accepts
             node.stderr()
         );
     }
+    // The internet hears a generic 503: no host, port, database name or OS error.
+    let r = otpd_testkit::http::post_json(
+        a.http(),
+        "/api/v1/renew",
+        &serde_json::json!({"service_id": "TEST-BANK", "user_id": "probe", "otp": "123456"}),
+    );
+    let text = r.text();
+    assert_eq!(r.status, 503, "{text}");
+    assert_eq!(r.json()["error"], "store_unavailable", "{text}");
+    for detail in [
+        "127.0.0.1",
+        "5432",
+        "onnect",
+        "refused",
+        "postgres",
+        "os error",
+    ] {
+        assert!(
+            !text.contains(detail),
+            "{detail:?} reached the internet: {text}"
+        );
+    }
     // The burst goes on against the dead database for a while.
     wait_until("refusals while the database is down", DEADLINE, || {
         let sent_since = burst.answers().iter().filter(|x| x.sent >= stopped).count();
