@@ -15,7 +15,8 @@ use super::MailJob;
 use crate::customer::new_epoch;
 
 impl Service {
-    /// トークン発行 by the bank (an administrator or the admin API): see [`Service::issue_by`].
+    /// トークン発行 by the bank (an administrator or the admin API): see
+    /// [`Service::issue_epoch`].
     pub fn issue(
         &self,
         login_id: &str,
@@ -23,28 +24,17 @@ impl Service {
         activation_password: &str,
         now: UnixTime,
     ) -> Result<(UserView, UnixTime), OpError> {
-        self.issue_by(login_id, email, activation_password, BY_BANK, now)
+        self.issue_epoch(login_id, email, activation_password, BY_BANK, now)
+            .map(|(v, expires, _)| (v, expires))
     }
 
     /// トークン発行: stores the activation password's hash, a fresh sealed secret and the
     /// link's hash, and queues the e-mail; when this replaces a pending setup or changes the
     /// address, the previously registered address gets a notice too. A lock stays as it is
-    /// (an issuance is no way around it), and the menu's sessions end. Returns the user and
-    /// the link's expiry. `by` names who asked in the notice (`bank` or `otp-menu`).
-    pub fn issue_by(
-        &self,
-        login_id: &str,
-        email: &str,
-        activation_password: &str,
-        by: &str,
-        now: UnixTime,
-    ) -> Result<(UserView, UnixTime), OpError> {
-        self.issue_epoch(login_id, email, activation_password, by, now)
-            .map(|(v, expires, _)| (v, expires))
-    }
-
-    /// [`Service::issue_by`], with the session epoch the issuance set (the menu's own
-    /// session goes on in it; every other one ended).
+    /// (an issuance is no way around it), and the menu's sessions end. Returns the user, the
+    /// link's expiry and the session epoch the issuance set (the menu's own session goes on
+    /// in it; every other one ended). `by` names who asked in the notice (`bank` or
+    /// `otp-menu`).
     pub(super) fn issue_epoch(
         &self,
         login_id: &str,

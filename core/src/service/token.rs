@@ -72,18 +72,14 @@ impl Service {
         })
     }
 
-    /// 利用解除 by the bank.
+    /// 利用解除 by the bank: see [`Service::cancel_epoch`].
     pub fn cancel(&self, login_id: &str, now: UnixTime) -> Result<UserView, OpError> {
-        self.cancel_by(login_id, super::issue::BY_BANK, now)
+        self.cancel_epoch(login_id, super::issue::BY_BANK, now)
+            .map(|(v, _)| v)
     }
 
     /// 利用解除; the registered address gets a notice naming `by`, and the menu's
-    /// sessions end.
-    pub fn cancel_by(&self, login_id: &str, by: &str, now: UnixTime) -> Result<UserView, OpError> {
-        self.cancel_epoch(login_id, by, now).map(|(v, _)| v)
-    }
-
-    /// [`Service::cancel_by`], with the session epoch it set.
+    /// sessions end. Returns the user and the session epoch it set.
     pub(super) fn cancel_epoch(
         &self,
         login_id: &str,
