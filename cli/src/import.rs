@@ -88,15 +88,11 @@ pub fn run(socket: &Path, file: &Path, json: bool) -> Result<(), Failure> {
     progress.clear();
     let seconds = started.elapsed().as_secs_f64();
     let rate = count as f64 / seconds.max(0.001);
-    if json {
-        println!(
-            "{}",
-            serde_json::json!({"kind": "imported", "count": count, "seconds": (seconds * 1000.0).round() / 1000.0})
-        );
+    crate::out::line(&if json {
+        serde_json::json!({"kind": "imported", "count": count, "seconds": (seconds * 1000.0).round() / 1000.0}).to_string()
     } else {
-        println!("imported {count} users in {seconds:.1} s ({rate:.0} users/s)");
-    }
-    Ok(())
+        format!("imported {count} users in {seconds:.1} s ({rate:.0} users/s)")
+    })
 }
 
 fn send(
@@ -152,7 +148,8 @@ impl Progress {
         let width = 30;
         let done = ((share * width as f64) as usize).min(width);
         let rate = staged as f64 / self.started.elapsed().as_secs_f64().max(0.001);
-        eprint!(
+        let _ = write!(
+            std::io::stderr(),
             "\r\x1b[Kchecking [{}{}] {:>3.0}%  {staged} users  {rate:.0}/s",
             "#".repeat(done),
             "-".repeat(width - done),
@@ -163,14 +160,17 @@ impl Progress {
 
     fn writing(&mut self, staged: usize) {
         if self.on {
-            eprint!("\r\x1b[Kall {staged} users checked; writing them…");
+            let _ = write!(
+                std::io::stderr(),
+                "\r\x1b[Kall {staged} users checked; writing them…"
+            );
             let _ = std::io::stderr().flush();
         }
     }
 
     fn clear(&mut self) {
         if self.on {
-            eprint!("\r\x1b[K");
+            let _ = write!(std::io::stderr(), "\r\x1b[K");
             let _ = std::io::stderr().flush();
         }
     }

@@ -4,11 +4,13 @@ pub mod args;
 mod client;
 mod files;
 mod import;
+mod out;
 mod pages;
 mod secret;
 
 use args::{Cli, Command, TokenCmd, UserCmd};
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -19,9 +21,10 @@ const DEFAULT_SOCKET: &str = "/run/otpd/admin.sock";
 /// Runs one invocation; the exit status says how it ended.
 pub fn main_with(cli: &Cli) -> ExitCode {
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) | Err(Failure::Closed) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("otpctl: {e}");
+            // A closed standard error has nobody to tell either.
+            let _ = writeln!(std::io::stderr(), "otpctl: {e}");
             ExitCode::from(e.exit_code())
         }
     }
@@ -36,6 +39,8 @@ pub enum Failure {
     Usage(String),
     /// otpd could not be reached: 3.
     Unreachable(String),
+    /// The reader of standard output went away (`| head -1`): 0, and nothing more said.
+    Closed,
 }
 
 impl Failure {
@@ -44,6 +49,7 @@ impl Failure {
             Failure::Refused(_) => 1,
             Failure::Usage(_) => 2,
             Failure::Unreachable(_) => 3,
+            Failure::Closed => 0,
         }
     }
 }
@@ -52,6 +58,7 @@ impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Failure::Refused(m) | Failure::Usage(m) | Failure::Unreachable(m) => f.write_str(m),
+            Failure::Closed => f.write_str("standard output closed"),
         }
     }
 }
@@ -79,8 +86,10 @@ fn run(cli: &Cli) -> Result<(), Failure> {
     let request = build_request(&cli.command)?;
     let socket = socket_path(cli)?;
     let data = client::call(&socket, &request)?;
-    print(&data, cli.json);
-    Ok(())
+    let mut out = out::stdout();
+    print(&mut out, &data, cli.json)
+        .and_then(|()| out.flush())
+        .map_err(out::failed)
 }
 
 fn build_request(cmd: &Command) -> Result<AdminRequest, Failure> {
@@ -146,7 +155,7 @@ fn build_request(cmd: &Command) -> Result<AdminRequest, Failure> {
     })
 }
 
-fn print(data: &AdminData, json: bool) {
+fn print(out: &mut impl Write, data: &AdminData, json: bool) -> std::io::Result<()> {
     if json {
         let value = match data {
             AdminData::User(u) => serde_json::to_value(u),
@@ -154,48 +163,52 @@ fn print(data: &AdminData, json: bool) {
             AdminData::Status(s) => serde_json::to_value(s),
             other => serde_json::to_value(other),
         };
-        println!("{}", value.map(|v| v.to_string()).unwrap_or_default());
-        return;
+        return writeln!(out, "{}", value.map(|v| v.to_string()).unwrap_or_default());
     }
     match data {
         AdminData::Status(s) => {
-            println!("otpd {}", s.version);
-            println!("uptime      {} s", s.uptime_seconds);
-            println!("users       {}", s.users);
+            writeln!(out, "otpd {}", s.version)?;
+            writeln!(out, "uptime      {} s", s.uptime_seconds)?;
+            writeln!(out, "users       {}", s.users)?;
             for (state, n) in &s.by_state {
-                println!("  {state:<13} {n}");
+                writeln!(out, "  {state:<13} {n}")?;
             }
-            println!("locked      {}", s.locked);
-            println!("mail queued {}", s.mail_queued);
+            writeln!(out, "locked      {}", s.locked)?;
+            writeln!(out, "mail queued {}", s.mail_queued)?;
             if s.store_engine.is_empty() {
-                println!("store       {} bytes", s.store_bytes);
+                writeln!(out, "store       {} bytes", s.store_bytes)?;
             } else {
-                println!(
+                writeln!(
+                    out,
                     "store       {} {} ({} bytes)",
                     s.store_engine, s.store_location, s.store_bytes
-                );
+                )?;
             }
         }
-        AdminData::User(u) => print_user(u),
+        AdminData::User(u) => print_user(out, u)?,
         AdminData::Users { users } | AdminData::UserPage { users, .. } => {
             for u in users {
-                println!("{}", user_line(u));
+                writeln!(out, "{}", user_line(u))?;
             }
         }
         AdminData::Issued {
             user,
             link_expires_at,
         } => {
-            print_user(user);
-            println!("setup link e-mailed; it is valid until {link_expires_at}");
+            print_user(out, user)?;
+            writeln!(
+                out,
+                "setup link e-mailed; it is valid until {link_expires_at}"
+            )?;
         }
-        AdminData::Deleted { login_id } => println!("deleted {login_id}"),
-        AdminData::Imported { count } => println!("imported {count} users"),
+        AdminData::Deleted { login_id } => writeln!(out, "deleted {login_id}")?,
+        AdminData::Imported { count } => writeln!(out, "imported {count} users")?,
         AdminData::Backup { rows } | AdminData::BackupPage { rows, .. } => {
-            println!("{} records", rows.len())
+            writeln!(out, "{} records", rows.len())?
         }
-        AdminData::ImportStaged { staged } => println!("{staged} users checked"),
+        AdminData::ImportStaged { staged } => writeln!(out, "{staged} users checked")?,
     }
+    Ok(())
 }
 
 /// One user of `user list`: login ID, state, lock, e-mail, expiry, tab-separated.
@@ -210,9 +223,9 @@ fn user_line(u: &UserView) -> String {
     )
 }
 
-fn print_user(u: &UserView) {
-    println!("login_id           {}", u.login_id);
-    println!("state              {}", u.state.name());
+fn print_user(out: &mut impl Write, u: &UserView) -> std::io::Result<()> {
+    writeln!(out, "login_id           {}", u.login_id)?;
+    writeln!(out, "state              {}", u.state.name())?;
     let lock = |locked: bool, failures: u32| {
         if failures > 0 {
             format!("{locked} ({failures} failures)")
@@ -220,22 +233,30 @@ fn print_user(u: &UserView) {
             locked.to_string()
         }
     };
-    println!("locked             {}", lock(u.locked, u.failures));
-    println!(
+    writeln!(out, "locked             {}", lock(u.locked, u.failures))?;
+    writeln!(
+        out,
         "renewal locked     {}",
         lock(u.renewal_locked, u.renewal_failures)
-    );
-    println!("email              {}", u.email.as_deref().unwrap_or("-"));
-    println!(
+    )?;
+    writeln!(
+        out,
+        "email              {}",
+        u.email.as_deref().unwrap_or("-")
+    )?;
+    writeln!(
+        out,
         "expires_at         {}",
         u.expires_at.as_deref().unwrap_or("-")
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "renewal_available  {}{}",
         u.renewal_available,
         match (&u.renewal_available_from, u.renewal_available) {
             (Some(from), false) => format!(" (from {from})"),
             _ => String::new(),
         }
-    );
+    )?;
+    Ok(())
 }

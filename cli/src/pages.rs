@@ -38,9 +38,8 @@ fn every_page<C, T>(
 /// Prints every user, one a line (with `json`, one JSON array, written as it comes).
 pub fn list(socket: &Path, json: bool) -> Result<(), Failure> {
     let mut conn = Connection::open(socket)?;
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    let broken = |e: std::io::Error| Failure::Usage(format!("cannot write the list: {e}"));
+    let mut out = crate::out::stdout();
+    let broken = crate::out::failed;
     let mut first = true;
     if json {
         write!(out, "[").map_err(broken)?;
@@ -91,16 +90,12 @@ pub fn backup(socket: &Path, path: &Path, json: bool) -> Result<(), Failure> {
         |rows| file.write(&rows),
     )?;
     let (records, users) = file.finish()?;
-    if json {
-        println!(
-            "{}",
-            serde_json::json!({"path": path, "records": records, "users": users})
-        );
+    crate::out::line(&if json {
+        serde_json::json!({"path": path, "records": records, "users": users}).to_string()
     } else {
-        println!(
+        format!(
             "backup of {users} users ({records} records) written to {}",
             path.display()
-        );
-    }
-    Ok(())
+        )
+    })
 }

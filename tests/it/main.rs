@@ -11,6 +11,7 @@ mod hardening;
 mod hashcost;
 mod pam;
 mod pamtester;
+mod pipes;
 mod postgres;
 mod radclient;
 mod radius;
