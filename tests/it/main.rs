@@ -9,6 +9,7 @@ mod doors;
 mod floods;
 mod hardening;
 mod hashcost;
+mod monitoring;
 mod pam;
 mod pamtester;
 mod pipes;
