@@ -11,9 +11,11 @@ use crate::handler::{PamHandler, Priority, Secret};
 use crate::options::{read_secret, Options, PassMode};
 use crate::packet::{EncodeError, ReplyKind, Request};
 
-pub const PASSWORD_PROMPT: &str = "Password: ";
-/// Used when a challenge carries no Reply-Message.
-pub const DEFAULT_OTP_PROMPT: &str = "One-time password: ";
+/// Japanese first, English after, as otpd's own OTP prompt (`daemon/src/access.rs`); it
+/// ends in `Password: ` so scripts that wait for that text still find it.
+pub const PASSWORD_PROMPT: &str = "ログインパスワード / Password: ";
+/// Used when a challenge carries no Reply-Message (otpd always sends one).
+pub const DEFAULT_OTP_PROMPT: &str = "ワンタイムパスワード / One-time password: ";
 /// otpd challenges once (for the OTP); a server that keeps challenging is cut off here.
 pub const MAX_CHALLENGE_ROUNDS: usize = 3;
 
@@ -372,7 +374,7 @@ mod tests {
             converse(&mut h, &opts(&[]), &mut radius),
             PamResultCode::PAM_SUCCESS
         );
-        assert_eq!(h.prompts, ["Password: "]);
+        assert_eq!(h.prompts, [PASSWORD_PROMPT]);
         assert_eq!(h.infos, ["Token expires in 10 days"]);
         assert_eq!(h.set_authtok, [b"pw123456".to_vec()]);
         assert_eq!(
@@ -419,7 +421,10 @@ mod tests {
             converse(&mut h, &opts, &mut radius),
             PamResultCode::PAM_SUCCESS
         );
-        assert_eq!(h.prompts, ["Password: ", "Enter your one-time password: "]);
+        assert_eq!(
+            h.prompts,
+            [PASSWORD_PROMPT, "Enter your one-time password: "]
+        );
         assert_eq!(radius.sent.len(), 2);
         assert_eq!(radius.sent[1].password, b"123456");
         assert_eq!(radius.sent[1].state.as_deref(), Some(&b"st-9"[..]));
@@ -508,7 +513,7 @@ mod tests {
             converse(&mut h, &opts(&["try_first_pass"]), &mut radius),
             PamResultCode::PAM_SUCCESS
         );
-        assert_eq!(h.prompts, ["Password: "]);
+        assert_eq!(h.prompts, [PASSWORD_PROMPT]);
         assert_eq!(radius.sent[0].password, b"typed");
         assert_eq!(h.set_authtok, [b"typed".to_vec()]);
     }

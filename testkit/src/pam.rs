@@ -19,7 +19,7 @@ pub const WRAPPER_MODULES: &str = "/usr/lib/x86_64-linux-gnu/pam_wrapper";
 /// Longest a single pamtester run may take before the test kills it and fails.
 pub const RUN_LIMIT: Duration = Duration::from_secs(30);
 /// The module's first prompt.
-pub const PASSWORD_PROMPT: &str = "Password: ";
+pub const PASSWORD_PROMPT: &str = "ログインパスワード / Password: ";
 
 // pam_strerror() texts pamtester prints for each result.
 pub const SUCCESS: &str = "successfully authenticated";

@@ -7,6 +7,7 @@ mod admin;
 mod crash;
 mod doors;
 mod floods;
+mod guides;
 mod hardening;
 mod hashcost;
 mod monitoring;

@@ -76,7 +76,12 @@ fn every_printing_command_ends_quietly_when_its_reader_has_gone() {
         .arg("--socket")
         .arg(&d.socket)
         .arg("status")
-        .stdout(OpenOptions::new().write(true).open("/dev/full").expect("/dev/full"))
+        .stdout(
+            OpenOptions::new()
+                .write(true)
+                .open("/dev/full")
+                .expect("/dev/full"),
+        )
         .stderr(Stdio::piped())
         .output()
         .expect("run otpctl");
