@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -13,8 +13,8 @@ use otpd_testkit::freeradius::GATEWAY_SECRET;
 use otpd_testkit::oath::oathtool;
 use otpd_testkit::pam::{PamStack, PASSWORD_PROMPT, SUCCESS};
 use otpd_testkit::radius::{
-    wait_for_status_server, Client, Ma, Request, ACCESS_ACCEPT, ACCESS_CHALLENGE, ACCESS_REQUEST,
-    STATE,
+    wait_for_status_server, Client, Ma, Request, ACCESS_ACCEPT, ACCESS_CHALLENGE, ACCESS_REJECT,
+    ACCESS_REQUEST, STATE, STATUS_SERVER,
 };
 use otpd_testkit::radsec::Pki;
 use otpd_testkit::token::activate;
@@ -314,4 +314,261 @@ fn radsecproxy_refuses_an_otpd_certificate_that_names_another_host() {
         !d.stderr().contains("audit radius"),
         "no login reached otpd:\n{refused}"
     );
+}
+
+/// The lines of step `step` of the FreeRADIUS guide that are meant to be copied: its
+/// comment lines indented with a tab, the `#\t` taken off (one more tab is kept as the
+/// block's own indent).
+fn guide_step(guide: &str, step: u32) -> String {
+    let start = format!("# {step}. ");
+    let next = format!("# {}. ", step + 1);
+    let mut lines = guide.lines().skip_while(|l| !l.starts_with(&start));
+    assert!(lines.next().is_some(), "the guide has no step {step}");
+    let block: Vec<&str> = lines
+        .take_while(|l| l.starts_with('#') && !l.starts_with(&next))
+        .filter_map(|l| l.strip_prefix("#\t"))
+        .collect();
+    assert!(!block.is_empty(), "step {step} has nothing to copy");
+    block.join("\n") + "\n"
+}
+
+/// Debian's own FreeRADIUS configuration (`/etc/freeradius/3.0`, copied) with the guide's
+/// steps 2 to 4 done as written; only what a test must change is changed: the folders,
+/// the user it runs as, and free ports instead of 1812, 1813 and 18120.
+struct DebianFreeRadius {
+    raddb: PathBuf,
+    _dir: tempfile::TempDir,
+    addr: SocketAddr,
+    child: Option<Child>,
+}
+
+impl DebianFreeRadius {
+    /// `proxy_blocks`: the guide's blocks, otpd's address and secret in place; `gateway`
+    /// the address the gateway sends from.
+    fn start(guide: &str, proxy_blocks: &str, gateway: &str) -> DebianFreeRadius {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let raddb = dir.path().join("raddb");
+        let copied = Command::new("cp")
+            .args(["-a", "/etc/freeradius/3.0"])
+            .arg(&raddb)
+            .status()
+            .expect("cp (Debian package freeradius)");
+        assert!(copied.success(), "copy /etc/freeradius/3.0");
+        for sub in ["log", "run"] {
+            std::fs::create_dir_all(raddb.join(sub)).expect("mkdir");
+        }
+        let edit = |file: &str, f: &dyn Fn(&str) -> String| {
+            let path = raddb.join(file);
+            let text = std::fs::read_to_string(&path).expect(file);
+            let text: String = text.lines().map(|l| f(l) + "\n").collect();
+            // sites-enabled/* are links into sites-available: write through a new file.
+            let _ = std::fs::remove_file(&path);
+            std::fs::write(&path, text).expect(file);
+        };
+        edit("radiusd.conf", &|l| {
+            let t = l.trim_start();
+            if t.starts_with("raddbdir =") {
+                format!("raddbdir = {}", raddb.display())
+            } else if t.starts_with("logdir =") {
+                format!("logdir = {}", raddb.join("log").display())
+            } else if t.starts_with("run_dir =") {
+                format!("run_dir = {}", raddb.join("run").display())
+            } else if t.starts_with("user =") || t.starts_with("group =") {
+                format!("#{l}")
+            } else {
+                l.to_string()
+            }
+        });
+        let auth_port = free_udp_port();
+        let first_port = std::cell::Cell::new(true);
+        // Step 3, as the first lines inside `authorize {`.
+        let step3 = guide_step(guide, 3);
+        edit("sites-enabled/default", &|l| {
+            if l.trim_start().starts_with("port = 0") {
+                let port = if first_port.replace(false) {
+                    auth_port
+                } else {
+                    free_udp_port()
+                };
+                l.replace("port = 0", &format!("port = {port}"))
+            } else if l == "authorize {" {
+                format!("{l}\n{step3}")
+            } else {
+                l.to_string()
+            }
+        });
+        assert!(!first_port.get(), "the default site's listeners were found");
+        edit("sites-enabled/inner-tunnel", &|l| {
+            l.replace("port = 18120", &format!("port = {}", free_udp_port()))
+        });
+        // Step 2: the blocks at the end of proxy.conf.
+        let proxy = std::fs::read_to_string(raddb.join("proxy.conf")).expect("proxy.conf");
+        std::fs::write(raddb.join("proxy.conf"), proxy + "\n" + proxy_blocks).expect("proxy");
+        // Step 4: the gateway at the end of clients.conf.
+        let client = guide_step(guide, 4)
+            .replace("ipaddr = 192.0.2.10", &format!("ipaddr = {gateway}"))
+            .replace("change-me-the-gateways-secret", GATEWAY_SECRET);
+        assert!(
+            client.contains(GATEWAY_SECRET) && client.contains(gateway),
+            "{client}"
+        );
+        let clients = std::fs::read_to_string(raddb.join("clients.conf")).expect("clients");
+        std::fs::write(raddb.join("clients.conf"), clients + "\n" + &client).expect("clients");
+
+        let log = std::fs::File::create(dir.path().join("freeradius.log")).expect("log");
+        let child = Command::new("freeradius")
+            .args(["-f", "-l", "stdout", "-d"])
+            .arg(&raddb)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start freeradius (Debian package freeradius)");
+        let addr: SocketAddr = format!("127.0.0.1:{auth_port}").parse().expect("addr");
+        let mut fr = DebianFreeRadius {
+            raddb,
+            _dir: dir,
+            addr,
+            child: Some(child),
+        };
+        let probe = Client::bound(&format!("{gateway}:0"), addr, GATEWAY_SECRET);
+        wait_until(
+            "FreeRADIUS to answer Status-Server",
+            Duration::from_secs(60),
+            || {
+                if let Some(Ok(Some(status))) = fr.child.as_mut().map(Child::try_wait) {
+                    panic!("freeradius exited ({status}):\n{}", fr.log());
+                }
+                let req = Request::new(1);
+                probe.send_raw(&req.encode(STATUS_SERVER, GATEWAY_SECRET.as_bytes(), Ma::Good));
+                probe.recv_raw(Duration::from_millis(200))
+            },
+        );
+        fr
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.raddb.join("../freeradius.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for DebianFreeRadius {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The guide's proxy blocks with otpd's address, port and secret (and, with `source`, the
+/// `src_ipaddr` line uncommented to that address).
+fn guide_proxy_blocks(guide: &str, otpd: SocketAddr, secret: &str, source: Option<&str>) -> String {
+    let blocks = &guide[guide.find("\nhome_server ").expect("the home server block")..];
+    let mut swaps = vec![
+        ("ipaddr = ", format!("ipaddr = {}", otpd.ip())),
+        ("port = ", format!("port = {}", otpd.port())),
+        ("secret = ", format!("secret = {secret}")),
+    ];
+    if let Some(src) = source {
+        swaps.push(("# src_ipaddr = 127.0.0.2", format!("src_ipaddr = {src}")));
+    }
+    substitute(blocks, &swaps)
+}
+
+/// taro's login through FreeRADIUS from the gateway's address: password, challenge, OTP.
+fn challenge_through(fr: &DebianFreeRadius, gateway: &str, secret_b32: &str) {
+    let c = Client::bound(&format!("{gateway}:0"), fr.addr, GATEWAY_SECRET);
+    let r = c.login(1, "taro", "login-pw");
+    assert_eq!(r.code, ACCESS_CHALLENGE, "{}\n{}", r.message(), fr.log());
+    assert!(
+        r.message().contains("Enter your one-time password"),
+        "{}",
+        r.message()
+    );
+    let state = r.get(STATE).expect("a State").to_vec();
+    let r = c.answer(2, "taro", &oathtool(secret_b32, None), &state);
+    assert_eq!(r.code, ACCESS_ACCEPT, "{}\n{}", r.message(), fr.log());
+    let r = c.login(3, "taro", "wrong-pw");
+    assert_eq!(r.code, ACCESS_REJECT, "{}", r.message());
+}
+
+#[test]
+fn the_freeradius_guide_runs_as_written_on_debians_configuration() {
+    let guide = repo_file("packaging/otpd-freeradius-proxy.conf");
+    // Step 1: otpd on loopback, on the port the home server names, not FreeRADIUS's 1812.
+    let step1 = guide_step(&guide, 1);
+    let blocks = &guide[guide.find("\nhome_server ").expect("home server")..];
+    let port = blocks
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("port = "))
+        .expect("the home server's port");
+    assert_ne!(port, "1812", "otpd must not take FreeRADIUS's port");
+    assert!(
+        step1.contains(&format!("listen = [\"127.0.0.1:{port}\"]")),
+        "{step1}"
+    );
+    assert!(step1.contains("address = \"127.0.0.1\"") && step1.contains("[[radius.clients]]"));
+
+    // otpd's one client is this FreeRADIUS on 127.0.0.1, as step 1 has it.
+    let d = Otpd::builder()
+        .radius_client("freeradius", RADIUS_SECRET)
+        .config("[radius]\nreject_delay_ms = 0\n")
+        .start();
+    let secret = activate(&d, "taro", "login-pw");
+    let fr = DebianFreeRadius::start(
+        &guide,
+        &guide_proxy_blocks(&guide, d.radius(), RADIUS_SECRET, None),
+        "127.0.0.2",
+    );
+    // FreeRADIUS listens on every address (`ipaddr = *`, as Debian ships it) while otpd
+    // holds 127.0.0.1 on its own port: FreeRADIUS answers on another loopback address too.
+    let elsewhere: SocketAddr = format!("127.0.0.5:{}", fr.addr.port())
+        .parse()
+        .expect("addr");
+    let probe = Client::bound("127.0.0.2:0", elsewhere, GATEWAY_SECRET);
+    let status = Request::new(7).encode(STATUS_SERVER, GATEWAY_SECRET.as_bytes(), Ma::Good);
+    probe.send_raw(&status);
+    assert!(
+        probe.recv_raw(Duration::from_secs(5)).is_some(),
+        "FreeRADIUS answers on {elsewhere}"
+    );
+    challenge_through(&fr, "127.0.0.2", &secret);
+    let audit = d.stderr();
+    assert!(
+        audit.contains("audit radius accept user=\"taro\" client=\"freeradius\""),
+        "{audit}"
+    );
+    assert!(
+        !fr.log().contains("does not have at least one dot"),
+        "{}",
+        fr.log()
+    );
+}
+
+#[test]
+fn with_src_ipaddr_freeradius_is_a_client_of_its_own_beside_a_pam_host() {
+    let guide = repo_file("packaging/otpd-freeradius-proxy.conf");
+    // 127.0.0.1 stays the PAM host's (the template's client `test`), FreeRADIUS sends from
+    // 127.0.0.2 with its own secret.
+    let fr_secret = "freeradius-secret-0123456789";
+    let d = Otpd::start(&format!(
+        "[radius]\nreject_delay_ms = 0\n[[radius.clients]]\nname = \"freeradius\"\naddress = \"127.0.0.2\"\nsecret = \"{fr_secret}\"\n"
+    ));
+    let secret = activate(&d, "taro", "login-pw");
+    let fr = DebianFreeRadius::start(
+        &guide,
+        &guide_proxy_blocks(&guide, d.radius(), fr_secret, Some("127.0.0.2")),
+        "127.0.0.3",
+    );
+    challenge_through(&fr, "127.0.0.3", &secret);
+    let audit = d.stderr();
+    assert!(
+        audit.contains("audit radius accept user=\"taro\" client=\"freeradius\""),
+        "{audit}"
+    );
+    // The PAM host's client on 127.0.0.1 answers with its own secret meanwhile.
+    let pam_host = Client::new(d.radius(), RADIUS_SECRET);
+    assert_eq!(pam_host.login(9, "taro", "wrong").code, ACCESS_REJECT);
+    assert!(d.stderr().contains("client=\"test\""));
 }
