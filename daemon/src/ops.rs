@@ -352,21 +352,6 @@ impl Ops {
             .await
     }
 
-    /// [`Ops::web_login`] for a caller that does not know the source (all such sign-ins
-    /// share one source's room); a full line reads as the store refusing (503).
-    pub async fn login(&self, login_id: String, password: Zeroizing<String>) -> LoginOutcome {
-        let (step, source) = (LoginStep::Password(password), Source::local());
-        let queued = self.login_in(Class::Web, &source, login_id, step).await;
-        queued.unwrap_or(LoginOutcome::Reject(RejectReason::Store))
-    }
-
-    /// [`Ops::web_login_otp`] without the source, as [`Ops::login`].
-    pub async fn login_otp(&self, login_id: String, otp: Zeroizing<String>) -> LoginOutcome {
-        let (step, source) = (LoginStep::Otp(otp), Source::local());
-        let queued = self.login_in(Class::Web, &source, login_id, step).await;
-        queued.unwrap_or(LoginOutcome::Reject(RejectReason::Store))
-    }
-
     /// A RADIUS login from `source` (`spent`: over its failure budget). With a worker free
     /// it is evaluated at once; otherwise it waits in the line its record and source put it
     /// in (one store read and the OTP's HMAC tell which, see [`Ops::login_class`]), and an
@@ -754,7 +739,11 @@ mod tests {
         ops.write(|svc, now| svc.add_user("taro", "login-pw", now))
             .await
             .expect("add");
-        let login = || ops.login("taro".into(), zeroize::Zeroizing::new("login-pw".into()));
+        let login = || async {
+            let pw = zeroize::Zeroizing::new("login-pw".to_string());
+            let local = std::net::Ipv6Addr::LOCALHOST.into();
+            ops.web_login("taro".into(), pw, local).await.expect("room")
+        };
         assert_eq!(login().await, LoginOutcome::Accept { with_otp: false });
         ops.note_store(Err("connection refused".into()));
         ops.note_store(Err("connection refused".into()));

@@ -727,3 +727,100 @@ fn one_source_cannot_take_every_http_connection() {
     let log = d.stderr();
     assert!(log.contains("connections open from one source"), "{log}");
 }
+
+/// Menu sign-ins wait in their source's own room: a flood from one address (forwarded by
+/// a trusted proxy) is refused 429 with `Retry-After` once its room is full, never 503,
+/// and a customer at another address still signs in.
+#[test]
+fn one_sources_sign_in_flood_is_refused_429_while_another_source_signs_in() {
+    let _heavy = otpd_testkit::serial::heavy();
+    const FLOODERS: usize = 32;
+    let d = Otpd::start(
+        "[password]\nargon2_memory_kib = 65536\nargon2_iterations = 2\n\
+         [http]\ncustomer_rate = 100000.0\ncustomer_burst = 100000\n\
+         customer_rate_total = 100000.0\ncustomer_burst_total = 100000\n\
+         trusted_proxies = [\"127.0.0.1\", \"::1\"]\n",
+    );
+    d.ctl_ok(&["user", "add", "hanako", "--password-stdin"], "login-pw\n");
+    let sign_in = |from: &str, login: &str, password: &str| {
+        let body = serde_json::json!({"login_id": login, "password": password});
+        let body = serde_json::to_vec(&body).expect("json");
+        http::request(
+            d.http(),
+            "POST",
+            "/api/v1/my/sign-in",
+            &[
+                ("Content-Type", "application/json"),
+                ("X-Forwarded-For", from),
+            ],
+            &body,
+        )
+    };
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (answered, limited, other) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(std::sync::Mutex::new(Vec::new())),
+    );
+    let http_addr = d.http();
+    let flood: Vec<_> = (0..FLOODERS)
+        .map(|n| {
+            let (stop, answered, limited, other) = (
+                stop.clone(),
+                answered.clone(),
+                limited.clone(),
+                other.clone(),
+            );
+            std::thread::spawn(move || {
+                let body =
+                    serde_json::json!({"login_id": format!("nobody{n}"), "password": "guess"});
+                let body = serde_json::to_vec(&body).expect("json");
+                while !stop.load(Ordering::Relaxed) {
+                    let r = http::request(
+                        http_addr,
+                        "POST",
+                        "/api/v1/my/sign-in",
+                        &[
+                            ("Content-Type", "application/json"),
+                            ("X-Forwarded-For", "203.0.113.7"),
+                        ],
+                        &body,
+                    );
+                    match (r.status, r.header("retry-after")) {
+                        (429, Some("1")) => limited.fetch_add(1, Ordering::Relaxed),
+                        (401, _) => answered.fetch_add(1, Ordering::Relaxed),
+                        (status, retry) => {
+                            let seen = format!("{status} retry-after={retry:?} {}", r.text());
+                            other.lock().expect("lock").push(seen);
+                            0
+                        }
+                    };
+                }
+            })
+        })
+        .collect();
+    wait_until(
+        "the flood to fill its room",
+        Duration::from_secs(20),
+        || {
+            (limited.load(Ordering::Relaxed) >= 8 && answered.load(Ordering::Relaxed) >= 2)
+                .then_some(())
+        },
+    );
+    let mut customer = Vec::new();
+    for _ in 0..3 {
+        customer.push(sign_in("198.51.100.20", "hanako", "login-pw").status);
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in flood {
+        t.join().expect("flooder");
+    }
+    assert_eq!(customer, [200, 200, 200], "another source signs in");
+    let other = other.lock().expect("lock");
+    assert!(
+        other.is_empty(),
+        "flood answers besides 401 and 429: {other:?}"
+    );
+    // The flood's room was full, not the whole line: its refusals are the source's.
+    assert_eq!(sign_in("203.0.113.7", "hanako", "login-pw").status, 200);
+}

@@ -784,3 +784,35 @@ fn mail_in_clear_off_loopback_is_warned_about() {
     let (_, text) = check_config(&local.config);
     assert!(!text.contains("mail.starttls"), "{text}");
 }
+
+/// Row 13: with `http.admin_listen`, `/healthz` and the admin API answer on that listener
+/// only, and the customer's listener serves the customer's doors alone.
+#[test]
+fn admin_listen_takes_healthz_and_the_admin_api_off_the_customers_listener() {
+    let key = "kQ9-integration-key-7d1f0c2b";
+    let port = otpd_testkit::paths::free_tcp_port();
+    let d = Otpd::builder()
+        .config(&format!(
+            "[http]\nadmin_listen = \"127.0.0.1:{port}\"\n\
+             [[http.api_keys]]\nname = \"ib\"\nkey_file = \"ib.key\"\n"
+        ))
+        .file("ib.key", &format!("{key}\n"), 0o600)
+        .start();
+    let admin: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let bearer = format!("Bearer {key}");
+    let status = |at, path| request(at, "GET", path, &[("Authorization", &bearer)], b"").status;
+    assert_eq!(status(admin, "/healthz"), 200);
+    assert_eq!(status(admin, "/api/v1/admin/status"), 200);
+    assert_eq!(
+        status(d.http(), "/healthz"),
+        404,
+        "not on the customers' listener"
+    );
+    assert_eq!(status(d.http(), "/api/v1/admin/status"), 404);
+    assert_eq!(status(d.http(), "/renew"), 200, "the customers' doors stay");
+    assert_eq!(
+        status(admin, "/renew"),
+        404,
+        "and are not on the admin listener"
+    );
+}

@@ -41,6 +41,20 @@ impl Config {
                 ));
             }
         }
+        if let Some(a) = &self.http.admin_listen {
+            match a.parse::<SocketAddr>() {
+                Err(_) => problems.push(format!("`http.admin_listen`: {a:?} is not an IP:port")),
+                Ok(_) if *a == self.http.listen => problems.push(format!(
+                    "`http.admin_listen` {a} is `http.listen` too: give the admin API an address of its own"
+                )),
+                Ok(a) if !a.ip().is_loopback() && self.http.tls_cert_file.is_none() => {
+                    warnings.push(format!(
+                        "`http.admin_listen` {a} is beyond loopback without TLS: the admin API's bearer keys would cross the network in clear"
+                    ))
+                }
+                Ok(_) => {}
+            }
+        }
         if let Some(m) = &self.metrics {
             match m.listen.parse::<SocketAddr>() {
                 Err(_) => problems.push(format!(

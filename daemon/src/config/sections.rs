@@ -211,6 +211,10 @@ pub struct HttpSection {
     /// Connections one source (an IPv4 address, an IPv6 /64) may hold open of the 256;
     /// trusted proxies are not bounded by it.
     pub max_connections_per_source: usize,
+    /// When set, `/healthz` and the admin API (`/api/v1/admin/`) are served here only, on
+    /// a listener of their own (its own connection cap, the same TLS), and `listen` serves
+    /// the customer's doors alone: the internet never reaches the admin API.
+    pub admin_listen: Option<String>,
 }
 
 impl Default for HttpSection {
@@ -227,6 +231,7 @@ impl Default for HttpSection {
             customer_burst_total: 200,
             trusted_proxies: Vec::new(),
             max_connections_per_source: 128,
+            admin_listen: None,
         }
     }
 }

@@ -42,6 +42,21 @@ fn metrics_are_off_unless_a_listen_address_is_given() {
 }
 
 #[test]
+fn admin_listen_is_an_address_of_its_own() {
+    let ok = parse("service_id = \"B\"\n[http]\nadmin_listen = \"127.0.0.1:8081\"\n");
+    let ok = ok.expect("valid");
+    assert_eq!(
+        ok.config.http.admin_listen.as_deref(),
+        Some("127.0.0.1:8081")
+    );
+    for bad in ["nowhere", "127.0.0.1:8080"] {
+        let text = format!("service_id = \"B\"\n[http]\nadmin_listen = \"{bad}\"\n");
+        let e = parse(&text).expect_err("refused");
+        assert!(e.iter().any(|p| p.contains("`http.admin_listen`")), "{e:?}");
+    }
+}
+
+#[test]
 fn every_unknown_key_is_listed() {
     let e = parse("service_id = \"B\"\ncolour = 1\n[otp]\nperiodd = 60\n[radius]\nlisten=[\"127.0.0.1:1\"]\nfoo = true\n")
         .expect_err("refused");

@@ -84,7 +84,7 @@ pub async fn edge(req: Request, next: Next) -> Response {
 /// address a trusted proxy forwarded for). Refused: 429 `rate_limited` with `Retry-After`.
 pub async fn customer_limit(
     State(web): State<super::Shared>,
-    req: Request,
+    mut req: Request,
     next: Next,
 ) -> Response {
     let peer = req
@@ -96,7 +96,10 @@ pub async fn customer_limit(
     };
     let source = source_of(peer, req.headers(), &web.trusted_proxies);
     match web.customer_limit.admit(source, crate::clock::instant()) {
-        Ok(()) => next.run(req).await,
+        Ok(()) => {
+            req.extensions_mut().insert(Client(source));
+            next.run(req).await
+        }
         Err(_) => {
             let api = req.uri().path().starts_with("/api/");
             let mut r = refusal(
@@ -108,6 +111,19 @@ pub async fn customer_limit(
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             r
         }
+    }
+}
+
+/// The client's address as [`source_of`] found it, for the handlers behind
+/// [`customer_limit`] (a web sign-in waits in its source's room).
+#[derive(Debug, Clone, Copy)]
+pub struct Client(pub std::net::IpAddr);
+
+impl Client {
+    /// The client of `req`'s extensions; a request that came by no socket (the router's
+    /// own tests) is the loopback's.
+    pub fn of(ext: Option<axum::Extension<Client>>) -> std::net::IpAddr {
+        ext.map_or(std::net::Ipv6Addr::LOCALHOST.into(), |e| e.0 .0)
     }
 }
 

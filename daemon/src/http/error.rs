@@ -27,6 +27,9 @@ pub struct ApiError {
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub available_from: Option<String>,
+    /// Seconds the client should wait before trying again (`Retry-After`).
+    #[serde(skip)]
+    pub retry_after: Option<u32>,
 }
 
 impl ApiError {
@@ -36,6 +39,7 @@ impl ApiError {
             error: refusal.as_str().into(),
             message: message.into(),
             available_from: None,
+            retry_after: None,
         }
     }
 
@@ -80,13 +84,37 @@ impl From<AdminFailure> for ApiError {
             error: f.error,
             message: f.message,
             available_from: None,
+            retry_after: None,
         }
+    }
+}
+
+impl ApiError {
+    /// Too many sign-ins from this source are waiting: 429 `rate_limited`, try again in a
+    /// second. Nothing was evaluated and no failure counted.
+    pub fn sign_ins_full() -> ApiError {
+        let r = Refusal::RateLimited;
+        let mut e = ApiError::new(r, r.api_message().unwrap_or("too many requests"));
+        e.retry_after = Some(1);
+        e
+    }
+
+    /// `Retry-After` on `response` when this refusal asks for a wait.
+    pub fn mark(&self, mut response: Response) -> Response {
+        if let Some(s) = self.retry_after {
+            let v = axum::http::HeaderValue::from(s);
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, v);
+        }
+        response
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(self)).into_response()
+        let r = (self.status, Json(&self)).into_response();
+        self.mark(r)
     }
 }
 

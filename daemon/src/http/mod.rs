@@ -99,8 +99,20 @@ pub fn plausible_code(code: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// All routes, with the edge (body limit and timeout, security headers) around them.
-pub fn router(web: Shared) -> Router {
+/// Which doors a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Doors {
+    /// Everything: `http.listen` when there is no `http.admin_listen`.
+    All,
+    /// The customer's pages and APIs (`http.listen` beside an `admin_listen`).
+    Customer,
+    /// `/healthz` and the admin API (`http.admin_listen`).
+    Admin,
+}
+
+/// The routes of `doors`, with the edge (body limit and timeout, security headers) around
+/// them.
+pub fn router(web: Shared, doors: Doors) -> Router {
     // The customer's doors are on the internet and need no credential to knock: they are
     // rate-limited per source and in total.
     let customer = Router::new()
@@ -116,11 +128,15 @@ pub fn router(web: Shared) -> Router {
             web.clone(),
             edge::customer_limit,
         ));
-    let mut r = Router::new()
-        .route("/healthz", get(healthz))
-        .merge(customer);
-    if !web.keys.is_empty() {
-        r = r.nest("/api/v1/admin", admin::routes(web.clone()));
+    let mut r = Router::new();
+    if doors != Doors::Admin {
+        r = r.merge(customer);
+    }
+    if doors != Doors::Customer {
+        r = r.route("/healthz", get(healthz));
+        if !web.keys.is_empty() {
+            r = r.nest("/api/v1/admin", admin::routes(web.clone()));
+        }
     }
     r.fallback(edge::not_found)
         .method_not_allowed_fallback(edge::method_not_allowed)

@@ -23,6 +23,7 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use super::api::{body, fields_fit, renew_error};
+use super::edge::Client;
 use super::error::ApiError;
 use super::Shared;
 
@@ -162,6 +163,7 @@ pub async fn sign_in(
     login_id: String,
     password: Zeroizing<String>,
     otp: Zeroizing<String>,
+    source: std::net::IpAddr,
 ) -> Result<(Session, String), ApiError> {
     fields_fit(&[&login_id, &password, &otp])?;
     let started = crate::clock::instant();
@@ -170,7 +172,13 @@ pub async fn sign_in(
         ops.refusal_floor(started).await;
         return Err(refusal(Refusal::SignInRefused));
     }
-    let mut outcome = ops.login(login_id.clone(), password).await;
+    // A full line for this source (or for all sign-ins) is answered at once: nothing was
+    // evaluated, nothing counted, and RADIUS keeps its workers.
+    let full = |_| ApiError::sign_ins_full();
+    let mut outcome = ops
+        .web_login(login_id.clone(), password, source)
+        .await
+        .map_err(full)?;
     let missing_otp = outcome == LoginOutcome::NeedOtp && otp.is_empty();
     if outcome == LoginOutcome::NeedOtp {
         outcome = if missing_otp {
@@ -181,7 +189,9 @@ pub async fn sign_in(
                 .await
                 .unwrap_or(LoginOutcome::Reject(RejectReason::Store))
         } else {
-            ops.login_otp(login_id.clone(), otp).await
+            ops.web_login_otp(login_id.clone(), otp, source)
+                .await
+                .map_err(full)?
         };
     }
     let (refused, with_otp): (Option<ApiError>, bool) = match outcome {
@@ -451,10 +461,12 @@ pub async fn menu_view(web: &Shared, s: &Session) -> Result<(UserView, bool), Ap
 /// `POST /api/v1/my/sign-in` `{"login_id","password","otp"?}`.
 pub async fn api_sign_in(
     State(web): State<Shared>,
+    client: Option<axum::Extension<Client>>,
     b: Result<Json<SignInBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let b = body(b)?;
-    let (s, sealed) = sign_in(&web, b.login_id, b.password, b.otp).await?;
+    let source = Client::of(client);
+    let (s, sealed) = sign_in(&web, b.login_id, b.password, b.otp, source).await?;
     let (v, open) = menu_view(&web, &s).await?;
     Ok(answer(&web, Some(&sealed), Status::new(v, &s, open)))
 }

@@ -24,7 +24,7 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use super::admin::{ApiKeys, Peer};
-use super::{router, Web};
+use super::{router, Doors, Web};
 use crate::config::Config;
 use crate::ops::Ops;
 
@@ -61,6 +61,8 @@ impl Refusals {
 
 pub struct HttpServer {
     listener: TcpListener,
+    /// `http.admin_listen` and its routes (`/healthz`, the admin API), when set.
+    admin: Option<(TcpListener, Router)>,
     tls: Option<TlsAcceptor>,
     router: Router,
     ops: Arc<Ops>,
@@ -146,10 +148,26 @@ impl HttpServer {
             }
         ));
         let web = Arc::new(Web::new(config, ops.clone(), keys));
+        let (doors, admin) = match &h.admin_listen {
+            None => (Doors::All, None),
+            Some(at) => {
+                let l = TcpListener::bind(at)
+                    .await
+                    .with_context(|| format!("cannot listen on http.admin_listen {at}"))?;
+                let shown = l.local_addr().map_or(at.clone(), |a| a.to_string());
+                ops.log
+                    .info(&format!("http: /healthz and the admin API on {shown} only"));
+                (
+                    Doors::Customer,
+                    Some((l, router(web.clone(), Doors::Admin))),
+                )
+            }
+        };
         Ok(HttpServer {
             listener,
+            admin,
             tls,
-            router: router(web),
+            router: router(web, doors),
             ops,
             per_source: Arc::new(PerSource {
                 cap: h.max_connections_per_source,
@@ -163,7 +181,32 @@ impl HttpServer {
         self.listener.local_addr()
     }
 
-    pub async fn serve(self, shutdown: impl Future<Output = ()>) {
+    pub async fn serve(mut self, shutdown: impl Future<Output = ()>) {
+        let Some((listener, router)) = self.admin.take() else {
+            return self.serve_one(shutdown).await;
+        };
+        // The admin listener: its own connections and cap, the same TLS and shutdown.
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let admin = HttpServer {
+            listener,
+            admin: None,
+            tls: self.tls.clone(),
+            router,
+            ops: self.ops.clone(),
+            per_source: Arc::new(PerSource {
+                cap: self.per_source.cap,
+                exempt: Vec::new(),
+                open: std::sync::Mutex::new(HashMap::new()),
+            }),
+        };
+        let mut admin_stop = stop_rx.clone();
+        let admin = tokio::spawn(admin.serve_one(async move { closed(&mut admin_stop).await }));
+        self.serve_one(shutdown).await;
+        let _ = stop_tx.send(true);
+        let _ = admin.await;
+    }
+
+    async fn serve_one(self, shutdown: impl Future<Output = ()>) {
         let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         let mut refusals = Refusals::default();
         let mut source_refusals = Refusals::default();

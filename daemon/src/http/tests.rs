@@ -21,11 +21,10 @@ fn fixture(keys: &[(&str, &str)]) -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = crate::ops::tests_support::config(dir.path());
     let ops = crate::ops::tests_support::ops(dir.path());
-    let app = router(Arc::new(Web::new(
-        &config,
-        ops.clone(),
-        ApiKeys::from_pairs(keys),
-    )));
+    let app = router(
+        Arc::new(Web::new(&config, ops.clone(), ApiKeys::from_pairs(keys))),
+        super::Doors::All,
+    );
     Fixture {
         _dir: dir,
         ops,

@@ -108,6 +108,7 @@ fn cross_site(headers: &HeaderMap) -> bool {
 /// `POST /my/sign-in`.
 pub async fn sign_in(
     State(web): State<Shared>,
+    client: Option<axum::Extension<crate::http::edge::Client>>,
     headers: HeaderMap,
     form: Result<Form<SignInForm>, FormRejection>,
 ) -> Response {
@@ -124,7 +125,8 @@ pub async fn sign_in(
         .into_response();
     };
     let typed = f.login_id.clone();
-    match my::sign_in(&web, f.login_id, f.password, f.otp).await {
+    let source = crate::http::edge::Client::of(client);
+    match my::sign_in(&web, f.login_id, f.password, f.otp, source).await {
         Ok((_, sealed)) => to_menu(&web, Some(&sealed), "signed_in"),
         Err(e) => {
             let typed = if typed.len() <= 64 {
@@ -132,7 +134,7 @@ pub async fn sign_in(
             } else {
                 String::new()
             };
-            sign_in_page(&web, e.status, Some(&e.error), &typed).into_response()
+            e.mark(sign_in_page(&web, e.status, Some(&e.error), &typed).into_response())
         }
     }
 }

@@ -264,7 +264,7 @@ fn second_node(f: &Fixture, secure_cookies: bool) -> Router {
     let ops = crate::ops::tests_support::ops_on(dir.path(), f.ops.service().store().clone());
     let mut web = Web::new(&config, ops, ApiKeys::from_pairs(&[]));
     web.secure_cookies = secure_cookies;
-    router(Arc::new(web))
+    router(Arc::new(web), super::Doors::All)
 }
 
 #[tokio::test]
