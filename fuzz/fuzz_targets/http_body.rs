@@ -12,7 +12,7 @@ use axum::body::Body;
 use axum::http::{header, Request};
 use axum::Router;
 use libfuzzer_sys::fuzz_target;
-use otpd::http::{router, ApiKeys, Web};
+use otpd::http::{router, ApiKeys, Doors, Web};
 use otpd::log::{Level, Logger};
 use otpd::ops::Ops;
 use tower::ServiceExt;
@@ -43,7 +43,7 @@ fn fixture() -> &'static Fixture {
                 .enable_all()
                 .build()
                 .expect("runtime"),
-            router: router(web),
+            router: router(web, Doors::All),
         }
     })
 }
