@@ -85,6 +85,16 @@ struct Counted {
 }
 
 impl PerSource {
+    /// A table allowing `cap` connections per source, none open yet; `exempt` sources are
+    /// not bounded.
+    fn new(cap: usize, exempt: Vec<ipnet::IpNet>) -> Arc<PerSource> {
+        Arc::new(PerSource {
+            cap,
+            exempt,
+            open: std::sync::Mutex::new(HashMap::new()),
+        })
+    }
+
     /// A place for a connection from `ip`, or `None` when its source has `cap` open.
     fn admit(self: &Arc<PerSource>, ip: IpAddr) -> Option<Counted> {
         let ip = ip.to_canonical();
@@ -169,11 +179,7 @@ impl HttpServer {
             tls,
             router: router(web, doors),
             ops,
-            per_source: Arc::new(PerSource {
-                cap: h.max_connections_per_source,
-                exempt: h.trusted_proxy_networks(),
-                open: std::sync::Mutex::new(HashMap::new()),
-            }),
+            per_source: PerSource::new(h.max_connections_per_source, h.trusted_proxy_networks()),
         })
     }
 
@@ -186,23 +192,23 @@ impl HttpServer {
             return self.serve_one(shutdown).await;
         };
         // The admin listener: its own connections and cap, the same TLS and shutdown.
-        let (stop_tx, stop_rx) = watch::channel(false);
+        let (stop_tx, mut stop_rx) = watch::channel(false);
         let admin = HttpServer {
             listener,
             admin: None,
             tls: self.tls.clone(),
             router,
             ops: self.ops.clone(),
-            per_source: Arc::new(PerSource {
-                cap: self.per_source.cap,
-                exempt: Vec::new(),
-                open: std::sync::Mutex::new(HashMap::new()),
-            }),
+            per_source: PerSource::new(self.per_source.cap, Vec::new()),
         };
-        let mut admin_stop = stop_rx.clone();
-        let admin = tokio::spawn(admin.serve_one(async move { closed(&mut admin_stop).await }));
-        self.serve_one(shutdown).await;
-        let _ = stop_tx.send(true);
+        let admin = tokio::spawn(admin.serve_one(async move { closed(&mut stop_rx).await }));
+        // Both listeners stop at the same moment and drain side by side, so shutdown takes
+        // one DRAIN_TIMEOUT at most, not one per listener.
+        self.serve_one(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        })
+        .await;
         let _ = admin.await;
     }
 
