@@ -131,6 +131,11 @@ fn link_usable(
     Ok(())
 }
 
+/// Our own formatting, not totp-rs's `get_url()`: that one leaves out `algorithm=SHA1` and
+/// `digits=6` at their defaults and orders the parameters differently, while otpd's URI
+/// names every parameter (the API's documented form, asserted byte for byte in
+/// tests/it/web.rs). The issuer and account are percent-encoded alike (UTF-8, RFC 3986
+/// unreserved kept), so a Japanese issuer reads the same either way.
 fn otpauth_uri(issuer: &str, account: &str, secret_b32: &str, p: &OtpParams) -> String {
     let i = pct(issuer);
     format!(
