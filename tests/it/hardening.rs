@@ -816,3 +816,113 @@ fn admin_listen_takes_healthz_and_the_admin_api_off_the_customers_listener() {
         "and are not on the admin listener"
     );
 }
+
+const ADMIN_KEY: &str = "kQ9-integration-key-7d1f0c2b";
+
+/// A daemon holding the API key [`ADMIN_KEY`], its admin API on `http.admin_listen` when
+/// `admin_port` is given, else on the customers' listener; and the address it answers on.
+fn admin_api_daemon(admin_port: Option<u16>) -> (Otpd, std::net::SocketAddr) {
+    let listen = admin_port.map_or(String::new(), |p| {
+        format!("admin_listen = \"127.0.0.1:{p}\"\n")
+    });
+    let d = Otpd::builder()
+        .config(&format!(
+            "[http]\n{listen}[[http.api_keys]]\nname = \"ib\"\nkey_file = \"ib.key\"\n"
+        ))
+        .file("ib.key", &format!("{ADMIN_KEY}\n"), 0o600)
+        .start();
+    let at = admin_port.map_or(d.http(), |p| ([127, 0, 0, 1], p).into());
+    (d, at)
+}
+
+/// What a refusal is, for comparing two listeners' answers: status, error code and the
+/// `WWW-Authenticate` challenge.
+fn refusal_of(r: &otpd_testkit::http::Response) -> (u16, String, Option<String>) {
+    let code = r.json()["error"].as_str().unwrap_or_default().to_string();
+    (
+        r.status,
+        code,
+        r.header("WWW-Authenticate").map(str::to_string),
+    )
+}
+
+/// The admin listener refuses a request without the right bearer key exactly as the
+/// customers' listener does when it carries the admin API.
+#[test]
+fn admin_listen_refuses_a_missing_or_wrong_key_as_the_main_listener_does() {
+    let (_split, admin) = admin_api_daemon(Some(otpd_testkit::paths::free_tcp_port()));
+    let (_joint, main) = admin_api_daemon(None);
+    let wrong = "Bearer wrong-key-0000000000".to_string();
+    let lower = format!("bearer {ADMIN_KEY}");
+    let basic = "Basic aWI6a2V5".to_string();
+    let user = br#"{"login_id":"taro","password":"login-pw-1"}"#;
+    for auth in [None, Some(&wrong), Some(&lower), Some(&basic)] {
+        let headers: Vec<(&str, &str)> = auth
+            .iter()
+            .map(|a| ("Authorization", a.as_str()))
+            .chain([("Content-Type", "application/json")])
+            .collect();
+        for (method, path, body) in [
+            ("GET", "/api/v1/admin/status", &b""[..]),
+            ("POST", "/api/v1/admin/users", &user[..]),
+            ("POST", "/api/v1/admin/users/taro/token/unlock", &b"{}"[..]),
+        ] {
+            let on_admin = refusal_of(&request(admin, method, path, &headers, body));
+            let on_main = refusal_of(&request(main, method, path, &headers, body));
+            assert_eq!(on_admin, on_main, "{method} {path} with {auth:?}");
+            assert_eq!(
+                on_admin,
+                (401, "unauthorized".into(), Some("Bearer".into())),
+                "{method} {path} with {auth:?}"
+            );
+        }
+    }
+    let bearer = format!("Bearer {ADMIN_KEY}");
+    let ok = request(
+        admin,
+        "GET",
+        "/api/v1/admin/status",
+        &[("Authorization", &bearer)],
+        b"",
+    );
+    assert_eq!(
+        ok.status,
+        200,
+        "the right key still opens it: {}",
+        ok.text()
+    );
+}
+
+/// The admin listener bounds request bodies as the customers' listener does (413
+/// `payload_too_large`, before the key is even looked at), and goes on serving.
+#[test]
+fn admin_listen_refuses_an_oversized_body_and_goes_on_serving() {
+    let (_split, admin) = admin_api_daemon(Some(otpd_testkit::paths::free_tcp_port()));
+    let (_joint, main) = admin_api_daemon(None);
+    let bearer = format!("Bearer {ADMIN_KEY}");
+    let big = format!(
+        "{{\"login_id\":\"taro\",\"password\":\"{}\"}}",
+        "p".repeat(4 * 16 * 1024)
+    );
+    for auth in [&bearer, &"Bearer wrong-key-0000000000".to_string()] {
+        let headers = [
+            ("Authorization", auth.as_str()),
+            ("Content-Type", "application/json"),
+        ];
+        let path = "/api/v1/admin/users";
+        let on_admin = request(admin, "POST", path, &headers, big.as_bytes());
+        let on_main = request(main, "POST", path, &headers, big.as_bytes());
+        assert_eq!(refusal_of(&on_admin), refusal_of(&on_main), "{auth}");
+        assert_eq!(on_admin.status, 413, "{}", on_admin.text());
+        assert_eq!(on_admin.json()["error"], "payload_too_large");
+    }
+    assert_eq!(request(admin, "GET", "/healthz", &[], b"").status, 200);
+    let status = request(
+        admin,
+        "GET",
+        "/api/v1/admin/status",
+        &[("Authorization", &bearer)],
+        b"",
+    );
+    assert_eq!(status.status, 200, "{}", status.text());
+}
