@@ -926,3 +926,47 @@ fn admin_listen_refuses_an_oversized_body_and_goes_on_serving() {
     );
     assert_eq!(status.status, 200, "{}", status.text());
 }
+
+/// A mail queued by a release that sealed the outbox under the AAD `outbox` (the same as a
+/// user named `outbox`) still goes out after the upgrade to `"\0outbox"`, and leaves the
+/// outbox: nothing a customer asked for is lost to the change of AAD.
+#[test]
+fn mail_sealed_by_an_older_release_is_still_delivered() {
+    use otpd_core::store::{open_key, SledStore, Store as _};
+    use otpd_testkit::smtp::SmtpSink;
+
+    let mut d = Otpd::builder().smtp().start();
+    d.stop_clean();
+    let job = json!({
+        "to": "legacy@example.invalid",
+        "login_id": "taro",
+        "code": "LEGACYCODE0123456789",
+        "link_expires_at": otpd_testkit::oath::now() + 3600,
+        "queued_at": otpd_testkit::oath::now() - 60,
+    });
+    {
+        let store = SledStore::open(&d.path("data")).expect("the stopped daemon's store");
+        let (sealer, _) = open_key(&d.path("master.key"), &*store).expect("the store's key");
+        let plain = serde_json::to_vec(&job).expect("job json");
+        let sealed = sealer.seal("outbox", &plain);
+        // What the older release wrote does not open under today's AAD: only the
+        // fallback can read it.
+        assert!(sealer.open("\u{0}outbox", &sealed).is_err());
+        let raw = serde_json::to_vec(&sealed).expect("sealed json");
+        store.outbox_push(&raw).expect("queued the old way");
+        store.wait_durable().expect("durable");
+    }
+    let sink = SmtpSink::start(d.smtp_port(), &d.path("relay"));
+    d.launch();
+    let mail = sink.wait_for("legacy@example.invalid", Duration::from_secs(20));
+    assert!(mail.body.contains("LEGACYCODE0123456789"), "{}", mail.body);
+    wait_until("the outbox is empty", Duration::from_secs(20), || {
+        let status: serde_json::Value =
+            serde_json::from_str(&d.ctl_ok(&["--json", "status"], "")).expect("status json");
+        (status["mail_queued"].as_u64() == Some(0)).then_some(())
+    });
+    assert!(
+        !d.stderr().contains("LEGACYCODE0123456789"),
+        "the link code never reaches the log"
+    );
+}
