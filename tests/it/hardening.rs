@@ -961,9 +961,7 @@ fn mail_sealed_by_an_older_release_is_still_delivered() {
     let mail = sink.wait_for("legacy@example.invalid", Duration::from_secs(20));
     assert!(mail.body.contains("LEGACYCODE0123456789"), "{}", mail.body);
     wait_until("the outbox is empty", Duration::from_secs(20), || {
-        let status: serde_json::Value =
-            serde_json::from_str(&d.ctl_ok(&["--json", "status"], "")).expect("status json");
-        (status["mail_queued"].as_u64() == Some(0)).then_some(())
+        (d.admin_ok(json!({"op": "status"}))["mail_queued"] == 0).then_some(())
     });
     assert!(
         !d.stderr().contains("LEGACYCODE0123456789"),
