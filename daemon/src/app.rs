@@ -157,6 +157,7 @@ pub async fn wait_for(mut rx: watch::Receiver<bool>) {
 pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     let Loaded { config, warnings } = loaded;
     let log = Arc::new(Logger::new(&config.log));
+    crate::log::install(log.clone());
     for w in &warnings {
         log.warn(w);
     }
@@ -414,7 +415,20 @@ fn radius_log(log: Arc<Logger>) -> Arc<dyn RadiusLog> {
                     reason: reason.unwrap_or("none"),
                 })
                 .inc();
-            log.info_args(format_args!("audit {e}"))
+            let user = match e {
+                RadiusEvent::Decision { user, .. } => String::from_utf8_lossy(user),
+                _ => std::borrow::Cow::Borrowed(""),
+            };
+            log.audit_args(
+                format_args!("{e}"),
+                &[
+                    ("event", "radius"),
+                    ("outcome", outcome.as_str()),
+                    ("user", &user),
+                    ("client", client),
+                    ("reason", reason.unwrap_or("")),
+                ],
+            )
         }
         (_, Severity::Debug) => log.debug(&e.to_string()),
         (_, Severity::Info) => log.info(&e.to_string()),

@@ -75,6 +75,7 @@ pub struct Metrics {
     pub commit_batch: Histogram,
     pub commit_seconds: Histogram,
     pub store_errors: Counter,
+    pub log_dropped: Counter,
     pub outbox_messages: Gauge,
     pub outbox_oldest_age: Gauge,
     pub samples: Counter,
@@ -130,6 +131,12 @@ impl Metrics {
                 r,
                 "store_errors",
                 "Group commits the disk refused",
+                Counter::default(),
+            ),
+            log_dropped: series(
+                r,
+                "log_dropped",
+                "Audit lines dropped because the syslog queue was full",
                 Counter::default(),
             ),
             outbox_messages: series(

@@ -19,6 +19,11 @@ fn is_local_host(host: &str) -> bool {
 impl Config {
     /// Pushes every problem and warning the values show by themselves; reads nothing.
     pub fn check(&self, problems: &mut Vec<String>, warnings: &mut Vec<String>) {
+        if let Some(server) = &self.log.syslog_server {
+            if let Err(e) = crate::log::SyslogTarget::server(server) {
+                problems.push(e);
+            }
+        }
         self.core.check(problems, warnings);
         self.check_radius(problems, warnings);
         self.check_http(problems, warnings);

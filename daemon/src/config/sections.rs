@@ -330,16 +330,45 @@ fn default_sample_seconds() -> u64 {
 #[serde(default)]
 pub struct LogSection {
     pub level: Level,
+    /// `text` (stderr), `journal` (the journal's native socket), `json` (stderr).
+    pub format: crate::log::Format,
+    /// Where `format = "journal"` writes (extension: tests point it at a journal namespace).
+    pub journal_socket: PathBuf,
     pub syslog: bool,
     pub syslog_socket: PathBuf,
+    /// `udp://HOST:PORT` or `tcp://HOST:PORT`: audit lines to this collector (RFC 5424)
+    /// instead of `syslog_socket` (extension).
+    pub syslog_server: Option<String>,
 }
 
 impl Default for LogSection {
     fn default() -> Self {
         LogSection {
             level: Level::Info,
+            format: crate::log::Format::Text,
+            journal_socket: "/run/systemd/journal/socket".into(),
             syslog: true,
             syslog_socket: "/dev/log".into(),
+            syslog_server: None,
+        }
+    }
+}
+
+impl LogSection {
+    /// What the logger is built from; an unusable `syslog_server` falls back to the local
+    /// socket here, and `--check-config` refuses it (check.rs).
+    pub fn settings(&self) -> crate::log::Settings {
+        let syslog = self.syslog.then(|| {
+            self.syslog_server
+                .as_deref()
+                .and_then(|s| crate::log::SyslogTarget::server(s).ok())
+                .unwrap_or_else(|| crate::log::SyslogTarget::Local(self.syslog_socket.clone()))
+        });
+        crate::log::Settings {
+            level: self.level,
+            format: self.format,
+            journal_socket: self.journal_socket.clone(),
+            syslog,
         }
     }
 }

@@ -5,12 +5,14 @@ use std::io::Write as _;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 
-use super::{pid, Level, Record};
+use super::{pid, Record};
 
 pub(super) enum Output {
     /// `journal_stream`: stderr is connected to the journal (`JOURNAL_STREAM`), so each line
     /// starts with its priority as `<N>` (sd-daemon(3)) and the journal adds name and pid.
-    Text { journal_stream: bool },
+    Text {
+        journal_stream: bool,
+    },
     Json,
     Journal(UnixDatagram),
 }
@@ -36,7 +38,9 @@ impl Output {
 
     pub(super) fn write(&self, r: &Record<'_>) {
         match self {
-            Output::Text { journal_stream } => write_stderr(text_line(r, *journal_stream).as_bytes()),
+            Output::Text { journal_stream } => {
+                write_stderr(text_line(r, *journal_stream).as_bytes())
+            }
             Output::Json => write_stderr(json_line(r).as_bytes()),
             Output::Journal(socket) => {
                 let fields = journal_fields(r);
@@ -210,6 +214,7 @@ pub(super) fn write_stderr(mut bytes: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::log::Level;
 
     fn audit<'a>(fields: &'a [(&'a str, &'a str)]) -> Record<'a> {
         Record {
@@ -222,13 +227,20 @@ mod tests {
 
     #[test]
     fn the_journal_gets_the_audit_line_and_its_fields() {
-        let fields = [("event", "radius"), ("user", "taro"), ("typed_user", "a\nb")];
+        let fields = [
+            ("event", "radius"),
+            ("user", "taro"),
+            ("typed_user", "a\nb"),
+        ];
         let d = journal_fields(&audit(&fields));
         let text = String::from_utf8_lossy(&d);
         assert!(text.starts_with("MESSAGE=audit radius accept user=\"taro\" client=\"gw\"\n"));
         assert!(text.contains("\nPRIORITY=6\n"), "{text}");
         assert!(text.contains("\nSYSLOG_FACILITY=10\n"), "{text}");
-        assert!(text.contains("\nOTPD_EVENT=radius\nOTPD_USER=taro\n"), "{text}");
+        assert!(
+            text.contains("\nOTPD_EVENT=radius\nOTPD_USER=taro\n"),
+            "{text}"
+        );
         // A value with a newline is written with its length, not as KEY=value.
         let mut framed = b"OTPD_TYPED_USER\n".to_vec();
         framed.extend_from_slice(&3u64.to_le_bytes());
@@ -242,7 +254,10 @@ mod tests {
         let line = json_line(&audit(&fields));
         assert!(line.ends_with('\n') && !line.trim_end().contains('\n'));
         let v: serde_json::Value = serde_json::from_str(&line).expect("json");
-        assert_eq!(v["message"], "audit radius accept user=\"taro\" client=\"gw\"");
+        assert_eq!(
+            v["message"],
+            "audit radius accept user=\"taro\" client=\"gw\""
+        );
         assert_eq!(v["level"], "info");
         assert_eq!(v["audit"]["user"], "ta\"ro");
         assert!(v["time"].as_str().is_some_and(|t| t.ends_with('Z')));

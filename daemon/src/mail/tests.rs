@@ -169,7 +169,7 @@ fn attempts(f: &Fixture) -> u32 {
     queued[0].1.as_ref().expect("opens").attempts
 }
 
-/// The lines the mailer logs, read off a syslog socket the test binds: what the mailer
+/// The lines the mailer logs, read off a journal socket the test binds: what the mailer
 /// logs after recording a failed attempt tells that it is going to sleep.
 struct LogLines {
     socket: std::os::unix::net::UnixDatagram,
@@ -187,10 +187,13 @@ impl LogLines {
     }
 
     fn logger(dir: &std::path::Path) -> Logger {
+        // Every line (the mailer's warnings too) as journal datagrams to the test's socket.
         Logger::new(&crate::config::LogSection {
             level: crate::log::Level::Warn,
-            syslog: true,
-            syslog_socket: dir.join("log.sock"),
+            format: crate::log::Format::Journal,
+            journal_socket: dir.join("log.sock"),
+            syslog: false,
+            ..Default::default()
         })
     }
 
