@@ -10,6 +10,7 @@ mod floods;
 mod guides;
 mod hardening;
 mod hashcost;
+mod logging;
 mod monitoring;
 mod pam;
 mod pamtester;
