@@ -214,3 +214,28 @@ fn a_syslog_collector_that_goes_away_gets_lines_again_when_it_is_back() {
         "{again}"
     );
 }
+
+#[test]
+fn a_librarys_own_warning_reaches_the_log() {
+    let mut d = Otpd::start("[log]\nformat = \"json\"\nsyslog = false");
+    d.stop();
+    // sled warns (through the `log` crate) when its settings file is empty, and then
+    // rewrites it; before otpd installed a logger this line was lost.
+    std::fs::write(d.path("data/store/conf"), b"").expect("truncate sled's conf");
+    d.launch();
+    let line = wait_until("sled's warning", Duration::from_secs(10), || {
+        d.stderr()
+            .lines()
+            .find(|l| l.contains("empty/corrupt configuration file"))
+            .map(str::to_string)
+    });
+    let v: serde_json::Value = serde_json::from_str(&line).expect("one JSON object a line");
+    assert_eq!(v["level"], "warn", "{line}");
+    assert!(
+        v["target"].as_str().is_some_and(|t| t.starts_with("sled")),
+        "{line}"
+    );
+    // The store opened as before and serves.
+    d.ctl_ok(&["user", "add", "taro", "--password-stdin"], "login-pw\n");
+    reject(&d, 1);
+}
