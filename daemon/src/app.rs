@@ -400,10 +400,13 @@ fn radius_log(log: Arc<Logger>) -> Arc<dyn RadiusLog> {
     Arc::new(move |e: &RadiusEvent| match (e, e.severity()) {
         (
             RadiusEvent::Decision {
+                user,
                 client,
+                src,
+                nas_identifier,
+                input,
                 outcome,
                 reason,
-                ..
             },
             _,
         ) => {
@@ -415,10 +418,8 @@ fn radius_log(log: Arc<Logger>) -> Arc<dyn RadiusLog> {
                     reason: reason.unwrap_or("none"),
                 })
                 .inc();
-            let user = match e {
-                RadiusEvent::Decision { user, .. } => String::from_utf8_lossy(user),
-                _ => std::borrow::Cow::Borrowed(""),
-            };
+            let user = String::from_utf8_lossy(user);
+            let src = src.to_string();
             log.audit_args(
                 format_args!("{e}"),
                 &[
@@ -426,6 +427,9 @@ fn radius_log(log: Arc<Logger>) -> Arc<dyn RadiusLog> {
                     ("outcome", outcome.as_str()),
                     ("user", &user),
                     ("client", client),
+                    ("src", &src),
+                    ("input", input.as_str()),
+                    ("nas", nas_identifier.as_deref().unwrap_or("")),
                     ("reason", reason.unwrap_or("")),
                 ],
             )

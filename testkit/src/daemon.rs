@@ -179,6 +179,7 @@ impl Builder {
             startup: None,
             child: None,
             clock_offset: self.clock_offset,
+            journal_stream: false,
         })
     }
 
@@ -253,6 +254,9 @@ pub struct Otpd {
     child: Option<Child>,
     /// Seconds the daemon's wall clock runs ahead (libfaketime), if any.
     clock_offset: Option<i64>,
+    /// Start with `JOURNAL_STREAM` naming the log file, as systemd does when stderr is the
+    /// journal (set between [`Builder::unstarted`] and [`Otpd::launch`]).
+    pub journal_stream: bool,
 }
 
 impl Otpd {
@@ -298,6 +302,11 @@ impl Otpd {
             .open(&self.stderr_log)
             .map_err(|e| format!("{}: {e}", self.stderr_log.display()))?;
         let out = log.try_clone().map_err(|e| format!("log: {e}"))?;
+        let stream = {
+            use std::os::unix::fs::MetadataExt as _;
+            let m = log.metadata().map_err(|e| format!("log: {e}"))?;
+            format!("{}:{}", m.dev(), m.ino())
+        };
         let mut cmd = Command::new(self.bin("otpd"));
         cmd.arg("--config")
             .arg(&self.config)
@@ -306,6 +315,9 @@ impl Otpd {
             .stderr(log);
         if let Some(secs) = self.clock_offset {
             with_clock_offset(&mut cmd, secs);
+        }
+        if self.journal_stream {
+            cmd.env("JOURNAL_STREAM", stream);
         }
         Ok(cmd)
     }

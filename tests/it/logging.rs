@@ -107,6 +107,13 @@ fn the_journal_gets_each_audit_event_once_with_its_fields() {
         "{audit}"
     );
     assert!(audit["OTPD_CLIENT"].as_str().is_some(), "{audit}");
+    assert!(
+        audit["OTPD_SRC"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("127.0.0.1:")),
+        "{audit}"
+    );
+    assert_eq!(audit["OTPD_INPUT"], "password");
     // No second copy: nothing of it on stderr, and the local syslog is not tried at all.
     let stderr = d.stderr();
     assert!(!stderr.contains("audit radius"), "{stderr}");
@@ -238,4 +245,52 @@ fn a_librarys_own_warning_reaches_the_log() {
     // The store opened as before and serves.
     d.ctl_ok(&["user", "add", "taro", "--password-stdin"], "login-pw\n");
     reject(&d, 1);
+}
+
+#[test]
+fn text_on_the_journals_stderr_has_priorities_and_audit_goes_to_syslog_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dev_log = dir.path().join("log");
+    let syslog = std::os::unix::net::UnixDatagram::bind(&dev_log).expect("a /dev/log of our own");
+    syslog
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut d = Otpd::builder()
+        .config(&format!(
+            "[log]\nsyslog = true\nsyslog_socket = \"{}\"",
+            dev_log.display()
+        ))
+        .unstarted();
+    d.journal_stream = true;
+    d.launch();
+    d.ctl_ok(&["user", "add", "taro", "--password-stdin"], "login-pw\n");
+    reject(&d, 1);
+    let mut buf = [0u8; 2048];
+    let line = loop {
+        let n = syslog.recv(&mut buf).expect("an audit line on the syslog socket");
+        let line = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if line.contains("audit radius") {
+            break line;
+        }
+    };
+    // authpriv.info, RFC 3164 as journald and rsyslog parse it on /dev/log.
+    assert!(line.starts_with("<86>"), "{line}");
+    assert!(
+        line.contains(" otpd[") && line.contains("]: audit radius reject user=\"taro\""),
+        "{line}"
+    );
+    // stderr is the journal: each line starts with its priority, and the audit line is not
+    // there a second time.
+    let stderr = wait_until("otpd's start line", Duration::from_secs(10), || {
+        let s = d.stderr();
+        (!s.is_empty()).then_some(s)
+    });
+    for l in stderr.lines() {
+        let p = l.strip_prefix('<').and_then(|r| r.split_once('>'));
+        assert!(
+            p.is_some_and(|(n, _)| n.parse::<u8>().is_ok_and(|n| n <= 7)),
+            "no priority prefix: {l}"
+        );
+    }
+    assert!(!stderr.contains("audit radius"), "{stderr}");
 }

@@ -151,9 +151,12 @@ impl Logger {
             Some(t) if t.is_local() && out.is_journal() => None,
             Some(t) if t.is_local() && local_journal && s.format == Format::Json => None,
             Some(t) => {
-                if t.is_local() && local_journal {
-                    // Text on the journal's stderr: syslog's copy keeps authpriv.
-                    audit_to_out = false;
+                if let SyslogTarget::Local(path) = t {
+                    if local_journal && path.exists() {
+                        // Text on the journal's stderr: syslog's copy keeps authpriv. Without
+                        // the socket, stderr stays the audit trail.
+                        audit_to_out = false;
+                    }
                 }
                 Some(syslog::Queue::start(t.clone()))
             }
