@@ -183,7 +183,11 @@ impl Logger {
         }
         if r.audit.is_some() {
             if let Some(q) = &self.syslog {
-                q.send(r);
+                // A line syslog had to drop is written by `out` after all, so the audit
+                // trail keeps it (without the authpriv facility, with the same text).
+                if !q.send(r) && !self.audit_to_out {
+                    self.out.write(r);
+                }
             }
         }
     }

@@ -84,13 +84,15 @@ impl Queue {
         }
     }
 
-    pub(super) fn send(&self, r: &Record<'_>) {
+    /// Queues the line; false when it was dropped (and counted) instead.
+    pub(super) fn send(&self, r: &Record<'_>) -> bool {
         let line = if self.rfc5424 { rfc5424(r) } else { rfc3164(r) };
         match self.tx.try_send(line) {
-            Ok(()) => {}
+            Ok(()) => true,
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
                 crate::metrics::get().log_dropped.inc();
+                false
             }
         }
     }
@@ -279,11 +281,10 @@ mod tests {
         // queue fills and every line beyond it is counted, none waited for.
         let dir = tempfile::tempdir().expect("tempdir");
         let q = Queue::start(SyslogTarget::Local(dir.path().join("absent")));
-        for _ in 0..QUEUE + 100 {
-            q.send(&audit());
-        }
+        let refused = (0..QUEUE + 100).filter(|_| !q.send(&audit())).count();
+        assert!(refused >= 99, "{refused}");
         assert!(
-            q.dropped.load(Ordering::Relaxed) >= 99,
+            q.dropped.load(Ordering::Relaxed) as usize == refused,
             "{}",
             q.dropped.load(Ordering::Relaxed)
         );
