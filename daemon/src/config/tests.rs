@@ -157,6 +157,44 @@ fn the_log_level_is_one_of_four() {
     );
 }
 
+#[test]
+fn the_log_format_and_syslog_server_are_checked() {
+    use crate::log::{Format, SyslogTarget};
+    let l = parse(
+        "service_id=\"B\"\n[log]\nformat = \"journal\"\nsyslog_server = \"tcp://siem.example:601\"\n",
+    )
+    .expect("valid");
+    let s = l.config.log.settings();
+    assert_eq!(s.format, Format::Journal);
+    assert_eq!(s.syslog, Some(SyslogTarget::Tcp("siem.example:601".into())));
+    assert_eq!(
+        parse("service_id=\"B\"\n")
+            .expect("valid")
+            .config
+            .log
+            .settings()
+            .syslog,
+        Some(SyslogTarget::Local("/dev/log".into()))
+    );
+    let e = parse("service_id=\"B\"\n[log]\nformat = \"xml\"\n").expect_err("refused");
+    assert!(e.iter().any(|p| p.contains("xml")), "{e:?}");
+    for (server, why) in [
+        ("siem.example:514", "udp://HOST:PORT or tcp://HOST:PORT"),
+        ("udp://siem.example", "the address needs a port"),
+        ("tls://siem.example:6514", "udp:// or tcp://"),
+    ] {
+        let e = parse(&format!(
+            "service_id=\"B\"\n[log]\nsyslog_server = \"{server}\"\n"
+        ))
+        .expect_err(server);
+        assert!(
+            e.iter()
+                .any(|p| p.contains("`log.syslog_server`") && p.contains(why)),
+            "{server}: {e:?}"
+        );
+    }
+}
+
 /// The client rules run once, at load: the short-secret warning is said once, and the
 /// RADIUS client table built from the loaded clients at start adds nothing to the log.
 #[tokio::test]
