@@ -5,7 +5,6 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
 use crate::lifecycle::Token;
-use crate::otp::OtpParams;
 use crate::password;
 use crate::{rfc3339, OpError, Service, UnixTime};
 
@@ -79,7 +78,7 @@ impl Service {
         let b32 = base32::encode(base32::Alphabet::Rfc4648 { padding: false }, &secret);
         let expires = token.expires_at().unwrap_or(now);
         Ok(SetupDone {
-            otpauth_uri: otpauth_uri(&self.service_id, &login_id, &b32, &self.otp),
+            otpauth_uri: self.otp.otpauth_uri(&secret, &self.service_id, &login_id),
             secret: b32,
             period: self.otp.period,
             digits: self.otp.digits,
@@ -129,32 +128,4 @@ fn link_usable(
         return Err(OpError::LinkExhausted);
     }
     Ok(())
-}
-
-/// Our own formatting, not totp-rs's `get_url()`: that one leaves out `algorithm=SHA1` and
-/// `digits=6` at their defaults and orders the parameters differently, while otpd's URI
-/// names every parameter (the API's documented form, asserted byte for byte in
-/// tests/it/web.rs). The issuer and account are percent-encoded alike (UTF-8, RFC 3986
-/// unreserved kept), so a Japanese issuer reads the same either way.
-fn otpauth_uri(issuer: &str, account: &str, secret_b32: &str, p: &OtpParams) -> String {
-    let i = pct(issuer);
-    format!(
-        "otpauth://totp/{i}:{}?secret={secret_b32}&issuer={i}&algorithm={}&digits={}&period={}",
-        pct(account),
-        p.algorithm.name(),
-        p.digits,
-        p.period
-    )
-}
-
-fn pct(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }

@@ -38,13 +38,32 @@ fn the_customer_guide_end_to_end() {
     let e = svc
         .setup(&job.code, "TEST-BANK", "taro", "act-pass", NOW)
         .expect("enroll");
+    // The URI is totp-rs's (parameters in its order, the format's defaults left out):
+    // checked part by part, and against the reply's own fields.
+    let (label, query) = e
+        .otpauth_uri
+        .strip_prefix("otpauth://totp/")
+        .and_then(|r| r.split_once('?'))
+        .unwrap_or_else(|| panic!("{}", e.otpauth_uri));
+    assert_eq!(label, "TEST-BANK:taro");
+    let params: Vec<(&str, &str)> = query
+        .split('&')
+        .map(|kv| kv.split_once('=').expect("key=value"))
+        .collect();
+    let get = |k: &str| params.iter().find(|(key, _)| *key == k).map(|(_, v)| *v);
+    assert_eq!(get("secret"), Some(e.secret.as_str()));
+    assert_eq!(get("issuer"), Some("TEST-BANK"));
+    assert_eq!(get("period"), Some("60"));
+    assert_eq!(get("digits").unwrap_or("6"), "6");
+    assert_eq!(get("algorithm").unwrap_or("SHA1"), "SHA1");
     assert!(
-        e.otpauth_uri
-            .starts_with("otpauth://totp/TEST-BANK:taro?secret="),
+        params
+            .iter()
+            .all(|(k, _)| ["secret", "issuer", "period", "digits", "algorithm"].contains(k)),
         "{}",
         e.otpauth_uri
     );
-    assert!(e.otpauth_uri.contains("&period=60") && e.otpauth_uri.contains("&digits=6"));
+    assert_eq!((e.period, e.digits, e.algorithm.as_str()), (60, 6, "SHA1"));
     assert_eq!(
         svc.setup(&job.code, "TEST-BANK", "taro", "act-pass", NOW),
         Err(OpError::LinkGone),
