@@ -3,7 +3,7 @@
 //! Response Authenticator and, when present, its Message-Authenticator. Written on the
 //! primitives rather than with the `radius` crate so the attribute order is ours.
 
-use radius_wire::{attr, code, Writer, HEADER_LEN};
+use radius_wire::{attr, ReplyError as WireError, RequestBuilder, HEADER_LEN};
 
 pub use radius_wire::code::{ACCESS_ACCEPT, ACCESS_CHALLENGE, ACCESS_REJECT, ACCESS_REQUEST};
 /// RFC 2865 §5.2: a hidden password is at most 128 bytes.
@@ -33,30 +33,18 @@ pub fn access_request(
     password: &[u8],
     nas_identifier: &str,
 ) -> Result<Request, BuildError> {
-    let hidden = radius_wire::hide_password(password, secret, &authenticator)
-        .map_err(|_| BuildError::PasswordTooLong)?;
-    let mut b = Writer::new(code::ACCESS_REQUEST, id, &authenticator);
-    // Message-Authenticator first, zeroed until the packet is complete (BlastRADIUS).
-    b.push_message_authenticator();
-    push_attr(&mut b, attr::USER_NAME, user_name.as_bytes())?;
-    b.push(attr::USER_PASSWORD, &hidden)
+    let mut b = RequestBuilder::access_request(id, &authenticator, secret);
+    b.push(attr::USER_NAME, user_name.as_bytes())
         .map_err(|_| BuildError::AttributeTooLong)?;
-    push_attr(&mut b, attr::NAS_IDENTIFIER, nas_identifier.as_bytes())?;
+    b.push_user_password(password)
+        .map_err(|_| BuildError::PasswordTooLong)?;
+    b.push(attr::NAS_IDENTIFIER, nas_identifier.as_bytes())
+        .map_err(|_| BuildError::AttributeTooLong)?;
     Ok(Request {
-        bytes: b
-            .finish_request(secret)
-            .map_err(|_| BuildError::AttributeTooLong)?,
+        bytes: b.finish().map_err(|_| BuildError::AttributeTooLong)?,
         id,
         authenticator,
     })
-}
-
-/// One attribute the bench sends: never empty, at most 253 octets.
-fn push_attr(b: &mut Writer, typ: u8, value: &[u8]) -> Result<(), BuildError> {
-    if value.is_empty() {
-        return Err(BuildError::AttributeTooLong);
-    }
-    b.push(typ, value).map_err(|_| BuildError::AttributeTooLong)
 }
 
 /// What a reply was, once it proved authentic.
@@ -81,35 +69,24 @@ pub enum ReplyError {
 /// Checks `reply` against the request it answers: identifier, length, Response
 /// Authenticator (RFC 2865 §3) and a Message-Authenticator if there is one (RFC 3579 §3.2).
 pub fn check_reply(secret: &[u8], request: &Request, reply: &[u8]) -> Result<Reply, ReplyError> {
-    if reply.len() < HEADER_LEN {
-        return Err(ReplyError::Malformed);
-    }
-    if reply[1] != request.id {
+    // Another identifier is a late answer, whatever else is wrong with it.
+    if reply.len() >= HEADER_LEN && reply[1] != request.id {
         return Err(ReplyError::NotOurs);
     }
-    let reply = radius_wire::packet(reply).map_err(|_| ReplyError::Malformed)?;
-    if !radius_wire::verify_response_authenticator(reply, &request.authenticator, secret) {
+    match radius_wire::verify_reply(&request.authenticator, secret, reply, request.id) {
+        Ok(r) => Ok(Reply {
+            code: r.code(),
+            message_authenticator: r.message_authenticator().is_some(),
+            message_authenticator_first: r.message_authenticator_first(),
+        }),
+        Err(WireError::IdentifierMismatch) => Err(ReplyError::NotOurs),
         // An answer to an earlier request with the same identifier fails here too.
-        return Err(ReplyError::BadResponseAuthenticator);
-    }
-    let attributes = radius_wire::parse_attributes(reply).map_err(|_| ReplyError::Malformed)?;
-    let ma_at =
-        radius_wire::find_message_authenticator(&attributes).map_err(|_| ReplyError::Malformed)?;
-    if let Some(m) = ma_at {
-        if !radius_wire::verify_reply_message_authenticator(
-            reply,
-            m,
-            &request.authenticator,
-            secret,
-        ) {
-            return Err(ReplyError::BadMessageAuthenticator);
+        Err(WireError::BadResponseAuthenticator) => Err(ReplyError::BadResponseAuthenticator),
+        Err(WireError::BadMessageAuthenticator) => Err(ReplyError::BadMessageAuthenticator),
+        Err(WireError::Malformed(_) | WireError::MissingMessageAuthenticator) => {
+            Err(ReplyError::Malformed)
         }
     }
-    Ok(Reply {
-        code: reply[0],
-        message_authenticator: ma_at.is_some(),
-        message_authenticator_first: ma_at == Some(HEADER_LEN + 2),
-    })
 }
 
 #[cfg(test)]
@@ -119,6 +96,7 @@ mod tests {
     use radius::core::packet::Packet;
     use radius::core::rfc2865;
     use radius_wire::attr::MESSAGE_AUTHENTICATOR;
+    use radius_wire::Writer;
     use radius_wire::{message_authenticator, HEADER_LEN as HEADER};
 
     const SECRET: &[u8] = b"bench-shared-secret";

@@ -5,7 +5,8 @@
 
 use std::fmt;
 
-use radius_wire::{attr, code, Writer, MAX_ATTR_VALUE, MAX_PASSWORD_LEN};
+pub use radius_wire::ReplyError as WireError;
+use radius_wire::{attr, code, RequestBuilder};
 
 /// What goes into one Access-Request.
 pub struct Request<'a> {
@@ -41,33 +42,12 @@ pub fn encode_request(
     authenticator: &[u8; 16],
     secret: &[u8],
 ) -> Result<Vec<u8>, EncodeError> {
-    let user = req.user.as_bytes();
-    if user.is_empty() || user.len() > MAX_ATTR_VALUE {
-        return Err(EncodeError::UserName);
-    }
-    if req.password.len() > MAX_PASSWORD_LEN {
-        return Err(EncodeError::PasswordTooLong);
-    }
-    if let Some(state) = req.state {
-        if state.is_empty() || state.len() > MAX_ATTR_VALUE {
-            return Err(EncodeError::State);
-        }
-    }
-    if let Some(nas) = req.nas_identifier {
-        if nas.is_empty() || nas.len() > MAX_ATTR_VALUE {
-            return Err(EncodeError::NasIdentifier);
-        }
-    }
-
-    let mut packet = Writer::new(code::ACCESS_REQUEST, id, authenticator);
-    packet.push_message_authenticator();
+    let mut packet = RequestBuilder::access_request(id, authenticator, secret);
     packet
-        .push(attr::USER_NAME, user)
+        .push(attr::USER_NAME, req.user.as_bytes())
         .map_err(|_| EncodeError::UserName)?;
-    let hidden = radius_wire::hide_password(req.password, secret, authenticator)
-        .map_err(|_| EncodeError::PasswordTooLong)?;
     packet
-        .push(attr::USER_PASSWORD, &hidden)
+        .push_user_password(req.password)
         .map_err(|_| EncodeError::PasswordTooLong)?;
     if let Some(nas) = req.nas_identifier {
         packet
@@ -79,10 +59,8 @@ pub fn encode_request(
             .push(attr::STATE, state)
             .map_err(|_| EncodeError::State)?;
     }
-    // All lengths were bounded above, so this stays far below 4096 octets.
-    packet
-        .finish_request(secret)
-        .map_err(|_| EncodeError::State)
+    // Every attribute is bounded, so this stays far below 4096 octets.
+    packet.finish().map_err(|_| EncodeError::State)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,69 +89,48 @@ pub struct Reply {
     pub state: Option<Vec<u8>>,
 }
 
+/// Why a reply is not believed: what `radius_wire` refuses, or a code the module does not
+/// expect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReplyError {
-    Malformed(&'static str),
+    Wire(WireError),
     UnexpectedCode(u8),
-    IdentifierMismatch,
-    BadResponseAuthenticator,
-    MissingMessageAuthenticator,
-    BadMessageAuthenticator,
 }
 
 impl fmt::Display for ReplyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Malformed(what) => write!(f, "malformed packet: {what}"),
+            Self::Wire(e) => e.fmt(f),
             Self::UnexpectedCode(code) => write!(f, "unexpected packet code {code}"),
-            Self::IdentifierMismatch => f.write_str("identifier does not match the request"),
-            Self::BadResponseAuthenticator => {
-                f.write_str("bad Response Authenticator (wrong shared secret?)")
-            }
-            Self::MissingMessageAuthenticator => f.write_str("no Message-Authenticator"),
-            Self::BadMessageAuthenticator => f.write_str("bad Message-Authenticator"),
         }
     }
 }
 
-impl From<radius_wire::Error> for ReplyError {
-    fn from(e: radius_wire::Error) -> Self {
-        Self::Malformed(e.message())
+impl From<WireError> for ReplyError {
+    fn from(e: WireError) -> Self {
+        Self::Wire(e)
     }
 }
 
-/// Parses and authenticates a reply to the request sent with `id` and `request_auth`.
+/// Parses and authenticates a reply to the request sent with `id` and `request_auth`: it
+/// must carry a valid Message-Authenticator and be an Accept, a Reject or a Challenge.
 pub fn verify_reply(
     datagram: &[u8],
     id: u8,
     request_auth: &[u8; 16],
     secret: &[u8],
 ) -> Result<Reply, ReplyError> {
-    // RFC 2865 §3: octets past the Length field are padding and are ignored.
-    let packet = radius_wire::packet(datagram)?;
-    let kind = match packet[0] {
+    let reply = radius_wire::verify_reply(request_auth, secret, datagram, id)?
+        .require_message_authenticator()?;
+    let kind = match reply.code() {
         code::ACCESS_ACCEPT => ReplyKind::Accept,
         code::ACCESS_REJECT => ReplyKind::Reject,
         code::ACCESS_CHALLENGE => ReplyKind::Challenge,
         other => return Err(ReplyError::UnexpectedCode(other)),
     };
-    if packet[1] != id {
-        return Err(ReplyError::IdentifierMismatch);
-    }
-
-    let attrs = radius_wire::parse_attributes(packet)?;
-    if !radius_wire::verify_response_authenticator(packet, request_auth, secret) {
-        return Err(ReplyError::BadResponseAuthenticator);
-    }
-    let ma_offset = radius_wire::find_message_authenticator(&attrs)?
-        .ok_or(ReplyError::MissingMessageAuthenticator)?;
-    if !radius_wire::verify_reply_message_authenticator(packet, ma_offset, request_auth, secret) {
-        return Err(ReplyError::BadMessageAuthenticator);
-    }
-
     let mut messages = Vec::new();
     let mut state = None;
-    for found in &attrs {
+    for found in reply.attributes() {
         match found.typ {
             attr::REPLY_MESSAGE => messages.push(printable(found.value)),
             attr::STATE if state.is_none() => state = Some(found.value.to_vec()),
@@ -199,7 +156,7 @@ fn printable(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use md5::{Digest, Md5};
-    use radius_wire::{message_authenticator, parse_attributes};
+    use radius_wire::{message_authenticator, parse_attributes, Writer};
 
     use super::*;
 
@@ -236,11 +193,11 @@ mod tests {
         // Response Authenticator check has passed.
         assert_eq!(
             verify_reply(&accept, 0, &rfc_authenticator(), RFC_SECRET),
-            Err(ReplyError::MissingMessageAuthenticator)
+            Err(ReplyError::Wire(WireError::MissingMessageAuthenticator))
         );
         assert_eq!(
             verify_reply(&accept, 0, &rfc_authenticator(), b"wrong"),
-            Err(ReplyError::BadResponseAuthenticator)
+            Err(ReplyError::Wire(WireError::BadResponseAuthenticator))
         );
     }
 
@@ -402,23 +359,23 @@ mod tests {
         assert!(verify_reply(&good, 5, &auth, b"sec").is_ok());
         assert_eq!(
             verify_reply(&good, 6, &auth, b"sec"),
-            Err(ReplyError::IdentifierMismatch)
+            Err(ReplyError::Wire(WireError::IdentifierMismatch))
         );
         assert_eq!(
             verify_reply(&good, 5, &[4; 16], b"sec"),
-            Err(ReplyError::BadResponseAuthenticator)
+            Err(ReplyError::Wire(WireError::BadResponseAuthenticator))
         );
         assert_eq!(
             verify_reply(&good, 5, &auth, b"other"),
-            Err(ReplyError::BadResponseAuthenticator)
+            Err(ReplyError::Wire(WireError::BadResponseAuthenticator))
         );
         assert!(matches!(
             verify_reply(&good[..19], 5, &auth, b"sec"),
-            Err(ReplyError::Malformed(_))
+            Err(ReplyError::Wire(WireError::Malformed(_)))
         ));
         assert!(matches!(
             verify_reply(&good[..good.len() - 1], 5, &auth, b"sec"),
-            Err(ReplyError::Malformed(_))
+            Err(ReplyError::Wire(WireError::Malformed(_)))
         ));
 
         // A correct Response Authenticator over a wrong Message-Authenticator.
@@ -427,7 +384,7 @@ mod tests {
         radius_wire::sign_response(&mut bad_ma, &auth, b"sec");
         assert_eq!(
             verify_reply(&bad_ma, 5, &auth, b"sec"),
-            Err(ReplyError::BadMessageAuthenticator)
+            Err(ReplyError::Wire(WireError::BadMessageAuthenticator))
         );
 
         let mut wrong_code = build_reply(code::ACCESS_REQUEST, 5, &auth, b"sec", &[]);
@@ -447,7 +404,7 @@ mod tests {
         wrong_code[n - 2] = 1;
         assert!(matches!(
             verify_reply(&wrong_code, 5, &auth, b"sec"),
-            Err(ReplyError::Malformed(_))
+            Err(ReplyError::Wire(WireError::Malformed(_)))
         ));
     }
 }

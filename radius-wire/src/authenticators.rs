@@ -52,7 +52,9 @@ pub fn verify_reply_message_authenticator(
     verify_ma(reply, offset, Some(request_authenticator), secret)
 }
 
-fn verify_ma(
+/// Checks the Message-Authenticator whose value starts at `offset`, with
+/// `header_authenticator` (if any) in the header's place, without copying the packet.
+pub(crate) fn verify_ma(
     packet: &[u8],
     offset: usize,
     header_authenticator: Option<&Authenticator>,
@@ -64,14 +66,26 @@ fn verify_ma(
     let Some(end) = value_end(packet.len(), offset) else {
         return false;
     };
-    let mut copy = packet.to_vec();
-    if let Some(authenticator) = header_authenticator {
-        copy[4..HEADER_LEN].copy_from_slice(authenticator);
-    }
-    copy[offset..end].fill(0);
-    message_authenticator(&copy, secret)
-        .ct_eq(&packet[offset..end])
-        .into()
+    let expected = if offset < HEADER_LEN {
+        // Not where an attribute can stand; computed over a copy as the RFC reads.
+        let mut copy = packet.to_vec();
+        if let Some(authenticator) = header_authenticator {
+            copy[4..HEADER_LEN].copy_from_slice(authenticator);
+        }
+        copy[offset..end].fill(0);
+        message_authenticator(&copy, secret)
+    } else {
+        let Ok(mut mac) = <HmacMd5 as Mac>::new_from_slice(secret) else {
+            return false;
+        };
+        mac.update(&packet[..4]);
+        mac.update(header_authenticator.map_or(&packet[4..HEADER_LEN], |a| &a[..]));
+        mac.update(&packet[HEADER_LEN..offset]);
+        mac.update(&[0u8; AUTHENTICATOR_LEN]);
+        mac.update(&packet[end..]);
+        mac.finalize().into_bytes().into()
+    };
+    expected.ct_eq(&packet[offset..end]).into()
 }
 
 fn value_end(len: usize, offset: usize) -> Option<usize> {

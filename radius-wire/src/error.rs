@@ -22,6 +22,8 @@ pub enum Error {
     MessageAuthenticatorLength,
     /// An attribute value longer than 253 octets.
     ValueTooLong,
+    /// An empty value where the attribute needs at least one octet.
+    EmptyValue,
     /// A User-Password longer than 128 octets.
     PasswordTooLong,
     /// A hidden User-Password that is not 16..=128 octets in 16-octet blocks.
@@ -42,6 +44,7 @@ impl Error {
             Self::DuplicateMessageAuthenticator => "more than one Message-Authenticator",
             Self::MessageAuthenticatorLength => "Message-Authenticator of wrong length",
             Self::ValueTooLong => "attribute value longer than 253 octets",
+            Self::EmptyValue => "empty attribute value",
             Self::PasswordTooLong => "User-Password longer than 128 octets",
             Self::HiddenPasswordLength => "User-Password length is not 16..=128 in 16-octet blocks",
             Self::PacketTooLong => "packet exceeds 4096 octets",

@@ -8,6 +8,7 @@
 
 mod attributes;
 mod authenticators;
+mod client;
 mod error;
 mod password;
 mod writer;
@@ -20,6 +21,7 @@ pub use authenticators::{
     verify_message_authenticator, verify_reply_message_authenticator,
     verify_response_authenticator,
 };
+pub use client::{verify_reply, Reply, ReplyError, RequestBuilder, FIRST_MESSAGE_AUTHENTICATOR};
 pub use error::Error;
 pub use password::{hide_blocks, hide_password, unhide_blocks, unhide_password};
 pub use writer::Writer;

@@ -276,6 +276,230 @@ fn lengths_beyond_radius_are_refused() {
     assert!(over.finish_reply(b"s").is_ok());
 }
 
+/// The request the client tests send: nemo / arctangent, id 0x2a, NAS-Identifier gw.
+fn built_request() -> Vec<u8> {
+    let mut b = RequestBuilder::access_request(0x2a, &auth(RFC_REQUEST_AUTH), RFC_SECRET);
+    b.push(attr::USER_NAME, b"nemo")
+        .and_then(|b| b.push_user_password(b"arctangent"))
+        .and_then(|b| b.push(attr::NAS_IDENTIFIER, b"gw"))
+        .expect("attributes");
+    b.finish().expect("written")
+}
+
+#[test]
+fn request_builder_puts_the_message_authenticator_first_and_hides_the_password() {
+    // The same octets as written attribute by attribute (the known answer above).
+    let a = auth(RFC_REQUEST_AUTH);
+    let mut b = RequestBuilder::access_request(0x2a, &a, RFC_SECRET);
+    b.push(attr::USER_NAME, b"nemo").expect("attribute");
+    b.push_user_password(b"arctangent").expect("password");
+    assert_eq!(b.size(), 0x3e);
+    let mut w = Writer::new(code::ACCESS_REQUEST, 0x2a, &a);
+    w.push_message_authenticator();
+    w.push(attr::USER_NAME, b"nemo").expect("attribute");
+    let hidden = hide_password(b"arctangent", RFC_SECRET, &a).expect("fits");
+    w.push(attr::USER_PASSWORD, &hidden).expect("attribute");
+    assert_eq!(b.finish(), w.finish_request(RFC_SECRET));
+
+    let request = built_request();
+    let attrs = parse_attributes(&request).expect("framed");
+    let kinds: Vec<u8> = attrs.iter().map(|a| a.typ).collect();
+    use attr::{MESSAGE_AUTHENTICATOR, NAS_IDENTIFIER, USER_NAME, USER_PASSWORD};
+    assert_eq!(
+        kinds,
+        [
+            MESSAGE_AUTHENTICATOR,
+            USER_NAME,
+            USER_PASSWORD,
+            NAS_IDENTIFIER
+        ]
+    );
+    assert!(verify_message_authenticator(
+        &request,
+        FIRST_MESSAGE_AUTHENTICATOR,
+        RFC_SECRET
+    ));
+    let plain = unhide_password(attrs[2].value, RFC_SECRET, &auth(RFC_REQUEST_AUTH));
+    assert_eq!(&plain.expect("unhidden")[..], b"arctangent");
+}
+
+#[test]
+fn request_builder_hides_as_hide_password_and_refuses_what_radius_cannot_carry() {
+    let a = [7u8; 16];
+    for len in [0, 1, 15, 16, 17, 127, 128] {
+        let password = vec![b'p'; len];
+        let mut b = RequestBuilder::access_request(1, &a, b"s3cret");
+        b.push_user_password(&password).expect("fits");
+        let request = b.finish().expect("written");
+        let attrs = parse_attributes(&request).expect("framed");
+        let hidden = hide_password(&password, b"s3cret", &a).expect("fits");
+        assert_eq!(attrs[1].value, &hidden[..], "password of {len} octets");
+    }
+    let mut b = RequestBuilder::new(code::STATUS_SERVER, 9, &a, b"s");
+    assert_eq!(
+        b.push_user_password(&[b'x'; 129]).err(),
+        Some(Error::PasswordTooLong)
+    );
+    assert_eq!(b.push(attr::USER_NAME, b"").err(), Some(Error::EmptyValue));
+    assert_eq!(
+        b.push(attr::USER_NAME, &[b'x'; 254]).err(),
+        Some(Error::ValueTooLong)
+    );
+    // Nothing refused was written: only the Message-Authenticator is there.
+    assert_eq!(b.size(), HEADER_LEN + MESSAGE_AUTHENTICATOR_ATTR_LEN);
+    let status = b.finish().expect("written");
+    assert_eq!(status[0], code::STATUS_SERVER);
+    let mut big = RequestBuilder::new(code::STATUS_SERVER, 9, &a, b"s");
+    while big.size() <= MAX_PACKET_LEN {
+        big.push(attr::REPLY_MESSAGE, &[b'x'; 253]).expect("fits");
+    }
+    assert_eq!(big.finish(), Err(Error::PacketTooLong));
+}
+
+/// A reply to [`built_request`] as a correct server writes it.
+fn reply_to_built_request(code: u8, with_ma: bool) -> Vec<u8> {
+    let mut w = Writer::new(code, 0x2a, &auth(RFC_REQUEST_AUTH));
+    if with_ma {
+        w.push_message_authenticator();
+    }
+    w.push(attr::REPLY_MESSAGE, b"Welcome").expect("attribute");
+    w.push(attr::STATE, b"st").expect("attribute");
+    w.finish_reply(RFC_SECRET).expect("written")
+}
+
+fn check(reply: &[u8], id: u8) -> Result<Reply<'_>, ReplyError> {
+    verify_reply(&auth(RFC_REQUEST_AUTH), RFC_SECRET, reply, id)
+}
+
+#[test]
+fn verify_reply_accepts_a_good_reply_and_shows_it() {
+    let good = reply_to_built_request(code::ACCESS_CHALLENGE, true);
+    let mut padded = good.clone();
+    padded.extend_from_slice(&[0; 5]);
+    for datagram in [&good, &padded] {
+        let reply = check(datagram, 0x2a).expect("verified");
+        assert_eq!(reply.code(), code::ACCESS_CHALLENGE);
+        assert_eq!(reply.packet(), &good[..]);
+        assert_eq!(reply.message_authenticator(), Some(22));
+        assert!(reply.message_authenticator_first());
+        assert_eq!(reply.get(attr::STATE), Some(&b"st"[..]));
+        assert_eq!(reply.get(attr::USER_NAME), None);
+        let kinds: Vec<u8> = reply.attributes().map(|a| a.typ).collect();
+        assert_eq!(
+            kinds,
+            [
+                attr::MESSAGE_AUTHENTICATOR,
+                attr::REPLY_MESSAGE,
+                attr::STATE
+            ]
+        );
+        assert_eq!(reply.require_message_authenticator(), Ok(reply));
+    }
+    // The radclient-tested Access-Accept, and a reply without a Message-Authenticator.
+    let request = hex(RADCLIENT_REQUEST);
+    let accept = hex(RADCLIENT_ACCEPT);
+    let reply = verify_reply(
+        &authenticator(&request).expect("header"),
+        RFC_SECRET,
+        &accept,
+        0x91,
+    );
+    assert_eq!(
+        reply.map(|r| r.get(attr::REPLY_MESSAGE)),
+        Ok(Some(&b"Welcome"[..]))
+    );
+    let plain = reply_to_built_request(code::ACCESS_REJECT, false);
+    let reply = check(&plain, 0x2a).expect("verified");
+    assert_eq!(reply.message_authenticator(), None);
+    assert!(!reply.message_authenticator_first());
+    assert_eq!(
+        reply.require_message_authenticator(),
+        Err(ReplyError::MissingMessageAuthenticator)
+    );
+}
+
+#[test]
+fn verify_reply_refuses_a_bad_message_authenticator() {
+    let mut reply = reply_to_built_request(code::ACCESS_ACCEPT, true);
+    reply[FIRST_MESSAGE_AUTHENTICATOR + 3] ^= 0x10;
+    // The Response Authenticator over the changed octets is right: only the MA is wrong.
+    sign_response(&mut reply, &auth(RFC_REQUEST_AUTH), RFC_SECRET);
+    assert_eq!(
+        check(&reply, 0x2a),
+        Err(ReplyError::BadMessageAuthenticator)
+    );
+}
+
+#[test]
+fn verify_reply_refuses_a_bad_response_authenticator() {
+    let good = reply_to_built_request(code::ACCESS_ACCEPT, true);
+    let mut reply = good.clone();
+    reply[7] ^= 0x01;
+    assert_eq!(
+        check(&reply, 0x2a),
+        Err(ReplyError::BadResponseAuthenticator)
+    );
+    assert_eq!(
+        verify_reply(&auth(RFC_REQUEST_AUTH), b"xyzzy5462", &good, 0x2a),
+        Err(ReplyError::BadResponseAuthenticator)
+    );
+    // An answer to another request (another Request Authenticator), same identifier.
+    assert_eq!(
+        verify_reply(&[0; 16], RFC_SECRET, &good, 0x2a),
+        Err(ReplyError::BadResponseAuthenticator)
+    );
+}
+
+#[test]
+fn verify_reply_refuses_a_wrong_identifier() {
+    let reply = reply_to_built_request(code::ACCESS_ACCEPT, true);
+    assert_eq!(check(&reply, 0x2b), Err(ReplyError::IdentifierMismatch));
+}
+
+#[test]
+fn verify_reply_refuses_a_truncated_packet() {
+    let reply = reply_to_built_request(code::ACCESS_ACCEPT, true);
+    assert_eq!(
+        check(&reply[..reply.len() - 1], 0x2a),
+        Err(ReplyError::Malformed(Error::LengthBeyondDatagram))
+    );
+    assert_eq!(
+        check(&reply[..HEADER_LEN - 1], 0x2a),
+        Err(ReplyError::Malformed(Error::ShortHeader))
+    );
+}
+
+#[test]
+fn verify_reply_refuses_framing_at_once_and_ma_faults_after_the_signature() {
+    // An attribute length of 1: refused as framing, whatever the authenticators say.
+    let mut framing = reply_to_built_request(code::ACCESS_ACCEPT, true);
+    let n = framing.len();
+    framing[n - 3] = 1;
+    assert_eq!(
+        check(&framing, 0x2a),
+        Err(ReplyError::Malformed(Error::AttributeLength))
+    );
+    // Two Message-Authenticators: refused as malformed once the Response Authenticator
+    // passes, as a forgery before.
+    let mut w = Writer::new(code::ACCESS_ACCEPT, 0x2a, &auth(RFC_REQUEST_AUTH));
+    w.push_message_authenticator();
+    w.push(attr::MESSAGE_AUTHENTICATOR, &[0; 16])
+        .expect("attribute");
+    let twice = w.finish_reply(RFC_SECRET).expect("written");
+    assert_eq!(
+        check(&twice, 0x2a),
+        Err(ReplyError::Malformed(Error::DuplicateMessageAuthenticator))
+    );
+    assert_eq!(
+        verify_reply(&auth(RFC_REQUEST_AUTH), b"other", &twice, 0x2a),
+        Err(ReplyError::BadResponseAuthenticator)
+    );
+    assert_eq!(
+        ReplyError::Malformed(Error::ShortHeader).to_string(),
+        "malformed packet: short header"
+    );
+}
+
 fn rfc_authenticator() -> Authenticator {
     auth(RFC_REQUEST_AUTH)
 }

@@ -3,7 +3,7 @@
 
 use crate::{
     attr, push_attr, set_length, sign_message_authenticator, sign_response, Authenticator, Error,
-    AUTHENTICATOR_LEN, HEADER_LEN,
+    AUTHENTICATOR_LEN, HEADER_LEN, MAX_ATTR_VALUE,
 };
 
 /// A packet being written. Its header holds the Request Authenticator until the end: a
@@ -44,6 +44,32 @@ impl Writer {
     /// Adds one attribute; refuses a value longer than 253 octets.
     pub fn push(&mut self, typ: u8, value: &[u8]) -> Result<(), Error> {
         push_attr(&mut self.bytes, typ, value)
+    }
+
+    /// Adds an attribute of `len` octets (at most 253) that `fill` writes into a zeroed
+    /// value; returns the value. The room is reserved first, so the buffer is not moved
+    /// (and a copy of what `fill` wrote left behind) while the value is written.
+    pub(crate) fn push_with(
+        &mut self,
+        typ: u8,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<&mut [u8], Error> {
+        if len > MAX_ATTR_VALUE {
+            return Err(Error::ValueTooLong);
+        }
+        self.bytes.reserve(len + 2);
+        self.bytes.extend_from_slice(&[typ, (len + 2) as u8]);
+        let start = self.bytes.len();
+        self.bytes.resize(start + len, 0);
+        let value = &mut self.bytes[start..];
+        fill(value);
+        Ok(value)
+    }
+
+    /// The Request Authenticator the packet was started with.
+    pub(crate) fn authenticator(&self) -> &Authenticator {
+        &self.authenticator
     }
 
     /// Octets written so far, the header included.
