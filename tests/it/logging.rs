@@ -267,7 +267,9 @@ fn text_on_the_journals_stderr_has_priorities_and_audit_goes_to_syslog_alone() {
     reject(&d, 1);
     let mut buf = [0u8; 2048];
     let line = loop {
-        let n = syslog.recv(&mut buf).expect("an audit line on the syslog socket");
+        let n = syslog
+            .recv(&mut buf)
+            .expect("an audit line on the syslog socket");
         let line = String::from_utf8_lossy(&buf[..n]).into_owned();
         if line.contains("audit radius") {
             break line;

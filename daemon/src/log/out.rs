@@ -63,15 +63,13 @@ pub(super) fn stderr_is_journal() -> bool {
     let Some((dev, ino)) = value.to_str().and_then(|v| v.split_once(':')) else {
         return false;
     };
-    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: fstat writes a whole `stat` into the buffer when it returns 0.
-    if unsafe { libc::fstat(2, st.as_mut_ptr()) } != 0 {
+    // The stream itself, not where a path would lead: /proc's link of fd 2 stats as
+    // the open file or socket.
+    let Ok(st) = std::fs::metadata("/proc/self/fd/2") else {
         return false;
-    }
-    // SAFETY: fstat returned 0, so the buffer is initialised.
-    let st = unsafe { st.assume_init() };
-    dev.parse::<u64>().ok() == Some(st.st_dev as u64)
-        && ino.parse::<u64>().ok() == Some(st.st_ino as u64)
+    };
+    use std::os::unix::fs::MetadataExt as _;
+    dev.parse::<u64>().ok() == Some(st.dev()) && ino.parse::<u64>().ok() == Some(st.ino())
 }
 
 /// `otpd[PID]: LEVEL: [TARGET: ]MESSAGE`, or `<N>[TARGET: ]MESSAGE` on the journal's stream.
