@@ -233,42 +233,13 @@ impl FreeRadius {
         secret: &str,
         password: &FrPassword,
     ) -> anyhow::Result<PathBuf> {
-        std::fs::create_dir_all(dir)?;
-        let raddb = dir.join("raddb");
-        let status = Command::new("cp")
-            .arg("-a")
-            .arg(system_raddb)
-            .arg(&raddb)
-            .status()
-            .context("cp")?;
-        anyhow::ensure!(status.success(), "cannot copy {}", system_raddb.display());
-        let conf_path = raddb.join("radiusd.conf");
-        let conf = std::fs::read_to_string(&conf_path)?;
-        let mut out = String::with_capacity(conf.len());
-        for line in conf.lines() {
-            let t = line.trim_start();
-            let edited = if t.starts_with("raddbdir =") {
-                format!("raddbdir = {}", raddb.display())
-            } else if t.starts_with("logdir =") {
-                format!("logdir = {}", raddb.join("log").display())
-            } else if t.starts_with("run_dir =") {
-                format!("run_dir = {}", raddb.join("run").display())
-            } else if t.starts_with("user =") || t.starts_with("group =") {
-                // Stay the invoking user: the temp folder is not freerad's.
-                format!("#{line}")
-            } else if t.starts_with("max_requests =") {
-                // Finished requests stay tracked for cleanup_delay (5 s) to catch
-                // duplicates; the default 16384 drops requests above ~3k/s, 262144 holds 50k/s.
-                "max_requests = 262144".into()
-            } else {
-                line.to_string()
-            };
-            out.push_str(&edited);
-            out.push('\n');
-        }
-        std::fs::write(&conf_path, out)?;
-        std::fs::create_dir_all(raddb.join("log"))?;
-        std::fs::create_dir_all(raddb.join("run"))?;
+        let raddb = otpd_testkit::raddb::copy_raddb(system_raddb, dir, |line| {
+            // Finished requests stay tracked for cleanup_delay (5 s) to catch duplicates;
+            // the default 16384 drops requests above ~3k/s, 262144 holds 50k/s.
+            line.trim_start()
+                .starts_with("max_requests =")
+                .then(|| "max_requests = 262144".into())
+        })?;
         for sub in ["mods-enabled", "sites-enabled"] {
             for entry in std::fs::read_dir(raddb.join(sub))? {
                 std::fs::remove_file(entry?.path())?;

@@ -13,6 +13,7 @@ pub mod oath;
 pub mod pam;
 pub mod paths;
 pub mod postgres;
+pub mod raddb;
 pub mod radius;
 pub mod radsec;
 pub mod serial;

@@ -170,11 +170,15 @@ pub struct RadsecProxy {
 }
 
 impl RadsecProxy {
+    /// radsecproxy proxying the gateway's UDP to otpd's TLS listener at `home`, with the
+    /// certificate `proxy.test` of `pki`; returns once it answers Status-Server.
     pub fn proxy_to(pki: &Pki, home: SocketAddr) -> RadsecProxy {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_udp_port();
-        let conf = format!(
-            r#"ListenUDP 127.0.0.1:{port}
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_udp_port())
+            .parse()
+            .expect("addr");
+        let mut p = RadsecProxy::start(addr, |log| {
+            format!(
+                r#"ListenUDP {addr}
 LogLevel 4
 LogDestination file://{log}
 tls otpd {{
@@ -198,12 +202,23 @@ realm * {{
     server otpd
 }}
 "#,
-            log = dir.path().join("radsecproxy.log").display(),
-            ca = pki.path("ca.pem").display(),
-            cert = pki.path("proxy.test-ca.pem").display(),
-            key = pki.path("proxy.test-ca.key").display(),
-            home_port = home.port(),
-        );
+                log = log.display(),
+                ca = pki.path("ca.pem").display(),
+                cert = pki.path("proxy.test-ca.pem").display(),
+                key = pki.path("proxy.test-ca.key").display(),
+                home_port = home.port(),
+            )
+        });
+        p.wait_for_status_server();
+        p
+    }
+
+    /// Starts radsecproxy on the configuration `conf` makes (given the log file it is to
+    /// name in `LogDestination`), listening on `addr` as that configuration says; does not
+    /// wait for it.
+    pub fn start(addr: SocketAddr, conf: impl FnOnce(&Path) -> String) -> RadsecProxy {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conf = conf(&dir.path().join("radsecproxy.log"));
         let conf_path = dir.path().join("radsecproxy.conf");
         std::fs::write(&conf_path, conf).expect("write radsecproxy.conf");
         let out = std::fs::File::create(dir.path().join("stderr.log")).expect("log");
@@ -218,17 +233,24 @@ realm * {{
             .stderr(out)
             .spawn()
             .expect("start radsecproxy (Debian package radsecproxy)");
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-        let mut p = RadsecProxy {
+        RadsecProxy {
             dir,
             addr,
             child: Some(child),
-        };
-        let dir = p.dir.path().to_owned();
-        wait_for_status_server("radsecproxy", addr, GATEWAY_SECRET, &mut p.child, || {
-            log_in(&dir)
-        });
-        p
+        }
+    }
+
+    /// Waits until it answers Status-Server (30 s at most); panics with its log if it
+    /// exits first.
+    pub fn wait_for_status_server(&mut self) {
+        let dir = self.dir.path().to_owned();
+        wait_for_status_server(
+            "radsecproxy",
+            self.addr,
+            GATEWAY_SECRET,
+            &mut self.child,
+            || log_in(&dir),
+        );
     }
 
     pub fn log(&self) -> String {

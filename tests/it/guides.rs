@@ -12,11 +12,12 @@ use otpd_testkit::daemon::{free_tcp_port, free_udp_port, wait_until, Otpd, RADIU
 use otpd_testkit::freeradius::GATEWAY_SECRET;
 use otpd_testkit::oath::oathtool;
 use otpd_testkit::pam::{PamStack, PASSWORD_PROMPT, SUCCESS};
+use otpd_testkit::raddb::copy_raddb;
 use otpd_testkit::radius::{
-    wait_for_status_server, Client, Ma, Request, ACCESS_ACCEPT, ACCESS_CHALLENGE, ACCESS_REJECT,
-    ACCESS_REQUEST, STATE, STATUS_SERVER,
+    Client, Ma, Request, ACCESS_ACCEPT, ACCESS_CHALLENGE, ACCESS_REJECT, ACCESS_REQUEST, STATE,
+    STATUS_SERVER,
 };
-use otpd_testkit::radsec::Pki;
+use otpd_testkit::radsec::{Pki, RadsecProxy};
 use otpd_testkit::token::activate;
 
 /// otpd's challenge text (daemon/src/access.rs).
@@ -137,19 +138,11 @@ fn the_readme_pam_service_logs_in_with_the_bilingual_prompts() {
 
 /// radsecproxy running `packaging/radsecproxy-otpd.conf` as shipped, with this test's
 /// addresses, certificates and secret put in place of the example's; stopped on drop.
-struct ShippedRadsecproxy {
-    dir: tempfile::TempDir,
-    addr: SocketAddr,
-    child: Option<Child>,
-}
-
-impl ShippedRadsecproxy {
-    fn start(pki: &Pki, home: SocketAddr) -> ShippedRadsecproxy {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_udp_port())
-            .parse()
-            .expect("addr");
-        let log = dir.path().join("radsecproxy.log");
+fn shipped_radsecproxy(pki: &Pki, home: SocketAddr) -> RadsecProxy {
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_udp_port())
+        .parse()
+        .expect("addr");
+    RadsecProxy::start(addr, |log| {
         let swaps = [
             ("ListenUDP ", format!("ListenUDP {addr}")),
             (
@@ -178,41 +171,8 @@ impl ShippedRadsecproxy {
             ("host otpd.bank.example", format!("host {}", home.ip())),
             ("port 2083", format!("port {}", home.port())),
         ];
-        let conf = substitute(&repo_file("packaging/radsecproxy-otpd.conf"), &swaps);
-        let path = dir.path().join("radsecproxy.conf");
-        std::fs::write(&path, conf).expect("write radsecproxy.conf");
-        let out = std::fs::File::create(dir.path().join("stderr.log")).expect("log");
-        let child = Command::new("radsecproxy")
-            .arg("-f")
-            .arg("-c")
-            .arg(&path)
-            .arg("-i")
-            .arg(dir.path().join("radsecproxy.pid"))
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("log"))
-            .stderr(out)
-            .spawn()
-            .expect("start radsecproxy (Debian package radsecproxy)");
-        ShippedRadsecproxy {
-            dir,
-            addr,
-            child: Some(child),
-        }
-    }
-
-    fn log(&self) -> String {
-        let read = |n: &str| std::fs::read_to_string(self.dir.path().join(n)).unwrap_or_default();
-        format!("{}{}", read("stderr.log"), read("radsecproxy.log"))
-    }
-}
-
-impl Drop for ShippedRadsecproxy {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
+        substitute(&repo_file("packaging/radsecproxy-otpd.conf"), &swaps)
+    })
 }
 
 /// `text` with each line that starts (after its indent) with a swap's key replaced by the
@@ -253,14 +213,8 @@ fn the_shipped_radsecproxy_example_carries_a_challenge_round_trip_to_otpd() {
     // otpd's certificate names 127.0.0.1 (IP subjectAltName): radsecproxy's `host`.
     let (d, tls) = radsec_otpd(&pki, "otpd.test-ca");
     let secret = activate(&d, "taro", "login-pw");
-    let mut proxy = ShippedRadsecproxy::start(&pki, tls);
-    let dir = proxy.dir.path().to_owned();
-    let log = move || {
-        let read = |n: &str| std::fs::read_to_string(dir.join(n)).unwrap_or_default();
-        format!("{}{}", read("stderr.log"), read("radsecproxy.log"))
-    };
-    let addr = proxy.addr;
-    wait_for_status_server("radsecproxy", addr, GATEWAY_SECRET, &mut proxy.child, log);
+    let mut proxy = shipped_radsecproxy(&pki, tls);
+    proxy.wait_for_status_server();
     let c = Client::new(proxy.addr, GATEWAY_SECRET);
     let r = c.login(1, "taro", "login-pw");
     assert_eq!(r.code, ACCESS_CHALLENGE, "{}\n{}", r.message(), proxy.log());
@@ -289,7 +243,7 @@ fn radsecproxy_refuses_an_otpd_certificate_that_names_another_host() {
     // subjectAltName DNS:elsewhere.test only: not radsecproxy's host 127.0.0.1.
     let (d, tls) = radsec_otpd(&pki, "cn-only-ca");
     d.ctl_ok(&["user", "add", "taro", "--password-stdin"], "login-pw\n");
-    let proxy = ShippedRadsecproxy::start(&pki, tls);
+    let proxy = shipped_radsecproxy(&pki, tls);
     let c = Client::new(proxy.addr, GATEWAY_SECRET);
     let refused = wait_until(
         "radsecproxy to refuse otpd's certificate",
@@ -347,16 +301,8 @@ impl DebianFreeRadius {
     /// the address the gateway sends from.
     fn start(guide: &str, proxy_blocks: &str, gateway: &str) -> DebianFreeRadius {
         let dir = tempfile::tempdir().expect("tempdir");
-        let raddb = dir.path().join("raddb");
-        let copied = Command::new("cp")
-            .args(["-a", "/etc/freeradius/3.0"])
-            .arg(&raddb)
-            .status()
-            .expect("cp (Debian package freeradius)");
-        assert!(copied.success(), "copy /etc/freeradius/3.0");
-        for sub in ["log", "run"] {
-            std::fs::create_dir_all(raddb.join(sub)).expect("mkdir");
-        }
+        let raddb = copy_raddb(Path::new("/etc/freeradius/3.0"), dir.path(), |_| None)
+            .expect("copy /etc/freeradius/3.0");
         let edit = |file: &str, f: &dyn Fn(&str) -> String| {
             let path = raddb.join(file);
             let text = std::fs::read_to_string(&path).expect(file);
@@ -365,20 +311,6 @@ impl DebianFreeRadius {
             let _ = std::fs::remove_file(&path);
             std::fs::write(&path, text).expect(file);
         };
-        edit("radiusd.conf", &|l| {
-            let t = l.trim_start();
-            if t.starts_with("raddbdir =") {
-                format!("raddbdir = {}", raddb.display())
-            } else if t.starts_with("logdir =") {
-                format!("logdir = {}", raddb.join("log").display())
-            } else if t.starts_with("run_dir =") {
-                format!("run_dir = {}", raddb.join("run").display())
-            } else if t.starts_with("user =") || t.starts_with("group =") {
-                format!("#{l}")
-            } else {
-                l.to_string()
-            }
-        });
         let auth_port = free_udp_port();
         let first_port = std::cell::Cell::new(true);
         // Step 3, as the first lines inside `authorize {`.
