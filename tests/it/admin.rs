@@ -284,9 +284,32 @@ fn audit_lines_go_to_syslog_without_secrets() {
 fn a_missing_syslog_socket_is_one_warning() {
     let d = Otpd::start("[log]\nsyslog = true\nsyslog_socket = \"/nonexistent/dev-log\"\n");
     d.ctl_ok(&["user", "add", "taro", "--password-stdin"], "pw\n");
-    let err = d.stderr();
+    // The syslog thread says it once, when the first audit line finds no socket.
+    otpd_testkit::daemon::wait_until(
+        "the syslog warning",
+        std::time::Duration::from_secs(10),
+        || {
+            let err = d.stderr();
+            err.contains("syslog socket /nonexistent/dev-log unavailable")
+                .then_some(())
+        },
+    );
+    d.ctl_ok(&["user", "add", "jiro", "--password-stdin"], "pw\n");
+    let err = wait_until_audit(&d, "user=jiro");
     assert_eq!(err.matches("syslog socket").count(), 1, "{err}");
     assert!(err.contains("audit admin=\"user add\""), "{err}");
+}
+
+/// stderr once it holds the audit line naming `what`.
+fn wait_until_audit(d: &Otpd, what: &str) -> String {
+    otpd_testkit::daemon::wait_until(
+        "the second audit line",
+        std::time::Duration::from_secs(10),
+        || {
+            let err = d.stderr();
+            err.contains(what).then_some(err)
+        },
+    )
 }
 
 /// `otpd --restore BACKUP` on the test daemon's config.

@@ -32,6 +32,16 @@ pub enum SyslogTarget {
     Tcp(String),
 }
 
+impl std::fmt::Display for SyslogTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SyslogTarget::Local(path) => write!(f, "syslog socket {}", path.display()),
+            SyslogTarget::Udp(addr) => write!(f, "syslog server udp://{addr}"),
+            SyslogTarget::Tcp(addr) => write!(f, "syslog server tcp://{addr}"),
+        }
+    }
+}
+
 impl SyslogTarget {
     /// `[log] syslog_server`: `udp://HOST:PORT` or `tcp://HOST:PORT`.
     pub fn server(url: &str) -> Result<SyslogTarget, String> {
@@ -158,7 +168,7 @@ fn run(target: SyslogTarget, rx: Receiver<Vec<u8>>, dropped: Arc<AtomicU64>) {
                         let lost = dropped.swap(0, Ordering::Relaxed);
                         super::out::write_stderr(
                             format!(
-                                "otpd[{}]: warn: syslog {target:?} reached again; {lost} audit lines were dropped meanwhile\n",
+                                "otpd[{}]: warn: {target} reached again; {lost} audit lines were dropped meanwhile\n",
                                 pid()
                             )
                             .as_bytes(),
@@ -173,7 +183,7 @@ fn run(target: SyslogTarget, rx: Receiver<Vec<u8>>, dropped: Arc<AtomicU64>) {
                     if !warned {
                         super::out::write_stderr(
                             format!(
-                                "otpd[{}]: warn: syslog {target:?} unavailable ({e}); audit lines wait (at most {QUEUE}) and it is tried again\n",
+                                "otpd[{}]: warn: {target} unavailable ({e}); audit lines wait (at most {QUEUE}) and it is tried again\n",
                                 pid()
                             )
                             .as_bytes(),
